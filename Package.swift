@@ -1,0 +1,53 @@
+// swift-tools-version:6.2
+import PackageDescription
+
+let package = Package(
+    name: "TracedKafka",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "TracedKafka", targets: ["TracedKafka"]),
+        .library(name: "TracedKafkaTesting", targets: ["TracedKafkaTesting"]),
+        .executable(name: "local-kafka", targets: ["local-kafka"]),
+        .executable(name: "tracedkafka-demo", targets: ["tracedkafka-demo"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CRdKafka",
+            pkgConfig: "rdkafka",
+            providers: [.apt(["librdkafka-dev"])]
+        ),
+        .target(
+            name: "TracedKafka",
+            dependencies: [
+                "CRdKafka",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .target(
+            name: "TracedKafkaTesting",
+            dependencies: ["TracedKafka", "CRdKafka"]
+        ),
+        .executableTarget(
+            name: "local-kafka",
+            dependencies: ["TracedKafkaTesting"]
+        ),
+        .executableTarget(
+            name: "tracedkafka-demo",
+            dependencies: ["TracedKafka", "TracedKafkaTesting"]
+        ),
+        .testTarget(
+            name: "TracedKafkaTests",
+            dependencies: [
+                "TracedKafka",
+                "TracedKafkaTesting",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

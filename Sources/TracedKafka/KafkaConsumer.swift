@@ -1,0 +1,272 @@
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// Reads records from Kafka topics as a member of a consumer group.
+///
+/// Iterate ``messages`` in one task; put the consumer into a `ServiceGroup` (or call ``run()``) in another. On
+/// graceful shutdown the sequence ends, the message being handled is allowed to finish (up to
+/// ``KafkaConsumerConfiguration/shutdownTimeout``), what was handled is committed, and the consumer leaves its
+/// group cleanly.
+///
+/// ```swift
+/// let consumer = try KafkaConsumer(configuration: .init(
+///     bootstrapServers: ["localhost:9092"], groupID: "billing", topics: ["orders"]))
+/// try await withThrowingDiscardingTaskGroup { group in
+///     group.addTask { try await consumer.run() }
+///     for try await message in consumer.messages {
+///         print(message.valueString ?? "<tombstone>")
+///     }
+/// }
+/// ```
+public final class KafkaConsumer: Service, Sendable {
+    private let backend: any KafkaConsumerBackend
+    private let configuration: KafkaConsumerConfiguration
+    private let buffer: ConsumerMessageBuffer
+    private let lifecycle = Mutex(ClientLifecycle())
+    private let iteration = Mutex(IterationState())
+
+    /// Whether fetching has begun, and whether a message is out with the handler (returned by `next()`, not yet
+    /// followed by another `next()`).
+    private struct IterationState {
+        var started = false
+        var iteratorCreated = false
+        var messageOut = false
+        var idleWaiters: [CheckedContinuation<Void, Never>] = []
+    }
+
+    /// Creates a consumer on librdkafka and subscribes it to the configured topics.
+    /// - Parameters:
+    ///   - configuration: How to connect, subscribe and commit.
+    ///   - logger: Where the consumer and librdkafka log.
+    /// - Throws: ``KafkaError/Code/noTopics`` without topics; ``KafkaError/Code/configuration`` with librdkafka's
+    ///   message for an unknown property or bad value.
+    public convenience init(
+        configuration: KafkaConsumerConfiguration,
+        logger: Logger = Logger(label: "TracedKafka.consumer")
+    ) throws {
+        try self.init(configuration: configuration, logger: logger, events: nil)
+    }
+
+    /// Creates a consumer and the sequence of its events (partition assignments and revocations, errors).
+    /// - Parameters:
+    ///   - configuration: How to connect, subscribe and commit.
+    ///   - logger: Where the consumer and librdkafka log.
+    /// - Returns: The consumer and its events, which end when the consumer has shut down.
+    /// - Throws: as ``init(configuration:logger:)``.
+    public static func makeConsumerWithEvents(
+        configuration: KafkaConsumerConfiguration,
+        logger: Logger = Logger(label: "TracedKafka.consumer")
+    ) throws -> (KafkaConsumer, AsyncStream<KafkaConsumerEvent>) {
+        let (stream, continuation) = AsyncStream.makeStream(
+            of: KafkaConsumerEvent.self,
+            bufferingPolicy: .bufferingNewest(1_000)
+        )
+        return (try KafkaConsumer(configuration: configuration, logger: logger, events: continuation), stream)
+    }
+
+    private init(
+        configuration: KafkaConsumerConfiguration,
+        logger: Logger,
+        events: AsyncStream<KafkaConsumerEvent>.Continuation?
+    ) throws {
+        let topics = configuration.topics.filter { !$0.isEmpty }
+        guard !topics.isEmpty, topics.count == configuration.topics.count else {
+            throw KafkaError(
+                code: .noTopics,
+                reason: configuration.topics.isEmpty
+                    ? "The consumer configuration names no topic to subscribe to"
+                    : "The consumer configuration names an empty topic"
+            )
+        }
+        self.configuration = configuration
+        self.buffer = ConsumerMessageBuffer(capacity: configuration.maxBufferedMessages)
+        self.backend = try RDConsumer(configuration: configuration, buffer: buffer, logger: logger, events: events)
+    }
+
+    deinit {
+        if lifecycle.withLock({ $0.acceptsWork }) {
+            let backend = self.backend
+            Task { await backend.close() }
+        }
+    }
+
+    /// The consumed messages, in order per partition. Iterate it from one task only.
+    ///
+    /// A message counts as handled when the loop asks for the next message (or the sequence ends); in commit mode
+    /// ``KafkaConsumerConfiguration/CommitMode/afterHandled(interval:)`` only handled messages are committed.
+    /// Leaving the loop with `break` leaves the last message unhandled: it is delivered again later.
+    /// The sequence ends after graceful shutdown; it throws a ``KafkaError`` on a fatal consumer error.
+    public var messages: KafkaConsumerMessages { KafkaConsumerMessages(consumer: self) }
+
+    /// Commits the position after a message and waits for the group coordinator to accept it.
+    /// - Parameter message: The message handled last in its partition.
+    /// - Throws: ``KafkaError`` with librdkafka's code when the commit fails, ``KafkaError/Code/shutDown`` after
+    ///   shutdown.
+    public func commit(_ message: KafkaConsumerMessage) async throws {
+        try await commit(offsets: [message.nextOffset])
+    }
+
+    /// Commits positions and waits for the group coordinator to accept them.
+    /// - Parameter offsets: For each partition, the offset of the next message to read.
+    /// - Throws: ``KafkaError`` with librdkafka's code when the commit fails, ``KafkaError/Code/shutDown`` after
+    ///   shutdown.
+    public func commit(offsets: [KafkaTopicPartitionOffset]) async throws {
+        try await backend.commit(offsets)
+    }
+
+    /// Stops fetching from partitions until ``resume(_:)``. Messages already buffered are still delivered.
+    /// - Parameter partitions: Partitions assigned to this consumer.
+    /// - Throws: ``KafkaError`` when librdkafka refuses, ``KafkaError/Code/shutDown`` after shutdown.
+    public func pause(_ partitions: [KafkaTopicPartition]) throws {
+        try backend.pause(partitions)
+    }
+
+    /// Resumes fetching from paused partitions.
+    /// - Parameter partitions: Partitions paused with ``pause(_:)``.
+    /// - Throws: ``KafkaError`` when librdkafka refuses, ``KafkaError/Code/shutDown`` after shutdown.
+    public func resume(_ partitions: [KafkaTopicPartition]) throws {
+        try backend.resume(partitions)
+    }
+
+    /// Fetches until graceful shutdown (or ``triggerGracefulShutdown()`` or task cancellation); then ends
+    /// ``messages``, waits for the message being handled, commits what was handled and leaves the group.
+    /// - Throws: ``KafkaError/Code/alreadyRunning`` on a second call.
+    public func run() async throws {
+        switch try lifecycle.withLock({ try $0.run() }) {
+        case .waitForShutdown:
+            startFetching()
+            await withGracefulShutdownHandler {
+                await lifecycle.waitForShutdown { [weak self] in self?.triggerGracefulShutdown() }
+            } onGracefulShutdown: { [weak self] in
+                self?.triggerGracefulShutdown()
+            }
+        case .shutDownNow:
+            break
+        }
+        await shutDown()
+    }
+
+    /// Asks the consumer to shut down: ``messages`` ends after the message being handled, ``run()`` commits and
+    /// leaves the group. Without a running ``run()``, the consumer shuts down in the background.
+    public func triggerGracefulShutdown() {
+        switch lifecycle.withLock({ $0.triggerShutdown() }) {
+        case .none, .runWillNotice: break
+        case .resume(let continuation): continuation.resume()
+        case .shutDownWithoutRun: Task { await self.shutDown() }
+        }
+    }
+
+    private func shutDown() async {
+        buffer.finish()
+        await waitUntilHandlerIdle(timeout: configuration.shutdownTimeout)
+        await backend.close()
+        lifecycle.withLock { $0.finish() }
+    }
+
+    // MARK: - Iteration
+
+    func startFetching() {
+        let start = iteration.withLock { state in
+            defer { state.started = true }
+            return !state.started
+        }
+        if start { backend.start() }
+    }
+
+    /// Called by the iterator: the previous message (if any) is handled; returns the next one.
+    func next(after handled: KafkaConsumerMessage?) async throws -> KafkaConsumerMessage? {
+        if let handled { backend.markHandled(handled) }
+        setMessageOut(false)
+        guard lifecycle.withLock({ $0.acceptsWork }) else { return nil }
+        startFetching()
+        guard let message = try await buffer.next() else { return nil }
+        setMessageOut(true)
+        return message
+    }
+
+    /// Called when an iterator is dropped: whatever it had out is no longer being handled.
+    func iteratorEnded() { setMessageOut(false) }
+
+    /// Registers the one iterator; a second one is a programming error.
+    func registerIterator() {
+        let first = iteration.withLock { state in
+            defer { state.iteratorCreated = true }
+            return !state.iteratorCreated
+        }
+        precondition(first, "KafkaConsumer.messages may be iterated only once, from one task")
+    }
+
+    private func setMessageOut(_ out: Bool) {
+        let waiters = iteration.withLock { state in
+            state.messageOut = out
+            guard !out else { return [CheckedContinuation<Void, Never>]() }
+            defer { state.idleWaiters = [] }
+            return state.idleWaiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    private func waitUntilHandlerIdle(timeout: Duration) async {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                    let idle = self.iteration.withLock { state in
+                        guard state.messageOut else { return true }
+                        state.idleWaiters.append(continuation)
+                        return false
+                    }
+                    if idle { continuation.resume() }
+                }
+            }
+            group.addTask { try? await Task.sleep(for: timeout) }
+            await group.next()
+            group.cancelAll()
+            // The sleeping child ends on cancellation; release a still-parked waiter.
+            self.setMessageOut(false)
+        }
+    }
+}
+
+/// The messages of a ``KafkaConsumer``, as an `AsyncSequence`. Iterate it once, from one task.
+public struct KafkaConsumerMessages: AsyncSequence, Sendable {
+    /// A consumed message.
+    public typealias Element = KafkaConsumerMessage
+
+    let consumer: KafkaConsumer
+
+    /// Makes the one iterator of this consumer.
+    public func makeAsyncIterator() -> AsyncIterator {
+        consumer.registerIterator()
+        return AsyncIterator(box: IteratorBox(consumer: consumer))
+    }
+
+    /// Iterates the messages; asking for the next message marks the previous one handled.
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        let box: IteratorBox
+
+        /// The next message, or `nil` after shutdown.
+        /// - Throws: ``KafkaError`` on a fatal consumer error; `CancellationError` when the task is cancelled.
+        public mutating func next() async throws -> KafkaConsumerMessage? {
+            try await box.next()
+        }
+    }
+
+    /// Tracks the message out with the handler; tells the consumer when the iterator is gone.
+    final class IteratorBox: @unchecked Sendable {
+        private let consumer: KafkaConsumer
+        // Touched only by the iterating task.
+        private var outstanding: KafkaConsumerMessage?
+
+        init(consumer: KafkaConsumer) { self.consumer = consumer }
+
+        deinit { consumer.iteratorEnded() }
+
+        func next() async throws -> KafkaConsumerMessage? {
+            let handled = outstanding
+            outstanding = nil
+            outstanding = try await consumer.next(after: handled)
+            return outstanding
+        }
+    }
+}

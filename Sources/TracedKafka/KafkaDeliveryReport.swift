@@ -1,0 +1,51 @@
+import struct Foundation.Date
+
+/// Identifies one record sent by a producer; delivery events name it.
+public struct KafkaProducerMessageID: Sendable, Hashable, CustomStringConvertible {
+    /// The number, unique within one producer, increasing in the order of sending.
+    public let rawValue: UInt64
+
+    /// Creates an identifier.
+    /// - Parameter rawValue: The number.
+    public init(rawValue: UInt64) { self.rawValue = rawValue }
+
+    /// The number as text.
+    public var description: String { String(rawValue) }
+}
+
+/// The broker's acknowledgement of a sent record: where it was stored.
+public struct KafkaDeliveryReport: Sendable, Hashable {
+    /// The record's identifier within its producer.
+    public var messageID: KafkaProducerMessageID
+    /// The topic it was stored in.
+    public var topic: String
+    /// The partition it was stored in.
+    public var partition: Int
+    /// Its offset in the partition.
+    public var offset: Int64
+    /// Its timestamp, as the broker reported it.
+    public var timestamp: Date?
+
+    /// Creates a delivery report.
+    /// - Parameters:
+    ///   - messageID: The record's identifier.
+    ///   - topic: The topic.
+    ///   - partition: The partition.
+    ///   - offset: The offset.
+    ///   - timestamp: The timestamp, if known.
+    public init(messageID: KafkaProducerMessageID, topic: String, partition: Int, offset: Int64, timestamp: Date?) {
+        self.messageID = messageID
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        self.timestamp = timestamp
+    }
+}
+
+/// What became of a record sent with ``KafkaProducer/enqueue(_:)``.
+public enum KafkaProducerEvent: Sendable {
+    /// The broker acknowledged the record.
+    case delivered(KafkaDeliveryReport)
+    /// The record could not be delivered.
+    case failed(messageID: KafkaProducerMessageID, topic: String, error: KafkaError)
+}

@@ -1,0 +1,95 @@
+import CRdKafka
+
+/// An error thrown by TracedKafka: misuse and bad input detected by the library, or a failure reported by librdkafka.
+///
+/// Match on ``code`` to decide what to do; ``reason`` is a human-readable explanation. Errors that come from
+/// librdkafka also carry its numeric error code (``rdKafkaCode``) and its symbolic name (``rdKafkaName``), so
+/// they can be looked up in librdkafka's documentation.
+public struct KafkaError: Error, Sendable, CustomStringConvertible {
+    /// The kind of a ``KafkaError``.
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        private enum Backing: String, Hashable, Sendable {
+            case configuration, invalidRecord, shutDown, alreadyRunning, noTopics, timedOut, rdKafka, cancelled
+        }
+
+        private let backing: Backing
+
+        /// A configuration property is unknown, or its value is invalid. The reason is librdkafka's own message.
+        public static let configuration = Code(backing: .configuration)
+        /// A record cannot be sent as it is, for example because its topic name is empty.
+        public static let invalidRecord = Code(backing: .invalidRecord)
+        /// The client has been shut down (or is shutting down) and takes no more work.
+        public static let shutDown = Code(backing: .shutDown)
+        /// `run()` was called a second time on the same client.
+        public static let alreadyRunning = Code(backing: .alreadyRunning)
+        /// A consumer was configured without any topic to subscribe to.
+        public static let noTopics = Code(backing: .noTopics)
+        /// An operation with a timeout did not complete in time.
+        public static let timedOut = Code(backing: .timedOut)
+        /// librdkafka or the broker reported an error; see ``KafkaError/rdKafkaCode`` and ``KafkaError/rdKafkaName``.
+        public static let rdKafka = Code(backing: .rdKafka)
+        /// The task that awaited the operation was cancelled.
+        public static let cancelled = Code(backing: .cancelled)
+
+        /// The name of the code, for logs.
+        public var description: String { backing.rawValue }
+    }
+
+    /// What went wrong, broadly.
+    public let code: Code
+    /// What went wrong, in words.
+    public let reason: String
+    /// librdkafka's `rd_kafka_resp_err_t` value, when the error comes from librdkafka or the broker.
+    public let rdKafkaCode: Int32?
+
+    /// Creates an error.
+    /// - Parameters:
+    ///   - code: The kind of error.
+    ///   - reason: A human-readable explanation.
+    ///   - rdKafkaCode: librdkafka's error code, if the error comes from librdkafka.
+    public init(code: Code, reason: String, rdKafkaCode: Int32? = nil) {
+        self.code = code
+        self.reason = reason
+        self.rdKafkaCode = rdKafkaCode
+    }
+
+    /// librdkafka's symbolic name for ``rdKafkaCode`` (for example `_MSG_TIMED_OUT` or `UNKNOWN_TOPIC_OR_PART`).
+    public var rdKafkaName: String? {
+        rdKafkaCode.map { String(cString: rd_kafka_err2name(rd_kafka_resp_err_t($0))) }
+    }
+
+    /// A one-line description: the code, librdkafka's error name where there is one, and the reason.
+    public var description: String {
+        if let name = rdKafkaName {
+            return "KafkaError.\(code) (\(name)): \(reason)"
+        }
+        return "KafkaError.\(code): \(reason)"
+    }
+}
+
+extension KafkaError {
+    /// An error for a librdkafka response code, with librdkafka's own text for it.
+    static func rdKafka(_ err: rd_kafka_resp_err_t, context: String? = nil) -> KafkaError {
+        let text = String(cString: rd_kafka_err2str(err))
+        return KafkaError(
+            code: .rdKafka,
+            reason: context.map { "\($0): \(text)" } ?? text,
+            rdKafkaCode: err.rawValue
+        )
+    }
+
+    /// Takes over an `rd_kafka_error_t` and frees it.
+    static func consuming(_ error: OpaquePointer) -> KafkaError {
+        // The error object is ours: read it, then free it (every rd_kafka_error_t must be destroyed).
+        defer { rd_kafka_error_destroy(error) }
+        return KafkaError(
+            code: .rdKafka,
+            reason: String(cString: rd_kafka_error_string(error)),
+            rdKafkaCode: rd_kafka_error_code(error).rawValue
+        )
+    }
+
+    static func shutDown(_ what: String) -> KafkaError {
+        KafkaError(code: .shutDown, reason: "\(what) has been shut down")
+    }
+}

@@ -1,0 +1,170 @@
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// Sends records to Kafka.
+///
+/// Create one per process and share it: it is thread-safe and batches records from every caller. Delivery reports
+/// are served from the moment it exists. Put it into a `ServiceGroup` (or call ``run()`` yourself): on graceful
+/// shutdown it stops taking records, delivers every queued one within
+/// ``KafkaProducerConfiguration/shutdownTimeout``, fails the rest (their senders see the error), and frees librdkafka.
+///
+/// ```swift
+/// let producer = try KafkaProducer(configuration: .init(bootstrapServers: ["localhost:9092"]))
+/// let report = try await producer.send(KafkaProducerRecord(topic: "orders", key: "42", value: "{…}"))
+/// print(report.partition, report.offset)
+/// ```
+public final class KafkaProducer: Service, Sendable {
+    private let backend: any KafkaProducerBackend
+    private let configuration: KafkaProducerConfiguration
+    private let events: AsyncStream<KafkaProducerEvent>.Continuation?
+    private let lifecycle = Mutex(ClientLifecycle())
+    private let nextMessageID = Atomic<UInt64>(0)
+
+    /// Creates a producer on librdkafka.
+    /// - Parameters:
+    ///   - configuration: How to connect and send.
+    ///   - logger: Where the producer and librdkafka log.
+    /// - Throws: ``KafkaError/Code/configuration`` with librdkafka's message for an unknown property or bad value.
+    public convenience init(
+        configuration: KafkaProducerConfiguration,
+        logger: Logger = Logger(label: "TracedKafka.producer")
+    ) throws {
+        try self.init(configuration: configuration, logger: logger, events: nil)
+    }
+
+    /// Creates a producer and the sequence of outcomes of records sent with ``enqueue(_:)``.
+    ///
+    /// Read the events: they are buffered until read.
+    /// - Parameters:
+    ///   - configuration: How to connect and send.
+    ///   - logger: Where the producer and librdkafka log.
+    /// - Returns: The producer and its events, which end when the producer has shut down.
+    /// - Throws: ``KafkaError/Code/configuration`` with librdkafka's message for an unknown property or bad value.
+    public static func makeProducerWithEvents(
+        configuration: KafkaProducerConfiguration,
+        logger: Logger = Logger(label: "TracedKafka.producer")
+    ) throws -> (KafkaProducer, AsyncStream<KafkaProducerEvent>) {
+        let (stream, continuation) = AsyncStream.makeStream(of: KafkaProducerEvent.self)
+        let producer = try KafkaProducer(configuration: configuration, logger: logger, events: continuation)
+        return (producer, stream)
+    }
+
+    private init(
+        configuration: KafkaProducerConfiguration,
+        logger: Logger,
+        events: AsyncStream<KafkaProducerEvent>.Continuation?
+    ) throws {
+        self.configuration = configuration
+        self.events = events
+        self.backend = try RDProducer(configuration: configuration, logger: logger)
+    }
+
+    deinit {
+        // Dropped without a shutdown: deliver what is queued in the background, then free librdkafka.
+        let needsClose = lifecycle.withLock { $0.acceptsWork }
+        if needsClose {
+            let backend = self.backend, timeout = configuration.shutdownTimeout, events = self.events
+            Task {
+                await backend.close(flushTimeout: timeout)
+                events?.finish()
+            }
+        }
+    }
+
+    /// Sends a record and waits until the broker has acknowledged it.
+    ///
+    /// When librdkafka's queue is full, this waits for room; it neither fails nor drops the record.
+    /// - Parameter record: The record to send.
+    /// - Returns: Where the record was stored.
+    /// - Throws: ``KafkaError`` with librdkafka's code and text when the record cannot be delivered,
+    ///   ``KafkaError/Code/invalidRecord`` for a bad record, ``KafkaError/Code/shutDown`` after shutdown.
+    @discardableResult
+    public func send(_ record: KafkaProducerRecord) async throws -> KafkaDeliveryReport {
+        let id = try admit(record)
+        let promise = DeliveryPromise()
+        let onDelivery: DeliveryHandler = { result in promise.fulfil(result) }
+        try await backend.produce(record, id: id, onDelivery: onDelivery)
+        return try await promise.value
+    }
+
+    /// Sends a record without waiting for the broker; its outcome arrives on the events sequence of
+    /// ``makeProducerWithEvents(configuration:logger:)`` (and nowhere, for a producer made without one).
+    ///
+    /// When librdkafka's queue is full, this waits for room; it neither fails nor drops the record.
+    /// - Parameter record: The record to send.
+    /// - Returns: The identifier its event will carry.
+    /// - Throws: ``KafkaError/Code/invalidRecord`` for a bad record, ``KafkaError/Code/shutDown`` after shutdown,
+    ///   or librdkafka's error when it refuses the record at once.
+    @discardableResult
+    public func enqueue(_ record: KafkaProducerRecord) async throws -> KafkaProducerMessageID {
+        let id = try admit(record)
+        try await backend.produce(record, id: id, onDelivery: events.map { Self.eventHandler($0, id: id, topic: record.topic) })
+        return id
+    }
+
+    private static func eventHandler(
+        _ events: AsyncStream<KafkaProducerEvent>.Continuation,
+        id: KafkaProducerMessageID,
+        topic: String
+    ) -> DeliveryHandler {
+        { result in
+            switch result {
+            case .success(let report): events.yield(.delivered(report))
+            case .failure(let error): events.yield(.failed(messageID: id, topic: topic, error: error))
+            }
+        }
+    }
+
+    /// Waits until every record sent so far has been acknowledged or has failed.
+    /// - Parameter timeout: How long to wait at most.
+    /// - Throws: ``KafkaError/Code/timedOut`` when records are still outstanding, ``KafkaError/Code/shutDown``
+    ///   after shutdown.
+    public func flush(timeout: Duration = .seconds(30)) async throws {
+        try await backend.flush(timeout: timeout)
+    }
+
+    /// Runs until graceful shutdown (or until ``triggerGracefulShutdown()`` or task cancellation), then delivers
+    /// what is queued within the configured shutdown timeout, fails the rest and frees librdkafka.
+    /// - Throws: ``KafkaError/Code/alreadyRunning`` on a second call.
+    public func run() async throws {
+        switch try lifecycle.withLock({ try $0.run() }) {
+        case .waitForShutdown:
+            await withGracefulShutdownHandler {
+                await lifecycle.waitForShutdown { [weak self] in self?.triggerGracefulShutdown() }
+            } onGracefulShutdown: { [weak self] in
+                self?.triggerGracefulShutdown()
+            }
+        case .shutDownNow:
+            break
+        }
+        await shutDown()
+    }
+
+    /// Asks the producer to shut down: new sends fail with ``KafkaError/Code/shutDown``, ``run()`` delivers what is
+    /// queued and returns. Without a running ``run()``, the producer shuts down in the background.
+    public func triggerGracefulShutdown() {
+        switch lifecycle.withLock({ $0.triggerShutdown() }) {
+        case .none, .runWillNotice: break
+        case .resume(let continuation): continuation.resume()
+        case .shutDownWithoutRun: Task { await self.shutDown() }
+        }
+    }
+
+    private func shutDown() async {
+        await backend.close(flushTimeout: configuration.shutdownTimeout)
+        lifecycle.withLock { $0.finish() }
+        events?.finish()
+    }
+
+    private func admit(_ record: KafkaProducerRecord) throws -> KafkaProducerMessageID {
+        guard !record.topic.isEmpty else {
+            throw KafkaError(code: .invalidRecord, reason: "The record's topic name is empty")
+        }
+        if let partition = record.partition, partition < 0 || partition > Int(Int32.max) {
+            throw KafkaError(code: .invalidRecord, reason: "Partition \(partition) is out of range")
+        }
+        guard lifecycle.withLock({ $0.acceptsWork }) else { throw KafkaError.shutDown("The producer") }
+        return KafkaProducerMessageID(rawValue: nextMessageID.add(1, ordering: .relaxed).newValue)
+    }
+}

@@ -1,0 +1,104 @@
+import Logging
+
+/// How a ``KafkaProducer`` connects and sends.
+///
+/// The typed fields cover what most services set. Anything else librdkafka understands (SASL, TLS, retries,
+/// batching…) goes into ``properties`` under librdkafka's own names
+/// (see librdkafka's CONFIGURATION.md); a raw property wins over a typed field that maps to the same name.
+public struct KafkaProducerConfiguration: Sendable {
+    /// How many acknowledgements the leader waits for before it answers a produce request.
+    public enum Acks: String, Sendable {
+        /// No acknowledgement (`acks=0`): fastest, records may be lost silently.
+        case none = "0"
+        /// The leader's acknowledgement only (`acks=1`).
+        case leader = "1"
+        /// Every in-sync replica's acknowledgement (`acks=all`), the default.
+        case all = "all"
+    }
+
+    /// The compression codec for record batches.
+    public enum Compression: String, Sendable {
+        /// No compression.
+        case none
+        /// gzip.
+        case gzip
+        /// Snappy.
+        case snappy
+        /// LZ4.
+        case lz4
+        /// Zstandard.
+        case zstd
+    }
+
+    /// The brokers to bootstrap from, as `host:port` strings.
+    public var bootstrapServers: [String]
+    /// The client id reported to the brokers (`client.id`), if set.
+    public var clientID: String?
+    /// Acknowledgements to wait for (`acks`).
+    public var acks: Acks
+    /// Idempotent delivery (`enable.idempotence`): no duplicates and per-partition order across retries.
+    public var idempotence: Bool
+    /// How long to wait for more records before sending a batch (`linger.ms`); `nil` keeps librdkafka's default.
+    public var linger: Duration?
+    /// The compression codec (`compression.codec`); `nil` keeps librdkafka's default.
+    public var compression: Compression?
+    /// How long graceful shutdown waits for queued records to be delivered before it fails the rest.
+    public var shutdownTimeout: Duration
+    /// Raw librdkafka properties, applied after the typed fields. An unknown name or invalid value makes
+    /// ``KafkaProducer/init(configuration:logger:)`` throw with librdkafka's message.
+    public var properties: [String: String]
+
+    /// Creates a configuration.
+    /// - Parameters:
+    ///   - bootstrapServers: The brokers to bootstrap from, as `host:port`.
+    ///   - clientID: The client id, if any.
+    ///   - acks: Acknowledgements to wait for.
+    ///   - idempotence: Whether delivery is idempotent.
+    ///   - linger: Batching delay, or `nil` for librdkafka's default.
+    ///   - compression: Compression codec, or `nil` for librdkafka's default.
+    ///   - shutdownTimeout: How long shutdown waits for delivery of queued records.
+    ///   - properties: Raw librdkafka properties.
+    public init(
+        bootstrapServers: [String],
+        clientID: String? = nil,
+        acks: Acks = .all,
+        idempotence: Bool = false,
+        linger: Duration? = nil,
+        compression: Compression? = nil,
+        shutdownTimeout: Duration = .seconds(30),
+        properties: [String: String] = [:]
+    ) {
+        self.bootstrapServers = bootstrapServers
+        self.clientID = clientID
+        self.acks = acks
+        self.idempotence = idempotence
+        self.linger = linger
+        self.compression = compression
+        self.shutdownTimeout = shutdownTimeout
+        self.properties = properties
+    }
+
+    /// The librdkafka properties this configuration stands for, raw properties last.
+    var rdKafkaProperties: [(String, String)] {
+        var result: [(String, String)] = [
+            ("bootstrap.servers", bootstrapServers.joined(separator: ",")),
+            ("acks", acks.rawValue),
+            ("enable.idempotence", idempotence ? "true" : "false"),
+            // The Java client's partitioner, so a key lands on the same partition whichever language sends it.
+            ("partitioner", "murmur2_random"),
+        ]
+        if let clientID { result.append(("client.id", clientID)) }
+        if let linger { result.append(("linger.ms", String(linger.milliseconds))) }
+        if let compression { result.append(("compression.codec", compression.rawValue)) }
+        result.append(contentsOf: properties.sorted { $0.key < $1.key })
+        return result
+    }
+}
+
+extension Duration {
+    /// The duration in whole milliseconds, rounded down, never negative.
+    var milliseconds: Int64 {
+        let (seconds, attoseconds) = components
+        return max(0, seconds * 1000 + attoseconds / 1_000_000_000_000_000)
+    }
+}

@@ -1,0 +1,226 @@
+import CRdKafka
+import Foundation
+import Logging
+import Synchronization
+
+/// The librdkafka producer backend.
+///
+/// A dedicated poll thread serves delivery reports as soon as librdkafka has them (`rd_kafka_poll` wakes on the
+/// event; its timeout only bounds shutdown). Each record carries a retained ``RDDeliveryTicket`` as its
+/// msg_opaque; the delivery callback takes it back, so every ticket is released exactly once.
+final class RDProducer: KafkaProducerBackend, @unchecked Sendable {
+    private let client: RDClient
+    private let space = RDQueueSpace()
+    private let pollThread: RDPollThread
+
+    init(configuration: KafkaProducerConfiguration, logger: Logger) throws {
+        let client = try RDClient(
+            type: RD_KAFKA_PRODUCER,
+            properties: configuration.rdKafkaProperties,
+            callbacks: RDCallbacks(logger: logger)
+        ) { conf in
+            rd_kafka_conf_set_dr_msg_cb(conf, rdDeliveryReportCallback)
+        }
+        let space = self.space
+        self.client = client
+        self.pollThread = RDPollThread(name: "TracedKafka.producer.poll") { thread in
+            while !thread.shouldStop {
+                if rd_kafka_poll(client.handle, 100) > 0 { space.wake() }
+            }
+        }
+    }
+
+    func produce(_ record: KafkaProducerRecord, id: KafkaProducerMessageID, onDelivery: DeliveryHandler?) async throws {
+        let ticket = onDelivery.map { RDDeliveryTicket(id: id, handler: $0) }
+        while true {
+            let generation = space.generation
+            let err = try client.withOpenHandle("The producer") { handle in
+                RDProducer.enqueue(record, ticket: ticket, on: handle)
+            }
+            switch err {
+            case RD_KAFKA_RESP_ERR_NO_ERROR:
+                return
+            case RD_KAFKA_RESP_ERR__QUEUE_FULL:
+                // Back-pressure: wait for the poll thread to serve delivery reports, then try again.
+                await space.wait(after: generation, unlessClosed: client)
+            default:
+                throw KafkaError.rdKafka(err, context: "Could not send to topic '\(record.topic)'")
+            }
+        }
+    }
+
+    /// One `rd_kafka_produceva` call. Returns librdkafka's error code; on any error nothing is kept by librdkafka
+    /// (headers and the ticket's retain are released here).
+    private static func enqueue(
+        _ record: KafkaProducerRecord,
+        ticket: RDDeliveryTicket?,
+        on handle: OpaquePointer
+    ) -> rd_kafka_resp_err_t {
+        let headers = record.headers.isEmpty ? nil : makeHeaders(record.headers)
+        let opaque = ticket.map { Unmanaged.passRetained($0).toOpaque() }
+        let err: rd_kafka_resp_err_t = record.topic.withCString { topic in
+            withOptionalBytes(record.key) { key, keyCount in
+                withOptionalBytes(record.value) { value, valueCount in
+                    var args = [rd_kafka_vu_t](repeating: rd_kafka_vu_t(), count: 8)
+                    var count = 0
+                    func add(_ type: rd_kafka_vtype_t, _ set: (inout rd_kafka_vu_t) -> Void) {
+                        args[count].vtype = type
+                        set(&args[count])
+                        count += 1
+                    }
+                    add(RD_KAFKA_VTYPE_TOPIC) { $0.u.cstr = topic }
+                    add(RD_KAFKA_VTYPE_MSGFLAGS) { $0.u.i = RD_KAFKA_MSG_F_COPY }
+                    add(RD_KAFKA_VTYPE_PARTITION) { $0.u.i32 = record.partition.map(Int32.init) ?? rdPartitionUnassigned }
+                    if let value { add(RD_KAFKA_VTYPE_VALUE) { $0.u.mem.ptr = UnsafeMutableRawPointer(mutating: value); $0.u.mem.size = valueCount } }
+                    if let key { add(RD_KAFKA_VTYPE_KEY) { $0.u.mem.ptr = UnsafeMutableRawPointer(mutating: key); $0.u.mem.size = keyCount } }
+                    if let headers { add(RD_KAFKA_VTYPE_HEADERS) { $0.u.headers = headers } }
+                    if let opaque { add(RD_KAFKA_VTYPE_OPAQUE) { $0.u.ptr = opaque } }
+                    if let timestamp = record.timestamp {
+                        add(RD_KAFKA_VTYPE_TIMESTAMP) { $0.u.i64 = Int64((timestamp.timeIntervalSince1970 * 1000).rounded()) }
+                    }
+                    guard let error = rd_kafka_produceva(handle, args, count) else { return RD_KAFKA_RESP_ERR_NO_ERROR }
+                    // Refused: the headers and the ticket's retain are still ours.
+                    let code = rd_kafka_error_code(error)
+                    rd_kafka_error_destroy(error)
+                    return code
+                }
+            }
+        }
+        if err != RD_KAFKA_RESP_ERR_NO_ERROR {
+            if let headers { rd_kafka_headers_destroy(headers) }
+            if let opaque { Unmanaged<RDDeliveryTicket>.fromOpaque(opaque).release() }
+        }
+        return err
+    }
+
+    private static func makeHeaders(_ headers: KafkaHeaders) -> OpaquePointer {
+        let list = rd_kafka_headers_new(headers.count)!
+        for header in headers {
+            withOptionalBytes(header.value) { value, count in
+                _ = rd_kafka_header_add(list, header.key, -1, value, count)
+            }
+        }
+        return list
+    }
+
+    func flush(timeout: Duration) async throws {
+        let err = try await client.blocking("The producer") { handle in
+            rd_kafka_flush(handle, Int32(clamping: timeout.milliseconds))
+        }
+        guard err == RD_KAFKA_RESP_ERR_NO_ERROR else {
+            throw KafkaError(
+                code: .timedOut,
+                reason: "\(rd_kafka_outq_len(client.handle)) records still outstanding after flushing for \(timeout)",
+                rdKafkaCode: err.rawValue
+            )
+        }
+    }
+
+    func close(flushTimeout: Duration) async {
+        let pollThread = self.pollThread, space = self.space
+        await client.close { handle in
+            // New sends already fail (the client is closed). Deliver what is queued, then fail what is left:
+            // purged records get a delivery report with an error, so no awaiting caller is left hanging.
+            rd_kafka_flush(handle, Int32(clamping: flushTimeout.milliseconds))
+            rd_kafka_purge(handle, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT)
+            pollThread.stopAndJoin()
+            while rd_kafka_outq_len(handle) > 0, rd_kafka_poll(handle, 100) > 0 {}
+            rd_kafka_poll(handle, 0)
+            space.wake()
+        }
+    }
+}
+
+/// Back-pressure for a full librdkafka queue: senders park here until the poll thread has served events.
+final class RDQueueSpace: Sendable {
+    private struct State {
+        /// Bumped every time the poll thread serves events, i.e. whenever the queue may have room again.
+        var generation: UInt64 = 0
+        var waiters: [CheckedContinuation<Void, Never>] = []
+    }
+
+    private let state = Mutex(State())
+
+    /// Read before an attempt to enqueue; passed to ``wait(after:unlessClosed:)`` when the attempt finds no room.
+    var generation: UInt64 { state.withLock { $0.generation } }
+
+    /// Wakes every parked sender.
+    func wake() {
+        let waiters = state.withLock { state in
+            state.generation &+= 1
+            defer { state.waiters = [] }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    /// Parks until the next ``wake()``; returns at once if events were served since `generation` was read (there
+    /// may already be room) or the client is closing.
+    func wait(after generation: UInt64, unlessClosed client: RDClient) async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let resumeNow = state.withLock { state in
+                guard state.generation == generation, !client.isClosed else { return true }
+                state.waiters.append(continuation)
+                return false
+            }
+            if resumeNow { continuation.resume() }
+        }
+    }
+}
+
+/// librdkafka's "unassigned partition": let the partitioner choose.
+let rdPartitionUnassigned: Int32 = -1
+
+/// What a sent record carries to its delivery report.
+final class RDDeliveryTicket: Sendable {
+    let id: KafkaProducerMessageID
+    let handler: DeliveryHandler
+
+    init(id: KafkaProducerMessageID, handler: @escaping DeliveryHandler) {
+        self.id = id
+        self.handler = handler
+    }
+}
+
+/// Called on the poll thread (or the closing thread) once per record.
+private let rdDeliveryReportCallback: @convention(c) (OpaquePointer?, UnsafePointer<rd_kafka_message_t>?, UnsafeMutableRawPointer?) -> Void = {
+    _, message, _ in
+    guard let message, let opaque = message.pointee._private else { return }
+    // Balances the passRetained in enqueue: each ticket is taken back exactly once.
+    let ticket = Unmanaged<RDDeliveryTicket>.fromOpaque(opaque).takeRetainedValue()
+    let topic = message.pointee.rkt.map { String(cString: rd_kafka_topic_name($0)) } ?? ""
+    let err = message.pointee.err
+    guard err == RD_KAFKA_RESP_ERR_NO_ERROR else {
+        ticket.handler(.failure(KafkaError.rdKafka(err, context: "Delivery to topic '\(topic)' failed")))
+        return
+    }
+    ticket.handler(
+        .success(
+            KafkaDeliveryReport(
+                messageID: ticket.id,
+                topic: topic,
+                partition: Int(message.pointee.partition),
+                offset: message.pointee.offset,
+                timestamp: rdTimestamp(message)
+            )
+        )
+    )
+}
+
+/// A message's timestamp, if it has one.
+func rdTimestamp(_ message: UnsafePointer<rd_kafka_message_t>) -> Date? {
+    var type = RD_KAFKA_TIMESTAMP_NOT_AVAILABLE
+    let milliseconds = rd_kafka_message_timestamp(message, &type)
+    guard type != RD_KAFKA_TIMESTAMP_NOT_AVAILABLE, milliseconds >= 0 else { return nil }
+    return Date(timeIntervalSince1970: Double(milliseconds) / 1000)
+}
+
+/// A pointer and count for optional bytes: `nil` for `nil`, a non-null pointer for an empty array (Kafka tells
+/// an empty value from a null one by the pointer).
+func withOptionalBytes<R>(_ bytes: [UInt8]?, _ body: (UnsafeRawPointer?, Int) -> R) -> R {
+    guard let bytes else { return body(nil, 0) }
+    if bytes.isEmpty {
+        return withUnsafeBytes(of: UInt8(0)) { body($0.baseAddress, 0) }
+    }
+    return bytes.withUnsafeBytes { body($0.baseAddress, $0.count) }
+}

@@ -1,0 +1,99 @@
+import Foundation
+import Testing
+import TracedKafka
+import TracedKafkaTesting
+
+@Suite("Produce and consume round trip on the embedded broker")
+struct RoundTripTests {
+    let cluster = SharedCluster.cluster
+
+    @Test("Keys, values, headers (order, repeats, nil values), tombstones and explicit partitions survive the trip")
+    func roundTrip() async throws {
+        let topic = uniqueName("roundtrip")
+        try cluster.createTopic(topic, partitions: 3)
+        let headers: KafkaHeaders = [
+            KafkaHeader(key: "b", value: "first"),
+            KafkaHeader(key: "a", value: [0, 255, 1]),
+            KafkaHeader(key: "b", value: "second"),
+            KafkaHeader(key: "empty", value: [UInt8]()),
+            KafkaHeader(key: "none", value: nil as [UInt8]?),
+        ]
+        let stamp = Date(timeIntervalSince1970: 1_700_000_000.123)
+        let records = [
+            KafkaProducerRecord(topic: topic, key: "k1", value: "hello", headers: headers, partition: 2, timestamp: stamp),
+            KafkaProducerRecord(topic: topic, key: "k2", value: nil as String?, partition: 2),
+            KafkaProducerRecord(topic: topic, key: nil as [UInt8]?, value: [UInt8](), partition: 2),
+            KafkaProducerRecord(topic: topic, key: [0xde, 0xad], value: Array(repeating: 7, count: 100_000), partition: 2),
+        ]
+        let producer = try KafkaProducer(configuration: producerConfiguration(cluster))
+        let reports = try await withRunning(producer) { producer in
+            var reports: [KafkaDeliveryReport] = []
+            for record in records { reports.append(try await producer.send(record)) }
+            return reports
+        }
+        #expect(reports.map(\.partition) == [2, 2, 2, 2])
+        #expect(reports.map(\.offset) == [0, 1, 2, 3])
+        #expect(reports.allSatisfy { $0.topic == topic })
+
+        let consumer = try KafkaConsumer(configuration: consumerConfiguration(cluster, group: uniqueName("g"), topics: [topic]))
+        let messages = try await consume(consumer, count: records.count)
+        #expect(messages.map(\.offset) == [0, 1, 2, 3])
+        for (message, record) in zip(messages, records) {
+            #expect(message.topic == topic)
+            #expect(message.partition == 2)
+            #expect(message.key == record.key)
+            #expect(message.value == record.value)
+            #expect(message.headers == record.headers)
+        }
+        #expect(messages[0].headers.values(forKey: "b") == [Array("first".utf8), Array("second".utf8)])
+        #expect(messages[0].headers.lastValue(forKey: "none") == nil)
+        #expect(messages[0].timestamp == Date(timeIntervalSince1970: 1_700_000_000.123))
+        #expect(messages[1].isTombstone)
+        #expect(messages[2].value == [] && !messages[2].isTombstone)
+        #expect(messages[2].key == nil)
+    }
+
+    @Test("Records with the same key land on the same partition")
+    func sameKeySamePartition() async throws {
+        let topic = uniqueName("keys")
+        try cluster.createTopic(topic, partitions: 6)
+        let producer = try KafkaProducer(configuration: producerConfiguration(cluster))
+        let partitions = try await withRunning(producer) { producer in
+            var byKey: [String: Set<Int>] = [:]
+            for index in 0..<60 {
+                let key = "customer-\(index % 5)"
+                let report = try await producer.send(KafkaProducerRecord(topic: topic, key: key, value: "\(index)"))
+                byKey[key, default: []].insert(report.partition)
+            }
+            return byKey
+        }
+        #expect(partitions.count == 5)
+        #expect(partitions.values.allSatisfy { $0.count == 1 })
+    }
+
+    @Test("Fire-and-forget sends report every outcome on the events sequence")
+    func enqueueEvents() async throws {
+        let topic = uniqueName("events")
+        try cluster.createTopic(topic, partitions: 1)
+        let (producer, events) = try KafkaProducer.makeProducerWithEvents(configuration: producerConfiguration(cluster))
+        let count = 500
+        let ids = try await withRunning(producer) { producer in
+            var ids: [KafkaProducerMessageID] = []
+            for index in 0..<count {
+                ids.append(try await producer.enqueue(KafkaProducerRecord(topic: topic, value: "m\(index)")))
+            }
+            try await producer.flush(timeout: .seconds(30))
+            return ids
+        }
+        var delivered: [KafkaProducerMessageID: Int64] = [:]
+        for await event in events {
+            guard case .delivered(let report) = event else {
+                Issue.record("Unexpected event \(event)")
+                continue
+            }
+            delivered[report.messageID] = report.offset
+        }
+        #expect(Set(delivered.keys) == Set(ids))
+        #expect(Set(delivered.values) == Set(0..<Int64(count)))
+    }
+}

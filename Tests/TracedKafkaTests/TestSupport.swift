@@ -1,0 +1,121 @@
+import Foundation
+import Synchronization
+import Testing
+import TracedKafka
+import TracedKafkaTesting
+
+/// One embedded cluster shared by the tests that need no faults; each test uses its own topics and groups.
+enum SharedCluster {
+    static let cluster: EmbeddedKafkaCluster = {
+        do { return try EmbeddedKafkaCluster(brokers: 1) } catch { fatalError("Could not start the embedded cluster: \(error)") }
+    }()
+}
+
+private let counter = Atomic<Int>(0)
+
+/// A name no other test uses.
+func uniqueName(_ prefix: String) -> String {
+    "\(prefix)-\(ProcessInfo.processInfo.processIdentifier)-\(counter.add(1, ordering: .relaxed).newValue)"
+}
+
+/// Consumer settings that make group joins and rebalances quick on the embedded cluster.
+let fastGroupProperties = [
+    "session.timeout.ms": "6000",
+    "heartbeat.interval.ms": "200",
+    "topic.metadata.refresh.interval.ms": "500",
+    "fetch.wait.max.ms": "50",
+]
+
+func producerConfiguration(_ cluster: EmbeddedKafkaCluster, properties: [String: String] = [:]) -> KafkaProducerConfiguration {
+    KafkaProducerConfiguration(bootstrapServers: cluster.bootstrapServerList, linger: .milliseconds(1), properties: properties)
+}
+
+func consumerConfiguration(
+    _ cluster: EmbeddedKafkaCluster,
+    group: String,
+    topics: [String],
+    commitMode: KafkaConsumerConfiguration.CommitMode = .afterHandled(interval: .milliseconds(100)),
+    properties: [String: String] = [:]
+) -> KafkaConsumerConfiguration {
+    KafkaConsumerConfiguration(
+        bootstrapServers: cluster.bootstrapServerList,
+        groupID: group,
+        topics: topics,
+        commitMode: commitMode,
+        properties: fastGroupProperties.merging(properties) { $1 }
+    )
+}
+
+struct TimedOut: Error, CustomStringConvertible {
+    let what: String
+    var description: String { "Timed out: \(what)" }
+}
+
+/// Runs `body` with a deadline; the test fails (throws) instead of hanging.
+func withDeadline<T: Sendable>(
+    _ what: String,
+    _ limit: Duration = .seconds(60),
+    _ body: @escaping @Sendable () async throws -> T
+) async throws -> T {
+    try await withThrowingTaskGroup(of: T?.self) { group in
+        group.addTask { try await body() }
+        group.addTask {
+            try await Task.sleep(for: limit)
+            return nil
+        }
+        defer { group.cancelAll() }
+        guard let result = try await group.next(), let value = result else { throw TimedOut(what: what) }
+        return value
+    }
+}
+
+/// Runs a producer's `run()` around `body`, then shuts it down gracefully and waits for it.
+func withRunning<T: Sendable>(
+    _ producer: KafkaProducer,
+    _ body: @escaping @Sendable (KafkaProducer) async throws -> T
+) async throws -> T {
+    try await withThrowingTaskGroup(of: T?.self) { group in
+        group.addTask {
+            try await producer.run()
+            return nil
+        }
+        let result: T
+        do {
+            result = try await body(producer)
+        } catch {
+            producer.triggerGracefulShutdown()
+            throw error
+        }
+        producer.triggerGracefulShutdown()
+        try await group.waitForAll()
+        return result
+    }
+}
+
+/// Starts a consumer, reads `count` messages (or until `until` says stop), shuts it down gracefully.
+func consume(
+    _ consumer: KafkaConsumer,
+    count: Int,
+    limit: Duration = .seconds(60),
+    onMessage: @escaping @Sendable (KafkaConsumerMessage) async throws -> Void = { _ in }
+) async throws -> [KafkaConsumerMessage] {
+    try await withDeadline("consuming \(count) messages", limit) {
+        try await withThrowingTaskGroup(of: [KafkaConsumerMessage].self) { group in
+            group.addTask {
+                try await consumer.run()
+                return []
+            }
+            var received: [KafkaConsumerMessage] = []
+            if count > 0 {
+                for try await message in consumer.messages {
+                    try await onMessage(message)
+                    received.append(message)
+                    if received.count == count { break }
+                }
+            }
+            consumer.triggerGracefulShutdown()
+            try await group.waitForAll()
+            return received
+        }
+    }
+}
