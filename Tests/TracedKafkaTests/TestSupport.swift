@@ -92,7 +92,8 @@ func withRunning<T: Sendable>(
     }
 }
 
-/// Starts a consumer, reads `count` messages (or until `until` says stop), shuts it down gracefully.
+/// Starts a consumer, reads `count` messages, then shuts it down gracefully the way a service would: the loop
+/// runs on until the sequence ends, so the last message counts as handled.
 func consume(
     _ consumer: KafkaConsumer,
     count: Int,
@@ -110,12 +111,20 @@ func consume(
                 for try await message in consumer.messages {
                     try await onMessage(message)
                     received.append(message)
-                    if received.count == count { break }
+                    if received.count == count { consumer.triggerGracefulShutdown() }
                 }
+            } else {
+                consumer.triggerGracefulShutdown()
             }
-            consumer.triggerGracefulShutdown()
             try await group.waitForAll()
             return received
         }
     }
+}
+
+/// Test state shared between tasks.
+final class Shared<Value: Sendable>: Sendable {
+    private let mutex: Mutex<Value>
+    init(_ value: Value) { mutex = Mutex(value) }
+    func withLock<R: Sendable>(_ body: (inout Value) -> R) -> R { mutex.withLock { body(&$0) } }
 }

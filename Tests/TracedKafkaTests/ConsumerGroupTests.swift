@@ -1,0 +1,153 @@
+import Foundation
+import Synchronization
+import Testing
+import TracedKafka
+import TracedKafkaTesting
+
+@Suite("Consumer groups and commits on the embedded broker")
+struct ConsumerGroupTests {
+    let cluster = SharedCluster.cluster
+
+    /// Sends `count` records with keys spread over the partitions; returns their values.
+    func produce(_ count: Int, to topic: String, prefix: String = "m") async throws -> [String] {
+        let producer = try KafkaProducer(configuration: producerConfiguration(cluster))
+        return try await withRunning(producer) { producer in
+            for index in 0..<count {
+                _ = try await producer.enqueue(KafkaProducerRecord(topic: topic, key: "key-\(index)", value: "\(prefix)\(index)"))
+            }
+            try await producer.flush()
+            return (0..<count).map { "\(prefix)\($0)" }
+        }
+    }
+
+    @Test("Two consumers in one group split the partitions and together see every message exactly once")
+    func groupSplitsPartitions() async throws {
+        let topic = uniqueName("group")
+        let group = uniqueName("g")
+        try cluster.createTopic(topic, partitions: 4)
+        let (first, firstEvents) = try KafkaConsumer.makeConsumerWithEvents(configuration: consumerConfiguration(cluster, group: group, topics: [topic]))
+        let (second, secondEvents) = try KafkaConsumer.makeConsumerWithEvents(configuration: consumerConfiguration(cluster, group: group, topics: [topic]))
+
+        let assignments = Shared<[Int: Set<KafkaTopicPartition>]>([:])
+        let received = Shared<[Int: [KafkaConsumerMessage]]>([:])
+        let total = 400
+        let expected = try await withDeadline("group split", .seconds(90)) {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for (index, (consumer, events)) in [(first, firstEvents), (second, secondEvents)].enumerated() {
+                    group.addTask { try await consumer.run() }
+                    group.addTask {
+                        for await event in events {
+                            switch event {
+                            case .partitionsAssigned(let partitions): assignments.withLock { $0[index] = Set(partitions) }
+                            case .partitionsRevoked: assignments.withLock { $0[index] = [] }
+                            case .error: break
+                            }
+                        }
+                    }
+                    group.addTask {
+                        for try await message in consumer.messages {
+                            let done = received.withLock { all in
+                                all[index, default: []].append(message)
+                                return all.values.map(\.count).reduce(0, +) >= total
+                            }
+                            if done {
+                                first.triggerGracefulShutdown()
+                                second.triggerGracefulShutdown()
+                            }
+                        }
+                    }
+                }
+                // Produce only once the group has settled: both members own partitions, none owned twice.
+                while true {
+                    let settled = assignments.withLock { owned in
+                        let a = owned[0] ?? [], b = owned[1] ?? []
+                        return !a.isEmpty && !b.isEmpty && a.isDisjoint(with: b) && a.union(b).count == 4
+                    }
+                    if settled { break }
+                    try await Task.sleep(for: .milliseconds(50))
+                }
+                let values = try await produce(total, to: topic)
+                try await group.waitForAll()
+                return values
+            }
+        }
+        let byConsumer = received.withLock { $0 }
+        let all = byConsumer.values.flatMap { $0 }
+        #expect(all.count == total)
+        #expect(Set(all.compactMap(\.valueString)) == Set(expected))
+        let partitionsOfFirst = Set(byConsumer[0, default: []].map(\.partition))
+        let partitionsOfSecond = Set(byConsumer[1, default: []].map(\.partition))
+        #expect(!partitionsOfFirst.isEmpty && !partitionsOfSecond.isEmpty)
+        #expect(partitionsOfFirst.isDisjoint(with: partitionsOfSecond))
+    }
+
+    @Test("After a manual commit, stop and restart, the consumer resumes after the committed offset")
+    func manualCommitResume() async throws {
+        let topic = uniqueName("manual")
+        let group = uniqueName("g")
+        try cluster.createTopic(topic, partitions: 1)
+        _ = try await produce(10, to: topic)
+
+        let configuration = consumerConfiguration(cluster, group: group, topics: [topic], commitMode: .manual)
+        let consumer = try KafkaConsumer(configuration: configuration)
+        let firstRun = try await consume(consumer, count: 6) { message in
+            // Commit up to offset 3 only: the 4th and 5th are read but not committed.
+            if message.offset == 3 { try await consumer.commit(message) }
+        }
+        #expect(firstRun.map(\.offset) == Array(0...5))
+
+        let restarted = try KafkaConsumer(configuration: configuration)
+        let secondRun = try await consume(restarted, count: 6)
+        #expect(secondRun.map(\.offset) == Array(4...9))
+    }
+
+    @Test("In afterHandled mode, stop and restart resumes after the last handled message")
+    func afterHandledResume() async throws {
+        let topic = uniqueName("handled")
+        let group = uniqueName("g")
+        try cluster.createTopic(topic, partitions: 1)
+        _ = try await produce(10, to: topic)
+
+        let configuration = consumerConfiguration(cluster, group: group, topics: [topic])
+        let firstRun = try await consume(try KafkaConsumer(configuration: configuration), count: 4)
+        #expect(firstRun.map(\.offset) == Array(0...3))
+        let secondRun = try await consume(try KafkaConsumer(configuration: configuration), count: 6)
+        #expect(secondRun.map(\.offset) == Array(4...9))
+    }
+
+    @Test("A paused partition delivers nothing until it is resumed")
+    func pauseResume() async throws {
+        let topic = uniqueName("pause")
+        try cluster.createTopic(topic, partitions: 1)
+        let consumer = try KafkaConsumer(configuration: consumerConfiguration(cluster, group: uniqueName("g"), topics: [topic]))
+        let partition = KafkaTopicPartition(topic: topic, partition: 0)
+        let producer = try KafkaProducer(configuration: producerConfiguration(cluster))
+        let seen = Shared<[String]>([])
+        @Sendable func waitFor(_ count: Int) async throws {
+            while seen.withLock({ $0.count }) < count { try await Task.sleep(for: .milliseconds(20)) }
+        }
+        try await withRunning(producer) { producer in
+            try await withDeadline("pause and resume") {
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask { try await consumer.run() }
+                    group.addTask {
+                        for try await message in consumer.messages {
+                            seen.withLock { $0.append(message.valueString ?? "") }
+                        }
+                    }
+                    try await producer.send(KafkaProducerRecord(topic: topic, value: "before"))
+                    try await waitFor(1)
+                    try consumer.pause([partition])
+                    try await producer.send(KafkaProducerRecord(topic: topic, value: "while paused"))
+                    try await Task.sleep(for: .seconds(1))
+                    #expect(seen.withLock { $0 } == ["before"])
+                    try consumer.resume([partition])
+                    try await waitFor(2)
+                    #expect(seen.withLock { $0 } == ["before", "while paused"])
+                    consumer.triggerGracefulShutdown()
+                    try await group.waitForAll()
+                }
+            }
+        }
+    }
+}

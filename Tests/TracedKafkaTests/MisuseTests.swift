@@ -1,0 +1,125 @@
+import Foundation
+import Testing
+import TracedKafka
+import TracedKafkaTesting
+
+@Suite("Bad input and misuse get typed errors, never a crash")
+struct MisuseTests {
+    let cluster = SharedCluster.cluster
+
+    @Test("An unknown property fails at init with librdkafka's message")
+    func unknownProperty() throws {
+        let error = #expect(throws: KafkaError.self) {
+            try KafkaProducer(configuration: producerConfiguration(cluster, properties: ["no.such.property": "1"]))
+        }
+        #expect(error?.code == .configuration)
+        #expect(error?.reason.contains("No such configuration property") == true)
+        #expect(error?.reason.contains("no.such.property") == true)
+    }
+
+    @Test("An invalid value fails at init with librdkafka's message")
+    func invalidValue() throws {
+        let error = #expect(throws: KafkaError.self) {
+            try KafkaConsumer(
+                configuration: consumerConfiguration(cluster, group: "g", topics: ["t"], properties: ["session.timeout.ms": "banana"]))
+        }
+        #expect(error?.code == .configuration)
+        #expect(error?.reason.contains("session.timeout.ms") == true)
+    }
+
+    @Test("A record with an empty topic name is refused")
+    func emptyTopic() async throws {
+        let producer = try KafkaProducer(configuration: producerConfiguration(cluster))
+        await withRunningIgnoringResult(producer) { producer in
+            let error = await #expect(throws: KafkaError.self) {
+                try await producer.send(KafkaProducerRecord(topic: "", value: "x"))
+            }
+            #expect(error?.code == .invalidRecord)
+            let enqueueError = await #expect(throws: KafkaError.self) {
+                try await producer.enqueue(KafkaProducerRecord(topic: "", value: "x"))
+            }
+            #expect(enqueueError?.code == .invalidRecord)
+        }
+    }
+
+    @Test("A send after shutdown fails with shutDown")
+    func sendAfterShutdown() async throws {
+        let producer = try KafkaProducer(configuration: producerConfiguration(cluster))
+        try await withRunning(producer) { _ in }
+        let error = await #expect(throws: KafkaError.self) {
+            try await producer.send(KafkaProducerRecord(topic: uniqueName("late"), value: "x"))
+        }
+        #expect(error?.code == .shutDown)
+        let flushError = await #expect(throws: KafkaError.self) { try await producer.flush() }
+        #expect(flushError?.code == .shutDown)
+    }
+
+    @Test("A consumer without topics is refused")
+    func consumerWithoutTopics() throws {
+        let error = #expect(throws: KafkaError.self) {
+            try KafkaConsumer(configuration: consumerConfiguration(cluster, group: "g", topics: []))
+        }
+        #expect(error?.code == .noTopics)
+        let emptyName = #expect(throws: KafkaError.self) {
+            try KafkaConsumer(configuration: consumerConfiguration(cluster, group: "g", topics: ["ok", ""]))
+        }
+        #expect(emptyName?.code == .noTopics)
+    }
+
+    @Test("A second run() of a producer fails with alreadyRunning, also after shutdown")
+    func producerSecondRun() async throws {
+        let producer = try KafkaProducer(configuration: producerConfiguration(cluster))
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await producer.run() }
+            // Let the first run() begin before the second.
+            try await Task.sleep(for: .milliseconds(100))
+            let error = await #expect(throws: KafkaError.self) { try await producer.run() }
+            #expect(error?.code == .alreadyRunning)
+            producer.triggerGracefulShutdown()
+            try await group.waitForAll()
+        }
+        let after = await #expect(throws: KafkaError.self) { try await producer.run() }
+        #expect(after?.code == .alreadyRunning)
+    }
+
+    @Test("A second run() of a consumer fails with alreadyRunning, also after shutdown")
+    func consumerSecondRun() async throws {
+        let consumer = try KafkaConsumer(configuration: consumerConfiguration(cluster, group: uniqueName("g"), topics: [uniqueName("t")]))
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await consumer.run() }
+            try await Task.sleep(for: .milliseconds(100))
+            let error = await #expect(throws: KafkaError.self) { try await consumer.run() }
+            #expect(error?.code == .alreadyRunning)
+            consumer.triggerGracefulShutdown()
+            try await group.waitForAll()
+        }
+        let after = await #expect(throws: KafkaError.self) { try await consumer.run() }
+        #expect(after?.code == .alreadyRunning)
+        let commitAfter = await #expect(throws: KafkaError.self) {
+            try await consumer.commit(offsets: [KafkaTopicPartitionOffset(topic: "t", partition: 0, offset: 1)])
+        }
+        #expect(commitAfter?.code == .shutDown)
+    }
+
+    @Test("Task cancellation of run() shuts the producer down and delivers what was queued")
+    func cancellationShutsDown() async throws {
+        let topic = uniqueName("cancel")
+        let (producer, events) = try KafkaProducer.makeProducerWithEvents(configuration: producerConfiguration(cluster))
+        let run = Task { try await producer.run() }
+        for index in 0..<100 { try await producer.enqueue(KafkaProducerRecord(topic: topic, value: "\(index)")) }
+        run.cancel()
+        try await run.value
+        var delivered = 0
+        for await event in events { if case .delivered = event { delivered += 1 } }
+        #expect(delivered == 100)
+    }
+}
+
+/// Runs a producer around a body that reports its own expectations.
+func withRunningIgnoringResult(_ producer: KafkaProducer, _ body: @escaping @Sendable (KafkaProducer) async -> Void) async {
+    do {
+        try await withRunning(producer) { producer in await body(producer) }
+    } catch {
+        Issue.record("The producer failed: \(error)")
+    }
+}

@@ -1,0 +1,122 @@
+import Foundation
+import Synchronization
+import Testing
+import TracedKafka
+import TracedKafkaTesting
+
+@Suite("Producer delivery, back-pressure, shutdown and faults")
+struct ProducerTests {
+    @Test("Graceful shutdown with 10k queued records loses none")
+    func shutdownLosesNothing() async throws {
+        let cluster = SharedCluster.cluster
+        let topic = uniqueName("shutdown")
+        try cluster.createTopic(topic, partitions: 2)
+        let count = 10_000
+        // A long linger keeps the records queued in librdkafka when shutdown begins.
+        var configuration = producerConfiguration(cluster)
+        configuration.linger = .milliseconds(500)
+        let (producer, events) = try KafkaProducer.makeProducerWithEvents(configuration: configuration)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await producer.run() }
+            for index in 0..<count {
+                try await producer.enqueue(KafkaProducerRecord(topic: topic, key: "\(index)", value: "v\(index)"))
+            }
+            producer.triggerGracefulShutdown()
+            try await group.waitForAll()
+        }
+        var delivered = 0, failed = 0
+        for await event in events {
+            if case .delivered = event { delivered += 1 } else { failed += 1 }
+        }
+        #expect(delivered == count)
+        #expect(failed == 0)
+        let consumer = try KafkaConsumer(configuration: consumerConfiguration(cluster, group: uniqueName("g"), topics: [topic]))
+        let messages = try await consume(consumer, count: count, limit: .seconds(120))
+        #expect(Set(messages.compactMap(\.valueString)).count == count)
+    }
+
+    @Test("A full librdkafka queue makes senders wait, and every record is delivered")
+    func backPressure() async throws {
+        let cluster = SharedCluster.cluster
+        let topic = uniqueName("backpressure")
+        let configuration = producerConfiguration(cluster, properties: ["queue.buffering.max.messages": "10"])
+        let producer = try KafkaProducer(configuration: configuration)
+        let offsets = try await withRunning(producer) { producer in
+            try await withThrowingTaskGroup(of: Int64.self) { group in
+                for index in 0..<1_000 {
+                    group.addTask {
+                        try await producer.send(KafkaProducerRecord(topic: topic, key: "same", value: "\(index)")).offset
+                    }
+                }
+                return try await group.reduce(into: [Int64]()) { $0.append($1) }
+            }
+        }
+        #expect(Set(offsets) == Set(0..<1_000))
+    }
+
+    @Test("A send while the only broker is down is delivered once it comes back")
+    func brokerDownThenUp() async throws {
+        let cluster = try EmbeddedKafkaCluster(brokers: 1)
+        let topic = uniqueName("down")
+        try cluster.createTopic(topic, partitions: 1)
+        let producer = try KafkaProducer(configuration: producerConfiguration(cluster))
+        let (first, second) = try await withRunning(producer) { producer in
+            let first = try await producer.send(KafkaProducerRecord(topic: topic, value: "up"))
+            try cluster.setBrokerDown(1)
+            let pending = Task { try await producer.send(KafkaProducerRecord(topic: topic, value: "while down")) }
+            try await Task.sleep(for: .seconds(1))
+            try cluster.setBrokerUp(1)
+            return (first, try await pending.value)
+        }
+        #expect(first.offset == 0)
+        #expect(second.offset == 1)
+    }
+
+    @Test("A send that cannot reach a broker in time fails with librdkafka's error, not silently")
+    func brokerDownTimesOut() async throws {
+        let cluster = try EmbeddedKafkaCluster(brokers: 1)
+        let topic = uniqueName("timeout")
+        try cluster.createTopic(topic, partitions: 1)
+        let producer = try KafkaProducer(
+            configuration: producerConfiguration(cluster, properties: ["message.timeout.ms": "1500"]))
+        try await withRunning(producer) { producer in
+            _ = try await producer.send(KafkaProducerRecord(topic: topic, value: "up"))
+            try cluster.setBrokerDown(1)
+            let error = await #expect(throws: KafkaError.self) {
+                try await producer.send(KafkaProducerRecord(topic: topic, value: "lost?"))
+            }
+            #expect(error?.code == .rdKafka)
+            #expect(error?.rdKafkaName == "_MSG_TIMED_OUT")
+        }
+    }
+
+    @Test("Retriable produce errors pushed by the broker are retried and the record is delivered once")
+    func retriableProduceErrors() async throws {
+        let cluster = try EmbeddedKafkaCluster(brokers: 1)
+        let topic = uniqueName("retry")
+        try cluster.createTopic(topic, partitions: 1)
+        let producer = try KafkaProducer(configuration: producerConfiguration(cluster, properties: ["retry.backoff.ms": "10"]))
+        let report = try await withRunning(producer) { producer in
+            _ = try await producer.send(KafkaProducerRecord(topic: topic, value: "warm-up"))
+            try cluster.pushRequestErrors(.produce, [.notLeaderForPartition, .requestTimedOut, .notEnoughReplicas])
+            return try await producer.send(KafkaProducerRecord(topic: topic, value: "after errors"))
+        }
+        #expect(report.offset == 1)
+    }
+
+    @Test("A non-retriable produce error reaches the caller")
+    func fatalProduceError() async throws {
+        let cluster = try EmbeddedKafkaCluster(brokers: 1)
+        let topic = uniqueName("denied")
+        try cluster.createTopic(topic, partitions: 1)
+        let producer = try KafkaProducer(configuration: producerConfiguration(cluster))
+        try await withRunning(producer) { producer in
+            _ = try await producer.send(KafkaProducerRecord(topic: topic, value: "warm-up"))
+            try cluster.pushRequestErrors(.produce, [.topicAuthorizationFailed])
+            let error = await #expect(throws: KafkaError.self) {
+                try await producer.send(KafkaProducerRecord(topic: topic, value: "denied"))
+            }
+            #expect(error?.rdKafkaName == "TOPIC_AUTHORIZATION_FAILED")
+        }
+    }
+}
