@@ -38,7 +38,11 @@ let package = Package(
         ),
         .executableTarget(
             name: "tracedkafka-demo",
-            dependencies: ["TracedKafka", "TracedKafkaTesting"]
+            dependencies: [
+                "TracedKafka",
+                "TracedKafkaTesting",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
         ),
         .testTarget(
             name: "TracedKafkaTests",
