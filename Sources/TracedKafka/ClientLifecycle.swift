@@ -83,15 +83,48 @@ struct ClientLifecycle: ~Copyable {
     mutating func finish() { state = .finished }
 }
 
+import ServiceLifecycle
+
 extension Mutex where Value == ClientLifecycle {
-    /// Parks the caller until shutdown is asked for (graceful shutdown, ``trigger()``, or task cancellation).
-    func waitForShutdown(trigger: @Sendable @escaping () -> Void) async {
-        await withTaskCancellationHandler {
-            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                if !withLock({ $0.park(continuation) }) { continuation.resume() }
+    /// The body of a client's `run()`: starts it, waits for graceful shutdown, a trigger or task cancellation,
+    /// then shuts it down.
+    /// - Parameters:
+    ///   - start: Called once when `run()` begins (not when shutdown came first).
+    ///   - trigger: Asks for shutdown; called on graceful shutdown and on cancellation.
+    ///   - shutDown: Frees the client's resources.
+    /// - Throws: ``KafkaError/Code/alreadyRunning`` on a second call.
+    func run(
+        start: () -> Void,
+        trigger: @Sendable @escaping () -> Void,
+        shutDown: () async -> Void
+    ) async throws {
+        switch try withLock({ try $0.run() }) {
+        case .waitForShutdown:
+            start()
+            await withGracefulShutdownHandler {
+                await withTaskCancellationHandler {
+                    await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                        if !withLock({ $0.park(continuation) }) { continuation.resume() }
+                    }
+                } onCancel: {
+                    trigger()
+                }
+            } onGracefulShutdown: {
+                trigger()
             }
-        } onCancel: {
-            trigger()
+        case .shutDownNow:
+            break
+        }
+        await shutDown()
+        withLock { $0.finish() }
+    }
+
+    /// Asks for shutdown: wakes a parked `run()`, or, when `run()` was never called, shuts down in the background.
+    func triggerShutdown(orShutDownInBackground shutDown: @Sendable @escaping () async -> Void) {
+        switch withLock({ $0.triggerShutdown() }) {
+        case .none, .runWillNotice: break
+        case .resume(let continuation): continuation.resume()
+        case .shutDownWithoutRun: Task { await shutDown() }
         }
     }
 }

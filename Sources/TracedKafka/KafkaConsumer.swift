@@ -133,35 +133,23 @@ public final class KafkaConsumer: Service, Sendable {
     /// ``messages``, waits for the message being handled, commits what was handled and leaves the group.
     /// - Throws: ``KafkaError/Code/alreadyRunning`` on a second call.
     public func run() async throws {
-        switch try lifecycle.withLock({ try $0.run() }) {
-        case .waitForShutdown:
-            startFetching()
-            await withGracefulShutdownHandler {
-                await lifecycle.waitForShutdown { [weak self] in self?.triggerGracefulShutdown() }
-            } onGracefulShutdown: { [weak self] in
-                self?.triggerGracefulShutdown()
-            }
-        case .shutDownNow:
-            break
-        }
-        await shutDown()
+        try await lifecycle.run(
+            start: startFetching,
+            trigger: { [weak self] in self?.triggerGracefulShutdown() },
+            shutDown: shutDown
+        )
     }
 
     /// Asks the consumer to shut down: ``messages`` ends after the message being handled, ``run()`` commits and
     /// leaves the group. Without a running ``run()``, the consumer shuts down in the background.
     public func triggerGracefulShutdown() {
-        switch lifecycle.withLock({ $0.triggerShutdown() }) {
-        case .none, .runWillNotice: break
-        case .resume(let continuation): continuation.resume()
-        case .shutDownWithoutRun: Task { await self.shutDown() }
-        }
+        lifecycle.triggerShutdown { [self] in await shutDown() }
     }
 
-    private func shutDown() async {
+    @Sendable private func shutDown() async {
         buffer.finish()
         await waitUntilHandlerIdle(timeout: configuration.shutdownTimeout)
         await backend.close()
-        lifecycle.withLock { $0.finish() }
     }
 
     // MARK: - Iteration

@@ -128,32 +128,17 @@ public final class KafkaProducer: Service, Sendable {
     /// what is queued within the configured shutdown timeout, fails the rest and frees librdkafka.
     /// - Throws: ``KafkaError/Code/alreadyRunning`` on a second call.
     public func run() async throws {
-        switch try lifecycle.withLock({ try $0.run() }) {
-        case .waitForShutdown:
-            await withGracefulShutdownHandler {
-                await lifecycle.waitForShutdown { [weak self] in self?.triggerGracefulShutdown() }
-            } onGracefulShutdown: { [weak self] in
-                self?.triggerGracefulShutdown()
-            }
-        case .shutDownNow:
-            break
-        }
-        await shutDown()
+        try await lifecycle.run(start: {}, trigger: { [weak self] in self?.triggerGracefulShutdown() }, shutDown: shutDown)
     }
 
     /// Asks the producer to shut down: new sends fail with ``KafkaError/Code/shutDown``, ``run()`` delivers what is
     /// queued and returns. Without a running ``run()``, the producer shuts down in the background.
     public func triggerGracefulShutdown() {
-        switch lifecycle.withLock({ $0.triggerShutdown() }) {
-        case .none, .runWillNotice: break
-        case .resume(let continuation): continuation.resume()
-        case .shutDownWithoutRun: Task { await self.shutDown() }
-        }
+        lifecycle.triggerShutdown { [self] in await shutDown() }
     }
 
-    private func shutDown() async {
+    @Sendable private func shutDown() async {
         await backend.close(flushTimeout: configuration.shutdownTimeout)
-        lifecycle.withLock { $0.finish() }
         events?.finish()
     }
 

@@ -8,12 +8,12 @@ import TracedKafkaTesting
 struct ConsumerGroupTests {
     let cluster = SharedCluster.cluster
 
-    /// Sends `count` records with keys spread over the partitions; returns their values.
-    func produce(_ count: Int, to topic: String, prefix: String = "m") async throws -> [String] {
+    /// Sends `count` records, with keys spread over the partitions or all to one `partition`; returns their values.
+    func produce(_ count: Int, to topic: String, partition: Int? = nil, prefix: String = "m") async throws -> [String] {
         let producer = try KafkaProducer(configuration: producerConfiguration(cluster))
         return try await withRunning(producer) { producer in
             for index in 0..<count {
-                _ = try await producer.enqueue(KafkaProducerRecord(topic: topic, key: "key-\(index)", value: "\(prefix)\(index)"))
+                _ = try await producer.enqueue(KafkaProducerRecord(topic: topic, key: "key-\(index)", value: "\(prefix)\(index)", partition: partition))
             }
             try await producer.flush()
             return (0..<count).map { "\(prefix)\($0)" }
@@ -24,7 +24,7 @@ struct ConsumerGroupTests {
     func groupSplitsPartitions() async throws {
         let topic = uniqueName("group")
         let group = uniqueName("g")
-        try cluster.createTopic(topic, partitions: 4)
+        try await cluster.createTopic(topic, partitions: 4)
         let (first, firstEvents) = try KafkaConsumer.makeConsumerWithEvents(configuration: consumerConfiguration(cluster, group: group, topics: [topic]))
         let (second, secondEvents) = try KafkaConsumer.makeConsumerWithEvents(configuration: consumerConfiguration(cluster, group: group, topics: [topic]))
 
@@ -85,8 +85,8 @@ struct ConsumerGroupTests {
     func manualCommitResume() async throws {
         let topic = uniqueName("manual")
         let group = uniqueName("g")
-        try cluster.createTopic(topic, partitions: 1)
-        _ = try await produce(10, to: topic)
+        try await cluster.createTopic(topic, partitions: 1)
+        _ = try await produce(10, to: topic, partition: 0)
 
         let configuration = consumerConfiguration(cluster, group: group, topics: [topic], commitMode: .manual)
         let consumer = try KafkaConsumer(configuration: configuration)
@@ -105,8 +105,8 @@ struct ConsumerGroupTests {
     func afterHandledResume() async throws {
         let topic = uniqueName("handled")
         let group = uniqueName("g")
-        try cluster.createTopic(topic, partitions: 1)
-        _ = try await produce(10, to: topic)
+        try await cluster.createTopic(topic, partitions: 1)
+        _ = try await produce(10, to: topic, partition: 0)
 
         let configuration = consumerConfiguration(cluster, group: group, topics: [topic])
         let firstRun = try await consume(try KafkaConsumer(configuration: configuration), count: 4)
@@ -118,7 +118,7 @@ struct ConsumerGroupTests {
     @Test("A paused partition delivers nothing until it is resumed")
     func pauseResume() async throws {
         let topic = uniqueName("pause")
-        try cluster.createTopic(topic, partitions: 1)
+        try await cluster.createTopic(topic, partitions: 1)
         let consumer = try KafkaConsumer(configuration: consumerConfiguration(cluster, group: uniqueName("g"), topics: [topic]))
         let partition = KafkaTopicPartition(topic: topic, partition: 0)
         let producer = try KafkaProducer(configuration: producerConfiguration(cluster))
@@ -135,10 +135,10 @@ struct ConsumerGroupTests {
                             seen.withLock { $0.append(message.valueString ?? "") }
                         }
                     }
-                    try await producer.send(KafkaProducerRecord(topic: topic, value: "before"))
+                    try await producer.send(KafkaProducerRecord(topic: topic, value: "before", partition: 0))
                     try await waitFor(1)
                     try consumer.pause([partition])
-                    try await producer.send(KafkaProducerRecord(topic: topic, value: "while paused"))
+                    try await producer.send(KafkaProducerRecord(topic: topic, value: "while paused", partition: 0))
                     try await Task.sleep(for: .seconds(1))
                     #expect(seen.withLock { $0 } == ["before"])
                     try consumer.resume([partition])

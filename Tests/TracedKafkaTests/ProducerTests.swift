@@ -10,7 +10,7 @@ struct ProducerTests {
     func shutdownLosesNothing() async throws {
         let cluster = SharedCluster.cluster
         let topic = uniqueName("shutdown")
-        try cluster.createTopic(topic, partitions: 2)
+        try await cluster.createTopic(topic, partitions: 2)
         let count = 10_000
         // A long linger keeps the records queued in librdkafka when shutdown begins.
         var configuration = producerConfiguration(cluster)
@@ -39,6 +39,7 @@ struct ProducerTests {
     func backPressure() async throws {
         let cluster = SharedCluster.cluster
         let topic = uniqueName("backpressure")
+        try await cluster.createTopic(topic, partitions: 1)
         let configuration = producerConfiguration(cluster, properties: ["queue.buffering.max.messages": "10"])
         let producer = try KafkaProducer(configuration: configuration)
         let offsets = try await withRunning(producer) { producer in
@@ -54,50 +55,50 @@ struct ProducerTests {
         #expect(Set(offsets) == Set(0..<1_000))
     }
 
+    /// A one-broker cluster of its own with a one-partition topic, and a running producer that has delivered one
+    /// record (offset 0) there, so metadata and connections are warm before a fault is injected.
+    func withWarmProducer<T: Sendable>(
+        properties: [String: String] = [:],
+        _ body: @escaping @Sendable (EmbeddedKafkaCluster, String, KafkaProducer) async throws -> T
+    ) async throws -> T {
+        let cluster = try EmbeddedKafkaCluster(brokers: 1)
+        let topic = uniqueName("fault")
+        try cluster.createTopic(topic, partitions: 1)
+        let producer = try KafkaProducer(configuration: producerConfiguration(cluster, properties: properties))
+        return try await withRunning(producer) { producer in
+            let warmUp = try await producer.send(KafkaProducerRecord(topic: topic, value: "warm-up"))
+            #expect(warmUp.offset == 0)
+            return try await body(cluster, topic, producer)
+        }
+    }
+
     @Test("A send while the only broker is down is delivered once it comes back")
     func brokerDownThenUp() async throws {
-        let cluster = try EmbeddedKafkaCluster(brokers: 1)
-        let topic = uniqueName("down")
-        try cluster.createTopic(topic, partitions: 1)
-        let producer = try KafkaProducer(configuration: producerConfiguration(cluster))
-        let (first, second) = try await withRunning(producer) { producer in
-            let first = try await producer.send(KafkaProducerRecord(topic: topic, value: "up"))
+        let report = try await withWarmProducer { cluster, topic, producer in
             try cluster.setBrokerDown(1)
             let pending = Task { try await producer.send(KafkaProducerRecord(topic: topic, value: "while down")) }
             try await Task.sleep(for: .seconds(1))
             try cluster.setBrokerUp(1)
-            return (first, try await pending.value)
+            return try await pending.value
         }
-        #expect(first.offset == 0)
-        #expect(second.offset == 1)
+        #expect(report.offset == 1)
     }
 
     @Test("A send that cannot reach a broker in time fails with librdkafka's error, not silently")
     func brokerDownTimesOut() async throws {
-        let cluster = try EmbeddedKafkaCluster(brokers: 1)
-        let topic = uniqueName("timeout")
-        try cluster.createTopic(topic, partitions: 1)
-        let producer = try KafkaProducer(
-            configuration: producerConfiguration(cluster, properties: ["message.timeout.ms": "1500"]))
-        try await withRunning(producer) { producer in
-            _ = try await producer.send(KafkaProducerRecord(topic: topic, value: "up"))
+        let error = try await withWarmProducer(properties: ["message.timeout.ms": "1500"]) { cluster, topic, producer in
             try cluster.setBrokerDown(1)
-            let error = await #expect(throws: KafkaError.self) {
+            return await #expect(throws: KafkaError.self) {
                 try await producer.send(KafkaProducerRecord(topic: topic, value: "lost?"))
             }
-            #expect(error?.code == .rdKafka)
-            #expect(error?.rdKafkaName == "_MSG_TIMED_OUT")
         }
+        #expect(error?.code == .rdKafka)
+        #expect(error?.rdKafkaName == "_MSG_TIMED_OUT")
     }
 
     @Test("Retriable produce errors pushed by the broker are retried and the record is delivered once")
     func retriableProduceErrors() async throws {
-        let cluster = try EmbeddedKafkaCluster(brokers: 1)
-        let topic = uniqueName("retry")
-        try cluster.createTopic(topic, partitions: 1)
-        let producer = try KafkaProducer(configuration: producerConfiguration(cluster, properties: ["retry.backoff.ms": "10"]))
-        let report = try await withRunning(producer) { producer in
-            _ = try await producer.send(KafkaProducerRecord(topic: topic, value: "warm-up"))
+        let report = try await withWarmProducer(properties: ["retry.backoff.ms": "10"]) { cluster, topic, producer in
             try cluster.pushRequestErrors(.produce, [.notLeaderForPartition, .requestTimedOut, .notEnoughReplicas])
             return try await producer.send(KafkaProducerRecord(topic: topic, value: "after errors"))
         }
@@ -106,17 +107,12 @@ struct ProducerTests {
 
     @Test("A non-retriable produce error reaches the caller")
     func fatalProduceError() async throws {
-        let cluster = try EmbeddedKafkaCluster(brokers: 1)
-        let topic = uniqueName("denied")
-        try cluster.createTopic(topic, partitions: 1)
-        let producer = try KafkaProducer(configuration: producerConfiguration(cluster))
-        try await withRunning(producer) { producer in
-            _ = try await producer.send(KafkaProducerRecord(topic: topic, value: "warm-up"))
+        let error = try await withWarmProducer { cluster, topic, producer in
             try cluster.pushRequestErrors(.produce, [.topicAuthorizationFailed])
-            let error = await #expect(throws: KafkaError.self) {
+            return await #expect(throws: KafkaError.self) {
                 try await producer.send(KafkaProducerRecord(topic: topic, value: "denied"))
             }
-            #expect(error?.rdKafkaName == "TOPIC_AUTHORIZATION_FAILED")
         }
+        #expect(error?.rdKafkaName == "TOPIC_AUTHORIZATION_FAILED")
     }
 }

@@ -4,12 +4,21 @@ import Testing
 import TracedKafka
 import TracedKafkaTesting
 
-/// One embedded cluster shared by the tests that need no faults; each test uses its own topics and groups.
+/// The cluster shared by the tests that inject no faults: `KAFKA_BOOTSTRAP_SERVERS`, or one embedded broker.
+/// Each test uses topics and groups of its own.
 enum SharedCluster {
-    static let cluster: EmbeddedKafkaCluster = {
-        do { return try EmbeddedKafkaCluster(brokers: 1) } catch { fatalError("Could not start the embedded cluster: \(error)") }
+    static let cluster: KafkaTestCluster = {
+        do { return try KafkaTestCluster.fromEnvironment() } catch { fatalError("Could not start the embedded cluster: \(error)") }
     }()
 }
+
+/// What the client configurations need of a cluster.
+protocol BootstrapProviding {
+    var bootstrapServerList: [String] { get }
+}
+
+extension KafkaTestCluster: BootstrapProviding {}
+extension EmbeddedKafkaCluster: BootstrapProviding {}
 
 private let counter = Atomic<Int>(0)
 
@@ -26,12 +35,12 @@ let fastGroupProperties = [
     "fetch.wait.max.ms": "50",
 ]
 
-func producerConfiguration(_ cluster: EmbeddedKafkaCluster, properties: [String: String] = [:]) -> KafkaProducerConfiguration {
+func producerConfiguration(_ cluster: some BootstrapProviding, properties: [String: String] = [:]) -> KafkaProducerConfiguration {
     KafkaProducerConfiguration(bootstrapServers: cluster.bootstrapServerList, linger: .milliseconds(1), properties: properties)
 }
 
 func consumerConfiguration(
-    _ cluster: EmbeddedKafkaCluster,
+    _ cluster: some BootstrapProviding,
     group: String,
     topics: [String],
     commitMode: KafkaConsumerConfiguration.CommitMode = .afterHandled(interval: .milliseconds(100)),
