@@ -124,8 +124,12 @@ final class RDProducer: KafkaProducerBackend, @unchecked Sendable {
             rd_kafka_flush(handle, Int32(clamping: flushTimeout.milliseconds))
             rd_kafka_purge(handle, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT)
             pollThread.stopAndJoin()
-            while rd_kafka_outq_len(handle) > 0, rd_kafka_poll(handle, 100) > 0 {}
-            rd_kafka_poll(handle, 0)
+            // Serve the purge's delivery reports here: rd_kafka_destroy would drop any still pending, and their
+            // senders would wait forever.
+            let deadline = ContinuousClock.now + .seconds(10)
+            while rd_kafka_outq_len(handle) > 0, ContinuousClock.now < deadline {
+                rd_kafka_poll(handle, 100)
+            }
             space.wake()
         }
     }
