@@ -108,6 +108,13 @@ final class ConsumerMessageBuffer: @unchecked Sendable {
         }
     }
 
+    /// Up to `limit` buffered messages, without suspending.
+    func takeAvailable(_ limit: Int) -> [KafkaConsumerMessage] {
+        var taken: [KafkaConsumerMessage] = []
+        while taken.count < limit, let message = takeIfReady() { taken.append(message) }
+        return taken
+    }
+
     /// A buffered message without suspending, or `nil` when none is ready.
     private func takeIfReady() -> KafkaConsumerMessage? {
         condition.lock()

@@ -25,6 +25,7 @@ public final class KafkaConsumer: Service, Sendable {
     private let buffer: ConsumerMessageBuffer
     private let lifecycle = Mutex(ClientLifecycle())
     private let iteration = Mutex(IterationState())
+    private let tracing: KafkaConsumerTracing
 
     /// Whether fetching has begun, and whether a message is out with the handler (returned by `next()`, not yet
     /// followed by another `next()`).
@@ -80,6 +81,12 @@ public final class KafkaConsumer: Service, Sendable {
             )
         }
         self.configuration = configuration
+        self.tracing = KafkaConsumerTracing(
+            configuration: configuration.tracing,
+            groupID: configuration.groupID,
+            clientID: configuration.clientID,
+            server: KafkaServerAddress(bootstrapServers: configuration.bootstrapServers)
+        )
         self.buffer = ConsumerMessageBuffer(capacity: configuration.maxBufferedMessages)
         self.backend = try RDConsumer(configuration: configuration, buffer: buffer, logger: logger, events: events)
     }
@@ -164,13 +171,112 @@ public final class KafkaConsumer: Service, Sendable {
 
     /// Called by the iterator: the previous message (if any) is handled; returns the next one.
     func next(after handled: KafkaConsumerMessage?) async throws -> KafkaConsumerMessage? {
-        if let handled { backend.markHandled(handled) }
+        try await nextBatch(after: handled.map { [$0] } ?? [], max: 1)?.first
+    }
+
+    /// The handled messages are marked; returns the next message and up to `max - 1` more already buffered, with
+    /// their extracted trace context, or `nil` after shutdown.
+    func nextBatch(after handled: [KafkaConsumerMessage], max: Int) async throws -> [KafkaConsumerMessage]? {
+        for message in handled { backend.markHandled(message) }
         setMessageOut(false)
         guard lifecycle.withLock({ $0.acceptsWork }) else { return nil }
         startFetching()
-        guard let message = try await buffer.next() else { return nil }
+        guard let first = try await buffer.next() else { return nil }
         setMessageOut(true)
-        return message
+        // Extracted here, in the consuming task, so a tracer bound with withTracer is the one used.
+        return ([first] + buffer.takeAvailable(max - 1)).map { message in
+            var message = message
+            message.traceContext = tracing.extractContext(from: message)
+            return message
+        }
+    }
+
+    // MARK: - Handler API
+
+    /// Runs the consumer and handles each message with `handler`, until graceful shutdown.
+    ///
+    /// With tracing on, each call runs inside a CONSUMER span `process {topic}` that is
+    /// `InstrumentationContext.current` for the handler, so whatever it sends or calls continues the trace. The span
+    /// is a child of the producer's span (or of the ambient span, if there is one) and links to the producer's
+    /// context; with ``KafkaTracingConfiguration/ConsumerParent/linkOnly`` it is a new root with that link.
+    /// A message counts as handled (and may be committed) when its handler returns. When the handler throws, the
+    /// span records the error and ``KafkaConsumerConfiguration/handlerFailure`` decides what follows.
+    ///
+    /// Use this instead of ``run()`` plus ``messages``, not beside them.
+    /// - Parameter handler: Handles one message.
+    /// - Throws: The handler's error under the `stop` and `retry` policies (after committing what was handled
+    ///   before it), or ``KafkaError/Code/alreadyRunning``.
+    public func run(_ handler: @escaping @Sendable (KafkaConsumerMessage) async throws -> Void) async throws {
+        try await handle(batchSize: 1) { messages in
+            try await self.tracing.withProcessSpan(messages[0], handler)
+        }
+    }
+
+    /// Runs the consumer and handles messages in batches with `handler`, until graceful shutdown.
+    ///
+    /// A batch is the next message plus whatever is already buffered, up to `maxMessages`. With tracing on, each
+    /// call runs inside one CONSUMER span `process {topic}` (child of the ambient span, else a root) with
+    /// `messaging.batch.message_count` and one link per message to its producer's context, each link carrying the
+    /// message's partition and offset. The whole batch counts as handled when the handler returns.
+    /// - Parameters:
+    ///   - maxMessages: The largest batch.
+    ///   - handler: Handles one batch.
+    /// - Throws: as ``run(_:)``.
+    public func runBatches(
+        maxMessages: Int = 500,
+        _ handler: @escaping @Sendable ([KafkaConsumerMessage]) async throws -> Void
+    ) async throws {
+        try await handle(batchSize: max(1, maxMessages)) { messages in
+            try await self.tracing.withBatchSpan(messages, handler)
+        }
+    }
+
+    private func handle(
+        batchSize: Int,
+        _ process: @escaping @Sendable ([KafkaConsumerMessage]) async throws -> Void
+    ) async throws {
+        registerIterator()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await self.run() }
+            do {
+                var handled: [KafkaConsumerMessage] = []
+                while let batch = try await nextBatch(after: handled, max: batchSize) {
+                    handled = []
+                    try await processWithPolicy(batch, process)
+                    handled = batch
+                }
+            } catch {
+                // The failed batch is not handled: nothing of it is committed.
+                iteratorEnded()
+                triggerGracefulShutdown()
+                try? await group.waitForAll()
+                throw error
+            }
+            try await group.waitForAll()
+        }
+    }
+
+    private func processWithPolicy(
+        _ batch: [KafkaConsumerMessage],
+        _ process: @Sendable ([KafkaConsumerMessage]) async throws -> Void
+    ) async throws {
+        var attempt = 1
+        while true {
+            do {
+                return try await process(batch)
+            } catch {
+                switch configuration.handlerFailure {
+                case .skip:
+                    return
+                case .stop:
+                    throw error
+                case .retry(let attempts, let backoff):
+                    guard attempt < attempts else { throw error }
+                    attempt += 1
+                    try await Task.sleep(for: backoff)
+                }
+            }
+        }
     }
 
     /// Called when an iterator is dropped: whatever it had out is no longer being handled.

@@ -30,6 +30,18 @@ public struct KafkaConsumerConfiguration: Sendable {
         public static var afterHandled: CommitMode { .afterHandled() }
     }
 
+    /// What ``KafkaConsumer/run(_:)`` does when the handler throws. The failed message is never committed by the
+    /// failure itself; its span records the error either way.
+    public enum HandlerFailurePolicy: Sendable, Hashable {
+        /// Stop: the consumer shuts down gracefully (committing what was handled before) and `run(_:)` rethrows the
+        /// handler's error. The failed message is delivered again after a restart. The default.
+        case stop
+        /// Count the message as handled and go on with the next one.
+        case skip
+        /// Call the handler again, up to `attempts` times in all, waiting `backoff` between attempts; then stop.
+        case retry(attempts: Int, backoff: Duration)
+    }
+
     /// The brokers to bootstrap from, as `host:port` strings.
     public var bootstrapServers: [String]
     /// The consumer group (`group.id`).
@@ -46,6 +58,10 @@ public struct KafkaConsumerConfiguration: Sendable {
     public var shutdownTimeout: Duration
     /// How many messages are read ahead of the handler before fetching pauses.
     public var maxBufferedMessages: Int
+    /// Tracing: spans and trace context in record headers.
+    public var tracing: KafkaTracingConfiguration
+    /// What the handler API does when the handler throws.
+    public var handlerFailure: HandlerFailurePolicy
     /// Raw librdkafka properties, applied after the typed fields. An unknown name or invalid value makes
     /// ``KafkaConsumer/init(configuration:logger:)`` throw with librdkafka's message.
     public var properties: [String: String]
@@ -60,6 +76,8 @@ public struct KafkaConsumerConfiguration: Sendable {
     ///   - clientID: The client id, if any.
     ///   - shutdownTimeout: How long shutdown waits for the message being handled.
     ///   - maxBufferedMessages: How many messages are read ahead of the handler.
+    ///   - tracing: Spans and trace context in record headers.
+    ///   - handlerFailure: What the handler API does when the handler throws.
     ///   - properties: Raw librdkafka properties.
     public init(
         bootstrapServers: [String],
@@ -70,8 +88,12 @@ public struct KafkaConsumerConfiguration: Sendable {
         clientID: String? = nil,
         shutdownTimeout: Duration = .seconds(10),
         maxBufferedMessages: Int = 10_000,
+        tracing: KafkaTracingConfiguration = .enabled,
+        handlerFailure: HandlerFailurePolicy = .stop,
         properties: [String: String] = [:]
     ) {
+        self.tracing = tracing
+        self.handlerFailure = handlerFailure
         self.bootstrapServers = bootstrapServers
         self.groupID = groupID
         self.topics = topics

@@ -1,4 +1,5 @@
 import struct Foundation.Date
+import Tracing
 
 /// A record read from Kafka, with its position.
 public struct KafkaConsumerMessage: Sendable, Hashable {
@@ -16,6 +17,10 @@ public struct KafkaConsumerMessage: Sendable, Hashable {
     public var headers: KafkaHeaders
     /// The record's timestamp, when the broker reports one.
     public var timestamp: Date?
+    /// The producer's trace context extracted from the headers, when tracing and propagation are on and the
+    /// headers carry a valid one. Use it to start your own spans when you read ``KafkaConsumer/messages`` directly
+    /// (the handler API does it for you). Not part of equality.
+    public var traceContext: InstrumentationContext?
 
     /// Creates a message; the consumer does this, tests may too.
     /// - Parameters:
@@ -54,5 +59,22 @@ public struct KafkaConsumerMessage: Sendable, Hashable {
     /// The position to commit once this message is handled: its offset + 1.
     public var nextOffset: KafkaTopicPartitionOffset {
         KafkaTopicPartitionOffset(topic: topic, partition: partition, offset: offset + 1)
+    }
+
+    /// Whether two messages hold the same record at the same position (the extracted trace context is ignored).
+    public static func == (lhs: KafkaConsumerMessage, rhs: KafkaConsumerMessage) -> Bool {
+        lhs.topic == rhs.topic && lhs.partition == rhs.partition && lhs.offset == rhs.offset && lhs.key == rhs.key
+            && lhs.value == rhs.value && lhs.headers == rhs.headers && lhs.timestamp == rhs.timestamp
+    }
+
+    /// Hashes the record and its position.
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(topic)
+        hasher.combine(partition)
+        hasher.combine(offset)
+        hasher.combine(key)
+        hasher.combine(value)
+        hasher.combine(headers)
+        hasher.combine(timestamp)
     }
 }

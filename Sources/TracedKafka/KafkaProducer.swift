@@ -1,6 +1,7 @@
 import Logging
 import ServiceLifecycle
 import Synchronization
+import Tracing
 
 /// Sends records to Kafka.
 ///
@@ -20,6 +21,7 @@ public final class KafkaProducer: Service, Sendable {
     private let events: AsyncStream<KafkaProducerEvent>.Continuation?
     private let lifecycle = Mutex(ClientLifecycle())
     private let nextMessageID = Atomic<UInt64>(0)
+    private let tracing: KafkaProducerTracing
 
     /// Creates a producer on librdkafka.
     /// - Parameters:
@@ -57,6 +59,11 @@ public final class KafkaProducer: Service, Sendable {
     ) throws {
         self.configuration = configuration
         self.events = events
+        self.tracing = KafkaProducerTracing(
+            configuration: configuration.tracing,
+            clientID: configuration.clientID,
+            server: KafkaServerAddress(bootstrapServers: configuration.bootstrapServers)
+        )
         self.backend = try RDProducer(configuration: configuration, logger: logger)
     }
 
@@ -74,6 +81,8 @@ public final class KafkaProducer: Service, Sendable {
 
     /// Sends a record and waits until the broker has acknowledged it.
     ///
+    /// With tracing on, the send runs in a PRODUCER span `send {topic}`, a child of the ambient span, whose context
+    /// is written into the record's headers; the span ends with the delivery report.
     /// When librdkafka's queue is full, this waits for room; it neither fails nor drops the record.
     /// - Parameter record: The record to send.
     /// - Returns: Where the record was stored.
@@ -83,9 +92,29 @@ public final class KafkaProducer: Service, Sendable {
     public func send(_ record: KafkaProducerRecord) async throws -> KafkaDeliveryReport {
         let id = try admit(record)
         let promise = DeliveryPromise()
-        let onDelivery: DeliveryHandler = { result in promise.fulfil(result) }
-        try await backend.produce(record, id: id, onDelivery: onDelivery)
+        var record = record
+        let span = tracing.startSend(&record)
+        let fulfil: DeliveryHandler = { result in promise.fulfil(result) }
+        try await produce(record, id: id, span: span, onDelivery: Self.endingSpan(span, then: fulfil))
         return try await promise.value
+    }
+
+    /// Hands a record to the backend; a refused record ends its span with the error.
+    private func produce(
+        _ record: KafkaProducerRecord,
+        id: KafkaProducerMessageID,
+        span: (any Span)?,
+        onDelivery: DeliveryHandler?
+    ) async throws {
+        do {
+            try await backend.produce(record, id: id, onDelivery: onDelivery)
+        } catch {
+            if let span {
+                KafkaTracingAttributes.fail(span, with: error)
+                span.end()
+            }
+            throw error
+        }
     }
 
     /// Sends a record without waiting for the broker; its outcome arrives on the events sequence of
@@ -99,8 +128,20 @@ public final class KafkaProducer: Service, Sendable {
     @discardableResult
     public func enqueue(_ record: KafkaProducerRecord) async throws -> KafkaProducerMessageID {
         let id = try admit(record)
-        try await backend.produce(record, id: id, onDelivery: events.map { Self.eventHandler($0, id: id, topic: record.topic) })
+        var record = record
+        let span = tracing.startSend(&record)
+        let report = events.map { Self.eventHandler($0, id: id, topic: record.topic) }
+        try await produce(record, id: id, span: span, onDelivery: Self.endingSpan(span, then: report))
         return id
+    }
+
+    /// A delivery handler that ends the send span (if any), then calls `next`.
+    private static func endingSpan(_ span: (any Span)?, then next: DeliveryHandler?) -> DeliveryHandler? {
+        guard let span else { return next }
+        return { result in
+            KafkaProducerTracing.end(span, with: result)
+            next?(result)
+        }
     }
 
     private static func eventHandler(

@@ -44,6 +44,8 @@ public struct KafkaProducerConfiguration: Sendable {
     public var compression: Compression?
     /// How long graceful shutdown waits for queued records to be delivered before it fails the rest.
     public var shutdownTimeout: Duration
+    /// Tracing: spans and trace context in record headers.
+    public var tracing: KafkaTracingConfiguration
     /// Raw librdkafka properties, applied after the typed fields. An unknown name or invalid value makes
     /// ``KafkaProducer/init(configuration:logger:)`` throw with librdkafka's message.
     public var properties: [String: String]
@@ -57,6 +59,7 @@ public struct KafkaProducerConfiguration: Sendable {
     ///   - linger: Batching delay, or `nil` for librdkafka's default.
     ///   - compression: Compression codec, or `nil` for librdkafka's default.
     ///   - shutdownTimeout: How long shutdown waits for delivery of queued records.
+    ///   - tracing: Spans and trace context in record headers.
     ///   - properties: Raw librdkafka properties.
     public init(
         bootstrapServers: [String],
@@ -66,8 +69,10 @@ public struct KafkaProducerConfiguration: Sendable {
         linger: Duration? = nil,
         compression: Compression? = nil,
         shutdownTimeout: Duration = .seconds(30),
+        tracing: KafkaTracingConfiguration = .enabled,
         properties: [String: String] = [:]
     ) {
+        self.tracing = tracing
         self.bootstrapServers = bootstrapServers
         self.clientID = clientID
         self.acks = acks

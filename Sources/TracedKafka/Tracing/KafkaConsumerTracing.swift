@@ -1,0 +1,108 @@
+import Tracing
+
+/// The consumer's tracing layer: CONSUMER spans around the user's handler.
+struct KafkaConsumerTracing: Sendable {
+    let configuration: KafkaTracingConfiguration
+    let groupID: String
+    let clientID: String?
+    let server: KafkaServerAddress?
+
+    /// The producer's context carried in a message's headers, or `nil` (propagation off, no or hostile headers).
+    func extractContext(from message: KafkaConsumerMessage) -> InstrumentationContext? {
+        guard configuration.propagatesContext, !message.headers.isEmpty, let tracer = configuration.currentTracer else {
+            return nil
+        }
+        // Always into a fresh context, never into one that already carries a span.
+        var context = InstrumentationContext.topLevel
+        tracer.extract(message.headers, into: &context, using: KafkaHeadersExtractor())
+        return context.isEmpty ? nil : context
+    }
+
+    /// Runs `handler` inside a `process {topic}` span whose context is `InstrumentationContext.current`.
+    func withProcessSpan(
+        _ message: KafkaConsumerMessage,
+        _ handler: (KafkaConsumerMessage) async throws -> Void
+    ) async throws {
+        guard let tracer = configuration.currentTracer else { return try await handler(message) }
+        let producerContext = message.traceContext ?? extractContext(from: message)
+        let span = tracer.startSpan(
+            "process \(message.topic)",
+            context: parent(producerContext: producerContext),
+            ofKind: .consumer
+        )
+        if span.isRecording {
+            span.updateAttributes { attributes in
+                setCommon(&attributes)
+                attributes["messaging.destination.name"] = message.topic
+                attributes["messaging.destination.partition.id"] = String(message.partition)
+                attributes["messaging.kafka.offset"] = message.offset
+                if let key = message.keyString { attributes["messaging.kafka.message.key"] = key }
+                if message.isTombstone { attributes["messaging.kafka.message.tombstone"] = true }
+                attributes["messaging.message.body.size"] = message.value?.count ?? 0
+                KafkaTracingAttributes.captureHeaders(configuration.capturedHeaders, from: message.headers, into: &attributes)
+            }
+            if let producerContext { span.addLink(SpanLink(context: producerContext, attributes: [:])) }
+        }
+        try await run(in: span) { try await handler(message) }
+    }
+
+    /// Runs `handler` inside one `process {topic}` span for a batch, with one link per message.
+    func withBatchSpan(
+        _ messages: [KafkaConsumerMessage],
+        _ handler: ([KafkaConsumerMessage]) async throws -> Void
+    ) async throws {
+        guard let tracer = configuration.currentTracer, let first = messages.first else { return try await handler(messages) }
+        let topics = Set(messages.map(\.topic))
+        let name = topics.count == 1 ? "process \(first.topic)" : "process"
+        let span = tracer.startSpan(name, context: InstrumentationContext.current ?? .topLevel, ofKind: .consumer)
+        if span.isRecording {
+            span.updateAttributes { attributes in
+                setCommon(&attributes)
+                if topics.count == 1 { attributes["messaging.destination.name"] = first.topic }
+                attributes["messaging.batch.message_count"] = messages.count
+            }
+            for message in messages {
+                guard let context = message.traceContext ?? extractContext(from: message) else { continue }
+                span.addLink(
+                    SpanLink(
+                        context: context,
+                        attributes: [
+                            "messaging.destination.partition.id": .string(String(message.partition)),
+                            "messaging.kafka.offset": .int64(message.offset),
+                        ]
+                    )
+                )
+            }
+        }
+        try await run(in: span) { try await handler(messages) }
+    }
+
+    private func parent(producerContext: InstrumentationContext?) -> InstrumentationContext {
+        switch configuration.consumerParent {
+        case .linkOnly:
+            return .topLevel
+        case .producerContext:
+            if let ambient = InstrumentationContext.current, !ambient.isEmpty { return ambient }
+            return producerContext ?? .topLevel
+        }
+    }
+
+    private func setCommon(_ attributes: inout SpanAttributes) {
+        attributes["messaging.system"] = "kafka"
+        attributes["messaging.operation.name"] = "process"
+        attributes["messaging.operation.type"] = "process"
+        attributes["messaging.consumer.group.name"] = groupID
+        if let clientID { attributes["messaging.client.id"] = clientID }
+        server?.apply(to: &attributes)
+    }
+
+    private func run(in span: any Span, _ body: () async throws -> Void) async throws {
+        defer { span.end() }
+        do {
+            try await InstrumentationContext.withValue(span.context) { try await body() }
+        } catch {
+            KafkaTracingAttributes.fail(span, with: error)
+            throw error
+        }
+    }
+}

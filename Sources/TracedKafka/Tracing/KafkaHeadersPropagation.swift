@@ -1,0 +1,112 @@
+import Tracing
+
+/// Writes trace context into record headers for `Tracer.inject`.
+///
+/// Each write **replaces** every header with the same key, so retries, re-sends and forwarding never leave two
+/// `traceparent` headers on a record.
+public struct KafkaHeadersInjector: Injector {
+    /// Creates an injector.
+    public init() {}
+
+    /// Replaces the headers named `key` with one header holding `value`.
+    /// - Parameters:
+    ///   - value: The header value, written as UTF-8.
+    ///   - key: The header key.
+    ///   - carrier: The headers to change.
+    public func inject(_ value: String, forKey key: String, into carrier: inout KafkaHeaders) {
+        carrier.removeAll { $0.key == key }
+        carrier.append(KafkaHeader(key: key, value: value))
+    }
+}
+
+/// Reads trace context from record headers for `Tracer.extract`, refusing hostile input.
+///
+/// It returns the **last** value of a key, and returns nothing (so nothing propagates and the consumer starts a new
+/// root) for a value that is not UTF-8, holds control characters, is oversized, or is repeated with different
+/// values. `traceparent` must follow the W3C grammar; `tracestate` and `baggage` are cut to the W3C limits
+/// instead of being forwarded whole.
+public struct KafkaHeadersExtractor: Extractor {
+    /// The longest header value read for any key other than `tracestate` and `baggage`.
+    public static let maxValueLength = 512
+    /// W3C Trace Context: at most 32 tracestate list members, and 512 characters are enough to propagate.
+    public static let maxTraceStateMembers = 32
+    /// The longest tracestate forwarded.
+    public static let maxTraceStateLength = 512
+    /// W3C Baggage: at most 64 list members and 8192 bytes.
+    public static let maxBaggageMembers = 64
+    /// The longest baggage forwarded.
+    public static let maxBaggageLength = 8192
+
+    /// Creates an extractor.
+    public init() {}
+
+    /// The sanitized value of `key` in `carrier`, or `nil`.
+    /// - Parameters:
+    ///   - key: The header key the tracer asks for.
+    ///   - carrier: The record's headers.
+    public func extract(key: String, from carrier: KafkaHeaders) -> String? {
+        var last: [UInt8]?
+        var found = false
+        for header in carrier where header.key == key {
+            // A key repeated with different values is ambiguous: trust none of them.
+            if found, header.value != last { return nil }
+            last = header.value
+            found = true
+        }
+        guard let bytes = last, let value = String(validating: bytes, as: UTF8.self) else { return nil }
+        guard !value.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) else { return nil }
+        switch key {
+        case "traceparent":
+            return Self.isValidTraceParent(value) ? value : nil
+        case "tracestate":
+            return Self.cut(value, maxMembers: Self.maxTraceStateMembers, maxLength: Self.maxTraceStateLength)
+        case "baggage":
+            return Self.cut(value, maxMembers: Self.maxBaggageMembers, maxLength: Self.maxBaggageLength)
+        default:
+            return value.utf8.count <= Self.maxValueLength ? value : nil
+        }
+    }
+
+    /// W3C `traceparent`: `version-traceid-parentid-flags` in lowercase hex; version `ff` and all-zero ids are
+    /// invalid; version `00` has exactly four fields, later versions may append fields after a `-`.
+    static func isValidTraceParent(_ value: String) -> Bool {
+        let bytes = Array(value.utf8)
+        guard bytes.count >= 55, bytes.count <= maxValueLength else { return false }
+        func isHex(_ range: Range<Int>) -> Bool {
+            bytes[range].allSatisfy { (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }
+        }
+        guard isHex(0..<2), bytes[2] == 0x2D, isHex(3..<35), bytes[35] == 0x2D, isHex(36..<52), bytes[52] == 0x2D,
+            isHex(53..<55)
+        else { return false }
+        let version = bytes[0..<2]
+        if version.elementsEqual("ff".utf8) { return false }
+        if version.elementsEqual("00".utf8), bytes.count != 55 { return false }
+        if bytes.count > 55, bytes[55] != 0x2D { return false }
+        if bytes[3..<35].allSatisfy({ $0 == 0x30 }) || bytes[36..<52].allSatisfy({ $0 == 0x30 }) { return false }
+        return true
+    }
+
+    /// Keeps whole list members from the front while both limits hold; `nil` when none fits.
+    static func cut(_ value: String, maxMembers: Int, maxLength: Int) -> String? {
+        var kept: [Substring] = []
+        var length = 0
+        for member in value.split(separator: ",", omittingEmptySubsequences: true) {
+            let trimmed = member.trimmingSpaces
+            guard !trimmed.isEmpty else { continue }
+            let added = trimmed.utf8.count + (kept.isEmpty ? 0 : 1)
+            guard kept.count < maxMembers, length + added <= maxLength else { break }
+            kept.append(trimmed)
+            length += added
+        }
+        return kept.isEmpty ? nil : kept.joined(separator: ",")
+    }
+}
+
+extension Substring {
+    fileprivate var trimmingSpaces: Substring {
+        var result = self
+        while result.first == " " || result.first == "\t" { result.removeFirst() }
+        while result.last == " " || result.last == "\t" { result.removeLast() }
+        return result
+    }
+}

@@ -1,0 +1,132 @@
+import Synchronization
+import Tracing
+
+/// The producer's tracing layer: one PRODUCER span per record, from send to delivery report.
+struct KafkaProducerTracing: Sendable {
+    let configuration: KafkaTracingConfiguration
+    let clientID: String?
+    let server: KafkaServerAddress?
+
+    /// Starts the send span for a record and writes its context into the record's headers.
+    ///
+    /// A record that already carries a context (a re-send or a forwarded record) gets that context as a link, and
+    /// its old trace headers are replaced.
+    /// - Returns: The span to end at the delivery report, or `nil` when tracing is off.
+    func startSend(_ record: inout KafkaProducerRecord) -> (any Span)? {
+        guard let tracer = configuration.currentTracer else { return nil }
+        var previous: InstrumentationContext?
+        var previousKeys: Set<String> = []
+        if configuration.propagatesContext, !record.headers.isEmpty {
+            let extractor = KeyRecordingExtractor()
+            var context = InstrumentationContext.topLevel
+            tracer.extract(record.headers, into: &context, using: extractor)
+            if !context.isEmpty { previous = context }
+            previousKeys = extractor.keys
+        }
+        let span = tracer.startSpan(
+            "send \(record.topic)",
+            context: InstrumentationContext.current ?? .topLevel,
+            ofKind: .producer
+        )
+        if span.isRecording {
+            span.updateAttributes { attributes in
+                attributes["messaging.system"] = "kafka"
+                attributes["messaging.operation.name"] = "send"
+                attributes["messaging.operation.type"] = "send"
+                attributes["messaging.destination.name"] = record.topic
+                if let partition = record.partition { attributes["messaging.destination.partition.id"] = String(partition) }
+                if let key = record.key, let text = String(validating: key, as: UTF8.self) {
+                    attributes["messaging.kafka.message.key"] = text
+                }
+                if record.value == nil { attributes["messaging.kafka.message.tombstone"] = true }
+                attributes["messaging.message.body.size"] = record.value?.count ?? 0
+                if let clientID { attributes["messaging.client.id"] = clientID }
+                server?.apply(to: &attributes)
+                KafkaTracingAttributes.captureHeaders(configuration.capturedHeaders, from: record.headers, into: &attributes)
+            }
+            if let previous { span.addLink(SpanLink(context: previous, attributes: [:])) }
+        }
+        if configuration.propagatesContext {
+            // Drop every trace header the old context came from, so none outlives the new one.
+            if !previousKeys.isEmpty { record.headers.removeAll { previousKeys.contains($0.key) } }
+            tracer.inject(span.context, into: &record.headers, using: KafkaHeadersInjector())
+        }
+        return span
+    }
+
+    /// Ends a send span with the record's outcome.
+    static func end(_ span: any Span, with result: Result<KafkaDeliveryReport, KafkaError>) {
+        if span.isRecording {
+            switch result {
+            case .success(let report):
+                span.updateAttributes { attributes in
+                    attributes["messaging.destination.partition.id"] = String(report.partition)
+                    attributes["messaging.kafka.offset"] = report.offset
+                }
+            case .failure(let error):
+                KafkaTracingAttributes.fail(span, with: error)
+            }
+        }
+        span.end()
+    }
+}
+
+/// An extractor that also notes which keys the tracer found, so a re-send can drop exactly those headers.
+final class KeyRecordingExtractor: Extractor, Sendable {
+    private let found = Mutex<Set<String>>([])
+
+    var keys: Set<String> { found.withLock { $0 } }
+
+    func extract(key: String, from carrier: KafkaHeaders) -> String? {
+        if carrier.contains(where: { $0.key == key }) { found.withLock { _ = $0.insert(key) } }
+        return KafkaHeadersExtractor().extract(key: key, from: carrier)
+    }
+}
+
+/// `server.address` and `server.port`, from the first bootstrap server.
+struct KafkaServerAddress: Sendable {
+    let host: String
+    let port: Int?
+
+    init?(bootstrapServers: [String]) {
+        guard let first = bootstrapServers.first, !first.isEmpty else { return nil }
+        if let colon = first.lastIndex(of: ":"), let port = Int(first[first.index(after: colon)...]) {
+            host = String(first[..<colon])
+            self.port = port
+        } else {
+            host = first
+            port = nil
+        }
+    }
+
+    func apply(to attributes: inout SpanAttributes) {
+        attributes["server.address"] = host
+        if let port { attributes["server.port"] = port }
+    }
+}
+
+/// Attribute helpers shared by the producer's and the consumer's spans.
+enum KafkaTracingAttributes {
+    /// Records headers chosen by name as `messaging.header.<name>` (the last value, when it is UTF-8).
+    static func captureHeaders(_ names: Set<String>, from headers: KafkaHeaders, into attributes: inout SpanAttributes) {
+        guard !names.isEmpty else { return }
+        for name in names {
+            if let value = headers.lastValue(forKey: name), let text = String(validating: value, as: UTF8.self) {
+                attributes["messaging.header.\(name)"] = text
+            }
+        }
+    }
+
+    /// Marks a span failed: the error recorded, `error.type`, error status.
+    static func fail(_ span: any Span, with error: any Error) {
+        span.recordError(error)
+        let type: String
+        if let kafkaError = error as? KafkaError {
+            type = kafkaError.rdKafkaName ?? kafkaError.code.description
+        } else {
+            type = String(describing: Swift.type(of: error))
+        }
+        span.attributes["error.type"] = type
+        span.setStatus(SpanStatus(code: .error, message: "\(error)"))
+    }
+}
