@@ -1,0 +1,331 @@
+import Foundation
+import InMemoryTracing
+import Testing
+import Tracing
+import TracedKafka
+import TracedKafkaTesting
+
+@Suite("Trace propagation across the Kafka hop")
+struct TracePropagationTests {
+    let cluster = SharedCluster.cluster
+
+    @Test("One trace runs from a root span through send to process: child, link, W3C header bytes, attributes")
+    func sendThenProcess() async throws {
+        let tracer = W3CRecordingTracer()
+        let topic = uniqueName("orders")
+        try await cluster.createTopic(topic, partitions: 1)
+        let group = uniqueName("billing")
+        try await withTracer(tracer) {
+            let producer = try tracedProducer()
+            try await withRunning(producer) { producer in
+                try await withSpan("checkout") { _ in
+                    _ = try await producer.send(KafkaProducerRecord(topic: topic, key: "customer-1", value: "espresso"))
+                }
+            }
+            let consumer = try tracedConsumer(topics: [topic], group: group)
+            let messages = try await handle(consumer, count: 1) { _ in
+                try await withSpan("charge card") { _ in }
+            }
+            let root = try span(tracer, "checkout")
+            let send = try span(tracer, "send \(topic)")
+            let process = try span(tracer, "process \(topic)")
+            let charge = try span(tracer, "charge card")
+
+            #expect(root.isRoot)
+            #expect(send.isChild(of: root) && send.kind == .producer)
+            #expect(process.isChild(of: send) && process.kind == .consumer)
+            #expect(process.links(to: send))
+            #expect(charge.isChild(of: process))
+            #expect(messages[0].headers.values(forKey: "traceparent") == [Array("00-\(send.traceID)-\(send.spanID)-01".utf8)])
+
+            #expect(send.string("messaging.system") == "kafka")
+            #expect(send.string("messaging.operation.name") == "send")
+            #expect(send.string("messaging.operation.type") == "send")
+            #expect(send.string("messaging.destination.name") == topic)
+            #expect(send.string("messaging.destination.partition.id") == "0")
+            #expect(send.int("messaging.kafka.offset") == 0)
+            #expect(send.string("messaging.kafka.message.key") == "customer-1")
+            #expect(send.string("messaging.client.id") == "checkout")
+            #expect(send.string("server.address") == "127.0.0.1" || ProcessInfo.processInfo.environment["KAFKA_BOOTSTRAP_SERVERS"] != nil)
+            #expect(send.attributes.get("messaging.kafka.message.tombstone") == nil)
+            #expect(process.string("messaging.operation.type") == "process")
+            #expect(process.string("messaging.consumer.group.name") == group)
+            #expect(process.string("messaging.destination.partition.id") == "0")
+            #expect(process.int("messaging.kafka.offset") == 0)
+            #expect(process.int("messaging.message.body.size") == 8)
+        }
+    }
+
+    @Test("A consume-transform-produce chain over three topics is one trace with the right parents")
+    func chainOverThreeTopics() async throws {
+        let tracer = W3CRecordingTracer()
+        let topics = (0..<3).map { uniqueName("hop\($0)") }
+        for topic in topics { try await cluster.createTopic(topic, partitions: 1) }
+        try await withTracer(tracer) {
+            let producer = try tracedProducer()
+            try await withRunning(producer) { producer in
+                try await withSpan("request") { _ in
+                    _ = try await producer.send(KafkaProducerRecord(topic: topics[0], value: "start"))
+                }
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    for hop in 0..<2 {
+                        group.addTask {
+                            try await handle(try tracedConsumer(topics: [topics[hop]]), count: 1) { message in
+                                _ = try await producer.send(KafkaProducerRecord(topic: topics[hop + 1], value: message.value))
+                            }
+                        }
+                    }
+                    group.addTask { try await handle(try tracedConsumer(topics: [topics[2]]), count: 1) }
+                    try await group.waitForAll()
+                }
+            }
+        }
+        let request = try span(tracer, "request")
+        var parent = request
+        for topic in topics {
+            let send = try span(tracer, "send \(topic)")
+            let process = try span(tracer, "process \(topic)")
+            #expect(send.isChild(of: parent), "send \(topic)")
+            #expect(process.isChild(of: send), "process \(topic)")
+            #expect(process.links(to: send))
+            parent = process
+        }
+        #expect(Set(tracer.finishedSpans.map(\.traceID)) == [request.traceID])
+        #expect(tracer.finishedSpans.count == 7)
+    }
+
+    @Test("Link-only mode starts a new trace per hop, joined to the producer by a link")
+    func linkOnly() async throws {
+        let tracer = W3CRecordingTracer()
+        let topic = uniqueName("linkonly")
+        try await cluster.createTopic(topic, partitions: 1)
+        try await withTracer(tracer) {
+            let producer = try tracedProducer()
+            try await withRunning(producer) { producer in
+                _ = try await producer.send(KafkaProducerRecord(topic: topic, value: "x"))
+            }
+            let tracing = KafkaTracingConfiguration(consumerParent: .linkOnly)
+            try await handle(try tracedConsumer(topics: [topic], tracing: tracing), count: 1)
+        }
+        let send = try span(tracer, "send \(topic)")
+        let process = try span(tracer, "process \(topic)")
+        #expect(process.isRoot)
+        #expect(!process.sharesTrace(with: send))
+        #expect(process.links(to: send))
+    }
+
+    @Test("A batch handler runs in one process span with one link per message, carrying partition and offset")
+    func batchSpan() async throws {
+        let tracer = W3CRecordingTracer()
+        let topic = uniqueName("batch")
+        try await cluster.createTopic(topic, partitions: 1)
+        let count = 6
+        try await withTracer(tracer) {
+            let producer = try tracedProducer()
+            try await withRunning(producer) { producer in
+                for index in 0..<count {
+                    // Each record in a trace of its own.
+                    try await withSpan("request \(index)") { _ in
+                        _ = try await producer.send(KafkaProducerRecord(topic: topic, value: "\(index)"))
+                    }
+                }
+            }
+            let consumer = try tracedConsumer(topics: [topic])
+            let seen = Shared(0)
+            try await withDeadline("batches") {
+                try await consumer.runBatches(maxMessages: 100) { batch in
+                    if seen.withLock({ $0 += batch.count; return $0 }) == count { consumer.triggerGracefulShutdown() }
+                }
+            }
+        }
+        let batches = tracer.spans(named: "process \(topic)")
+        let sends = tracer.spans(named: "send \(topic)")
+        #expect(sends.count == count)
+        #expect(batches.map { Int($0.int("messaging.batch.message_count") ?? 0) }.reduce(0, +) == count)
+        let links = batches.flatMap(\.links)
+        #expect(links.count == count)
+        for send in sends {
+            let link = try #require(links.first { $0.spanID == send.spanID && $0.traceID == send.traceID })
+            #expect(link.attributes.get("messaging.destination.partition.id") == .string("0"))
+            #expect(link.attributes.get("messaging.kafka.offset") == .int64(send.int("messaging.kafka.offset") ?? -1))
+        }
+        #expect(batches.allSatisfy { $0.kind == .consumer && $0.isRoot })
+    }
+
+    @Test("Re-sending a consumed record leaves exactly one traceparent, links the old context, parents on the handler")
+    func resendKeepsOneTraceparent() async throws {
+        let tracer = W3CRecordingTracer()
+        let source = uniqueName("source")
+        let target = uniqueName("target")
+        try await cluster.createTopic(source, partitions: 1)
+        try await cluster.createTopic(target, partitions: 1)
+        let forwarded = try await withTracer(tracer) {
+            let producer = try tracedProducer()
+            return try await withRunning(producer) { producer in
+                _ = try await producer.send(KafkaProducerRecord(topic: source, value: "original"))
+                try await handle(try tracedConsumer(topics: [source]), count: 1) { message in
+                    var record = KafkaProducerRecord(topic: target, key: message.key, value: message.value, headers: message.headers)
+                    record.headers.append(key: "traceparent", value: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+                    _ = try await producer.send(record)
+                }
+                return try await handle(try tracedConsumer(topics: [target]), count: 1)
+            }
+        }
+        let original = try span(tracer, "send \(source)")
+        let process = try span(tracer, "process \(source)")
+        let resend = try span(tracer, "send \(target)")
+        #expect(forwarded[0].headers.values(forKey: "traceparent") == [Array("00-\(resend.traceID)-\(resend.spanID)-01".utf8)])
+        #expect(resend.isChild(of: process))
+        // The record carried two conflicting traceparents: ambiguous, so no link is made from them.
+        #expect(!resend.links(to: original))
+    }
+
+    @Test("A forwarded record that carries one context gets exactly one traceparent and a link to the old context")
+    func forwardLinksOldContext() async throws {
+        let tracer = W3CRecordingTracer()
+        let topic = uniqueName("forward")
+        try await cluster.createTopic(topic, partitions: 1)
+        let old = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+        let received = try await withTracer(tracer) {
+            let producer = try tracedProducer()
+            try await withRunning(producer) { producer in
+                let headers: KafkaHeaders = [KafkaHeader(key: "traceparent", value: old), KafkaHeader(key: "tracestate", value: "vendor=old")]
+                _ = try await producer.send(KafkaProducerRecord(topic: topic, value: "x", headers: headers))
+            }
+            return try await handle(try tracedConsumer(topics: [topic]), count: 1)
+        }
+        let send = try span(tracer, "send \(topic)")
+        #expect(send.isRoot)
+        #expect(send.links.map(\.spanID) == ["b7ad6b7169203331"])
+        #expect(send.links.map(\.traceID) == ["0af7651916cd43dd8448eb211c80319c"])
+        #expect(received[0].headers.values(forKey: "traceparent") == [Array("00-\(send.traceID)-\(send.spanID)-01".utf8)])
+        #expect(received[0].headers.values(forKey: "tracestate").isEmpty)
+    }
+
+    @Test("An unsampled parent stays unsampled downstream while its context keeps propagating")
+    func unsampledStaysUnsampled() async throws {
+        let tracer = W3CRecordingTracer(sampler: .never)
+        let first = uniqueName("unsampled1")
+        let second = uniqueName("unsampled2")
+        try await cluster.createTopic(first, partitions: 1)
+        try await cluster.createTopic(second, partitions: 1)
+        let (upstream, downstream) = try await withTracer(tracer) {
+            let producer = try tracedProducer()
+            return try await withRunning(producer) { producer in
+                try await withSpan("request") { _ in
+                    _ = try await producer.send(KafkaProducerRecord(topic: first, value: "x"))
+                }
+                let upstream = try await handle(try tracedConsumer(topics: [first]), count: 1) { message in
+                    _ = try await producer.send(KafkaProducerRecord(topic: second, value: message.value))
+                }
+                return (upstream, try await handle(try tracedConsumer(topics: [second]), count: 1))
+            }
+        }
+        let upstreamParent = try #require(upstream[0].headers.lastValue(forKey: "traceparent").flatMap { String(validating: $0, as: UTF8.self) })
+        let downstreamParent = try #require(downstream[0].headers.lastValue(forKey: "traceparent").flatMap { String(validating: $0, as: UTF8.self) })
+        #expect(upstreamParent.hasSuffix("-00"))
+        #expect(downstreamParent.hasSuffix("-00"))
+        // Same trace id across both hops: the context propagated even though nothing was sampled.
+        #expect(upstreamParent.split(separator: "-")[1] == downstreamParent.split(separator: "-")[1])
+        #expect(upstreamParent != downstreamParent)
+        #expect(tracer.finishedSpans.isEmpty)
+    }
+
+    @Test("A throwing handler marks its span failed and leaves its offset uncommitted")
+    func throwingHandler() async throws {
+        struct PaymentDeclined: Error {}
+        let tracer = W3CRecordingTracer()
+        let topic = uniqueName("declined")
+        let group = uniqueName("g")
+        try await cluster.createTopic(topic, partitions: 1)
+        try await withTracer(tracer) {
+            let producer = try tracedProducer()
+            try await withRunning(producer) { producer in
+                _ = try await producer.send(KafkaProducerRecord(topic: topic, value: "first"))
+                _ = try await producer.send(KafkaProducerRecord(topic: topic, value: "second"))
+            }
+            await #expect(throws: PaymentDeclined.self) {
+                try await withDeadline("failing handler") {
+                    try await tracedConsumer(topics: [topic], group: group).run { message in
+                        if message.offset == 1 { throw PaymentDeclined() }
+                    }
+                }
+            }
+            // Offset 0 was handled and committed; offset 1 was not: a new member of the group starts there.
+            let again = try await handle(try tracedConsumer(topics: [topic], group: group), count: 1)
+            #expect(again.map(\.offset) == [1])
+        }
+        let failed = try #require(tracer.spans(named: "process \(topic)").first { $0.int("messaging.kafka.offset") == 1 && $0.status?.code == .error })
+        #expect(failed.string("error.type") == "PaymentDeclined")
+        #expect(failed.errors.count == 1)
+    }
+
+    @Test("The tracer bound with withTracer is the one used, per operation")
+    func withTracerIsHonoured() async throws {
+        let producerTracer = W3CRecordingTracer()
+        let consumerTracer = W3CRecordingTracer()
+        let topic = uniqueName("withtracer")
+        try await cluster.createTopic(topic, partitions: 1)
+        let producer = try tracedProducer()
+        try await withRunning(producer) { producer in
+            try await withTracer(producerTracer) {
+                _ = try await producer.send(KafkaProducerRecord(topic: topic, value: "x"))
+            }
+        }
+        try await withTracer(consumerTracer) {
+            try await handle(try tracedConsumer(topics: [topic]), count: 1)
+        }
+        let send = try span(producerTracer, "send \(topic)")
+        let process = try span(consumerTracer, "process \(topic)")
+        #expect(producerTracer.spans(named: "process \(topic)").isEmpty)
+        #expect(consumerTracer.spans(named: "send \(topic)").isEmpty)
+        #expect(process.isChild(of: send))
+    }
+
+    @Test("swift-distributed-tracing's InMemoryTracer works across the hop too")
+    func inMemoryTracer() async throws {
+        let tracer = InMemoryTracer()
+        let topic = uniqueName("inmemory")
+        try await cluster.createTopic(topic, partitions: 1)
+        try await withTracer(tracer) {
+            let producer = try tracedProducer()
+            try await withRunning(producer) { producer in
+                _ = try await producer.send(KafkaProducerRecord(topic: topic, value: "x"))
+            }
+            try await handle(try tracedConsumer(topics: [topic]), count: 1)
+        }
+        let send = try #require(tracer.finishedSpans.first { $0.operationName == "send \(topic)" })
+        let process = try #require(tracer.finishedSpans.first { $0.operationName == "process \(topic)" })
+        #expect(send.kind == .producer && process.kind == .consumer)
+        #expect(process.traceID == send.traceID)
+        #expect(process.parentSpanID == send.spanID)
+        #expect(process.links.first?.context.inMemorySpanContext?.spanID == send.spanID)
+    }
+
+    @Test("Chosen headers are captured as span attributes; tracing off touches neither spans nor headers")
+    func headerCaptureAndOff() async throws {
+        let tracer = W3CRecordingTracer()
+        let topic = uniqueName("capture")
+        let quiet = uniqueName("quiet")
+        try await cluster.createTopic(topic, partitions: 1)
+        try await cluster.createTopic(quiet, partitions: 1)
+        let headers: KafkaHeaders = [KafkaHeader(key: "source", value: "web"), KafkaHeader(key: "secret", value: "hunter2")]
+        let received = try await withTracer(tracer) {
+            let producer = try tracedProducer(tracing: KafkaTracingConfiguration(capturedHeaders: ["source"]))
+            let silent = try tracedProducer(tracing: .disabled)
+            try await withRunning(producer) { producer in
+                _ = try await producer.send(KafkaProducerRecord(topic: topic, value: "x", headers: headers))
+            }
+            try await withRunning(silent) { silent in
+                _ = try await silent.send(KafkaProducerRecord(topic: quiet, value: "x", headers: headers))
+            }
+            return try await handle(try tracedConsumer(topics: [quiet], tracing: .disabled), count: 1)
+        }
+        let send = try span(tracer, "send \(topic)")
+        #expect(send.string("messaging.header.source") == "web")
+        #expect(send.attributes.get("messaging.header.secret") == nil)
+        #expect(tracer.spans(named: "send \(quiet)").isEmpty)
+        #expect(tracer.spans(named: "process \(quiet)").isEmpty)
+        #expect(received[0].headers == headers)
+    }
+}

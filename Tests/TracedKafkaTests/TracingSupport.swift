@@ -1,0 +1,52 @@
+import Foundation
+import Testing
+import Tracing
+import TracedKafka
+import TracedKafkaTesting
+
+/// A traced producer on the shared cluster (the tracer comes from `withTracer` unless one is given).
+func tracedProducer(tracing: KafkaTracingConfiguration = .enabled, clientID: String? = "checkout") throws -> KafkaProducer {
+    var configuration = producerConfiguration(SharedCluster.cluster)
+    configuration.clientID = clientID
+    configuration.tracing = tracing
+    return try KafkaProducer(configuration: configuration)
+}
+
+/// A traced consumer on the shared cluster, in a new group.
+func tracedConsumer(
+    topics: [String],
+    group: String = uniqueName("g"),
+    tracing: KafkaTracingConfiguration = .enabled,
+    handlerFailure: KafkaConsumerConfiguration.HandlerFailurePolicy = .stop
+) throws -> KafkaConsumer {
+    var configuration = consumerConfiguration(SharedCluster.cluster, group: group, topics: topics)
+    configuration.tracing = tracing
+    configuration.handlerFailure = handlerFailure
+    return try KafkaConsumer(configuration: configuration)
+}
+
+/// Runs `consumer.run(handler)` until `count` messages were handled, then shuts it down; returns them in order.
+@discardableResult
+func handle(
+    _ consumer: KafkaConsumer,
+    count: Int,
+    _ handler: @escaping @Sendable (KafkaConsumerMessage) async throws -> Void = { _ in }
+) async throws -> [KafkaConsumerMessage] {
+    let seen = Shared<[KafkaConsumerMessage]>([])
+    try await withDeadline("handling \(count) messages") {
+        try await consumer.run { message in
+            try await handler(message)
+            let done = seen.withLock { seen in
+                seen.append(message)
+                return seen.count == count
+            }
+            if done { consumer.triggerGracefulShutdown() }
+        }
+    }
+    return seen.withLock { $0 }
+}
+
+/// The process span of each handled message must be one the tracer recorded.
+func span(_ tracer: W3CRecordingTracer, _ name: String, sourceLocation: SourceLocation = #_sourceLocation) throws -> RecordedSpan {
+    try #require(tracer.span(named: name), "no span named '\(name)' among \(tracer.finishedSpans.map(\.operationName))", sourceLocation: sourceLocation)
+}
