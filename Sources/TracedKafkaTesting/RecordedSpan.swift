@@ -41,6 +41,45 @@ public struct RecordedSpan: Sendable {
     /// When it ended, in nanoseconds since the epoch.
     public var endNanoseconds: UInt64
 
+    /// Creates a recorded span, for example to render spans from another tracer with ``TraceWaterfall``.
+    /// - Parameters:
+    ///   - operationName: The span's name.
+    ///   - kind: The span's kind.
+    ///   - traceID: The trace id.
+    ///   - spanID: The span id.
+    ///   - parentSpanID: The parent's span id, `nil` for a root.
+    ///   - links: The span's links.
+    ///   - attributes: The span's attributes.
+    ///   - status: The span's status.
+    ///   - errors: The errors recorded, described.
+    ///   - startNanoseconds: Start, nanoseconds since the epoch.
+    ///   - endNanoseconds: End, nanoseconds since the epoch.
+    public init(
+        operationName: String,
+        kind: SpanKind,
+        traceID: String,
+        spanID: String,
+        parentSpanID: String?,
+        links: [Link] = [],
+        attributes: SpanAttributes = [:],
+        status: SpanStatus? = nil,
+        errors: [String] = [],
+        startNanoseconds: UInt64,
+        endNanoseconds: UInt64
+    ) {
+        self.operationName = operationName
+        self.kind = kind
+        self.traceID = traceID
+        self.spanID = spanID
+        self.parentSpanID = parentSpanID
+        self.links = links
+        self.attributes = attributes
+        self.status = status
+        self.errors = errors
+        self.startNanoseconds = startNanoseconds
+        self.endNanoseconds = endNanoseconds
+    }
+
     /// How long it lasted.
     public var duration: Duration {
         .nanoseconds(Int64(clamping: endNanoseconds &- startNanoseconds))

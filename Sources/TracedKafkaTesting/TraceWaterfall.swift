@@ -50,7 +50,8 @@ public enum TraceWaterfall {
 
     private static func milliseconds(_ duration: Duration) -> String {
         let (seconds, attoseconds) = duration.components
-        let tenths = (seconds * 10_000 + attoseconds / 100_000_000_000_000 + 5) / 10
+        // Hundredths of a millisecond, rounded to tenths.
+        let tenths = (seconds * 100_000 + attoseconds / 10_000_000_000_000 + 5) / 10
         return "\(tenths / 10).\(tenths % 10) ms"
     }
 
