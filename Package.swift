@@ -50,6 +50,7 @@ let package = Package(
                 "TracedKafka",
                 "TracedKafkaTesting",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
             ]
         ),
         .testTarget(

@@ -1,8 +1,13 @@
-// tracedkafka-demo: a producer and a consumer in one ServiceGroup, on the embedded broker (or on the cluster named
-// by KAFKA_BOOTSTRAP_SERVERS). It sends a few orders, reads them back, and shuts down gracefully.
+// tracedkafka-demo: an order pipeline of four services on the embedded broker (or on KAFKA_BOOTSTRAP_SERVERS),
+//
+//   checkout ──orders──▶ order service ──payments──▶ payment service ──notifications──▶ notification service
+//
+// each consumer a ServiceLifecycle Service, all traced with a W3C recording tracer. It sends one order and prints
+// the waterfall of its single trace across the three Kafka hops.
 import Foundation
 import Logging
 import ServiceLifecycle
+import Tracing
 import TracedKafka
 import TracedKafkaTesting
 
@@ -11,49 +16,78 @@ struct Demo {
     static func main() async throws {
         var logger = Logger(label: "tracedkafka-demo")
         logger.logLevel = .warning
+        let tracer = W3CRecordingTracer()
 
-        let environment = ProcessInfo.processInfo.environment["KAFKA_BOOTSTRAP_SERVERS"].flatMap { $0.isEmpty ? nil : $0 }
-        let cluster = environment == nil ? try EmbeddedKafkaCluster(brokers: 1) : nil
-        let bootstrap = environment ?? cluster!.bootstrapServers
-        let topic = "orders-\(UInt32.random(in: 0...UInt32.max))"
-        try cluster?.createTopic(topic, partitions: 3)
-        print("broker: \(bootstrap)\(cluster == nil ? " (KAFKA_BOOTSTRAP_SERVERS)" : " (embedded)")")
+        let cluster = try KafkaTestCluster.fromEnvironment()
+        print("broker: \(cluster.bootstrapServers)\(cluster.embedded == nil ? " (KAFKA_BOOTSTRAP_SERVERS)" : " (embedded)")")
+        let run = UInt32.random(in: 0...UInt32.max)
+        let (orders, payments, notifications) = ("orders-\(run)", "payments-\(run)", "notifications-\(run)")
+        for topic in [orders, payments, notifications] { try await cluster.createTopic(topic, partitions: 3) }
 
-        let servers = bootstrap.split(separator: ",").map(String.init)
-        let producer = try KafkaProducer(configuration: .init(bootstrapServers: servers, clientID: "checkout"), logger: logger)
-        let consumer = try KafkaConsumer(
-            configuration: .init(bootstrapServers: servers, groupID: "billing-\(topic)", topics: [topic]),
+        let producer = try KafkaProducer(
+            configuration: .init(bootstrapServers: cluster.bootstrapServerList, clientID: "demo", linger: .milliseconds(1)),
             logger: logger
         )
+        func consumer(_ topic: String, group: String) throws -> KafkaConsumer {
+            try KafkaConsumer(
+                configuration: .init(bootstrapServers: cluster.bootstrapServerList, groupID: "\(group)-\(run)", topics: [topic]),
+                logger: logger
+            )
+        }
+        let (delivered, notify) = AsyncStream.makeStream(of: String.self)
+        // One untraced record per topic first, so the trace shows steady-state sends rather than the first lookup
+        // of a new topic's metadata. The handlers skip it.
+        for topic in [orders, payments, notifications] {
+            try await producer.send(KafkaProducerRecord(topic: topic, key: "warm-up", value: "warm-up"))
+        }
+
+        let services: [any Service] = [
+            producer,
+            try consumer(orders, group: "order-service").service { message in
+                guard message.keyString != "warm-up" else { return }
+                try await withSpan("reserve stock") { _ in try await Task.sleep(for: .milliseconds(2)) }
+                try await producer.send(KafkaProducerRecord(topic: payments, key: message.key, value: message.value))
+            },
+            try consumer(payments, group: "payment-service").service { message in
+                guard message.keyString != "warm-up" else { return }
+                try await withSpan("charge card", ofKind: .client) { _ in try await Task.sleep(for: .milliseconds(3)) }
+                try await producer.send(KafkaProducerRecord(topic: notifications, key: message.key, value: message.value))
+            },
+            try consumer(notifications, group: "notification-service").service { message in
+                guard message.keyString != "warm-up" else { return }
+                try await withSpan("send email", ofKind: .client) { _ in try await Task.sleep(for: .milliseconds(1)) }
+                notify.yield(message.valueString ?? "")
+            },
+        ]
         let group = ServiceGroup(
-            configuration: .init(services: [.init(service: producer), .init(service: consumer)], logger: logger)
+            configuration: .init(services: services.map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         )
 
-        let orders = ["espresso", "croissant", "flat white", "bagel", "matcha"]
-        try await withThrowingTaskGroup(of: Void.self) { tasks in
-            tasks.addTask { try await group.run() }
-
-            for (index, item) in orders.enumerated() {
-                let report = try await producer.send(
-                    KafkaProducerRecord(
-                        topic: topic,
-                        key: "customer-\(index % 2)",
-                        value: #"{"order":\#(index),"item":"\#(item)"}"#,
-                        headers: [KafkaHeader(key: "source", value: "demo")]
+        try await withTracer(tracer) {
+            try await withThrowingTaskGroup(of: Void.self) { tasks in
+                tasks.addTask { try await group.run() }
+                try await withSpan("checkout", ofKind: .server) { _ in
+                    let report = try await producer.send(
+                        KafkaProducerRecord(topic: orders, key: "customer-42", value: #"{"order":1001,"item":"espresso"}"#)
                     )
-                )
-                print("sent      \(report.topic)[\(report.partition)]@\(report.offset)  key=customer-\(index % 2)")
+                    print("checkout: order sent to \(report.topic)[\(report.partition)]@\(report.offset)")
+                }
+                for await value in delivered {
+                    print("notification service: handled \(value)")
+                    break
+                }
+                await group.triggerGracefulShutdown()
+                try await tasks.waitForAll()
             }
-
-            var received = 0
-            for try await message in consumer.messages {
-                print("received  \(message.topic)[\(message.partition)]@\(message.offset)  \(message.valueString ?? "<tombstone>")")
-                received += 1
-                if received == orders.count { await group.triggerGracefulShutdown() }
-            }
-            try await tasks.waitForAll()
         }
-        print("done: \(orders.count) sent, \(orders.count) received, shut down cleanly")
-        cluster?.shutdown()
+
+        guard let root = tracer.span(named: "checkout") else {
+            print("no checkout span was recorded")
+            exit(1)
+        }
+        let trace = tracer.spans(inTrace: root.traceID)
+        print("\none trace, \(trace.count) spans, trace id \(root.traceID):\n")
+        print(TraceWaterfall.render(trace))
+        cluster.embedded?.shutdown()
     }
 }

@@ -1,0 +1,42 @@
+import ServiceLifecycle
+
+/// A consumer and its handler as one `Service`, for a `ServiceGroup`: its `run()` is
+/// ``KafkaConsumer/run(_:)`` with the handler.
+///
+/// ```swift
+/// let group = ServiceGroup(configuration: .init(services: [
+///     .init(service: producer),
+///     .init(service: consumer.service { message in try await handle(message) }),
+/// ], logger: logger))
+/// ```
+public struct KafkaConsumerHandlerService: Service {
+    /// The consumer.
+    public let consumer: KafkaConsumer
+    private let handler: @Sendable (KafkaConsumerMessage) async throws -> Void
+
+    /// Pairs a consumer with a handler.
+    /// - Parameters:
+    ///   - consumer: The consumer; don't run it elsewhere.
+    ///   - handler: Handles one message inside its process span.
+    public init(consumer: KafkaConsumer, handler: @escaping @Sendable (KafkaConsumerMessage) async throws -> Void) {
+        self.consumer = consumer
+        self.handler = handler
+    }
+
+    /// Runs the consumer with the handler until graceful shutdown.
+    /// - Throws: as ``KafkaConsumer/run(_:)``.
+    public func run() async throws {
+        try await consumer.run(handler)
+    }
+}
+
+extension KafkaConsumer {
+    /// This consumer with a handler, as a `Service` for a `ServiceGroup`.
+    /// - Parameter handler: Handles one message inside its process span.
+    /// - Returns: The service; run it instead of the consumer itself.
+    public func service(
+        handling handler: @escaping @Sendable (KafkaConsumerMessage) async throws -> Void
+    ) -> KafkaConsumerHandlerService {
+        KafkaConsumerHandlerService(consumer: self, handler: handler)
+    }
+}
