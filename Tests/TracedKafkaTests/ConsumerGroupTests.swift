@@ -117,8 +117,7 @@ struct ConsumerGroupTests {
 
     @Test("A paused partition delivers nothing until it is resumed")
     func pauseResume() async throws {
-        let topic = uniqueName("pause")
-        try await cluster.createTopic(topic, partitions: 1)
+        let topic = try await newTopic("pause")
         let consumer = try KafkaConsumer(configuration: consumerConfiguration(cluster, group: uniqueName("g"), topics: [topic]))
         let partition = KafkaTopicPartition(topic: topic, partition: 0)
         let producer = try KafkaProducer(configuration: producerConfiguration(cluster))

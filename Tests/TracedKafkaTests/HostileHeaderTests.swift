@@ -48,13 +48,9 @@ struct HostileHeaderTests {
         let (name, headers) = HostileHeaders.cases[index]
         let cluster = SharedCluster.cluster
         let tracer = W3CRecordingTracer()
-        let topic = uniqueName("hostile")
-        try await cluster.createTopic(topic, partitions: 1)
+        let topic = try await newTopic("hostile")
         // An untraced producer sends the headers exactly as they are.
-        let producer = try tracedProducer(tracing: .disabled)
-        try await withRunning(producer) { producer in
-            _ = try await producer.send(KafkaProducerRecord(topic: topic, value: "payload", headers: headers))
-        }
+        try await sendTraced(KafkaProducerRecord(topic: topic, value: "payload", headers: headers), tracing: .disabled)
         let handled = try await withTracer(tracer) {
             try await handle(try tracedConsumer(topics: [topic]), count: 1) { message in
                 #expect(message.traceContext == nil, "\(name)")

@@ -103,8 +103,7 @@ struct MisuseTests {
 
     @Test("Task cancellation of run() shuts the producer down and delivers what was queued")
     func cancellationShutsDown() async throws {
-        let topic = uniqueName("cancel")
-        try await cluster.createTopic(topic, partitions: 1)
+        let topic = try await newTopic("cancel")
         let (producer, events) = try KafkaProducer.makeProducerWithEvents(configuration: producerConfiguration(cluster))
         let run = Task { try await producer.run() }
         for index in 0..<100 { try await producer.enqueue(KafkaProducerRecord(topic: topic, value: "\(index)")) }

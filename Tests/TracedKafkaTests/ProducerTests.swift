@@ -9,8 +9,7 @@ struct ProducerTests {
     @Test("Graceful shutdown with 10k queued records loses none")
     func shutdownLosesNothing() async throws {
         let cluster = SharedCluster.cluster
-        let topic = uniqueName("shutdown")
-        try await cluster.createTopic(topic, partitions: 2)
+        let topic = try await newTopic("shutdown", partitions: 2)
         let count = 10_000
         // A long linger keeps the records queued in librdkafka when shutdown begins.
         var configuration = producerConfiguration(cluster)
@@ -38,8 +37,7 @@ struct ProducerTests {
     @Test("A full librdkafka queue makes senders wait, and every record is delivered")
     func backPressure() async throws {
         let cluster = SharedCluster.cluster
-        let topic = uniqueName("backpressure")
-        try await cluster.createTopic(topic, partitions: 1)
+        let topic = try await newTopic("backpressure")
         let configuration = producerConfiguration(cluster, properties: ["queue.buffering.max.messages": "10"])
         let producer = try KafkaProducer(configuration: configuration)
         let offsets = try await withRunning(producer) { producer in

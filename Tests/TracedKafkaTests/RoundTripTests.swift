@@ -9,8 +9,7 @@ struct RoundTripTests {
 
     @Test("Keys, values, headers (order, repeats, nil values), tombstones and explicit partitions survive the trip")
     func roundTrip() async throws {
-        let topic = uniqueName("roundtrip")
-        try await cluster.createTopic(topic, partitions: 3)
+        let topic = try await newTopic("roundtrip", partitions: 3)
         let headers: KafkaHeaders = [
             KafkaHeader(key: "b", value: "first"),
             KafkaHeader(key: "a", value: [0, 255, 1]),
@@ -55,8 +54,7 @@ struct RoundTripTests {
 
     @Test("Records with the same key land on the same partition")
     func sameKeySamePartition() async throws {
-        let topic = uniqueName("keys")
-        try await cluster.createTopic(topic, partitions: 4)
+        let topic = try await newTopic("keys", partitions: 4)
         let producer = try KafkaProducer(configuration: producerConfiguration(cluster))
         let partitions = try await withRunning(producer) { producer in
             var byKey: [String: Set<Int>] = [:]
@@ -73,8 +71,7 @@ struct RoundTripTests {
 
     @Test("Fire-and-forget sends report every outcome on the events sequence")
     func enqueueEvents() async throws {
-        let topic = uniqueName("events")
-        try await cluster.createTopic(topic, partitions: 1)
+        let topic = try await newTopic("events")
         let (producer, events) = try KafkaProducer.makeProducerWithEvents(configuration: producerConfiguration(cluster))
         let count = 500
         let ids = try await withRunning(producer) { producer in

@@ -12,8 +12,7 @@ struct TracePropagationTests {
     @Test("One trace runs from a root span through send to process: child, link, W3C header bytes, attributes")
     func sendThenProcess() async throws {
         let tracer = W3CRecordingTracer()
-        let topic = uniqueName("orders")
-        try await cluster.createTopic(topic, partitions: 1)
+        let topic = try await newTopic("orders")
         let group = uniqueName("billing")
         try await withTracer(tracer) {
             let producer = try tracedProducer()
@@ -97,13 +96,9 @@ struct TracePropagationTests {
     @Test("Link-only mode starts a new trace per hop, joined to the producer by a link")
     func linkOnly() async throws {
         let tracer = W3CRecordingTracer()
-        let topic = uniqueName("linkonly")
-        try await cluster.createTopic(topic, partitions: 1)
+        let topic = try await newTopic("linkonly")
         try await withTracer(tracer) {
-            let producer = try tracedProducer()
-            try await withRunning(producer) { producer in
-                _ = try await producer.send(KafkaProducerRecord(topic: topic, value: "x"))
-            }
+            try await sendTraced(KafkaProducerRecord(topic: topic, value: "x"))
             let tracing = KafkaTracingConfiguration(consumerParent: .linkOnly)
             try await handle(try tracedConsumer(topics: [topic], tracing: tracing), count: 1)
         }
@@ -117,8 +112,7 @@ struct TracePropagationTests {
     @Test("A batch handler runs in one process span with one link per message, carrying partition and offset")
     func batchSpan() async throws {
         let tracer = W3CRecordingTracer()
-        let topic = uniqueName("batch")
-        try await cluster.createTopic(topic, partitions: 1)
+        let topic = try await newTopic("batch")
         let count = 6
         try await withTracer(tracer) {
             let producer = try tracedProducer()
@@ -155,10 +149,8 @@ struct TracePropagationTests {
     @Test("Re-sending a consumed record leaves exactly one traceparent, links the old context, parents on the handler")
     func resendKeepsOneTraceparent() async throws {
         let tracer = W3CRecordingTracer()
-        let source = uniqueName("source")
-        let target = uniqueName("target")
-        try await cluster.createTopic(source, partitions: 1)
-        try await cluster.createTopic(target, partitions: 1)
+        let source = try await newTopic("source")
+        let target = try await newTopic("target")
         let forwarded = try await withTracer(tracer) {
             let producer = try tracedProducer()
             return try await withRunning(producer) { producer in
@@ -183,8 +175,7 @@ struct TracePropagationTests {
     @Test("A forwarded record that carries one context gets exactly one traceparent and a link to the old context")
     func forwardLinksOldContext() async throws {
         let tracer = W3CRecordingTracer()
-        let topic = uniqueName("forward")
-        try await cluster.createTopic(topic, partitions: 1)
+        let topic = try await newTopic("forward")
         let old = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
         let received = try await withTracer(tracer) {
             let producer = try tracedProducer()
@@ -205,10 +196,8 @@ struct TracePropagationTests {
     @Test("An unsampled parent stays unsampled downstream while its context keeps propagating")
     func unsampledStaysUnsampled() async throws {
         let tracer = W3CRecordingTracer(sampler: .never)
-        let first = uniqueName("unsampled1")
-        let second = uniqueName("unsampled2")
-        try await cluster.createTopic(first, partitions: 1)
-        try await cluster.createTopic(second, partitions: 1)
+        let first = try await newTopic("unsampled1")
+        let second = try await newTopic("unsampled2")
         let (upstream, downstream) = try await withTracer(tracer) {
             let producer = try tracedProducer()
             return try await withRunning(producer) { producer in
@@ -264,8 +253,7 @@ struct TracePropagationTests {
     func withTracerIsHonoured() async throws {
         let producerTracer = W3CRecordingTracer()
         let consumerTracer = W3CRecordingTracer()
-        let topic = uniqueName("withtracer")
-        try await cluster.createTopic(topic, partitions: 1)
+        let topic = try await newTopic("withtracer")
         let producer = try tracedProducer()
         try await withRunning(producer) { producer in
             try await withTracer(producerTracer) {
@@ -285,13 +273,9 @@ struct TracePropagationTests {
     @Test("swift-distributed-tracing's InMemoryTracer works across the hop too")
     func inMemoryTracer() async throws {
         let tracer = InMemoryTracer()
-        let topic = uniqueName("inmemory")
-        try await cluster.createTopic(topic, partitions: 1)
+        let topic = try await newTopic("inmemory")
         try await withTracer(tracer) {
-            let producer = try tracedProducer()
-            try await withRunning(producer) { producer in
-                _ = try await producer.send(KafkaProducerRecord(topic: topic, value: "x"))
-            }
+            try await sendTraced(KafkaProducerRecord(topic: topic, value: "x"))
             try await handle(try tracedConsumer(topics: [topic]), count: 1)
         }
         let send = try #require(tracer.finishedSpans.first { $0.operationName == "send \(topic)" })
@@ -305,10 +289,8 @@ struct TracePropagationTests {
     @Test("Chosen headers are captured as span attributes; tracing off touches neither spans nor headers")
     func headerCaptureAndOff() async throws {
         let tracer = W3CRecordingTracer()
-        let topic = uniqueName("capture")
-        let quiet = uniqueName("quiet")
-        try await cluster.createTopic(topic, partitions: 1)
-        try await cluster.createTopic(quiet, partitions: 1)
+        let topic = try await newTopic("capture")
+        let quiet = try await newTopic("quiet")
         let headers: KafkaHeaders = [KafkaHeader(key: "source", value: "web"), KafkaHeader(key: "secret", value: "hunter2")]
         let received = try await withTracer(tracer) {
             let producer = try tracedProducer(tracing: KafkaTracingConfiguration(capturedHeaders: ["source"]))

@@ -50,3 +50,18 @@ func handle(
 func span(_ tracer: W3CRecordingTracer, _ name: String, sourceLocation: SourceLocation = #_sourceLocation) throws -> RecordedSpan {
     try #require(tracer.span(named: name), "no span named '\(name)' among \(tracer.finishedSpans.map(\.operationName))", sourceLocation: sourceLocation)
 }
+
+/// A new topic on the shared cluster, with a name no other test uses.
+func newTopic(_ prefix: String, partitions: Int = 1) async throws -> String {
+    let topic = uniqueName(prefix)
+    try await SharedCluster.cluster.createTopic(topic, partitions: partitions)
+    return topic
+}
+
+/// Sends records with a producer traced by the ambient tracer, then shuts it down.
+func sendTraced(_ records: KafkaProducerRecord..., tracing: KafkaTracingConfiguration = .enabled) async throws {
+    let producer = try tracedProducer(tracing: tracing)
+    try await withRunning(producer) { producer in
+        for record in records { _ = try await producer.send(record) }
+    }
+}
