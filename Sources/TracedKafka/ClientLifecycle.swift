@@ -25,6 +25,14 @@ struct ClientLifecycle: ~Copyable {
         }
     }
 
+    /// Whether `run()` has not been called yet.
+    var canRun: Bool {
+        switch state {
+        case .idle, .stopping(ranBefore: false): return true
+        case .running, .stopping(ranBefore: true), .finished: return false
+        }
+    }
+
     enum RunAction {
         /// Park until shutdown is asked for, then shut down.
         case waitForShutdown

@@ -235,7 +235,10 @@ public final class KafkaConsumer: Service, Sendable {
         batchSize: Int,
         _ process: @escaping @Sendable ([KafkaConsumerMessage]) async throws -> Void
     ) async throws {
-        registerIterator()
+        guard lifecycle.withLock({ $0.canRun }) else {
+            throw KafkaError(code: .alreadyRunning, reason: "run() was already called on this consumer")
+        }
+        guard registerIterator() else { throw Self.secondReader }
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await self.run() }
             do {
@@ -282,14 +285,18 @@ public final class KafkaConsumer: Service, Sendable {
     /// Called when an iterator is dropped: whatever it had out is no longer being handled.
     func iteratorEnded() { setMessageOut(false) }
 
-    /// Registers the one iterator; a second one is a programming error.
-    func registerIterator() {
-        let first = iteration.withLock { state in
+    /// Registers the one reader of the messages; returns `false` when there already is one.
+    func registerIterator() -> Bool {
+        iteration.withLock { state in
             defer { state.iteratorCreated = true }
             return !state.iteratorCreated
         }
-        precondition(first, "KafkaConsumer.messages may be iterated only once, from one task")
     }
+
+    static let secondReader = KafkaError(
+        code: .alreadyRunning,
+        reason: "The consumer's messages are already being read (messages is iterated once, or run(_:) is running)"
+    )
 
     private func setMessageOut(_ out: Bool) {
         let waiters = iteration.withLock { state in
@@ -329,10 +336,10 @@ public struct KafkaConsumerMessages: AsyncSequence, Sendable {
 
     let consumer: KafkaConsumer
 
-    /// Makes the one iterator of this consumer.
+    /// Makes the one iterator of this consumer. A second iterator (or one made while ``KafkaConsumer/run(_:)``
+    /// reads the messages) throws ``KafkaError/Code/alreadyRunning`` from its first `next()`.
     public func makeAsyncIterator() -> AsyncIterator {
-        consumer.registerIterator()
-        return AsyncIterator(box: IteratorBox(consumer: consumer))
+        AsyncIterator(box: IteratorBox(consumer: consumer, isReader: consumer.registerIterator()))
     }
 
     /// Iterates the messages; asking for the next message marks the previous one handled.
@@ -349,14 +356,19 @@ public struct KafkaConsumerMessages: AsyncSequence, Sendable {
     /// Tracks the message out with the handler; tells the consumer when the iterator is gone.
     final class IteratorBox: @unchecked Sendable {
         private let consumer: KafkaConsumer
+        private let isReader: Bool
         // Touched only by the iterating task.
         private var outstanding: KafkaConsumerMessage?
 
-        init(consumer: KafkaConsumer) { self.consumer = consumer }
+        init(consumer: KafkaConsumer, isReader: Bool) {
+            self.consumer = consumer
+            self.isReader = isReader
+        }
 
-        deinit { consumer.iteratorEnded() }
+        deinit { if isReader { consumer.iteratorEnded() } }
 
         func next() async throws -> KafkaConsumerMessage? {
+            guard isReader else { throw KafkaConsumer.secondReader }
             let handled = outstanding
             outstanding = nil
             outstanding = try await consumer.next(after: handled)

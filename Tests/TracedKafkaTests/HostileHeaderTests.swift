@@ -46,7 +46,6 @@ struct HostileHeaderTests {
     @Test("Each hostile case is processed under a new root span with no link", arguments: HostileHeaders.cases.indices)
     func hostileCaseThroughTheBroker(_ index: Int) async throws {
         let (name, headers) = HostileHeaders.cases[index]
-        let cluster = SharedCluster.cluster
         let tracer = W3CRecordingTracer()
         let topic = try await newTopic("hostile")
         // An untraced producer sends the headers exactly as they are.

@@ -123,3 +123,32 @@ func withRunningIgnoringResult(_ producer: KafkaProducer, _ body: @escaping @Sen
         Issue.record("The producer failed: \(error)")
     }
 }
+
+@Suite("Misuse of the consumer's readers")
+struct ConsumerReaderMisuseTests {
+    @Test("A second reader of the messages gets alreadyRunning, not a crash")
+    func secondReader() async throws {
+        let consumer = try KafkaConsumer(configuration: consumerConfiguration(SharedCluster.cluster, group: uniqueName("g"), topics: [uniqueName("t")]))
+        let first = consumer.messages.makeAsyncIterator()
+        var second = consumer.messages.makeAsyncIterator()
+        let error = await #expect(throws: KafkaError.self) { _ = try await second.next() }
+        #expect(error?.code == .alreadyRunning)
+        let handlerError = await #expect(throws: KafkaError.self) { try await consumer.run { _ in } }
+        #expect(handlerError?.code == .alreadyRunning)
+        _ = first
+        consumer.triggerGracefulShutdown()
+    }
+
+    @Test("run(_:) on a consumer whose run() is already going fails at once")
+    func handlerBesideRun() async throws {
+        let consumer = try KafkaConsumer(configuration: consumerConfiguration(SharedCluster.cluster, group: uniqueName("g"), topics: [uniqueName("t")]))
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await consumer.run() }
+            try await Task.sleep(for: .milliseconds(100))
+            let error = await #expect(throws: KafkaError.self) { try await consumer.run { _ in } }
+            #expect(error?.code == .alreadyRunning)
+            consumer.triggerGracefulShutdown()
+            try await group.waitForAll()
+        }
+    }
+}
