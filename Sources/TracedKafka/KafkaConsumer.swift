@@ -155,7 +155,9 @@ public final class KafkaConsumer: Service, Sendable {
 
     @Sendable private func shutDown() async {
         buffer.finish()
-        await waitUntilHandlerIdle(timeout: configuration.shutdownTimeout)
+        // Detached: when run() was cancelled, the wait must still last until the handler is done (or times out).
+        let timeout = configuration.shutdownTimeout
+        await Task.detached { await self.waitUntilHandlerIdle(timeout: timeout) }.value
         await backend.close()
     }
 
@@ -177,14 +179,33 @@ public final class KafkaConsumer: Service, Sendable {
     /// The handled messages are marked; returns the next message and up to `max - 1` more already buffered, with
     /// their extracted trace context, or `nil` after shutdown.
     func nextBatch(after handled: [KafkaConsumerMessage], max: Int) async throws -> [KafkaConsumerMessage]? {
-        for message in handled { backend.markHandled(message) }
-        setMessageOut(false)
-        guard lifecycle.withLock({ $0.acceptsWork }) else { return nil }
+        if case .afterHandled = configuration.commitMode {
+            for message in handled { backend.markHandled(message) }
+        }
+        guard lifecycle.withLock({ $0.acceptsWork }) else {
+            setMessageOut(false)
+            return nil
+        }
         startFetching()
-        guard let first = try await buffer.next() else { return nil }
+        // Out before taking, so a shutdown that starts meanwhile waits for whatever this call hands over.
         setMessageOut(true)
+        let next: KafkaConsumerMessage?
+        do {
+            next = try await buffer.next()
+        } catch {
+            setMessageOut(false)
+            throw error
+        }
+        guard let first = next else {
+            setMessageOut(false)
+            return nil
+        }
+        let batch = [first] + buffer.takeAvailable(max - 1)
+        if case .automatic = configuration.commitMode {
+            for message in batch { backend.markHandled(message) }
+        }
         // Extracted here, in the consuming task, so a tracer bound with withTracer is the one used.
-        return ([first] + buffer.takeAvailable(max - 1)).map { message in
+        return batch.map { message in
             var message = message
             message.traceContext = tracing.extractContext(from: message)
             return message
@@ -268,6 +289,7 @@ public final class KafkaConsumer: Service, Sendable {
             do {
                 return try await process(batch)
             } catch {
+                if error is CancellationError || Task.isCancelled { throw error }
                 switch configuration.handlerFailure {
                 case .skip:
                     return

@@ -2,7 +2,7 @@
 protocol KafkaConsumerBackend: AnyObject, Sendable {
     /// Starts fetching into the buffer the backend was made with. Called once.
     func start()
-    /// Records that a message has been handled, so its offset may be committed (commit mode `afterHandled`).
+    /// Stores a message's offset for the background commit (commit modes `afterHandled` and `automatic`).
     func markHandled(_ message: KafkaConsumerMessage)
     /// Commits positions and waits for the group coordinator's answer.
     func commit(_ offsets: [KafkaTopicPartitionOffset]) async throws

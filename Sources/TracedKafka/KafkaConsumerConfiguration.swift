@@ -22,8 +22,8 @@ public struct KafkaConsumerConfiguration: Sendable {
         case afterHandled(interval: Duration = .seconds(5))
         /// Nothing is committed unless you call ``KafkaConsumer/commit(_:)`` or ``KafkaConsumer/commit(offsets:)``.
         case manual
-        /// librdkafka's own auto-commit: offsets are stored as soon as librdkafka hands a message over, before it
-        /// is handled, and committed every `interval` (at-most-once on a crash).
+        /// Auto-commit without waiting for the handler: a message's offset is stored as soon as it is handed to the
+        /// application, before it is handled, and committed every `interval` (at-most-once on a crash).
         case automatic(interval: Duration = .seconds(5))
 
         /// Stores after handling, commits every 5 seconds.
@@ -121,8 +121,10 @@ public struct KafkaConsumerConfiguration: Sendable {
         case .manual:
             result += [("enable.auto.commit", "false"), ("enable.auto.offset.store", "false")]
         case .automatic(let interval):
+            // Stored when a message is handed to the application, not when librdkafka fetches it into the buffer:
+            // buffered messages dropped at shutdown must not count as consumed.
             result += [
-                ("enable.auto.commit", "true"), ("enable.auto.offset.store", "true"),
+                ("enable.auto.commit", "true"), ("enable.auto.offset.store", "false"),
                 ("auto.commit.interval.ms", String(max(1, interval.milliseconds))),
             ]
         }

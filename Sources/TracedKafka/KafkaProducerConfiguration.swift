@@ -96,6 +96,8 @@ public struct KafkaProducerConfiguration: Sendable {
         if let linger { result.append(("linger.ms", String(linger.milliseconds))) }
         if let compression { result.append(("compression.codec", compression.rawValue)) }
         result.append(contentsOf: properties.sorted { $0.key < $1.key })
+        // Every awaited send is completed by its delivery report: success reports must not be switched off.
+        result.append(("delivery.report.only.error", "false"))
         return result
     }
 }

@@ -82,7 +82,8 @@ public struct RecordedSpan: Sendable {
 
     /// How long it lasted.
     public var duration: Duration {
-        .nanoseconds(Int64(clamping: endNanoseconds &- startNanoseconds))
+        // Wall-clock instants: a clock stepped back gives zero, not a wrapped difference.
+        .nanoseconds(Int64(clamping: endNanoseconds > startNanoseconds ? endNanoseconds - startNanoseconds : 0))
     }
 
     /// Whether this span is a root (no parent).

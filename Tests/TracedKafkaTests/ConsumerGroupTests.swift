@@ -150,3 +150,26 @@ struct ConsumerGroupTests {
         }
     }
 }
+
+@Suite("Commit modes keep their promises at shutdown")
+struct CommitModeShutdownTests {
+    @Test("In automatic mode, messages fetched but never handed out are not committed at shutdown")
+    func automaticDoesNotCommitBuffered() async throws {
+        let cluster = SharedCluster.cluster
+        let topic = try await newTopic("automatic")
+        let group = uniqueName("g")
+        let producer = try KafkaProducer(configuration: producerConfiguration(cluster))
+        try await withRunning(producer) { producer in
+            for index in 0..<50 {
+                _ = try await producer.enqueue(KafkaProducerRecord(topic: topic, value: "\(index)", partition: 0))
+            }
+            try await producer.flush()
+        }
+        let configuration = consumerConfiguration(cluster, group: group, topics: [topic], commitMode: .automatic(interval: .milliseconds(100)))
+        let first = try await consume(try KafkaConsumer(configuration: configuration), count: 1)
+        #expect(first.map(\.offset) == [0])
+        // The next member starts right after the one message handed out, although more were buffered.
+        let rest = try await consume(try KafkaConsumer(configuration: configuration), count: 49)
+        #expect(rest.map(\.offset) == Array(1...49))
+    }
+}

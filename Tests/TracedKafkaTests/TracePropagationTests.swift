@@ -23,7 +23,7 @@ struct TracePropagationTests {
             }
             let consumer = try tracedConsumer(topics: [topic], group: group)
             let messages = try await handle(consumer, count: 1) { _ in
-                try await withSpan("charge card") { _ in }
+                withSpan("charge card") { _ in }
             }
             let root = try span(tracer, "checkout")
             let send = try span(tracer, "send \(topic)")
@@ -260,7 +260,7 @@ struct TracePropagationTests {
                 _ = try await producer.send(KafkaProducerRecord(topic: topic, value: "x"))
             }
         }
-        try await withTracer(consumerTracer) {
+        _ = try await withTracer(consumerTracer) {
             try await handle(try tracedConsumer(topics: [topic]), count: 1)
         }
         let send = try span(producerTracer, "send \(topic)")
@@ -309,5 +309,35 @@ struct TracePropagationTests {
         #expect(tracer.spans(named: "send \(quiet)").isEmpty)
         #expect(tracer.spans(named: "process \(quiet)").isEmpty)
         #expect(received[0].headers == headers)
+    }
+}
+
+@Suite("Re-sent records and delivery-report settings")
+struct ResendEdgeTests {
+    @Test("A re-sent record with a broken traceparent keeps no stale tracestate")
+    func staleTraceStateDropped() async throws {
+        let tracer = W3CRecordingTracer()
+        let topic = try await newTopic("stale")
+        let headers: KafkaHeaders = [KafkaHeader(key: "traceparent", value: "garbage"), KafkaHeader(key: "tracestate", value: "vendor=stale")]
+        let received = try await withTracer(tracer) {
+            try await sendTraced(KafkaProducerRecord(topic: topic, value: "x", headers: headers))
+            return try await handle(try tracedConsumer(topics: [topic]), count: 1)
+        }
+        let send = try span(tracer, "send \(topic)")
+        #expect(received[0].headers.values(forKey: "tracestate").isEmpty)
+        #expect(received[0].headers.values(forKey: "traceparent") == [Array("00-\(send.traceID)-\(send.spanID)-01".utf8)])
+    }
+
+    @Test("An awaited send completes even when raw properties ask for error-only delivery reports")
+    func errorOnlyReportsAreOverridden() async throws {
+        let topic = try await newTopic("reports")
+        let producer = try KafkaProducer(
+            configuration: producerConfiguration(SharedCluster.cluster, properties: ["delivery.report.only.error": "true"]))
+        let report = try await withRunning(producer) { producer in
+            try await withDeadline("send with error-only reports", .seconds(30)) {
+                try await producer.send(KafkaProducerRecord(topic: topic, value: "x"))
+            }
+        }
+        #expect(report.offset == 0)
     }
 }

@@ -194,7 +194,7 @@ final class RDConsumer: KafkaConsumerBackend, @unchecked Sendable {
     }
 
     func markHandled(_ message: KafkaConsumerMessage) {
-        guard case .afterHandled = configuration.commitMode else { return }
+        guard configuration.commitMode != .manual else { return }
         _ = try? client.withOpenHandle("The consumer") { handle in
             let list = RDTopicPartitionList.make([message.nextOffset])
             defer { rd_kafka_topic_partition_list_destroy(list) }

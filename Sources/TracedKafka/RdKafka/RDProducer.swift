@@ -104,13 +104,14 @@ final class RDProducer: KafkaProducerBackend, @unchecked Sendable {
     }
 
     func flush(timeout: Duration) async throws {
-        let err = try await client.blocking("The producer") { handle in
-            rd_kafka_flush(handle, Int32(clamping: timeout.milliseconds))
+        let (err, outstanding) = try await client.blocking("The producer") { handle in
+            // Counted here: once this closure returns, a queued close may destroy the handle.
+            (rd_kafka_flush(handle, Int32(clamping: timeout.milliseconds)), rd_kafka_outq_len(handle))
         }
         guard err == RD_KAFKA_RESP_ERR_NO_ERROR else {
             throw KafkaError(
                 code: .timedOut,
-                reason: "\(rd_kafka_outq_len(client.handle)) records still outstanding after flushing for \(timeout)",
+                reason: "\(outstanding) records still outstanding after flushing for \(timeout)",
                 rdKafkaCode: err.rawValue
             )
         }
@@ -126,7 +127,7 @@ final class RDProducer: KafkaProducerBackend, @unchecked Sendable {
             pollThread.stopAndJoin()
             // Serve the purge's delivery reports here: rd_kafka_destroy would drop any still pending, and their
             // senders would wait forever.
-            let deadline = ContinuousClock.now + .seconds(10)
+            let deadline = ContinuousClock.now + .seconds(60)
             while rd_kafka_outq_len(handle) > 0, ContinuousClock.now < deadline {
                 rd_kafka_poll(handle, 100)
             }

@@ -82,9 +82,18 @@ struct KafkaConsumerTracing: Sendable {
         case .linkOnly:
             return .topLevel
         case .producerContext:
-            if let ambient = InstrumentationContext.current, !ambient.isEmpty { return ambient }
+            if let ambient = InstrumentationContext.current, !ambient.isEmpty, carriesSpan(ambient) { return ambient }
             return producerContext ?? .topLevel
         }
+    }
+
+    /// Whether a context holds a span the tracer would propagate (not just baggage or other values): the tracer
+    /// writes something for it.
+    private func carriesSpan(_ context: InstrumentationContext) -> Bool {
+        guard let tracer = configuration.currentTracer else { return false }
+        var probe = KafkaHeaders()
+        tracer.inject(context, into: &probe, using: KafkaHeadersInjector())
+        return !probe.isEmpty
     }
 
     private func setCommon(_ attributes: inout SpanAttributes) {

@@ -47,8 +47,10 @@ struct KafkaProducerTracing: Sendable {
             if let previous { span.addLink(SpanLink(context: previous, attributes: [:])) }
         }
         if configuration.propagatesContext {
-            // Drop every trace header the old context came from, so none outlives the new one.
-            if !previousKeys.isEmpty { record.headers.removeAll { previousKeys.contains($0.key) } }
+            // Drop every trace header the old context came from, so none outlives the new one; a W3C tracestate
+            // belongs to its traceparent and goes with it even when the tracer stopped reading at a bad traceparent.
+            let stale = previousKeys.union(["traceparent", "tracestate"])
+            record.headers.removeAll { stale.contains($0.key) }
             tracer.inject(span.context, into: &record.headers, using: KafkaHeadersInjector())
         }
         return span
@@ -119,6 +121,7 @@ enum KafkaTracingAttributes {
 
     /// Marks a span failed: the error recorded, `error.type`, error status.
     static func fail(_ span: any Span, with error: any Error) {
+        guard span.isRecording else { return }
         span.recordError(error)
         let type: String
         if let kafkaError = error as? KafkaError {
