@@ -25,14 +25,6 @@ struct ClientLifecycle: ~Copyable {
         }
     }
 
-    /// Whether `run()` has not been called yet.
-    var canRun: Bool {
-        switch state {
-        case .idle, .stopping(ranBefore: false): return true
-        case .running, .stopping(ranBefore: true), .finished: return false
-        }
-    }
-
     enum RunAction {
         /// Park until shutdown is asked for, then shut down.
         case waitForShutdown
@@ -97,16 +89,18 @@ extension Mutex where Value == ClientLifecycle {
     /// The body of a client's `run()`: starts it, waits for graceful shutdown, a trigger or task cancellation,
     /// then shuts it down.
     /// - Parameters:
+    ///   - action: What ``ClientLifecycle/run()`` already returned, or `nil` to ask it now.
     ///   - start: Called once when `run()` begins (not when shutdown came first).
     ///   - trigger: Asks for shutdown; called on graceful shutdown and on cancellation.
     ///   - shutDown: Frees the client's resources.
     /// - Throws: ``KafkaError/Code/alreadyRunning`` on a second call.
     func run(
+        _ action: ClientLifecycle.RunAction? = nil,
         start: () -> Void,
         trigger: @Sendable @escaping () -> Void,
         shutDown: () async -> Void
     ) async throws {
-        switch try withLock({ try $0.run() }) {
+        switch try action ?? withLock({ try $0.run() }) {
         case .waitForShutdown:
             start()
             await withGracefulShutdownHandler {

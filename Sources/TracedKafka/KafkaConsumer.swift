@@ -140,7 +140,13 @@ public final class KafkaConsumer: Service, Sendable {
     /// ``messages``, waits for the message being handled, commits what was handled and leaves the group.
     /// - Throws: ``KafkaError/Code/alreadyRunning`` on a second call.
     public func run() async throws {
+        try await run(nil)
+    }
+
+    /// `run()`, for an action already taken from the lifecycle (or `nil` to take it now).
+    private func run(_ action: ClientLifecycle.RunAction?) async throws {
         try await lifecycle.run(
+            action,
             start: startFetching,
             trigger: { [weak self] in self?.triggerGracefulShutdown() },
             shutDown: shutDown
@@ -179,36 +185,33 @@ public final class KafkaConsumer: Service, Sendable {
     /// The handled messages are marked; returns the next message and up to `max - 1` more already buffered, with
     /// their extracted trace context, or `nil` after shutdown.
     func nextBatch(after handled: [KafkaConsumerMessage], max: Int) async throws -> [KafkaConsumerMessage]? {
-        if case .afterHandled = configuration.commitMode {
-            for message in handled { backend.markHandled(message) }
-        }
-        guard lifecycle.withLock({ $0.acceptsWork }) else {
-            setMessageOut(false)
-            return nil
-        }
-        startFetching()
+        if case .afterHandled = configuration.commitMode { backend.storeOffsets(after: handled) }
         // Out before taking, so a shutdown that starts meanwhile waits for whatever this call hands over.
         setMessageOut(true)
-        let next: KafkaConsumerMessage?
-        do {
-            next = try await buffer.next()
-        } catch {
-            setMessageOut(false)
-            throw error
-        }
-        guard let first = next else {
+        guard let batch = try await takeBatch(max: max) else {
             setMessageOut(false)
             return nil
         }
-        let batch = [first] + buffer.takeAvailable(max - 1)
-        if case .automatic = configuration.commitMode {
-            for message in batch { backend.markHandled(message) }
-        }
+        if case .automatic = configuration.commitMode { backend.storeOffsets(after: batch) }
         // Extracted here, in the consuming task, so a tracer bound with withTracer is the one used.
         return batch.map { message in
             var message = message
             message.traceContext = tracing.extractContext(from: message)
             return message
+        }
+    }
+
+    /// The next message and up to `max - 1` more already buffered; `nil` after shutdown. Throws only when the
+    /// waiting task is cancelled or the consumer failed.
+    private func takeBatch(max: Int) async throws -> [KafkaConsumerMessage]? {
+        do {
+            guard lifecycle.withLock({ $0.acceptsWork }) else { return nil }
+            startFetching()
+            guard let first = try await buffer.next() else { return nil }
+            return [first] + buffer.takeAvailable(max - 1)
+        } catch {
+            setMessageOut(false)
+            throw error
         }
     }
 
@@ -256,12 +259,11 @@ public final class KafkaConsumer: Service, Sendable {
         batchSize: Int,
         _ process: @escaping @Sendable ([KafkaConsumerMessage]) async throws -> Void
     ) async throws {
-        guard lifecycle.withLock({ $0.canRun }) else {
-            throw KafkaError(code: .alreadyRunning, reason: "run() was already called on this consumer")
-        }
         guard registerIterator() else { throw Self.secondReader }
+        // The transition to running happens here, before anything is spawned, so a second run() fails at once.
+        let action = try lifecycle.withLock { try $0.run() }
         try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await self.run() }
+            group.addTask { try await self.run(action) }
             do {
                 var handled: [KafkaConsumerMessage] = []
                 while let batch = try await nextBatch(after: handled, max: batchSize) {

@@ -2,8 +2,8 @@
 protocol KafkaConsumerBackend: AnyObject, Sendable {
     /// Starts fetching into the buffer the backend was made with. Called once.
     func start()
-    /// Stores a message's offset for the background commit (commit modes `afterHandled` and `automatic`).
-    func markHandled(_ message: KafkaConsumerMessage)
+    /// Stores the offsets after these messages for the background commit (the highest per partition).
+    func storeOffsets(after messages: [KafkaConsumerMessage])
     /// Commits positions and waits for the group coordinator's answer.
     func commit(_ offsets: [KafkaTopicPartitionOffset]) async throws
     /// Stops fetching from these partitions until resumed.

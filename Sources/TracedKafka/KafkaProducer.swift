@@ -92,22 +92,21 @@ public final class KafkaProducer: Service, Sendable {
     public func send(_ record: KafkaProducerRecord) async throws -> KafkaDeliveryReport {
         let id = try admit(record)
         let promise = DeliveryPromise()
-        var record = record
-        let span = tracing.startSend(&record)
-        let fulfil: DeliveryHandler = { result in promise.fulfil(result) }
-        try await produce(record, id: id, span: span, onDelivery: Self.endingSpan(span, then: fulfil))
+        try await produce(record, id: id) { result in promise.fulfil(result) }
         return try await promise.value
     }
 
-    /// Hands a record to the backend; a refused record ends its span with the error.
+    /// Hands a record to the backend inside its send span (when tracing is on). The span ends with the delivery
+    /// report, before `onDelivery` runs, or at once with the error when the record is refused.
     private func produce(
         _ record: KafkaProducerRecord,
         id: KafkaProducerMessageID,
-        span: (any Span)?,
         onDelivery: DeliveryHandler?
     ) async throws {
+        var record = record
+        let span = tracing.startSend(&record)
         do {
-            try await backend.produce(record, id: id, onDelivery: onDelivery)
+            try await backend.produce(record, id: id, onDelivery: Self.endingSpan(span, then: onDelivery))
         } catch {
             if let span {
                 KafkaTracingAttributes.fail(span, with: error)
@@ -128,10 +127,7 @@ public final class KafkaProducer: Service, Sendable {
     @discardableResult
     public func enqueue(_ record: KafkaProducerRecord) async throws -> KafkaProducerMessageID {
         let id = try admit(record)
-        var record = record
-        let span = tracing.startSend(&record)
-        let report = events.map { Self.eventHandler($0, id: id, topic: record.topic) }
-        try await produce(record, id: id, span: span, onDelivery: Self.endingSpan(span, then: report))
+        try await produce(record, id: id, onDelivery: events.map { Self.eventHandler($0, id: id, topic: record.topic) })
         return id
     }
 

@@ -193,10 +193,16 @@ final class RDConsumer: KafkaConsumerBackend, @unchecked Sendable {
         }
     }
 
-    func markHandled(_ message: KafkaConsumerMessage) {
-        guard configuration.commitMode != .manual else { return }
+    func storeOffsets(after messages: [KafkaConsumerMessage]) {
+        guard !messages.isEmpty else { return }
+        var highest: [KafkaTopicPartition: Int64] = [:]
+        for message in messages {
+            let partition = KafkaTopicPartition(topic: message.topic, partition: message.partition)
+            highest[partition] = max(highest[partition] ?? 0, message.offset + 1)
+        }
+        let offsets = highest.map { KafkaTopicPartitionOffset(topic: $0.key.topic, partition: $0.key.partition, offset: $0.value) }
         _ = try? client.withOpenHandle("The consumer") { handle in
-            let list = RDTopicPartitionList.make([message.nextOffset])
+            let list = RDTopicPartitionList.make(offsets)
             defer { rd_kafka_topic_partition_list_destroy(list) }
             // Fails only for a partition no longer assigned: its new owner re-reads the message (at-least-once).
             rd_kafka_offsets_store(handle, list)
