@@ -81,14 +81,19 @@ struct ConsumerGroupTests {
         #expect(partitionsOfFirst.isDisjoint(with: partitionsOfSecond))
     }
 
+    /// Ten records in partition 0 of a new topic, and a consumer configuration for a new group reading it.
+    func tenRecords(
+        _ prefix: String,
+        commitMode: KafkaConsumerConfiguration.CommitMode = .afterHandled(interval: .milliseconds(100))
+    ) async throws -> KafkaConsumerConfiguration {
+        let topic = try await newTopic(prefix)
+        _ = try await produce(10, to: topic, partition: 0)
+        return consumerConfiguration(cluster, group: uniqueName("g"), topics: [topic], commitMode: commitMode)
+    }
+
     @Test("After a manual commit, stop and restart, the consumer resumes after the committed offset")
     func manualCommitResume() async throws {
-        let topic = uniqueName("manual")
-        let group = uniqueName("g")
-        try await cluster.createTopic(topic, partitions: 1)
-        _ = try await produce(10, to: topic, partition: 0)
-
-        let configuration = consumerConfiguration(cluster, group: group, topics: [topic], commitMode: .manual)
+        let configuration = try await tenRecords("manual", commitMode: .manual)
         let consumer = try KafkaConsumer(configuration: configuration)
         let firstRun = try await consume(consumer, count: 6) { message in
             // Commit up to offset 3 only: the 4th and 5th are read but not committed.
@@ -103,12 +108,7 @@ struct ConsumerGroupTests {
 
     @Test("In afterHandled mode, stop and restart resumes after the last handled message")
     func afterHandledResume() async throws {
-        let topic = uniqueName("handled")
-        let group = uniqueName("g")
-        try await cluster.createTopic(topic, partitions: 1)
-        _ = try await produce(10, to: topic, partition: 0)
-
-        let configuration = consumerConfiguration(cluster, group: group, topics: [topic])
+        let configuration = try await tenRecords("handled")
         let firstRun = try await consume(try KafkaConsumer(configuration: configuration), count: 4)
         #expect(firstRun.map(\.offset) == Array(0...3))
         let secondRun = try await consume(try KafkaConsumer(configuration: configuration), count: 6)
