@@ -85,10 +85,18 @@ public final class KafkaConsumer: Service, Sendable {
             configuration: configuration.tracing,
             groupID: configuration.groupID,
             clientID: configuration.clientID,
-            server: KafkaServerAddress(bootstrapServers: configuration.bootstrapServers)
+            server: KafkaServerAddress(backend: configuration.backend, bootstrapServers: configuration.bootstrapServers)
         )
         self.buffer = ConsumerMessageBuffer(capacity: configuration.maxBufferedMessages)
-        self.backend = try RDConsumer(configuration: configuration, buffer: buffer, logger: logger, events: events)
+        switch configuration.backend {
+        case .librdkafka:
+            try KafkaServerAddress.requireBootstrapServers(configuration.bootstrapServers)
+            self.backend = try RDConsumer(configuration: configuration, buffer: buffer, logger: logger, events: events)
+        case .fileQueue(let options):
+            self.backend = try FQConsumer(
+                configuration: configuration, options: options, buffer: buffer, logger: logger, events: events
+            )
+        }
     }
 
     deinit {

@@ -42,8 +42,10 @@ public struct KafkaConsumerConfiguration: Sendable {
         case retry(attempts: Int, backoff: Duration)
     }
 
-    /// The brokers to bootstrap from, as `host:port` strings.
+    /// The brokers to bootstrap from, as `host:port` strings (for the librdkafka backend).
     public var bootstrapServers: [String]
+    /// Where records go: a Kafka cluster through librdkafka (the default), or the local file queue.
+    public var backend: KafkaBackend
     /// The consumer group (`group.id`).
     public var groupID: String
     /// The topics to subscribe to; at least one.
@@ -68,7 +70,7 @@ public struct KafkaConsumerConfiguration: Sendable {
 
     /// Creates a configuration.
     /// - Parameters:
-    ///   - bootstrapServers: The brokers to bootstrap from, as `host:port`.
+    ///   - bootstrapServers: The brokers to bootstrap from, as `host:port` (for the librdkafka backend).
     ///   - groupID: The consumer group.
     ///   - topics: The topics to subscribe to.
     ///   - autoOffsetReset: Where to start without a committed offset.
@@ -77,10 +79,11 @@ public struct KafkaConsumerConfiguration: Sendable {
     ///   - shutdownTimeout: How long shutdown waits for the message being handled.
     ///   - maxBufferedMessages: How many messages are read ahead of the handler.
     ///   - tracing: Spans and trace context in record headers.
+    ///   - backend: librdkafka (the default) or the local file queue.
     ///   - handlerFailure: What the handler API does when the handler throws.
     ///   - properties: Raw librdkafka properties.
     public init(
-        bootstrapServers: [String],
+        bootstrapServers: [String] = [],
         groupID: String,
         topics: [String],
         autoOffsetReset: AutoOffsetReset = .earliest,
@@ -89,10 +92,12 @@ public struct KafkaConsumerConfiguration: Sendable {
         shutdownTimeout: Duration = .seconds(10),
         maxBufferedMessages: Int = 10_000,
         tracing: KafkaTracingConfiguration = .enabled,
+        backend: KafkaBackend = .librdkafka,
         handlerFailure: HandlerFailurePolicy = .stop,
         properties: [String: String] = [:]
     ) {
         self.tracing = tracing
+        self.backend = backend
         self.handlerFailure = handlerFailure
         self.bootstrapServers = bootstrapServers
         self.groupID = groupID

@@ -9,7 +9,8 @@ public struct KafkaError: Error, Sendable, CustomStringConvertible {
     /// The kind of a ``KafkaError``.
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         private enum Backing: String, Hashable, Sendable {
-            case configuration, invalidRecord, shutDown, alreadyRunning, noTopics, timedOut, rdKafka, cancelled
+            case configuration, invalidRecord, shutDown, alreadyRunning, noTopics, timedOut, rdKafka, cancelled, fileQueue
+            case corruptRecord
         }
 
         private let backing: Backing
@@ -30,6 +31,12 @@ public struct KafkaError: Error, Sendable, CustomStringConvertible {
         public static let rdKafka = Code(backing: .rdKafka)
         /// The task that awaited the operation was cancelled.
         public static let cancelled = Code(backing: .cancelled)
+        /// The file queue's directory or files can't be used: not writable, not a file queue, a newer format
+        /// version, or an I/O error. The reason names the path and the system's explanation.
+        public static let fileQueue = Code(backing: .fileQueue)
+        /// A record in a file-queue log is damaged (its checksum or framing is wrong). The reason names the file
+        /// and the byte offset.
+        public static let corruptRecord = Code(backing: .corruptRecord)
 
         /// The name of the code, for logs.
         public var description: String { backing.rawValue }

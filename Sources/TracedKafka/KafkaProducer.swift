@@ -62,9 +62,15 @@ public final class KafkaProducer: Service, Sendable {
         self.tracing = KafkaProducerTracing(
             configuration: configuration.tracing,
             clientID: configuration.clientID,
-            server: KafkaServerAddress(bootstrapServers: configuration.bootstrapServers)
+            server: KafkaServerAddress(backend: configuration.backend, bootstrapServers: configuration.bootstrapServers)
         )
-        self.backend = try RDProducer(configuration: configuration, logger: logger)
+        switch configuration.backend {
+        case .librdkafka:
+            try KafkaServerAddress.requireBootstrapServers(configuration.bootstrapServers)
+            self.backend = try RDProducer(configuration: configuration, logger: logger)
+        case .fileQueue(let options):
+            self.backend = try FQProducer(options: options, logger: logger)
+        }
     }
 
     deinit {

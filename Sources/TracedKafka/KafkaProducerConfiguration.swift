@@ -30,8 +30,10 @@ public struct KafkaProducerConfiguration: Sendable {
         case zstd
     }
 
-    /// The brokers to bootstrap from, as `host:port` strings.
+    /// The brokers to bootstrap from, as `host:port` strings (for the librdkafka backend).
     public var bootstrapServers: [String]
+    /// Where records go: a Kafka cluster through librdkafka (the default), or the local file queue.
+    public var backend: KafkaBackend
     /// The client id reported to the brokers (`client.id`), if set.
     public var clientID: String?
     /// Acknowledgements to wait for (`acks`).
@@ -52,7 +54,7 @@ public struct KafkaProducerConfiguration: Sendable {
 
     /// Creates a configuration.
     /// - Parameters:
-    ///   - bootstrapServers: The brokers to bootstrap from, as `host:port`.
+    ///   - bootstrapServers: The brokers to bootstrap from, as `host:port` (for the librdkafka backend).
     ///   - clientID: The client id, if any.
     ///   - acks: Acknowledgements to wait for.
     ///   - idempotence: Whether delivery is idempotent.
@@ -60,9 +62,10 @@ public struct KafkaProducerConfiguration: Sendable {
     ///   - compression: Compression codec, or `nil` for librdkafka's default.
     ///   - shutdownTimeout: How long shutdown waits for delivery of queued records.
     ///   - tracing: Spans and trace context in record headers.
+    ///   - backend: librdkafka (the default) or the local file queue.
     ///   - properties: Raw librdkafka properties.
     public init(
-        bootstrapServers: [String],
+        bootstrapServers: [String] = [],
         clientID: String? = nil,
         acks: Acks = .all,
         idempotence: Bool = false,
@@ -70,9 +73,11 @@ public struct KafkaProducerConfiguration: Sendable {
         compression: Compression? = nil,
         shutdownTimeout: Duration = .seconds(30),
         tracing: KafkaTracingConfiguration = .enabled,
+        backend: KafkaBackend = .librdkafka,
         properties: [String: String] = [:]
     ) {
         self.tracing = tracing
+        self.backend = backend
         self.bootstrapServers = bootstrapServers
         self.clientID = clientID
         self.acks = acks

@@ -1,0 +1,148 @@
+import Foundation
+import Logging
+
+/// Reads one partition log for one consumer, from a starting position on.
+///
+/// Stops quietly at bytes that are not yet a whole record (an append in flight); repairs a torn tail when it can
+/// take the log's exclusive lock (no append is in flight then). Damaged bytes followed by an intact record are
+/// checked again under the shared lock, then reported per the corrupt-record policy.
+final class FQPartitionReader {
+    /// Where reading starts.
+    enum Start {
+        /// At the first record with this offset or a later one.
+        case offset(Int64)
+        /// At the oldest record.
+        case earliest
+        /// After the last record present now.
+        case latest
+    }
+
+    let partition: KafkaTopicPartition
+    private let path: String
+    private let policy: KafkaFileQueueConfiguration.CorruptRecordPolicy
+    private let logger: Logger
+    private var log: FQPartitionLog?
+    /// The byte position of the next record, once the file header was read.
+    private var position: Int64?
+    /// Records below this offset are passed over (a committed position, or everything present for `latest`).
+    private var minimumOffset: Int64
+    private var skipToEnd: Bool
+
+    init(path: String, partition: KafkaTopicPartition, start: Start, policy: KafkaFileQueueConfiguration.CorruptRecordPolicy, logger: Logger) {
+        self.path = path
+        self.partition = partition
+        self.policy = policy
+        self.logger = logger
+        switch start {
+        case .offset(let offset): (minimumOffset, skipToEnd) = (offset, false)
+        case .earliest: (minimumOffset, skipToEnd) = (0, false)
+        case .latest: (minimumOffset, skipToEnd) = (.max, true)
+        }
+    }
+
+    /// Up to `max` new messages, and the corrupt ranges skipped on the way (with the `skip` policy).
+    /// - Throws: ``KafkaError/Code/corruptRecord`` under the `fail` policy; ``KafkaError/Code/fileQueue`` for I/O
+    ///   errors or a log of another format version.
+    func read(max: Int) throws -> (messages: [KafkaConsumerMessage], skipped: [KafkaError]) {
+        guard let log = try openLog(), var position = try startPosition(log) else { return ([], []) }
+        defer { self.position = position }
+        var messages: [KafkaConsumerMessage] = []
+        var skipped: [KafkaError] = []
+        while messages.count < max {
+            var undecodable: (at: Int64, size: Int)?
+            let end = try log.scan(from: position) { bytes, at in
+                guard messages.count < max else { return false }
+                guard FQRecordCodec.offset(at: bytes) >= minimumOffset else { return true }
+                guard let record = FQRecordCodec.decode(bytes) else {
+                    undecodable = (at, bytes.count)
+                    return false
+                }
+                messages.append(message(from: record))
+                return true
+            }
+            switch end {
+            case .end(let at):
+                position = at
+                reachedEnd()
+                return (messages, skipped)
+            case .incomplete(let at):
+                position = at
+                repairTornTail(log, at: at)
+                reachedEnd()
+                return (messages, skipped)
+            case .stopped(let at):
+                position = at
+                guard let undecodable, undecodable.at == at else { return (messages, skipped) }
+                let error = corruption(at: at, reason: "the record's fields don't add up")
+                guard policy == .skip else { throw error }
+                skipped.append(error)
+                position = at + Int64(undecodable.size)
+            case .damaged(let at, let reason, let next):
+                position = at
+                // An append in flight holds the exclusive lock: under the shared one, the bytes are final.
+                let confirmed = try log.file.withSharedLock { try log.scan(from: at) { _, _ in false } }
+                guard case .damaged = confirmed else { continue }
+                let error = corruption(at: at, reason: reason)
+                guard policy == .skip else { throw error }
+                logger.warning("Skipping a corrupt record", metadata: ["error": "\(error)"])
+                skipped.append(error)
+                position = next
+            }
+        }
+        return (messages, skipped)
+    }
+
+    private func openLog() throws -> FQPartitionLog? {
+        if let log { return log }
+        guard let file = try FQFile.open(path, writable: true, create: false) else { return nil }
+        log = FQPartitionLog(file: file, partition: partition)
+        return log
+    }
+
+    private func startPosition(_ log: FQPartitionLog) throws -> Int64? {
+        if let position { return position }
+        guard try log.checkHeader(writable: false) else { return nil }
+        position = Int64(FQRecordCodec.fileHeaderSize)
+        return position
+    }
+
+    /// After the first pass to the end for `latest`, every later record is delivered.
+    private func reachedEnd() {
+        if skipToEnd {
+            skipToEnd = false
+            minimumOffset = 0
+        }
+    }
+
+    private func repairTornTail(_ log: FQPartitionLog, at position: Int64) {
+        do {
+            guard try log.file.lock(exclusive: true, wait: false) else { return }
+            defer { log.file.unlock() }
+            guard case .incomplete(position) = try log.scan(from: position, { _, _ in false }) else { return }
+            let size = try log.file.size
+            logger.warning(
+                "Truncating a torn tail (a writer died mid-append)",
+                metadata: ["file": "\(path)", "offset": "\(position)", "bytes": "\(size - position)"]
+            )
+            try log.file.truncate(to: position)
+        } catch {
+            logger.warning("Could not repair a torn tail", metadata: ["file": "\(path)", "error": "\(error)"])
+        }
+    }
+
+    private func corruption(at position: Int64, reason: String) -> KafkaError {
+        KafkaError(code: .corruptRecord, reason: "Corrupt record in \(path) at byte offset \(position): \(reason)")
+    }
+
+    private func message(from record: FQRecordCodec.Record) -> KafkaConsumerMessage {
+        KafkaConsumerMessage(
+            topic: partition.topic,
+            partition: partition.partition,
+            offset: record.offset,
+            key: record.key,
+            value: record.value,
+            headers: record.headers,
+            timestamp: Date(timeIntervalSince1970: Double(record.timestampMilliseconds) / 1000)
+        )
+    }
+}

@@ -1,0 +1,115 @@
+import Logging
+
+/// Appends to one partition log on behalf of one producer thread.
+///
+/// Under the log's exclusive lock it catches up with what other writers appended since its last append (to learn
+/// the next offset), truncates a torn tail left by a crashed writer, and writes a whole batch with one `pwrite`.
+final class FQPartitionWriter {
+    private let log: FQPartitionLog
+    private let logger: Logger
+    private var initialized = false
+    /// The end of the last whole record this writer knows of.
+    private var knownEnd = Int64(FQRecordCodec.fileHeaderSize)
+    private var nextOffset: Int64 = 0
+    /// Appended since the last `sync()`.
+    private(set) var isDirty = false
+
+    init(path: String, partition: KafkaTopicPartition, logger: Logger) throws {
+        log = FQPartitionLog(file: try FQFile(path: path, writable: true, create: true), partition: partition)
+        self.logger = logger
+    }
+
+    /// One record to append.
+    struct Entry {
+        var key: [UInt8]?
+        var value: [UInt8]?
+        var headers: KafkaHeaders
+        var timestampMilliseconds: Int64
+    }
+
+    /// Appends the entries in order.
+    /// - Parameter syncEach: `fsync` after every record (else the caller decides when to sync).
+    /// - Returns: The offset of the first entry; the rest follow one by one.
+    func append(_ entries: [Entry], syncEach: Bool) throws -> Int64 {
+        try log.file.withExclusiveLock {
+            if !initialized {
+                _ = try log.checkHeader(writable: true)
+                initialized = true
+            }
+            try catchUp()
+            let first = nextOffset
+            var bytes: [UInt8] = []
+            bytes.reserveCapacity(entries.reduce(0) { $0 + FQRecordCodec.encodedSize(key: $1.key, value: $1.value, headers: $1.headers) })
+            var position = knownEnd
+            do {
+                for (index, entry) in entries.enumerated() {
+                    FQRecordCodec.encode(
+                        offset: first + Int64(index), timestampMilliseconds: entry.timestampMilliseconds,
+                        key: entry.key, value: entry.value, headers: entry.headers, into: &bytes
+                    )
+                    if syncEach {
+                        try log.file.write(bytes, at: position)
+                        try log.file.sync()
+                        position += Int64(bytes.count)
+                        bytes.removeAll(keepingCapacity: true)
+                    }
+                }
+                if !bytes.isEmpty { try log.file.write(bytes, at: position) }
+            } catch {
+                // A failed write (a full disk…) must not leave a partial record for the next writer to append after.
+                try? log.file.truncate(to: knownEnd)
+                throw error
+            }
+            knownEnd = position + Int64(bytes.count)
+            nextOffset = first + Int64(entries.count)
+            isDirty = !syncEach
+            return first
+        }
+    }
+
+    func sync() throws {
+        guard isDirty else { return }
+        try log.file.sync()
+        isDirty = false
+    }
+
+    /// Reads what other writers appended since this one last wrote, to learn the next offset; truncates a torn tail.
+    /// Call with the exclusive lock held.
+    private func catchUp() throws {
+        if try log.file.size < knownEnd {
+            // Only a torn tail is ever truncated, and this writer never counted one: start over to be safe.
+            knownEnd = Int64(FQRecordCodec.fileHeaderSize)
+            nextOffset = 0
+        }
+        var position = knownEnd
+        while true {
+            var last: Int64?
+            let end = try log.scan(from: position) { bytes, _ in
+                last = FQRecordCodec.offset(at: bytes)
+                return true
+            }
+            if let last { nextOffset = last + 1 }
+            switch end {
+            case .end(let at), .stopped(let at):
+                knownEnd = at
+                return
+            case .incomplete(let at):
+                let size = try log.file.size
+                logger.warning(
+                    "Truncating a torn tail (a writer died mid-append)",
+                    metadata: ["file": "\(log.file.path)", "offset": "\(at)", "bytes": "\(size - at)"]
+                )
+                try log.file.truncate(to: at)
+                knownEnd = at
+                return
+            case .damaged(let at, let reason, let next):
+                // Corruption inside the log is the readers' to report; the writer only needs the end.
+                logger.error(
+                    "Corrupt record in a file-queue log",
+                    metadata: ["file": "\(log.file.path)", "offset": "\(at)", "reason": "\(reason)"]
+                )
+                position = next
+            }
+        }
+    }
+}

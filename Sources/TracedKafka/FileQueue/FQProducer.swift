@@ -1,0 +1,294 @@
+import Foundation
+import Logging
+
+/// The file-queue producer backend.
+///
+/// `produce` queues a record in memory (waiting for room beyond ``KafkaFileQueueConfiguration/maxQueuedRecords``);
+/// one writer thread takes everything queued, groups it per partition, appends each group with one write under
+/// the partition's lock, applies the durability setting, then reports each record's offset. A record is
+/// acknowledged only after it is in the file.
+final class FQProducer: KafkaProducerBackend, @unchecked Sendable {
+    private struct Item {
+        var record: KafkaProducerRecord
+        var id: KafkaProducerMessageID
+        var onDelivery: DeliveryHandler?
+        var timestampMilliseconds: Int64
+    }
+
+    private let directory: FQDirectory
+    private let options: KafkaFileQueueConfiguration
+    private let logger: Logger
+
+    private let condition = NSCondition()
+    // Guarded by `condition`.
+    private var pending: [Item] = []
+    private var spaceWaiters: [CheckedContinuation<Void, Never>] = []
+    private var completionWaiters: [(id: Int, target: UInt64, continuation: CheckedContinuation<Void, Never>)] = []
+    private var nextWaiterID = 0
+    private var accepted: UInt64 = 0
+    private var completed: UInt64 = 0
+    private var closed = false
+    private var stopWriter = false
+    private let writerFinished = FQThreadCompletion()
+
+    // Owned by the writer thread.
+    private var partitionCounts: [String: Int] = [:]
+    private var writers: [KafkaTopicPartition: FQPartitionWriter] = [:]
+    private var lastSync = ContinuousClock.now
+
+    init(options: KafkaFileQueueConfiguration, logger: Logger) throws {
+        guard options.defaultPartitionCount > 0 else {
+            throw KafkaError(code: .configuration, reason: "defaultPartitionCount must be at least 1")
+        }
+        self.directory = try FQDirectory(path: options.directory)
+        self.options = options
+        self.logger = logger
+        let thread = Thread { [self] in writerLoop() }
+        thread.name = "TracedKafka.fileQueue.writer"
+        thread.start()
+    }
+
+    func produce(_ record: KafkaProducerRecord, id: KafkaProducerMessageID, onDelivery: DeliveryHandler?) async throws {
+        try FQDirectory.validate(topic: record.topic, code: .invalidRecord)
+        let size = FQRecordCodec.encodedSize(key: record.key, value: record.value, headers: record.headers)
+        guard size <= FQRecordCodec.maxBodySize else {
+            throw KafkaError(code: .invalidRecord, reason: "The record is \(size) bytes; the file queue takes at most "
+                + "\(FQRecordCodec.maxBodySize)")
+        }
+        let timestamp = Int64(((record.timestamp ?? Date()).timeIntervalSince1970 * 1000).rounded(.down))
+        let item = Item(record: record, id: id, onDelivery: onDelivery, timestampMilliseconds: timestamp)
+        while true {
+            let queued: Bool = try condition.withLock {
+                guard !closed else { throw KafkaError.shutDown("The producer") }
+                guard pending.count < max(1, options.maxQueuedRecords) else { return false }
+                pending.append(item)
+                accepted += 1
+                condition.signal()
+                return true
+            }
+            if queued { return }
+            await withCheckedContinuation { continuation in
+                let waits = condition.withLock {
+                    guard !closed, pending.count >= max(1, options.maxQueuedRecords) else { return false }
+                    spaceWaiters.append(continuation)
+                    return true
+                }
+                if !waits { continuation.resume() }
+            }
+        }
+    }
+
+    func flush(timeout: Duration) async throws {
+        let target = condition.withLock { accepted }
+        guard await waitUntilCompleted(target, timeout: timeout) else {
+            throw KafkaError(code: .timedOut, reason: "Records were still being written after \(timeout)")
+        }
+    }
+
+    func close(flushTimeout: Duration) async {
+        let (target, waiters) = condition.withLock {
+            closed = true
+            defer { spaceWaiters = [] }
+            return (accepted, spaceWaiters)
+        }
+        for waiter in waiters { waiter.resume() }
+        _ = await waitUntilCompleted(target, timeout: flushTimeout)
+        // What is still queued was not written in time: it fails, and the writer stops after its current batch.
+        let left = condition.withLock {
+            stopWriter = true
+            condition.signal()
+            defer { pending = [] }
+            return pending
+        }
+        fail(left, with: KafkaError(code: .shutDown, reason: "The producer shut down before the record was written"))
+        await writerFinished.wait()
+    }
+
+    // MARK: - Waiting for completion
+
+    /// Waits until `target` records have their outcome; `false` at the timeout.
+    private func waitUntilCompleted(_ target: UInt64, timeout: Duration) async -> Bool {
+        await withTaskGroup(of: Bool.self) { group in
+            group.addTask { await self.waitUntilCompleted(target) }
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                return false
+            }
+            let first = await group.next() ?? false
+            group.cancelAll()
+            return first
+        }
+    }
+
+    /// Waits until `target` records have their outcome; `false` when cancelled first.
+    private func waitUntilCompleted(_ target: UInt64) async -> Bool {
+        let id = condition.withLock {
+            defer { nextWaiterID += 1 }
+            return nextWaiterID
+        }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                let done = condition.withLock {
+                    guard completed < target, !Task.isCancelled else { return true }
+                    completionWaiters.append((id, target, continuation))
+                    return false
+                }
+                if done { continuation.resume() }
+            }
+        } onCancel: {
+            let waiter = condition.withLock {
+                completionWaiters.firstIndex { $0.id == id }.map { completionWaiters.remove(at: $0).continuation }
+            }
+            waiter?.resume()
+        }
+        return condition.withLock { completed >= target }
+    }
+
+    // MARK: - Writer thread
+
+    private func writerLoop() {
+        while let batch = nextBatch() {
+            write(batch)
+            if case .interval(let interval) = options.durability { syncIfDue(interval) }
+            let ready = condition.withLock {
+                completed += UInt64(batch.count)
+                let ready = completionWaiters.filter { $0.target <= completed }
+                completionWaiters.removeAll { $0.target <= completed }
+                return ready
+            }
+            for waiter in ready { waiter.continuation.resume() }
+        }
+        syncAll()
+        writers = [:]
+        writerFinished.markDone()
+    }
+
+    /// Everything queued, once there is something; `nil` when the writer must stop. Syncs on the interval while idle.
+    private func nextBatch() -> [Item]? {
+        let (batch, waiters): ([Item], [CheckedContinuation<Void, Never>]) = condition.withLock {
+            while pending.isEmpty && !stopWriter {
+                if case .interval(let interval) = options.durability {
+                    condition.unlock()
+                    syncIfDue(interval)
+                    condition.lock()
+                    guard pending.isEmpty && !stopWriter else { break }
+                    _ = condition.wait(until: Date(timeIntervalSinceNow: interval.seconds))
+                } else {
+                    condition.wait()
+                }
+            }
+            defer {
+                pending = []
+                spaceWaiters = []
+            }
+            return (pending, spaceWaiters)
+        }
+        for waiter in waiters { waiter.resume() }
+        return batch.isEmpty ? nil : batch
+    }
+
+    private func write(_ batch: [Item]) {
+        var groups: [KafkaTopicPartition: [Item]] = [:]
+        var order: [KafkaTopicPartition] = []
+        for item in batch {
+            do {
+                let partition = try choosePartition(for: item.record)
+                if groups[partition] == nil { order.append(partition) }
+                groups[partition, default: []].append(item)
+            } catch {
+                fail([item], with: error)
+            }
+        }
+        for partition in order {
+            let items = groups[partition]!
+            do {
+                let writer = try writer(for: partition)
+                let entries = items.map {
+                    FQPartitionWriter.Entry(
+                        key: $0.record.key, value: $0.record.value, headers: $0.record.headers,
+                        timestampMilliseconds: $0.timestampMilliseconds
+                    )
+                }
+                let first = try writer.append(entries, syncEach: options.durability == .perRecord)
+                if options.durability == .perBatch { try writer.sync() }
+                for (index, item) in items.enumerated() {
+                    item.onDelivery?(.success(KafkaDeliveryReport(
+                        messageID: item.id, topic: partition.topic, partition: partition.partition,
+                        offset: first + Int64(index),
+                        timestamp: Date(timeIntervalSince1970: Double(item.timestampMilliseconds) / 1000)
+                    )))
+                }
+            } catch {
+                fail(items, with: error)
+            }
+        }
+    }
+
+    private func choosePartition(for record: KafkaProducerRecord) throws -> KafkaTopicPartition {
+        let count: Int
+        if let known = partitionCounts[record.topic] {
+            count = known
+        } else {
+            count = try directory.createTopic(record.topic, partitions: options.defaultPartitionCount).count
+            partitionCounts[record.topic] = count
+        }
+        if let explicit = record.partition {
+            guard explicit < count else {
+                throw KafkaError(
+                    code: .invalidRecord,
+                    reason: "Partition \(explicit) does not exist: topic \(record.topic) has \(count) partitions"
+                )
+            }
+            return KafkaTopicPartition(topic: record.topic, partition: explicit)
+        }
+        return KafkaTopicPartition(
+            topic: record.topic,
+            partition: FQPartitioner.partition(forKey: record.key, partitionCount: count)
+        )
+    }
+
+    private func writer(for partition: KafkaTopicPartition) throws -> FQPartitionWriter {
+        if let writer = writers[partition] { return writer }
+        let writer = try FQPartitionWriter(path: directory.logPath(partition), partition: partition, logger: logger)
+        writers[partition] = writer
+        return writer
+    }
+
+    private func syncIfDue(_ interval: Duration) {
+        guard ContinuousClock.now - lastSync >= interval else { return }
+        syncAll()
+    }
+
+    private func syncAll() {
+        lastSync = ContinuousClock.now
+        for (partition, writer) in writers {
+            do {
+                try writer.sync()
+            } catch {
+                logger.error("fsync failed", metadata: ["partition": "\(partition)", "error": "\(error)"])
+            }
+        }
+    }
+
+    private func fail(_ items: [Item], with error: any Error) {
+        let kafkaError = error as? KafkaError ?? KafkaError(code: .fileQueue, reason: "\(error)")
+        for item in items { item.onDelivery?(.failure(kafkaError)) }
+    }
+}
+
+extension NSCondition {
+    /// Runs `body` holding the lock.
+    func withLock<T>(_ body: () throws -> T) rethrows -> T {
+        lock()
+        defer { unlock() }
+        return try body()
+    }
+}
+
+extension Duration {
+    /// The duration in seconds, as a `Double`.
+    var seconds: Double {
+        let (seconds, attoseconds) = components
+        return Double(seconds) + Double(attoseconds) / 1e18
+    }
+}
