@@ -4,13 +4,11 @@ import Testing
 import TracedKafka
 import TracedKafkaTesting
 
-@Suite("Consumer groups and commits on the embedded broker")
+@Suite("Consumer groups and commits on both backends")
 struct ConsumerGroupTests {
-    let cluster = SharedCluster.cluster
-
     /// Sends `count` records, with keys spread over the partitions or all to one `partition`; returns their values.
-    func produce(_ count: Int, to topic: String, partition: Int? = nil, prefix: String = "m") async throws -> [String] {
-        let producer = try KafkaProducer(configuration: producerConfiguration(cluster))
+    func produce(_ backend: TestBackend, _ count: Int, to topic: String, partition: Int? = nil, prefix: String = "m") async throws -> [String] {
+        let producer = try KafkaProducer(configuration: producerConfiguration(backend))
         return try await withRunning(producer) { producer in
             for index in 0..<count {
                 _ = try await producer.enqueue(KafkaProducerRecord(topic: topic, key: "key-\(index)", value: "\(prefix)\(index)", partition: partition))
@@ -20,13 +18,12 @@ struct ConsumerGroupTests {
         }
     }
 
-    @Test("Two consumers in one group split the partitions and together see every message exactly once")
-    func groupSplitsPartitions() async throws {
-        let topic = uniqueName("group")
+    @Test("Two consumers in one group split the partitions and together see every message exactly once", arguments: TestBackend.allCases)
+    func groupSplitsPartitions(backend: TestBackend) async throws {
+        let topic = try await backend.newTopic("group", partitions: 4)
         let group = uniqueName("g")
-        try await cluster.createTopic(topic, partitions: 4)
-        let (first, firstEvents) = try KafkaConsumer.makeConsumerWithEvents(configuration: consumerConfiguration(cluster, group: group, topics: [topic]))
-        let (second, secondEvents) = try KafkaConsumer.makeConsumerWithEvents(configuration: consumerConfiguration(cluster, group: group, topics: [topic]))
+        let (first, firstEvents) = try KafkaConsumer.makeConsumerWithEvents(configuration: consumerConfiguration(backend, group: group, topics: [topic]))
+        let (second, secondEvents) = try KafkaConsumer.makeConsumerWithEvents(configuration: consumerConfiguration(backend, group: group, topics: [topic]))
 
         let assignments = Shared<[Int: Set<KafkaTopicPartition>]>([:])
         let received = Shared<[Int: [KafkaConsumerMessage]]>([:])
@@ -66,7 +63,7 @@ struct ConsumerGroupTests {
                     if settled { break }
                     try await Task.sleep(for: .milliseconds(50))
                 }
-                let values = try await produce(total, to: topic)
+                let values = try await produce(backend, total, to: topic)
                 try await group.waitForAll()
                 return values
             }
@@ -83,17 +80,18 @@ struct ConsumerGroupTests {
 
     /// Ten records in partition 0 of a new topic, and a consumer configuration for a new group reading it.
     func tenRecords(
+        _ backend: TestBackend,
         _ prefix: String,
         commitMode: KafkaConsumerConfiguration.CommitMode = .afterHandled(interval: .milliseconds(100))
     ) async throws -> KafkaConsumerConfiguration {
-        let topic = try await newTopic(prefix)
-        _ = try await produce(10, to: topic, partition: 0)
-        return consumerConfiguration(cluster, group: uniqueName("g"), topics: [topic], commitMode: commitMode)
+        let topic = try await backend.newTopic(prefix)
+        _ = try await produce(backend, 10, to: topic, partition: 0)
+        return consumerConfiguration(backend, group: uniqueName("g"), topics: [topic], commitMode: commitMode)
     }
 
-    @Test("After a manual commit, stop and restart, the consumer resumes after the committed offset")
-    func manualCommitResume() async throws {
-        let configuration = try await tenRecords("manual", commitMode: .manual)
+    @Test("After a manual commit, stop and restart, the consumer resumes after the committed offset", arguments: TestBackend.allCases)
+    func manualCommitResume(backend: TestBackend) async throws {
+        let configuration = try await tenRecords(backend, "manual", commitMode: .manual)
         let consumer = try KafkaConsumer(configuration: configuration)
         let firstRun = try await consume(consumer, count: 6) { message in
             // Commit up to offset 3 only: the 4th and 5th are read but not committed.
@@ -106,21 +104,21 @@ struct ConsumerGroupTests {
         #expect(secondRun.map(\.offset) == Array(4...9))
     }
 
-    @Test("In afterHandled mode, stop and restart resumes after the last handled message")
-    func afterHandledResume() async throws {
-        let configuration = try await tenRecords("handled")
+    @Test("In afterHandled mode, stop and restart resumes after the last handled message", arguments: TestBackend.allCases)
+    func afterHandledResume(backend: TestBackend) async throws {
+        let configuration = try await tenRecords(backend, "handled")
         let firstRun = try await consume(try KafkaConsumer(configuration: configuration), count: 4)
         #expect(firstRun.map(\.offset) == Array(0...3))
         let secondRun = try await consume(try KafkaConsumer(configuration: configuration), count: 6)
         #expect(secondRun.map(\.offset) == Array(4...9))
     }
 
-    @Test("A paused partition delivers nothing until it is resumed")
-    func pauseResume() async throws {
-        let topic = try await newTopic("pause")
-        let consumer = try KafkaConsumer(configuration: consumerConfiguration(cluster, group: uniqueName("g"), topics: [topic]))
+    @Test("A paused partition delivers nothing until it is resumed", arguments: TestBackend.allCases)
+    func pauseResume(backend: TestBackend) async throws {
+        let topic = try await backend.newTopic("pause")
+        let consumer = try KafkaConsumer(configuration: consumerConfiguration(backend, group: uniqueName("g"), topics: [topic]))
         let partition = KafkaTopicPartition(topic: topic, partition: 0)
-        let producer = try KafkaProducer(configuration: producerConfiguration(cluster))
+        let producer = try KafkaProducer(configuration: producerConfiguration(backend))
         let seen = Shared<[String]>([])
         @Sendable func waitFor(_ count: Int) async throws {
             while seen.withLock({ $0.count }) < count { try await Task.sleep(for: .milliseconds(20)) }
@@ -153,19 +151,18 @@ struct ConsumerGroupTests {
 
 @Suite("Commit modes keep their promises at shutdown")
 struct CommitModeShutdownTests {
-    @Test("In automatic mode, messages fetched but never handed out are not committed at shutdown")
-    func automaticDoesNotCommitBuffered() async throws {
-        let cluster = SharedCluster.cluster
-        let topic = try await newTopic("automatic")
+    @Test("In automatic mode, messages fetched but never handed out are not committed at shutdown", arguments: TestBackend.allCases)
+    func automaticDoesNotCommitBuffered(backend: TestBackend) async throws {
+        let topic = try await backend.newTopic("automatic")
         let group = uniqueName("g")
-        let producer = try KafkaProducer(configuration: producerConfiguration(cluster))
+        let producer = try KafkaProducer(configuration: producerConfiguration(backend))
         try await withRunning(producer) { producer in
             for index in 0..<50 {
                 _ = try await producer.enqueue(KafkaProducerRecord(topic: topic, value: "\(index)", partition: 0))
             }
             try await producer.flush()
         }
-        let configuration = consumerConfiguration(cluster, group: group, topics: [topic], commitMode: .automatic(interval: .milliseconds(100)))
+        let configuration = consumerConfiguration(backend, group: group, topics: [topic], commitMode: .automatic(interval: .milliseconds(100)))
         let first = try await consume(try KafkaConsumer(configuration: configuration), count: 1)
         #expect(first.map(\.offset) == [0])
         // The next member starts right after the one message handed out, although more were buffered.

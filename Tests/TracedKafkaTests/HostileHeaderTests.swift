@@ -43,15 +43,20 @@ enum HostileHeaders {
 
 @Suite("Hostile trace headers never crash and never propagate")
 struct HostileHeaderTests {
-    @Test("Each hostile case is processed under a new root span with no link", arguments: HostileHeaders.cases.indices)
-    func hostileCaseThroughTheBroker(_ index: Int) async throws {
+    @Test(
+        "Each hostile case is processed under a new root span with no link",
+        arguments: TestBackend.allCases, HostileHeaders.cases.indices
+    )
+    func hostileCaseThroughTheBroker(backend: TestBackend, _ index: Int) async throws {
         let (name, headers) = HostileHeaders.cases[index]
         let tracer = W3CRecordingTracer()
-        let topic = try await newTopic("hostile")
+        let topic = try await backend.newTopic("hostile")
         // An untraced producer sends the headers exactly as they are.
-        try await sendTraced(KafkaProducerRecord(topic: topic, value: "payload", headers: headers), tracing: .disabled)
+        try await sendTraced(
+            KafkaProducerRecord(topic: topic, value: "payload", headers: headers), on: backend, tracing: .disabled
+        )
         let handled = try await withTracer(tracer) {
-            try await handle(try tracedConsumer(topics: [topic]), count: 1) { message in
+            try await handle(try tracedConsumer(backend, topics: [topic]), count: 1) { message in
                 #expect(message.traceContext == nil, "\(name)")
             }
         }

@@ -3,13 +3,11 @@ import Testing
 import TracedKafka
 import TracedKafkaTesting
 
-@Suite("Produce and consume round trip on the embedded broker")
+@Suite("Produce and consume round trip on both backends")
 struct RoundTripTests {
-    let cluster = SharedCluster.cluster
-
-    @Test("Keys, values, headers (order, repeats, nil values), tombstones and explicit partitions survive the trip")
-    func roundTrip() async throws {
-        let topic = try await newTopic("roundtrip", partitions: 3)
+    @Test("Keys, values, headers (order, repeats, nil values), tombstones and explicit partitions survive the trip", arguments: TestBackend.allCases)
+    func roundTrip(backend: TestBackend) async throws {
+        let topic = try await backend.newTopic("roundtrip", partitions: 3)
         let headers: KafkaHeaders = [
             KafkaHeader(key: "b", value: "first"),
             KafkaHeader(key: "a", value: [0, 255, 1]),
@@ -24,7 +22,7 @@ struct RoundTripTests {
             KafkaProducerRecord(topic: topic, key: nil as [UInt8]?, value: [UInt8](), partition: 2),
             KafkaProducerRecord(topic: topic, key: [0xde, 0xad], value: Array(repeating: 7, count: 100_000), partition: 2),
         ]
-        let producer = try KafkaProducer(configuration: producerConfiguration(cluster))
+        let producer = try KafkaProducer(configuration: producerConfiguration(backend))
         let reports = try await withRunning(producer) { producer in
             var reports: [KafkaDeliveryReport] = []
             for record in records { reports.append(try await producer.send(record)) }
@@ -34,7 +32,7 @@ struct RoundTripTests {
         #expect(reports.map(\.offset) == [0, 1, 2, 3])
         #expect(reports.allSatisfy { $0.topic == topic })
 
-        let consumer = try KafkaConsumer(configuration: consumerConfiguration(cluster, group: uniqueName("g"), topics: [topic]))
+        let consumer = try KafkaConsumer(configuration: consumerConfiguration(backend, group: uniqueName("g"), topics: [topic]))
         let messages = try await consume(consumer, count: records.count)
         #expect(messages.map(\.offset) == [0, 1, 2, 3])
         for (message, record) in zip(messages, records) {
@@ -52,10 +50,10 @@ struct RoundTripTests {
         #expect(messages[2].key == nil)
     }
 
-    @Test("Records with the same key land on the same partition")
-    func sameKeySamePartition() async throws {
-        let topic = try await newTopic("keys", partitions: 4)
-        let producer = try KafkaProducer(configuration: producerConfiguration(cluster))
+    @Test("Records with the same key land on the same partition", arguments: TestBackend.allCases)
+    func sameKeySamePartition(backend: TestBackend) async throws {
+        let topic = try await backend.newTopic("keys", partitions: 4)
+        let producer = try KafkaProducer(configuration: producerConfiguration(backend))
         let partitions = try await withRunning(producer) { producer in
             var byKey: [String: Set<Int>] = [:]
             for index in 0..<60 {
@@ -69,10 +67,10 @@ struct RoundTripTests {
         #expect(partitions.values.allSatisfy { $0.count == 1 })
     }
 
-    @Test("Fire-and-forget sends report every outcome on the events sequence")
-    func enqueueEvents() async throws {
-        let topic = try await newTopic("events")
-        let (producer, events) = try KafkaProducer.makeProducerWithEvents(configuration: producerConfiguration(cluster))
+    @Test("Fire-and-forget sends report every outcome on the events sequence", arguments: TestBackend.allCases)
+    func enqueueEvents(backend: TestBackend) async throws {
+        let topic = try await backend.newTopic("events")
+        let (producer, events) = try KafkaProducer.makeProducerWithEvents(configuration: producerConfiguration(backend))
         let count = 500
         let ids = try await withRunning(producer) { producer in
             var ids: [KafkaProducerMessageID] = []

@@ -55,6 +55,60 @@ func consumerConfiguration(
     )
 }
 
+/// The backends the shared tests run against: the embedded broker (or `KAFKA_BOOTSTRAP_SERVERS`) through librdkafka,
+/// and the local file queue in a directory of this test run's own.
+enum TestBackend: String, CaseIterable, Sendable, CustomTestStringConvertible {
+    case librdkafka
+    case fileQueue
+
+    var testDescription: String { rawValue }
+
+    /// The file queue's directory for this test process.
+    static let fileQueueDirectory: String = {
+        let path = FileManager.default.temporaryDirectory
+            .appendingPathComponent("tracedkafka-tests-\(ProcessInfo.processInfo.processIdentifier)").path
+        try? FileManager.default.removeItem(atPath: path)
+        return path
+    }()
+
+    var backend: KafkaBackend {
+        switch self {
+        case .librdkafka: return .librdkafka
+        case .fileQueue: return .fileQueue(directory: Self.fileQueueDirectory)
+        }
+    }
+
+    /// Creates a topic with a name no other test uses.
+    func newTopic(_ prefix: String, partitions: Int = 1) async throws -> String {
+        let topic = uniqueName(prefix)
+        switch self {
+        case .librdkafka: try await SharedCluster.cluster.createTopic(topic, partitions: partitions)
+        case .fileQueue: try KafkaFileQueue.createTopic(topic, partitions: partitions, in: Self.fileQueueDirectory)
+        }
+        return topic
+    }
+}
+
+func producerConfiguration(_ backend: TestBackend, properties: [String: String] = [:]) -> KafkaProducerConfiguration {
+    var configuration = producerConfiguration(SharedCluster.cluster, properties: properties)
+    configuration.backend = backend.backend
+    return configuration
+}
+
+func consumerConfiguration(
+    _ backend: TestBackend,
+    group: String,
+    topics: [String],
+    commitMode: KafkaConsumerConfiguration.CommitMode = .afterHandled(interval: .milliseconds(100)),
+    properties: [String: String] = [:]
+) -> KafkaConsumerConfiguration {
+    var configuration = consumerConfiguration(
+        SharedCluster.cluster, group: group, topics: topics, commitMode: commitMode, properties: properties
+    )
+    configuration.backend = backend.backend
+    return configuration
+}
+
 struct TimedOut: Error, CustomStringConvertible {
     let what: String
     var description: String { "Timed out: \(what)" }

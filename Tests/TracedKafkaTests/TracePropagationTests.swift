@@ -7,21 +7,19 @@ import TracedKafkaTesting
 
 @Suite("Trace propagation across the Kafka hop")
 struct TracePropagationTests {
-    let cluster = SharedCluster.cluster
-
-    @Test("One trace runs from a root span through send to process: child, link, W3C header bytes, attributes")
-    func sendThenProcess() async throws {
+    @Test("One trace runs from a root span through send to process: child, link, W3C header bytes, attributes", arguments: TestBackend.allCases)
+    func sendThenProcess(backend: TestBackend) async throws {
         let tracer = W3CRecordingTracer()
-        let topic = try await newTopic("orders")
+        let topic = try await backend.newTopic("orders")
         let group = uniqueName("billing")
         try await withTracer(tracer) {
-            let producer = try tracedProducer()
+            let producer = try tracedProducer(backend)
             try await withRunning(producer) { producer in
                 try await withSpan("checkout") { _ in
                     _ = try await producer.send(KafkaProducerRecord(topic: topic, key: "customer-1", value: "espresso"))
                 }
             }
-            let consumer = try tracedConsumer(topics: [topic], group: group)
+            let consumer = try tracedConsumer(backend, topics: [topic], group: group)
             let messages = try await handle(consumer, count: 1) { _ in
                 withSpan("charge card") { _ in }
             }
@@ -45,7 +43,12 @@ struct TracePropagationTests {
             #expect(send.int("messaging.kafka.offset") == 0)
             #expect(send.string("messaging.kafka.message.key") == "customer-1")
             #expect(send.string("messaging.client.id") == "checkout")
-            #expect(send.string("server.address") == "127.0.0.1" || ProcessInfo.processInfo.environment["KAFKA_BOOTSTRAP_SERVERS"] != nil)
+            switch backend {
+            case .librdkafka:
+                #expect(send.string("server.address") == "127.0.0.1" || ProcessInfo.processInfo.environment["KAFKA_BOOTSTRAP_SERVERS"] != nil)
+            case .fileQueue:
+                #expect(send.attributes.get("server.address") == nil)
+            }
             #expect(send.attributes.get("messaging.kafka.message.tombstone") == nil)
             #expect(process.string("messaging.operation.type") == "process")
             #expect(process.string("messaging.consumer.group.name") == group)
@@ -55,13 +58,14 @@ struct TracePropagationTests {
         }
     }
 
-    @Test("A consume-transform-produce chain over three topics is one trace with the right parents")
-    func chainOverThreeTopics() async throws {
+    @Test("A consume-transform-produce chain over three topics is one trace with the right parents", arguments: TestBackend.allCases)
+    func chainOverThreeTopics(backend: TestBackend) async throws {
         let tracer = W3CRecordingTracer()
-        let topics = (0..<3).map { uniqueName("hop\($0)") }
-        for topic in topics { try await cluster.createTopic(topic, partitions: 1) }
+        var hops: [String] = []
+        for hop in 0..<3 { hops.append(try await backend.newTopic("hop\(hop)")) }
+        let topics = hops
         try await withTracer(tracer) {
-            let producer = try tracedProducer()
+            let producer = try tracedProducer(backend)
             try await withRunning(producer) { producer in
                 try await withSpan("request") { _ in
                     _ = try await producer.send(KafkaProducerRecord(topic: topics[0], value: "start"))
@@ -69,12 +73,12 @@ struct TracePropagationTests {
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     for hop in 0..<2 {
                         group.addTask {
-                            try await handle(try tracedConsumer(topics: [topics[hop]]), count: 1) { message in
+                            try await handle(try tracedConsumer(backend, topics: [topics[hop]]), count: 1) { message in
                                 _ = try await producer.send(KafkaProducerRecord(topic: topics[hop + 1], value: message.value))
                             }
                         }
                     }
-                    group.addTask { try await handle(try tracedConsumer(topics: [topics[2]]), count: 1) }
+                    group.addTask { try await handle(try tracedConsumer(backend, topics: [topics[2]]), count: 1) }
                     try await group.waitForAll()
                 }
             }
@@ -93,14 +97,14 @@ struct TracePropagationTests {
         #expect(tracer.finishedSpans.count == 7)
     }
 
-    @Test("Link-only mode starts a new trace per hop, joined to the producer by a link")
-    func linkOnly() async throws {
+    @Test("Link-only mode starts a new trace per hop, joined to the producer by a link", arguments: TestBackend.allCases)
+    func linkOnly(backend: TestBackend) async throws {
         let tracer = W3CRecordingTracer()
-        let topic = try await newTopic("linkonly")
+        let topic = try await backend.newTopic("linkonly")
         try await withTracer(tracer) {
-            try await sendTraced(KafkaProducerRecord(topic: topic, value: "x"))
+            try await sendTraced(KafkaProducerRecord(topic: topic, value: "x"), on: backend)
             let tracing = KafkaTracingConfiguration(consumerParent: .linkOnly)
-            try await handle(try tracedConsumer(topics: [topic], tracing: tracing), count: 1)
+            try await handle(try tracedConsumer(backend, topics: [topic], tracing: tracing), count: 1)
         }
         let send = try span(tracer, "send \(topic)")
         let process = try span(tracer, "process \(topic)")
@@ -109,13 +113,13 @@ struct TracePropagationTests {
         #expect(process.links(to: send))
     }
 
-    @Test("A batch handler runs in one process span with one link per message, carrying partition and offset")
-    func batchSpan() async throws {
+    @Test("A batch handler runs in one process span with one link per message, carrying partition and offset", arguments: TestBackend.allCases)
+    func batchSpan(backend: TestBackend) async throws {
         let tracer = W3CRecordingTracer()
-        let topic = try await newTopic("batch")
+        let topic = try await backend.newTopic("batch")
         let count = 6
         try await withTracer(tracer) {
-            let producer = try tracedProducer()
+            let producer = try tracedProducer(backend)
             try await withRunning(producer) { producer in
                 for index in 0..<count {
                     // Each record in a trace of its own.
@@ -124,7 +128,7 @@ struct TracePropagationTests {
                     }
                 }
             }
-            let consumer = try tracedConsumer(topics: [topic])
+            let consumer = try tracedConsumer(backend, topics: [topic])
             let seen = Shared(0)
             try await withDeadline("batches") {
                 try await consumer.runBatches(maxMessages: 100) { batch in
@@ -146,21 +150,21 @@ struct TracePropagationTests {
         #expect(batches.allSatisfy { $0.kind == .consumer && $0.isRoot })
     }
 
-    @Test("Re-sending a consumed record leaves exactly one traceparent, links the old context, parents on the handler")
-    func resendKeepsOneTraceparent() async throws {
+    @Test("Re-sending a consumed record leaves exactly one traceparent, links the old context, parents on the handler", arguments: TestBackend.allCases)
+    func resendKeepsOneTraceparent(backend: TestBackend) async throws {
         let tracer = W3CRecordingTracer()
-        let source = try await newTopic("source")
-        let target = try await newTopic("target")
+        let source = try await backend.newTopic("source")
+        let target = try await backend.newTopic("target")
         let forwarded = try await withTracer(tracer) {
-            let producer = try tracedProducer()
+            let producer = try tracedProducer(backend)
             return try await withRunning(producer) { producer in
                 _ = try await producer.send(KafkaProducerRecord(topic: source, value: "original"))
-                try await handle(try tracedConsumer(topics: [source]), count: 1) { message in
+                try await handle(try tracedConsumer(backend, topics: [source]), count: 1) { message in
                     var record = KafkaProducerRecord(topic: target, key: message.key, value: message.value, headers: message.headers)
                     record.headers.append(key: "traceparent", value: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
                     _ = try await producer.send(record)
                 }
-                return try await handle(try tracedConsumer(topics: [target]), count: 1)
+                return try await handle(try tracedConsumer(backend, topics: [target]), count: 1)
             }
         }
         let original = try span(tracer, "send \(source)")
@@ -172,18 +176,18 @@ struct TracePropagationTests {
         #expect(!resend.links(to: original))
     }
 
-    @Test("A forwarded record that carries one context gets exactly one traceparent and a link to the old context")
-    func forwardLinksOldContext() async throws {
+    @Test("A forwarded record that carries one context gets exactly one traceparent and a link to the old context", arguments: TestBackend.allCases)
+    func forwardLinksOldContext(backend: TestBackend) async throws {
         let tracer = W3CRecordingTracer()
-        let topic = try await newTopic("forward")
+        let topic = try await backend.newTopic("forward")
         let old = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
         let received = try await withTracer(tracer) {
-            let producer = try tracedProducer()
+            let producer = try tracedProducer(backend)
             try await withRunning(producer) { producer in
                 let headers: KafkaHeaders = [KafkaHeader(key: "traceparent", value: old), KafkaHeader(key: "tracestate", value: "vendor=old")]
                 _ = try await producer.send(KafkaProducerRecord(topic: topic, value: "x", headers: headers))
             }
-            return try await handle(try tracedConsumer(topics: [topic]), count: 1)
+            return try await handle(try tracedConsumer(backend, topics: [topic]), count: 1)
         }
         let send = try span(tracer, "send \(topic)")
         #expect(send.isRoot)
@@ -193,21 +197,21 @@ struct TracePropagationTests {
         #expect(received[0].headers.values(forKey: "tracestate").isEmpty)
     }
 
-    @Test("An unsampled parent stays unsampled downstream while its context keeps propagating")
-    func unsampledStaysUnsampled() async throws {
+    @Test("An unsampled parent stays unsampled downstream while its context keeps propagating", arguments: TestBackend.allCases)
+    func unsampledStaysUnsampled(backend: TestBackend) async throws {
         let tracer = W3CRecordingTracer(sampler: .never)
-        let first = try await newTopic("unsampled1")
-        let second = try await newTopic("unsampled2")
+        let first = try await backend.newTopic("unsampled1")
+        let second = try await backend.newTopic("unsampled2")
         let (upstream, downstream) = try await withTracer(tracer) {
-            let producer = try tracedProducer()
+            let producer = try tracedProducer(backend)
             return try await withRunning(producer) { producer in
                 try await withSpan("request") { _ in
                     _ = try await producer.send(KafkaProducerRecord(topic: first, value: "x"))
                 }
-                let upstream = try await handle(try tracedConsumer(topics: [first]), count: 1) { message in
+                let upstream = try await handle(try tracedConsumer(backend, topics: [first]), count: 1) { message in
                     _ = try await producer.send(KafkaProducerRecord(topic: second, value: message.value))
                 }
-                return (upstream, try await handle(try tracedConsumer(topics: [second]), count: 1))
+                return (upstream, try await handle(try tracedConsumer(backend, topics: [second]), count: 1))
             }
         }
         let upstreamParent = try #require(upstream[0].headers.lastValue(forKey: "traceparent").flatMap { String(validating: $0, as: UTF8.self) })
@@ -220,28 +224,27 @@ struct TracePropagationTests {
         #expect(tracer.finishedSpans.isEmpty)
     }
 
-    @Test("A throwing handler marks its span failed and leaves its offset uncommitted")
-    func throwingHandler() async throws {
+    @Test("A throwing handler marks its span failed and leaves its offset uncommitted", arguments: TestBackend.allCases)
+    func throwingHandler(backend: TestBackend) async throws {
         struct PaymentDeclined: Error {}
         let tracer = W3CRecordingTracer()
-        let topic = uniqueName("declined")
+        let topic = try await backend.newTopic("declined")
         let group = uniqueName("g")
-        try await cluster.createTopic(topic, partitions: 1)
         try await withTracer(tracer) {
-            let producer = try tracedProducer()
+            let producer = try tracedProducer(backend)
             try await withRunning(producer) { producer in
                 _ = try await producer.send(KafkaProducerRecord(topic: topic, value: "first"))
                 _ = try await producer.send(KafkaProducerRecord(topic: topic, value: "second"))
             }
             await #expect(throws: PaymentDeclined.self) {
                 try await withDeadline("failing handler") {
-                    try await tracedConsumer(topics: [topic], group: group).run { message in
+                    try await tracedConsumer(backend, topics: [topic], group: group).run { message in
                         if message.offset == 1 { throw PaymentDeclined() }
                     }
                 }
             }
             // Offset 0 was handled and committed; offset 1 was not: a new member of the group starts there.
-            let again = try await handle(try tracedConsumer(topics: [topic], group: group), count: 1)
+            let again = try await handle(try tracedConsumer(backend, topics: [topic], group: group), count: 1)
             #expect(again.map(\.offset) == [1])
         }
         let failed = try #require(tracer.spans(named: "process \(topic)").first { $0.int("messaging.kafka.offset") == 1 && $0.status?.code == .error })
@@ -249,19 +252,19 @@ struct TracePropagationTests {
         #expect(failed.errors.count == 1)
     }
 
-    @Test("The tracer bound with withTracer is the one used, per operation")
-    func withTracerIsHonoured() async throws {
+    @Test("The tracer bound with withTracer is the one used, per operation", arguments: TestBackend.allCases)
+    func withTracerIsHonoured(backend: TestBackend) async throws {
         let producerTracer = W3CRecordingTracer()
         let consumerTracer = W3CRecordingTracer()
-        let topic = try await newTopic("withtracer")
-        let producer = try tracedProducer()
+        let topic = try await backend.newTopic("withtracer")
+        let producer = try tracedProducer(backend)
         try await withRunning(producer) { producer in
             try await withTracer(producerTracer) {
                 _ = try await producer.send(KafkaProducerRecord(topic: topic, value: "x"))
             }
         }
         _ = try await withTracer(consumerTracer) {
-            try await handle(try tracedConsumer(topics: [topic]), count: 1)
+            try await handle(try tracedConsumer(backend, topics: [topic]), count: 1)
         }
         let send = try span(producerTracer, "send \(topic)")
         let process = try span(consumerTracer, "process \(topic)")
@@ -270,13 +273,13 @@ struct TracePropagationTests {
         #expect(process.isChild(of: send))
     }
 
-    @Test("swift-distributed-tracing's InMemoryTracer works across the hop too")
-    func inMemoryTracer() async throws {
+    @Test("swift-distributed-tracing's InMemoryTracer works across the hop too", arguments: TestBackend.allCases)
+    func inMemoryTracer(backend: TestBackend) async throws {
         let tracer = InMemoryTracer()
-        let topic = try await newTopic("inmemory")
+        let topic = try await backend.newTopic("inmemory")
         try await withTracer(tracer) {
-            try await sendTraced(KafkaProducerRecord(topic: topic, value: "x"))
-            try await handle(try tracedConsumer(topics: [topic]), count: 1)
+            try await sendTraced(KafkaProducerRecord(topic: topic, value: "x"), on: backend)
+            try await handle(try tracedConsumer(backend, topics: [topic]), count: 1)
         }
         let send = try #require(tracer.finishedSpans.first { $0.operationName == "send \(topic)" })
         let process = try #require(tracer.finishedSpans.first { $0.operationName == "process \(topic)" })
@@ -286,22 +289,22 @@ struct TracePropagationTests {
         #expect(process.links.first?.context.inMemorySpanContext?.spanID == send.spanID)
     }
 
-    @Test("Chosen headers are captured as span attributes; tracing off touches neither spans nor headers")
-    func headerCaptureAndOff() async throws {
+    @Test("Chosen headers are captured as span attributes; tracing off touches neither spans nor headers", arguments: TestBackend.allCases)
+    func headerCaptureAndOff(backend: TestBackend) async throws {
         let tracer = W3CRecordingTracer()
-        let topic = try await newTopic("capture")
-        let quiet = try await newTopic("quiet")
+        let topic = try await backend.newTopic("capture")
+        let quiet = try await backend.newTopic("quiet")
         let headers: KafkaHeaders = [KafkaHeader(key: "source", value: "web"), KafkaHeader(key: "secret", value: "hunter2")]
         let received = try await withTracer(tracer) {
-            let producer = try tracedProducer(tracing: KafkaTracingConfiguration(capturedHeaders: ["source"]))
-            let silent = try tracedProducer(tracing: .disabled)
+            let producer = try tracedProducer(backend, tracing: KafkaTracingConfiguration(capturedHeaders: ["source"]))
+            let silent = try tracedProducer(backend, tracing: .disabled)
             try await withRunning(producer) { producer in
                 _ = try await producer.send(KafkaProducerRecord(topic: topic, value: "x", headers: headers))
             }
             try await withRunning(silent) { silent in
                 _ = try await silent.send(KafkaProducerRecord(topic: quiet, value: "x", headers: headers))
             }
-            return try await handle(try tracedConsumer(topics: [quiet], tracing: .disabled), count: 1)
+            return try await handle(try tracedConsumer(backend, topics: [quiet], tracing: .disabled), count: 1)
         }
         let send = try span(tracer, "send \(topic)")
         #expect(send.string("messaging.header.source") == "web")
@@ -314,14 +317,14 @@ struct TracePropagationTests {
 
 @Suite("Re-sent records and delivery-report settings")
 struct ResendEdgeTests {
-    @Test("A re-sent record with a broken traceparent keeps no stale tracestate")
-    func staleTraceStateDropped() async throws {
+    @Test("A re-sent record with a broken traceparent keeps no stale tracestate", arguments: TestBackend.allCases)
+    func staleTraceStateDropped(backend: TestBackend) async throws {
         let tracer = W3CRecordingTracer()
-        let topic = try await newTopic("stale")
+        let topic = try await backend.newTopic("stale")
         let headers: KafkaHeaders = [KafkaHeader(key: "traceparent", value: "garbage"), KafkaHeader(key: "tracestate", value: "vendor=stale")]
         let received = try await withTracer(tracer) {
-            try await sendTraced(KafkaProducerRecord(topic: topic, value: "x", headers: headers))
-            return try await handle(try tracedConsumer(topics: [topic]), count: 1)
+            try await sendTraced(KafkaProducerRecord(topic: topic, value: "x", headers: headers), on: backend)
+            return try await handle(try tracedConsumer(backend, topics: [topic]), count: 1)
         }
         let send = try span(tracer, "send \(topic)")
         #expect(received[0].headers.values(forKey: "tracestate").isEmpty)
