@@ -9,6 +9,7 @@ let package = Package(
         .library(name: "TracedKafkaTesting", targets: ["TracedKafkaTesting"]),
         .executable(name: "local-kafka", targets: ["local-kafka"]),
         .executable(name: "tracedkafka-demo", targets: ["tracedkafka-demo"]),
+        .executable(name: "tracedkafka-queue", targets: ["tracedkafka-queue"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
@@ -52,6 +53,10 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Tracing", package: "swift-distributed-tracing"),
             ]
+        ),
+        .executableTarget(
+            name: "tracedkafka-queue",
+            dependencies: ["TracedKafka", .product(name: "Logging", package: "swift-log")]
         ),
         .testTarget(
             name: "TracedKafkaTests",

@@ -58,16 +58,19 @@ final class ConsumerMessageBuffer: @unchecked Sendable {
         condition.unlock()
     }
 
-    /// Ends the sequence: buffered messages are dropped, the iterator then gets `nil` (or `error`).
-    func finish(error: KafkaError? = nil) {
+    /// Ends the sequence: buffered messages are dropped (or, with `deliveringBuffered`, handed out first), the
+    /// iterator then gets `nil` (or `error`).
+    func finish(error: KafkaError? = nil, deliveringBuffered: Bool = false) {
         condition.lock()
         let waiter = self.waiter
         self.waiter = nil
         if !finished {
             finished = true
             failure = error
-            items = []
-            head = 0
+            if !deliveringBuffered {
+                items = []
+                head = 0
+            }
         }
         condition.broadcast()
         condition.unlock()

@@ -146,7 +146,11 @@ final class FQConsumer: KafkaConsumerBackend, @unchecked Sendable {
             }
             return (!state.closed, state.started)
         }
-        guard first else { return }
+        guard first else {
+            // A second, racing close: done when the first one's fetch thread is.
+            if started { await finished.wait() }
+            return
+        }
         if started {
             monitor.wake()
             await finished.wait()
@@ -213,7 +217,8 @@ final class FQConsumer: KafkaConsumerBackend, @unchecked Sendable {
                 let kafkaError = error as? KafkaError ?? KafkaError(code: .fileQueue, reason: "\(error)")
                 logger.error("The consumer stops", metadata: ["error": "\(kafkaError)"])
                 failed = true
-                buffer.finish(error: kafkaError)
+                // The records before the damage are good: they are handed out before the error.
+                buffer.finish(error: kafkaError, deliveringBuffered: true)
                 return 0
             }
         }

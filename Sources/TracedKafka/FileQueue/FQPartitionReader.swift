@@ -74,7 +74,7 @@ final class FQPartitionReader {
                 position = at
                 guard let undecodable, undecodable.at == at else { return (messages, skipped) }
                 let error = corruption(at: at, reason: "the record's fields don't add up")
-                guard policy == .skip else { throw error }
+                guard policy == .skip else { return try messagesBefore(error, messages, skipped) }
                 skipped.append(error)
                 position = at + Int64(undecodable.size)
             case .damaged(let at, let reason, let next):
@@ -83,12 +83,23 @@ final class FQPartitionReader {
                 let confirmed = try log.file.withSharedLock { try log.scan(from: at) { _, _ in false } }
                 guard case .damaged = confirmed else { continue }
                 let error = corruption(at: at, reason: reason)
-                guard policy == .skip else { throw error }
+                guard policy == .skip else { return try messagesBefore(error, messages, skipped) }
                 logger.warning("Skipping a corrupt record", metadata: ["error": "\(error)"])
                 skipped.append(error)
                 position = next
             }
         }
+        return (messages, skipped)
+    }
+
+    /// Under the `fail` policy: the messages read before the damage, or the error when there are none (the next
+    /// read starts at the damage again).
+    private func messagesBefore(
+        _ error: KafkaError,
+        _ messages: [KafkaConsumerMessage],
+        _ skipped: [KafkaError]
+    ) throws -> (messages: [KafkaConsumerMessage], skipped: [KafkaError]) {
+        guard !messages.isEmpty else { throw error }
         return (messages, skipped)
     }
 

@@ -1,25 +1,25 @@
 import Synchronization
 
-/// Lets one task await the end of a file-queue worker thread without blocking a thread of the cooperative pool.
+/// Lets tasks await the end of a file-queue worker thread without blocking a thread of the cooperative pool.
 final class FQThreadCompletion: Sendable {
-    private let state = Mutex<(done: Bool, waiter: CheckedContinuation<Void, Never>?)>((false, nil))
+    private let state = Mutex<(done: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
 
     /// Called by the thread as its last act.
     func markDone() {
-        let waiter = state.withLock { state in
+        let waiters = state.withLock { state in
             state.done = true
-            defer { state.waiter = nil }
-            return state.waiter
+            defer { state.waiters = [] }
+            return state.waiters
         }
-        waiter?.resume()
+        for waiter in waiters { waiter.resume() }
     }
 
-    /// Returns once the thread is done. One waiter at a time.
+    /// Returns once the thread is done. Any number of tasks may wait (a shutdown can race with a second one).
     func wait() async {
         await withCheckedContinuation { continuation in
             let done = state.withLock { state in
                 if state.done { return true }
-                state.waiter = continuation
+                state.waiters.append(continuation)
                 return false
             }
             if done { continuation.resume() }

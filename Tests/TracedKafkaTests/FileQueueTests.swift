@@ -1,0 +1,232 @@
+import Foundation
+import Testing
+import TracedKafka
+import TracedKafkaTesting
+
+/// A fresh file-queue directory of its own for one test.
+func freshQueueDirectory() -> String {
+    let path = FileManager.default.temporaryDirectory.appendingPathComponent(uniqueName("tracedkafka-queue")).path
+    try? FileManager.default.removeItem(atPath: path)
+    return path
+}
+
+func fileQueueProducer(_ directory: String, durability: KafkaFileQueueConfiguration.Durability = .none) throws -> KafkaProducer {
+    try KafkaProducer(configuration: KafkaProducerConfiguration(
+        tracing: .disabled,
+        backend: .fileQueue(KafkaFileQueueConfiguration(directory: directory, durability: durability))
+    ))
+}
+
+func fileQueueConsumer(
+    _ directory: String,
+    topic: String,
+    corruptRecords: KafkaFileQueueConfiguration.CorruptRecordPolicy = .fail,
+    events: Bool = false
+) throws -> (KafkaConsumer, AsyncStream<KafkaConsumerEvent>) {
+    try KafkaConsumer.makeConsumerWithEvents(configuration: KafkaConsumerConfiguration(
+        groupID: uniqueName("g"),
+        topics: [topic],
+        tracing: .disabled,
+        backend: .fileQueue(KafkaFileQueueConfiguration(directory: directory, corruptRecords: corruptRecords))
+    ))
+}
+
+/// Sends values "v0"… to partition 0 of a one-partition topic and returns the log file's path.
+func sendValues(_ count: Int, to topic: String, in directory: String) async throws -> String {
+    try KafkaFileQueue.createTopic(topic, partitions: 1, in: directory)
+    try await withRunning(try fileQueueProducer(directory)) { producer in
+        for index in 0..<count { try await producer.send(KafkaProducerRecord(topic: topic, value: "v\(index)")) }
+    }
+    return "\(directory)/topics/\(topic)/0.log"
+}
+
+@Suite("File queue: durability, crash safety, corruption and bad input")
+struct FileQueueTests {
+    @Test(
+        "An acknowledged send is in the file, whatever the durability setting",
+        arguments: [KafkaFileQueueConfiguration.Durability.none, .perRecord, .perBatch, .interval(.milliseconds(20))]
+    )
+    func acknowledgedIsInTheFile(durability: KafkaFileQueueConfiguration.Durability) async throws {
+        let directory = freshQueueDirectory()
+        let topic = uniqueName("durable")
+        try await withRunning(try fileQueueProducer(directory, durability: durability)) { producer in
+            for index in 0..<20 {
+                let report = try await producer.send(KafkaProducerRecord(topic: topic, value: "durable-\(index)-end"))
+                #expect(report.offset == Int64(index))
+                // Read behind the producer's back: the record's bytes are there the moment it is acknowledged.
+                let file = try Data(contentsOf: URL(fileURLWithPath: "\(directory)/topics/\(topic)/0.log"))
+                #expect(file.range(of: Data("durable-\(index)-end".utf8)) != nil)
+            }
+        }
+    }
+
+    @Test("A key lands on the same partition number on the file queue as on Kafka (murmur2)")
+    func keyPartitioningMatchesKafka() async throws {
+        let kafkaTopic = try await TestBackend.librdkafka.newTopic("parity", partitions: 4)
+        let queueTopic = try await TestBackend.fileQueue.newTopic("parity", partitions: 4)
+        let keys = (0..<24).map { "customer-\($0)" }
+        func partitions(_ backend: TestBackend, _ topic: String) async throws -> [Int] {
+            try await withRunning(try KafkaProducer(configuration: producerConfiguration(backend))) { producer in
+                var result: [Int] = []
+                for key in keys { result.append(try await producer.send(KafkaProducerRecord(topic: topic, key: key, value: "x")).partition) }
+                return result
+            }
+        }
+        let onKafka = try await partitions(.librdkafka, kafkaTopic)
+        let onQueue = try await partitions(.fileQueue, queueTopic)
+        #expect(onQueue == onKafka)
+        #expect(Set(onQueue).count > 1)
+    }
+
+    @Test("A torn tail (half a record) is truncated, and the log goes on cleanly after it")
+    func tornTailIsRepaired() async throws {
+        let directory = freshQueueDirectory()
+        let topic = uniqueName("torn")
+        let path = try await sendValues(5, to: topic, in: directory)
+        let whole = try Data(contentsOf: URL(fileURLWithPath: path))
+        // A crash mid-append: the first 20 bytes of a record that was never finished.
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+        try handle.seekToEnd()
+        try handle.write(contentsOf: whole.suffix(from: 16).prefix(20))
+        try handle.close()
+
+        try await withRunning(try fileQueueProducer(directory)) { producer in
+            let report = try await producer.send(KafkaProducerRecord(topic: topic, value: "after"))
+            #expect(report.offset == 5)
+        }
+        let (consumer, _) = try fileQueueConsumer(directory, topic: topic)
+        let messages = try await consume(consumer, count: 6)
+        #expect(messages.map(\.offset) == Array(0...5))
+        #expect(messages.compactMap(\.valueString) == ["v0", "v1", "v2", "v3", "v4", "after"])
+    }
+
+    @Test("A reader alone repairs a torn tail it finds, and stops at nothing")
+    func readerRepairsTornTail() async throws {
+        let directory = freshQueueDirectory()
+        let topic = uniqueName("torn-read")
+        let path = try await sendValues(3, to: topic, in: directory)
+        let sizeBefore = try FileManager.default.attributesOfItem(atPath: path)[.size] as! Int
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+        try handle.seekToEnd()
+        try handle.write(contentsOf: Data([0x54, 0x4B, 0x46, 0x51, 0x40, 0, 0, 0, 1, 2]))
+        try handle.close()
+        let (consumer, _) = try fileQueueConsumer(directory, topic: topic)
+        let messages = try await consume(consumer, count: 3)
+        #expect(messages.compactMap(\.valueString) == ["v0", "v1", "v2"])
+        #expect(try FileManager.default.attributesOfItem(atPath: path)[.size] as! Int == sizeBefore)
+    }
+
+    /// Flips one byte inside the value "v5" of the log.
+    func corruptFifthRecord(_ path: String) throws -> Int {
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: path))
+        let value = try #require(bytes.range(of: Data("v5".utf8)))
+        bytes[value.lowerBound + 1] ^= 0xFF
+        try bytes.write(to: URL(fileURLWithPath: path))
+        return value.lowerBound
+    }
+
+    @Test("A corrupt record in the middle stops the consumer with an error naming the file and byte offset")
+    func corruptRecordFails() async throws {
+        let directory = freshQueueDirectory()
+        let topic = uniqueName("corrupt")
+        let path = try await sendValues(10, to: topic, in: directory)
+        _ = try corruptFifthRecord(path)
+        let (consumer, _) = try fileQueueConsumer(directory, topic: topic)
+        let received = Shared<[String]>([])
+        let error = await #expect(throws: KafkaError.self) {
+            try await withDeadline("corrupt") {
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask { try await consumer.run() }
+                    defer { consumer.triggerGracefulShutdown() }
+                    for try await message in consumer.messages { received.withLock { $0.append(message.valueString ?? "") } }
+                }
+            }
+        }
+        #expect(error?.code == .corruptRecord)
+        #expect(error?.reason.contains(path) == true)
+        #expect(error?.reason.contains("byte offset") == true)
+        // Everything before the damage was delivered; nothing of it or after it.
+        #expect(received.withLock { $0 } == ["v0", "v1", "v2", "v3", "v4"])
+    }
+
+    @Test("With the skip policy, a corrupt record is skipped and reported as an event; the rest arrives")
+    func corruptRecordSkipped() async throws {
+        let directory = freshQueueDirectory()
+        let topic = uniqueName("skip")
+        let path = try await sendValues(10, to: topic, in: directory)
+        _ = try corruptFifthRecord(path)
+        let (consumer, events) = try fileQueueConsumer(directory, topic: topic, corruptRecords: .skip)
+        let messages = try await consume(consumer, count: 9)
+        #expect(messages.compactMap(\.valueString) == ["v0", "v1", "v2", "v3", "v4", "v6", "v7", "v8", "v9"])
+        var reported: [KafkaError] = []
+        for await event in events { if case .error(let error) = event { reported.append(error) } }
+        #expect(reported.count == 1)
+        #expect(reported.first?.code == .corruptRecord)
+        #expect(reported.first?.reason.contains(path) == true)
+    }
+
+    @Test("Topic names with path characters are refused, and nothing is written outside the directory",
+          arguments: ["../x", "/", "a/b", "..", ".", "a\u{0}b", "../../etc/passwd", ""])
+    func pathTraversalIsRefused(topic: String) async throws {
+        let parent = freshQueueDirectory()
+        let directory = "\(parent)/queue"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let producer = try fileQueueProducer(directory)
+        try await withRunning(producer) { producer in
+            let error = await #expect(throws: KafkaError.self) {
+                try await producer.send(KafkaProducerRecord(topic: topic, value: "x"))
+            }
+            #expect(error?.code == .invalidRecord)
+        }
+        let consumerError = #expect(throws: KafkaError.self) { _ = try fileQueueConsumer(directory, topic: topic) }
+        #expect(consumerError?.code == (topic.isEmpty ? .noTopics : .configuration))
+        #expect(throws: KafkaError.self) { try KafkaFileQueue.createTopic(topic, partitions: 1, in: directory) }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: parent) == ["queue"])
+        #expect(try FileManager.default.contentsOfDirectory(atPath: "\(directory)/topics").isEmpty)
+    }
+
+    @Test("A group id with path characters stays one directory inside the queue")
+    func groupIDIsEncoded() throws {
+        let directory = freshQueueDirectory()
+        let configuration = KafkaConsumerConfiguration(
+            groupID: "../../evil/..", topics: ["t"], backend: .fileQueue(directory: directory)
+        )
+        _ = try KafkaConsumer(configuration: configuration)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: "\(directory)/groups") == ["%2E%2E%2F%2E%2E%2Fevil%2F%2E%2E"])
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory).sorted() == ["groups", "topics", "tracedkafka-queue"])
+    }
+
+    @Test("An unusable directory is a clear error that names the path")
+    func unusableDirectory() throws {
+        let parent = freshQueueDirectory()
+        try FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true)
+        let notADirectory = "\(parent)/file"
+        #expect(FileManager.default.createFile(atPath: notADirectory, contents: Data("x".utf8)))
+        let error = #expect(throws: KafkaError.self) { _ = try fileQueueProducer("\(notADirectory)/queue") }
+        #expect(error?.code == .fileQueue)
+        #expect(error?.reason.contains(notADirectory) == true)
+        #expect(error?.reason.contains("Not a directory") == true)
+    }
+
+    @Test("A queue or a log of a newer format version is refused with both versions named")
+    func newerFormatIsRefused() async throws {
+        let directory = freshQueueDirectory()
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        try "TracedKafka file queue\nformat-version: 2\n".write(toFile: "\(directory)/tracedkafka-queue", atomically: true, encoding: .utf8)
+        let error = #expect(throws: KafkaError.self) { _ = try fileQueueProducer(directory) }
+        #expect(error?.code == .fileQueue)
+        #expect(error?.reason.contains("format version 2") == true && error?.reason.contains("version 1") == true)
+
+        // A log file of version 2 inside a version-1 queue.
+        let other = freshQueueDirectory()
+        let topic = uniqueName("future")
+        let path = try await sendValues(1, to: topic, in: other)
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: path))
+        bytes[8] = 2
+        try bytes.write(to: URL(fileURLWithPath: path))
+        let (consumer, _) = try fileQueueConsumer(other, topic: topic)
+        let readError = await #expect(throws: KafkaError.self) { _ = try await consume(consumer, count: 1, limit: .seconds(10)) }
+        #expect(readError?.code == .fileQueue)
+        #expect(readError?.reason.contains("format version 2") == true)
+    }
+}
