@@ -1,0 +1,119 @@
+import Foundation
+import Testing
+import TracedKafka
+
+/// A `tracedkafka-queue` child process whose stdout lines are collected as they arrive.
+final class QueueToolProcess: Sendable {
+    private let process: Process
+    private let lines = Shared<[String]>([])
+    private let finished = DispatchSemaphore(value: 0)
+
+    /// The tool is built beside the test bundle (`swift build --build-tests` builds every product).
+    static var toolPath: String {
+        let bundle = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
+        return bundle.appendingPathComponent("tracedkafka-queue").path
+    }
+
+    init(_ arguments: [String]) throws {
+        process = Process()
+        process.executableURL = URL(fileURLWithPath: Self.toolPath)
+        process.arguments = arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = FileHandle.nullDevice
+        let reader = pipe.fileHandleForReading
+        let thread = Thread { [lines, finished] in
+            var pending = Data()
+            while true {
+                let chunk = reader.availableData
+                if chunk.isEmpty { break }
+                pending.append(chunk)
+                while let newline = pending.firstIndex(of: 0x0A) {
+                    let line = String(decoding: pending[pending.startIndex..<newline], as: UTF8.self)
+                    lines.withLock { $0.append(line) }
+                    pending.removeSubrange(pending.startIndex...newline)
+                }
+            }
+            finished.signal()
+        }
+        try process.run()
+        thread.start()
+    }
+
+    var output: [String] { lines.withLock { $0 } }
+
+    func kill() { Foundation.kill(process.processIdentifier, SIGKILL) }
+
+    /// Waits (off the cooperative pool) until the process has exited and its output is read; returns its exit
+    /// status (the signal's number when a signal ended it).
+    func waitUntilExit() async -> Int32 {
+        let process = self.process, finished = self.finished
+        return await withCheckedContinuation { continuation in
+            DispatchQueue.global().async {
+                process.waitUntilExit()
+                finished.wait()
+                continuation.resume(returning: process.terminationStatus)
+            }
+        }
+    }
+}
+
+@Suite("File queue: several processes on one directory")
+struct FileQueueProcessTests {
+    @Test("Two producer processes and a consumer process at once: nothing lost, nothing duplicated, offsets dense")
+    func concurrentProcesses() async throws {
+        let directory = freshQueueDirectory()
+        let topic = uniqueName("shared")
+        try KafkaFileQueue.createTopic(topic, partitions: 3, in: directory)
+        let perProducer = 5_000
+        let consumer = try QueueToolProcess(["consume", "--dir", directory, "--topic", topic, "--group", "g", "--count", "\(2 * perProducer)"])
+        let producers = try ["A", "B"].map { prefix in
+            try QueueToolProcess(["produce", "--dir", directory, "--topic", topic, "--count", "\(perProducer)", "--prefix", prefix, "--partitions", "3"])
+        }
+        let statuses = try await withDeadline("three processes", .seconds(90)) {
+            var statuses: [Int32] = []
+            for process in producers + [consumer] { statuses.append(await process.waitUntilExit()) }
+            return statuses
+        }
+        #expect(statuses == [0, 0, 0])
+        for producer in producers { #expect(producer.output.filter { $0.hasPrefix("acked ") }.count == perProducer) }
+
+        let messages = consumer.output.filter { $0.hasPrefix("message ") }.map { $0.split(separator: " ") }
+        let values = messages.map { String($0[3]) }
+        let expected = Set(["A", "B"].flatMap { prefix in (0..<perProducer).map { "\(prefix)\($0)" } })
+        #expect(values.count == 2 * perProducer)
+        #expect(Set(values) == expected)
+        // Appends never interleaved: each partition's offsets are 0, 1, 2… with no gap or repeat.
+        for partition in 0..<3 {
+            let offsets = messages.filter { $0[1] == "\(partition)" }.map { Int($0[2])! }
+            #expect(offsets == Array(0..<offsets.count))
+        }
+    }
+
+    @Test("A writer killed with SIGKILL mid-stream loses no acknowledged record and leaves a clean tail")
+    func killedWriter() async throws {
+        let directory = freshQueueDirectory()
+        let topic = uniqueName("killed")
+        let writer = try QueueToolProcess(["produce", "--dir", directory, "--topic", topic, "--count", "10000000", "--prefix", "k"])
+        try await withDeadline("3,000 acknowledgements") {
+            while writer.output.count < 3_000 { try await Task.sleep(for: .milliseconds(5)) }
+        }
+        writer.kill()
+        #expect(await writer.waitUntilExit() == SIGKILL)
+        let acknowledged = writer.output.filter { $0.hasPrefix("acked ") }.map { String($0.split(separator: " ")[3]) }
+        #expect(acknowledged.count >= 3_000)
+
+        // The next writer repairs whatever the kill left, and appends after the last whole record.
+        let end = try await withRunning(try fileQueueProducer(directory)) { producer in
+            try await producer.send(KafkaProducerRecord(topic: topic, value: "end"))
+        }
+        let (consumer, events) = try fileQueueConsumer(directory, topic: topic)
+        let messages = try await consume(consumer, count: Int(end.offset) + 1)
+        let values = messages.compactMap(\.valueString)
+        #expect(values.last == "end")
+        #expect(messages.map(\.offset) == Array(0...end.offset))
+        #expect(Set(values).count == values.count)
+        #expect(Set(acknowledged).isSubset(of: Set(values)))
+        for await event in events { if case .error(let error) = event { Issue.record("unexpected error event: \(error)") } }
+    }
+}
