@@ -8,7 +8,7 @@
 final class FQPartitionLog {
     let file: FQFile
     let partition: KafkaTopicPartition
-    private static let chunkSize = 1 << 20
+    private static let chunkSize = 128 << 10
 
     init(file: FQFile, partition: KafkaTopicPartition) {
         self.file = file

@@ -63,7 +63,8 @@ final class FQProducer: KafkaProducerBackend, @unchecked Sendable {
                 guard pending.count < max(1, options.maxQueuedRecords) else { return false }
                 pending.append(item)
                 accepted += 1
-                condition.signal()
+                // The writer waits only while nothing is pending: one wake-up per batch, not per record.
+                if pending.count == 1 { condition.signal() }
                 return true
             }
             if queued { return }
