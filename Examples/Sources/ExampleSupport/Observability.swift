@@ -48,20 +48,23 @@ public enum Observability {
         configuration.logs.otlpExporter.protocol = .httpProtobuf
         configuration.logs.batchLogRecordProcessor.scheduleDelay = exportDelay
 
-        // Tracing: swift-otel bootstraps InstrumentationSystem. Logs are left out here and set up below, so they go
+        // The OTLP log backend is made before the tracer is bootstrapped, on purpose: its HTTP client picks up the
+        // global tracer when it is created, and would otherwise trace its own exports (one stray `POST` span each).
+        let logs = exportsLogs ? try OTel.makeLoggingBackend(configuration: configuration) : nil
+
+        // Tracing: swift-otel bootstraps InstrumentationSystem. Logs are left out of this bootstrap, so they can go
         // to the console as well as (when exporting) to the collector.
         var tracingOnly = configuration
         tracingOnly.logs.enabled = false
         let tracing = try OTel.bootstrap(configuration: tracingOnly)
 
         let metadataProvider = OTel.makeLoggingMetadataProvider()
-        guard exportsLogs else {
+        guard let logs else {
             LoggingSystem.bootstrap(StreamLogHandler.standardError(label:metadataProvider:), metadataProvider: metadataProvider)
             return tracing
         }
         // The OTLP log handler takes trace_id/span_id from the current span itself; the console handler gets them
         // from the metadata provider.
-        let logs = try OTel.makeLoggingBackend(configuration: configuration)
         LoggingSystem.bootstrap(
             { label, provider in
                 MultiplexLogHandler([
