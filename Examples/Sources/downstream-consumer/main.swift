@@ -85,55 +85,65 @@ struct UpstreamSeeder: Service {
     }
 }
 
-let topic = "orders"
-let options = CommandLineOptions(options: ["seed"], usage: usage)
+/// Runs the service until SIGINT/SIGTERM.
+func run() async throws {
+    let topic = "orders"
+    let options = CommandLineOptions(options: ["seed"], usage: usage)
 
-// Tracing and logging first: loggers made before the bootstrap would not carry trace ids.
-let observability = try Observability.bootstrap(serviceName: "downstream-consumer")
-let logger = Logger(label: "downstream-consumer")
+    // Tracing and logging first: loggers made before the bootstrap would not carry trace ids.
+    let observability = try Observability.bootstrap(serviceName: "downstream-consumer")
+    let logger = Logger(label: "downstream-consumer")
 
-let broker = try ExampleBroker.fromEnvironment()
-logger.info("kafka: \(broker)")
-try await broker.createTopics([topic])
-let seed = options.int("seed", default: broker.isEmbedded ? 3 : 0)
+    let broker = try ExampleBroker.fromEnvironment()
+    logger.info("kafka: \(broker)")
+    try await broker.createTopics([topic])
+    let seed = options.int("seed", default: broker.isEmbedded ? 3 : 0)
 
-let consumer = try KafkaConsumer(
-    configuration: .init(
-        bootstrapServers: broker.bootstrapServers,
-        groupID: "downstream-consumer",
-        topics: [topic],
-        autoOffsetReset: .earliest,
-        clientID: "downstream-consumer"
-    ),
-    logger: logger
-)
-let inventory = InventoryClient(logger: logger)
-
-// The handler runs inside `process orders`; every log line in it carries that span's trace_id and span_id.
-let handler = consumer.service { message in
-    logger.info(
-        "order received",
-        metadata: ["key": "\(message.keyString ?? "-")", "partition": "\(message.partition)", "offset": "\(message.offset)"]
-    )
-    let left = try await inventory.reserve("espresso")
-    logger.info("stock reserved", metadata: ["left": "\(left)"])
-}
-
-var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: observability), .init(service: handler)]
-if seed > 0 {
-    let producer = try KafkaProducer(
-        configuration: .init(bootstrapServers: broker.bootstrapServers, clientID: "upstream-seeder"),
+    let consumer = try KafkaConsumer(
+        configuration: .init(
+            bootstrapServers: broker.bootstrapServers,
+            groupID: "downstream-consumer",
+            topics: [topic],
+            autoOffsetReset: .earliest,
+            clientID: "downstream-consumer"
+        ),
         logger: logger
     )
-    services.append(.init(service: producer))
-    services.append(.init(service: UpstreamSeeder(producer: producer, topic: topic, count: seed), successTerminationBehavior: .ignore))
-    logger.info("seeding \(seed) orders; stop with Ctrl-C")
+    let inventory = InventoryClient(logger: logger)
+
+    // The handler runs inside `process orders`; every log line in it carries that span's trace_id and span_id.
+    let handler = consumer.service { message in
+        logger.info(
+            "order received",
+            metadata: ["key": "\(message.keyString ?? "-")", "partition": "\(message.partition)", "offset": "\(message.offset)"]
+        )
+        let left = try await inventory.reserve("espresso")
+        logger.info("stock reserved", metadata: ["left": "\(left)"])
+    }
+
+    var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: observability), .init(service: handler)]
+    if seed > 0 {
+        let producer = try KafkaProducer(
+            configuration: .init(bootstrapServers: broker.bootstrapServers, clientID: "upstream-seeder"),
+            logger: logger
+        )
+        services.append(.init(service: producer))
+        services.append(.init(service: UpstreamSeeder(producer: producer, topic: topic, count: seed), successTerminationBehavior: .ignore))
+        logger.info("seeding \(seed) orders; stop with Ctrl-C")
+    }
+
+    // Reverse order at shutdown: the consumer finishes the message in hand, commits and leaves its group; swift-otel,
+    // first in the list, stops last and exports the final spans.
+    let group = ServiceGroup(
+        configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+    )
+    try await group.run()
+    broker.shutdown()
 }
 
-// Reverse order at shutdown: the consumer finishes the message in hand, commits and leaves its group; swift-otel,
-// first in the list, stops last and exports the final spans.
-let group = ServiceGroup(
-    configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
-)
-try await group.run()
-broker.shutdown()
+do {
+    try await run()
+} catch {
+    FileHandle.standardError.write(Data("downstream-consumer: \(error)\n".utf8))
+    exit(1)
+}

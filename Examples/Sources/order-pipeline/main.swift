@@ -17,6 +17,7 @@
 //
 // With OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4318 every service exports its spans and logs over OTLP/HTTP.
 import ExampleSupport
+import Foundation
 
 let usage = """
     usage: order-pipeline [orders-api | payments | notifications] [--orders N] [--interval SECONDS]
@@ -33,16 +34,22 @@ let options = CommandLineOptions(options: ["orders", "interval"], usage: usage)
 let orders = options.int("orders", default: 0)
 let interval = options.seconds("interval", default: .seconds(1))
 
-switch options.positional {
-case []:
-    // Every option is orders-api's: pass them on as given.
-    try await Launcher.run(roleArguments: Array(CommandLine.arguments.dropFirst()))
-case [OrdersAPI.serviceName]:
-    try await OrdersAPI.run(orders: orders == 0 ? nil : orders, interval: interval)
-case [Payments.serviceName]:
-    try await Payments.run()
-case [Notifications.serviceName]:
-    try await Notifications.run()
-default:
-    options.fail("unknown role \(options.positional.joined(separator: " "))")
+do {
+    switch options.positional {
+    case []:
+        // Every option is orders-api's: pass them on as given.
+        try await Launcher.run(roleArguments: Array(CommandLine.arguments.dropFirst()))
+    case [OrdersAPI.serviceName]:
+        try await OrdersAPI.run(orders: orders == 0 ? nil : orders, interval: interval)
+    case [Payments.serviceName]:
+        try await Payments.run()
+    case [Notifications.serviceName]:
+        try await Notifications.run()
+    default:
+        options.fail("unknown role \(options.positional.joined(separator: " "))")
+    }
+} catch {
+    // A failed service (or launcher) says why and exits non-zero, rather than trapping on an error thrown from main.
+    FileHandle.standardError.write(Data("order-pipeline \(options.positional.first ?? "launcher"): \(error)\n".utf8))
+    exit(1)
 }

@@ -72,36 +72,46 @@ struct CheckoutEndpoint: Service {
     }
 }
 
-let options = CommandLineOptions(options: ["requests", "interval"], usage: usage)
-let requests = options.int("requests", default: 5)
-let interval = options.seconds("interval", default: .seconds(1))
+/// Runs the service until its requests are handled or SIGINT/SIGTERM.
+func run() async throws {
+    let options = CommandLineOptions(options: ["requests", "interval"], usage: usage)
+    let requests = options.int("requests", default: 5)
+    let interval = options.seconds("interval", default: .seconds(1))
 
-// Tracing and logging first: loggers made before the bootstrap would not carry trace ids.
-let observability = try Observability.bootstrap(serviceName: "request-producer")
-let logger = Logger(label: "request-producer")
+    // Tracing and logging first: loggers made before the bootstrap would not carry trace ids.
+    let observability = try Observability.bootstrap(serviceName: "request-producer")
+    let logger = Logger(label: "request-producer")
 
-let broker = try ExampleBroker.fromEnvironment()
-logger.info("kafka: \(broker)")
-try await broker.createTopics([CheckoutEndpoint.topic])
+    let broker = try ExampleBroker.fromEnvironment()
+    logger.info("kafka: \(broker)")
+    try await broker.createTopics([CheckoutEndpoint.topic])
 
-let producer = try KafkaProducer(
-    configuration: .init(bootstrapServers: broker.bootstrapServers, clientID: "request-producer", linger: .milliseconds(5)),
-    logger: logger
-)
-let endpoint = CheckoutEndpoint(producer: producer, requests: requests == 0 ? nil : requests, interval: interval, logger: logger)
-
-// A group shuts its services down in reverse order: the endpoint stops taking requests, then the producer delivers
-// what is queued, then swift-otel exports the last spans. When the endpoint is done, the whole group shuts down.
-let group = ServiceGroup(
-    configuration: .init(
-        services: [
-            .init(service: observability),
-            .init(service: producer),
-            .init(service: endpoint, successTerminationBehavior: .gracefullyShutdownGroup),
-        ],
-        gracefulShutdownSignals: [.sigterm, .sigint],
+    let producer = try KafkaProducer(
+        configuration: .init(bootstrapServers: broker.bootstrapServers, clientID: "request-producer", linger: .milliseconds(5)),
         logger: logger
     )
-)
-try await group.run()
-broker.shutdown()
+    let endpoint = CheckoutEndpoint(producer: producer, requests: requests == 0 ? nil : requests, interval: interval, logger: logger)
+
+    // A group shuts its services down in reverse order: the endpoint stops taking requests, then the producer delivers
+    // what is queued, then swift-otel exports the last spans. When the endpoint is done, the whole group shuts down.
+    let group = ServiceGroup(
+        configuration: .init(
+            services: [
+                .init(service: observability),
+                .init(service: producer),
+                .init(service: endpoint, successTerminationBehavior: .gracefullyShutdownGroup),
+            ],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger
+        )
+    )
+    try await group.run()
+    broker.shutdown()
+}
+
+do {
+    try await run()
+} catch {
+    FileHandle.standardError.write(Data("request-producer: \(error)\n".utf8))
+    exit(1)
+}
