@@ -284,7 +284,10 @@ def run_verify(dump, orders, wait, watch_pid):
             if watch_pid and not alive(watch_pid):
                 problems.insert(0, f"the pipeline (pid {watch_pid}) exited before its export was complete")
             waited = time.monotonic() - started
-            print(f"check-export: after {waited:.0f} s, what the pipeline exported is not one trace per order across three services:")
+            print(
+                f"check-export: after {waited:.0f} s, what the pipeline exported is not one trace per order "
+                "across three services:"
+            )
             for problem in problems[:40]:
                 print(f"  - {problem}")
             if len(problems) > 40:

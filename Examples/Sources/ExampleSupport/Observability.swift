@@ -60,7 +60,10 @@ public enum Observability {
 
         let metadataProvider = OTel.makeLoggingMetadataProvider()
         guard let logs else {
-            LoggingSystem.bootstrap(StreamLogHandler.standardError(label:metadataProvider:), metadataProvider: metadataProvider)
+            LoggingSystem.bootstrap(
+                StreamLogHandler.standardError(label:metadataProvider:),
+                metadataProvider: metadataProvider
+            )
             return tracing
         }
         // The OTLP log handler takes trace_id/span_id from the current span itself; the console handler gets them
@@ -76,7 +79,10 @@ public enum Observability {
         )
         // The log exporter stops after the tracer, so log lines written while spans are flushed still go out.
         return ServiceGroup(
-            configuration: .init(services: [.init(service: logs.service), .init(service: tracing)], logger: Logger(label: "observability"))
+            configuration: .init(
+                services: [.init(service: logs.service), .init(service: tracing)],
+                logger: Logger(label: "observability")
+            )
         )
     }
 }

@@ -19,6 +19,7 @@ import ServiceLifecycle
 import TracedKafka
 import Tracing
 
+/// The command line's help text.
 let usage = """
     usage: downstream-consumer [--seed N]
       --seed N    orders to send to the topic first, as an upstream service would (default: 3 on the embedded
@@ -44,7 +45,8 @@ struct InventoryClient: Sendable {
 
             // What an instrumented HTTP client does: write the current context into the outgoing headers.
             var headers: [String: String] = [:]
-            InstrumentationSystem.instrument.inject(ServiceContext.current ?? .topLevel, into: &headers, using: HeaderInjector())
+            let context = ServiceContext.current ?? .topLevel
+            InstrumentationSystem.instrument.inject(context, into: &headers, using: HeaderInjector())
             logger.info("calling inventory", metadata: ["item": "\(item)", "traceparent": "\(headers["traceparent"] ?? "-")"])
 
             try await Task.sleep(for: .milliseconds(Int.random(in: 5...25)))
@@ -55,6 +57,7 @@ struct InventoryClient: Sendable {
 
     /// Writes trace headers into a dictionary of HTTP headers.
     private struct HeaderInjector: Injector {
+        /// Sets one header.
         func inject(_ value: String, forKey key: String, into headers: inout [String: String]) {
             headers[key] = value
         }
@@ -71,6 +74,8 @@ struct UpstreamSeeder: Service {
     /// How many orders.
     let count: Int
 
+    /// Sends the orders and returns.
+    /// - Throws: A failed send.
     func run() async throws {
         guard count > 0 else { return }
         for number in 1...count {
@@ -115,7 +120,11 @@ func run() async throws {
     let handler = consumer.service { message in
         logger.info(
             "order received",
-            metadata: ["key": "\(message.keyString ?? "-")", "partition": "\(message.partition)", "offset": "\(message.offset)"]
+            metadata: [
+                "key": "\(message.keyString ?? "-")",
+                "partition": "\(message.partition)",
+                "offset": "\(message.offset)",
+            ]
         )
         let left = try await inventory.reserve("espresso")
         logger.info("stock reserved", metadata: ["left": "\(left)"])
@@ -128,7 +137,8 @@ func run() async throws {
             logger: logger
         )
         services.append(.init(service: producer))
-        services.append(.init(service: UpstreamSeeder(producer: producer, topic: topic, count: seed), successTerminationBehavior: .ignore))
+        let seeder = UpstreamSeeder(producer: producer, topic: topic, count: seed)
+        services.append(.init(service: seeder, successTerminationBehavior: .ignore))
         logger.info("seeding \(seed) orders; stop with Ctrl-C")
     }
 

@@ -19,6 +19,7 @@ struct ChildProcessService: Service, CustomStringConvertible {
     /// Where the launcher logs.
     let logger: Logger
 
+    /// The child's name, for the service group's logs.
     var description: String { name }
 
     /// How the child ended.
@@ -34,6 +35,9 @@ struct ChildProcessService: Service, CustomStringConvertible {
         let description: String
     }
 
+    /// Starts the child and waits for it; on graceful shutdown (or cancellation) sends it SIGTERM and waits for it
+    /// to exit.
+    /// - Throws: When the child cannot start, or exits with a status other than 0 or by a signal.
     func run() async throws {
         let process = Process()
         process.executableURL = executable
@@ -52,10 +56,11 @@ struct ChildProcessService: Service, CustomStringConvertible {
             logger.info("stopping \(name)", metadata: ["pid": "\(pid)"])
             kill(pid, SIGTERM)
         }
-        // SIGTERM on graceful shutdown and on cancellation alike; either way, wait for the child to be gone.
+        // SIGTERM on graceful shutdown and on cancellation alike; either way, wait for the child to be gone (in a
+        // detached task, whose value a cancelled task still waits for).
         let exit = await withGracefulShutdownHandler {
             await withTaskCancellationHandler {
-                await exits.first { _ in true }
+                await Task.detached { await exits.first { _ in true } }.value
             } onCancel: {
                 stop()
             }

@@ -7,7 +7,8 @@ import ServiceLifecycle
 /// `KAFKA_BOOTSTRAP_SERVERS` names one), creates the topics, and runs each service as its own process — its own
 /// swift-otel bootstrap, its own `service.name` — until SIGINT/SIGTERM, which it passes on to them.
 enum Launcher {
-    /// The roles in start order; they are stopped the other way round, orders-api first.
+    /// The roles as the launcher's service group lists them (they start together); they are stopped the other way
+    /// round, orders-api first, so no order is placed after payments has stopped.
     static let roles = [Notifications.serviceName, Payments.serviceName, OrdersAPI.serviceName]
 
     /// Runs the three services as child processes until SIGINT/SIGTERM.

@@ -32,7 +32,10 @@ enum Notifications {
 
         let handler = consumer.service { message in
             guard let payment = Wire.decode(Payment.self, from: message.value) else {
-                logger.error("skipping a malformed payment", metadata: ["partition": "\(message.partition)", "offset": "\(message.offset)"])
+                logger.error(
+                    "skipping a malformed payment",
+                    metadata: ["partition": "\(message.partition)", "offset": "\(message.offset)"]
+                )
                 return
             }
             try await withSpan("send receipt email", ofKind: .client) { span in

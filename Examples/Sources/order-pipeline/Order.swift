@@ -37,11 +37,18 @@ enum Topic {
 /// JSON for the record values.
 enum Wire {
     /// Encodes a value as a record value.
+    /// - Parameter value: The value.
+    /// - Returns: Its JSON, as bytes.
+    /// - Throws: `EncodingError` when the value cannot be encoded.
     static func encode(_ value: some Encodable) throws -> [UInt8] {
         Array(try JSONEncoder().encode(value))
     }
 
-    /// Decodes a record value, `nil` for a tombstone or malformed JSON.
+    /// Decodes a record value.
+    /// - Parameters:
+    ///   - type: What to decode.
+    ///   - bytes: The record value.
+    /// - Returns: The value, or `nil` for a tombstone or malformed JSON.
     static func decode<T: Decodable>(_ type: T.Type, from bytes: [UInt8]?) -> T? {
         bytes.flatMap { try? JSONDecoder().decode(type, from: Data($0)) }
     }

@@ -55,6 +55,8 @@ enum OrdersAPI {
         /// Where the endpoint logs.
         let logger: Logger
 
+        /// Places orders until the limit is reached or graceful shutdown starts.
+        /// - Throws: A failed send; the service group then shuts the process down.
         func run() async throws {
             var placed = 0
             while placed < orders ?? .max, await pause(interval) {

@@ -42,12 +42,20 @@ enum Payments {
         let handler = consumer.service { message in
             guard let order = Wire.decode(Order.self, from: message.value) else {
                 // A record that can never be processed is skipped (its span still shows it), not retried forever.
-                logger.error("skipping a malformed order", metadata: ["partition": "\(message.partition)", "offset": "\(message.offset)"])
+                logger.error(
+                    "skipping a malformed order",
+                    metadata: ["partition": "\(message.partition)", "offset": "\(message.offset)"]
+                )
                 return
             }
             logger.info("charging card", metadata: ["order": "\(order.id)", "amount_cents": "\(order.amountCents)"])
             let reference = try await provider.charge(order)
-            let payment = Payment(orderID: order.id, customer: order.customer, amountCents: order.amountCents, reference: reference)
+            let payment = Payment(
+                orderID: order.id,
+                customer: order.customer,
+                amountCents: order.amountCents,
+                reference: reference
+            )
             try await producer.send(KafkaProducerRecord(
                 topic: Topic.paymentsCaptured,
                 key: message.key,

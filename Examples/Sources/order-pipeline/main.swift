@@ -19,6 +19,7 @@
 import ExampleSupport
 import Foundation
 
+/// The command line's help text.
 let usage = """
     usage: order-pipeline [orders-api | payments | notifications] [--orders N] [--interval SECONDS]
       (no role)             run all three services as child processes, sharing one broker, until SIGINT/SIGTERM
@@ -30,8 +31,11 @@ let usage = """
       OTEL_EXPORTER_OTLP_ENDPOINT   export spans and logs over OTLP/HTTP, e.g. http://localhost:4318
     """
 
+/// The command line.
 let options = CommandLineOptions(options: ["orders", "interval"], usage: usage)
+/// `--orders`: how many orders orders-api places; 0 for no limit.
 let orders = options.int("orders", default: 0)
+/// `--interval`: the time between two orders.
 let interval = options.seconds("interval", default: .seconds(1))
 
 do {

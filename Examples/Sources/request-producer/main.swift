@@ -19,6 +19,7 @@ import ServiceLifecycle
 import TracedKafka
 import Tracing
 
+/// The command line's help text.
 let usage = """
     usage: request-producer [--requests N] [--interval SECONDS]
       --requests N          requests to handle before exiting (default 5; 0: until SIGINT/SIGTERM)
@@ -41,6 +42,8 @@ struct CheckoutEndpoint: Service {
     /// Where the endpoint logs; each line carries the request's trace_id and span_id.
     let logger: Logger
 
+    /// Handles requests until the limit is reached or graceful shutdown starts.
+    /// - Throws: A failed send; the service group then shuts the process down.
     func run() async throws {
         var handled = 0
         while handled < requests ?? .max, await pause(interval) {
@@ -87,10 +90,19 @@ func run() async throws {
     try await broker.createTopics([CheckoutEndpoint.topic])
 
     let producer = try KafkaProducer(
-        configuration: .init(bootstrapServers: broker.bootstrapServers, clientID: "request-producer", linger: .milliseconds(5)),
+        configuration: .init(
+            bootstrapServers: broker.bootstrapServers,
+            clientID: "request-producer",
+            linger: .milliseconds(5)
+        ),
         logger: logger
     )
-    let endpoint = CheckoutEndpoint(producer: producer, requests: requests == 0 ? nil : requests, interval: interval, logger: logger)
+    let endpoint = CheckoutEndpoint(
+        producer: producer,
+        requests: requests == 0 ? nil : requests,
+        interval: interval,
+        logger: logger
+    )
 
     // A group shuts its services down in reverse order: the endpoint stops taking requests, then the producer delivers
     // what is queued, then swift-otel exports the last spans. When the endpoint is done, the whole group shuts down.
