@@ -1,0 +1,88 @@
+import Foundation
+import Logging
+import OTel
+import ServiceLifecycle
+
+/// Sets up tracing and logging for one example service with swift-otel.
+///
+/// After ``bootstrap(serviceName:environment:)``:
+/// - `InstrumentationSystem.tracer` is swift-otel's tracer, so `withSpan` and TracedKafka's `send`/`process` spans
+///   are real OpenTelemetry spans whose resource carries `service.name`;
+/// - every `Logger` writes to standard error with the current span's `trace_id` and `span_id` in its metadata
+///   (swift-otel's logging metadata provider), so a log line leads to its trace;
+/// - when `OTEL_EXPORTER_OTLP_ENDPOINT` is set (e.g. `http://localhost:4318`), spans and log records are also
+///   exported there over OTLP/HTTP (protobuf). Without it nothing is exported and nothing tries to connect.
+///
+/// swift-otel reads the standard `OTEL_*` variables on top of this (`OTEL_SERVICE_NAME`, `OTEL_TRACES_SAMPLER`,
+/// `OTEL_BSP_SCHEDULE_DELAY`, `OTEL_EXPORTER_OTLP_HEADERS`, …).
+public enum Observability {
+    /// How often finished spans and log records are sent to the collector. Short, so a demo's spans show up in the
+    /// backend while you watch; swift-otel's default is 5 s for spans and 1 s for logs.
+    public static let exportDelay: Duration = .milliseconds(250)
+
+    /// Bootstraps swift-otel's tracer and the logging system, once per process, before any `Logger` is made.
+    ///
+    /// Run the returned service first in your `ServiceGroup`: a group shuts its services down in reverse order, so
+    /// it then stops last and exports the spans your other services end while they shut down.
+    ///
+    /// - Parameters:
+    ///   - serviceName: The `service.name` resource attribute: how the backend names this service.
+    ///   - environment: Where `OTEL_*` variables are read from.
+    /// - Returns: The service that exports in the background and flushes at graceful shutdown.
+    /// - Throws: swift-otel's configuration errors (for example an invalid `OTEL_*` value).
+    public static func bootstrap(
+        serviceName: String,
+        environment: [String: String] = ProcessInfo.processInfo.environment
+    ) throws -> any Service {
+        func isSet(_ name: String) -> Bool { !(environment[name] ?? "").isEmpty }
+        let exportsTraces = isSet("OTEL_EXPORTER_OTLP_ENDPOINT") || isSet("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        let exportsLogs = isSet("OTEL_EXPORTER_OTLP_ENDPOINT") || isSet("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT")
+
+        var configuration = OTel.Configuration.default
+        configuration.serviceName = serviceName
+        configuration.diagnosticLogLevel = .warning
+        configuration.metrics.enabled = false
+        configuration.traces.exporter = exportsTraces ? .otlp : .none
+        configuration.traces.otlpExporter.protocol = .httpProtobuf
+        configuration.traces.batchSpanProcessor.scheduleDelay = exportDelay
+        configuration.logs.otlpExporter.protocol = .httpProtobuf
+        configuration.logs.batchLogRecordProcessor.scheduleDelay = exportDelay
+
+        // The OTLP log backend is made before the tracer is bootstrapped, on purpose: its HTTP client picks up the
+        // global tracer when it is created, and would otherwise trace its own exports (one stray `POST` span each).
+        let logs = exportsLogs ? try OTel.makeLoggingBackend(configuration: configuration) : nil
+
+        // Tracing: swift-otel bootstraps InstrumentationSystem. Logs are left out of this bootstrap, so they can go
+        // to the console as well as (when exporting) to the collector.
+        var tracingOnly = configuration
+        tracingOnly.logs.enabled = false
+        let tracing = try OTel.bootstrap(configuration: tracingOnly)
+
+        let metadataProvider = OTel.makeLoggingMetadataProvider()
+        guard let logs else {
+            LoggingSystem.bootstrap(
+                StreamLogHandler.standardError(label:metadataProvider:),
+                metadataProvider: metadataProvider
+            )
+            return tracing
+        }
+        // The OTLP log handler takes trace_id/span_id from the current span itself; the console handler gets them
+        // from the metadata provider.
+        LoggingSystem.bootstrap(
+            { label, provider in
+                MultiplexLogHandler([
+                    StreamLogHandler.standardError(label: label, metadataProvider: provider),
+                    logs.factory(label),
+                ])
+            },
+            metadataProvider: metadataProvider
+        )
+        // The log exporter stops after the tracer, so log lines written while spans are flushed still go out.
+        return ServiceGroup(
+            configuration: .init(
+                services: [.init(service: logs.service), .init(service: tracing)],
+                logger: Logger(label: "observability")
+            )
+        )
+    }
+}

@@ -1,0 +1,97 @@
+import ExampleSupport
+import Logging
+import ServiceLifecycle
+import TracedKafka
+import Tracing
+
+/// payments: consumes `orders.placed`, charges the card with a (simulated) payment provider, and publishes the
+/// payment to `payments.captured`.
+///
+/// The handler runs inside TracedKafka's `process orders.placed` CONSUMER span, a child of orders-api's
+/// `send orders.placed`, so the provider call and the next send land in the same trace.
+enum Payments {
+    /// The `service.name` this process reports.
+    static let serviceName = "payments"
+
+    /// Runs the service until SIGINT/SIGTERM.
+    /// - Throws: What the services in its group throw; a failing handler stops the service (TracedKafka's default
+    ///   `handlerFailure: .stop`), so the order is retried after a restart instead of being lost.
+    static func run() async throws {
+        let observability = try Observability.bootstrap(serviceName: serviceName)
+        let logger = Logger(label: serviceName)
+        let broker = try ExampleBroker.fromEnvironment()
+        logger.info("kafka: \(broker)")
+        if broker.isEmbedded { try await broker.createTopics(Topic.all) }
+
+        let producer = try KafkaProducer(
+            configuration: .init(bootstrapServers: broker.bootstrapServers, clientID: serviceName, linger: .milliseconds(5)),
+            logger: logger
+        )
+        let consumer = try KafkaConsumer(
+            configuration: .init(
+                bootstrapServers: broker.bootstrapServers,
+                groupID: serviceName,
+                topics: [Topic.ordersPlaced],
+                autoOffsetReset: .earliest,
+                clientID: serviceName
+            ),
+            logger: logger
+        )
+        let provider = PaymentProvider()
+
+        let handler = consumer.service { message in
+            guard let order = Wire.decode(Order.self, from: message.value) else {
+                // A record that can never be processed is skipped (its span still shows it), not retried forever.
+                logger.error(
+                    "skipping a malformed order",
+                    metadata: ["partition": "\(message.partition)", "offset": "\(message.offset)"]
+                )
+                return
+            }
+            logger.info("charging card", metadata: ["order": "\(order.id)", "amount_cents": "\(order.amountCents)"])
+            let reference = try await provider.charge(order)
+            let payment = Payment(
+                orderID: order.id,
+                customer: order.customer,
+                amountCents: order.amountCents,
+                reference: reference
+            )
+            try await producer.send(KafkaProducerRecord(
+                topic: Topic.paymentsCaptured,
+                key: message.key,
+                value: try Wire.encode(payment)
+            ))
+            logger.info("payment captured", metadata: ["order": "\(order.id)", "reference": "\(reference)"])
+        }
+
+        // Reverse order at shutdown: the consumer finishes the order in hand (its send included), commits and leaves
+        // the group; then the producer delivers what is queued; then swift-otel exports the last spans.
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [.init(service: observability), .init(service: producer), .init(service: handler)],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger
+            )
+        )
+        try await group.run()
+        broker.shutdown()
+    }
+
+    /// The payment provider's API, simulated.
+    struct PaymentProvider: Sendable {
+        /// Charges an order in a CLIENT span, a child of the current span.
+        /// - Parameter order: The order to charge.
+        /// - Returns: The provider's reference for the charge.
+        /// - Throws: `CancellationError` when the task is cancelled mid-call.
+        func charge(_ order: Order) async throws -> String {
+            try await withSpan("POST /v1/charges", ofKind: .client) { span in
+                span.attributes["http.request.method"] = "POST"
+                span.attributes["server.address"] = "payments.example-provider.test"
+                span.attributes["payment.amount_cents"] = order.amountCents
+                try await Task.sleep(for: .milliseconds(Int.random(in: 10...40)))
+                span.attributes["http.response.status_code"] = 201
+                return "ch_\(UInt32.random(in: .min ... .max))"
+            }
+        }
+    }
+}
