@@ -40,14 +40,18 @@ struct FQDirectory: Sendable {
         let marker = try FQFile.text(at: markerPath) ?? ""
         let version = marker.split(separator: "\n").first { $0.hasPrefix("format-version: ") }
             .flatMap { Int($0.dropFirst("format-version: ".count)) }
+        try Self.check(version: version, of: markerPath, expected: Self.formatVersion, what: "file-queue marker")
+    }
+
+    /// Throws a ``KafkaError/Code/fileQueue`` error unless a file's format version is the one this code reads.
+    static func check(version: Int?, of path: String, expected: Int, what: String) throws {
         guard let version else {
-            throw KafkaError(code: .fileQueue, reason: "\(markerPath) is not a TracedKafka file-queue marker")
+            throw KafkaError(code: .fileQueue, reason: "\(path) is not a TracedKafka \(what)")
         }
-        guard version == Self.formatVersion else {
+        guard version == expected else {
             throw KafkaError(
                 code: .fileQueue,
-                reason: "\(root) holds a file queue of format version \(version); this TracedKafka reads version "
-                    + "\(Self.formatVersion) only"
+                reason: "\(path) is in file-queue format version \(version); this TracedKafka reads version \(expected) only"
             )
         }
     }

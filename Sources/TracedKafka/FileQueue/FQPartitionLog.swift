@@ -100,16 +100,9 @@ final class FQPartitionLog {
         }
         let header = try file.read(at: 0, count: FQRecordCodec.fileHeaderSize)
         let version = header.withUnsafeBytes { FQRecordCodec.version(ofFileHeader: $0) }
-        guard let version else {
-            throw KafkaError(code: .fileQueue, reason: "\(file.path) is not a TracedKafka file-queue log")
-        }
-        guard version == FQRecordCodec.formatVersion else {
-            throw KafkaError(
-                code: .fileQueue,
-                reason: "\(file.path) is in file-queue format version \(version); this TracedKafka reads version "
-                    + "\(FQRecordCodec.formatVersion) only"
-            )
-        }
+        try FQDirectory.check(
+            version: version.map(Int.init), of: file.path, expected: Int(FQRecordCodec.formatVersion), what: "file-queue log"
+        )
         return true
     }
 }
