@@ -16,58 +16,30 @@ enum OrdersAPI {
     ///   - interval: Time between orders.
     /// - Throws: What the services in its group throw.
     static func run(orders: Int?, interval: Duration) async throws {
-        let observability = try Observability.bootstrap(serviceName: serviceName)
-        let logger = Logger(label: serviceName)
-        let broker = try ExampleBroker.fromEnvironment()
-        logger.info("kafka: \(broker)")
-        if broker.isEmbedded { try await broker.createTopics(Topic.all) }
-
-        let producer = try KafkaProducer(
-            configuration: .init(bootstrapServers: broker.bootstrapServers, clientID: serviceName, linger: .milliseconds(5)),
-            logger: logger
-        )
-        let endpoint = Endpoint(producer: producer, orders: orders, interval: interval, logger: logger)
-        let group = ServiceGroup(
-            configuration: .init(
-                services: [
-                    .init(service: observability),
-                    .init(service: producer),
-                    // With a limit, placing the last order shuts the group down gracefully: the producer delivers
-                    // what is queued and swift-otel exports the last spans before the process exits.
-                    .init(service: endpoint, successTerminationBehavior: .gracefullyShutdownGroup),
-                ],
-                gracefulShutdownSignals: [.sigterm, .sigint],
-                logger: logger
-            )
-        )
-        try await group.run()
-        broker.shutdown()
+        let process = try await PipelineProcess(serviceName: serviceName)
+        let logger = process.logger
+        let producer = try process.makeProducer()
+        let endpoint = Endpoint(producer: producer, logger: logger)
+        let requests = SimulatedRequests(count: orders, every: interval, logger: logger) { number in
+            try await endpoint.placeOrder(number: number)
+        }
+        try await process.run([
+            .init(service: producer),
+            // With a limit, placing the last order shuts the group down gracefully: the producer delivers what is
+            // queued and swift-otel exports the last spans before the process exits.
+            .init(service: requests, successTerminationBehavior: .gracefullyShutdownGroup),
+        ])
     }
 
-    /// The HTTP endpoint, simulated.
-    struct Endpoint: Service {
+    /// The HTTP endpoint.
+    struct Endpoint: Sendable {
         /// The process's one producer.
         let producer: KafkaProducer
-        /// Orders to place; `nil` for no limit.
-        let orders: Int?
-        /// Time between orders.
-        let interval: Duration
         /// Where the endpoint logs.
         let logger: Logger
 
-        /// Places orders until the limit is reached or graceful shutdown starts.
-        /// - Throws: A failed send; the service group then shuts the process down.
-        func run() async throws {
-            var placed = 0
-            while placed < orders ?? .max, await pause(interval) {
-                placed += 1
-                try await placeOrder(number: placed)
-            }
-            logger.info("placed \(placed) orders")
-        }
-
         /// `POST /orders`: one trace per request, starting here.
-        private func placeOrder(number: Int) async throws {
+        func placeOrder(number: Int) async throws {
             let order = Order(
                 id: "order-\(number)",
                 customer: "customer-\(Int.random(in: 1...20))",

@@ -17,37 +17,14 @@ enum Payments {
     /// - Throws: What the services in its group throw; a failing handler stops the service (TracedKafka's default
     ///   `handlerFailure: .stop`), so the order is retried after a restart instead of being lost.
     static func run() async throws {
-        let observability = try Observability.bootstrap(serviceName: serviceName)
-        let logger = Logger(label: serviceName)
-        let broker = try ExampleBroker.fromEnvironment()
-        logger.info("kafka: \(broker)")
-        if broker.isEmbedded { try await broker.createTopics(Topic.all) }
-
-        let producer = try KafkaProducer(
-            configuration: .init(bootstrapServers: broker.bootstrapServers, clientID: serviceName, linger: .milliseconds(5)),
-            logger: logger
-        )
-        let consumer = try KafkaConsumer(
-            configuration: .init(
-                bootstrapServers: broker.bootstrapServers,
-                groupID: serviceName,
-                topics: [Topic.ordersPlaced],
-                autoOffsetReset: .earliest,
-                clientID: serviceName
-            ),
-            logger: logger
-        )
+        let process = try await PipelineProcess(serviceName: serviceName)
+        let logger = process.logger
+        let producer = try process.makeProducer()
+        let consumer = try process.makeConsumer(of: Topic.ordersPlaced)
         let provider = PaymentProvider()
 
         let handler = consumer.service { message in
-            guard let order = Wire.decode(Order.self, from: message.value) else {
-                // A record that can never be processed is skipped (its span still shows it), not retried forever.
-                logger.error(
-                    "skipping a malformed order",
-                    metadata: ["partition": "\(message.partition)", "offset": "\(message.offset)"]
-                )
-                return
-            }
+            guard let order = process.decode(Order.self, from: message) else { return }
             logger.info("charging card", metadata: ["order": "\(order.id)", "amount_cents": "\(order.amountCents)"])
             let reference = try await provider.charge(order)
             let payment = Payment(
@@ -66,15 +43,7 @@ enum Payments {
 
         // Reverse order at shutdown: the consumer finishes the order in hand (its send included), commits and leaves
         // the group; then the producer delivers what is queued; then swift-otel exports the last spans.
-        let group = ServiceGroup(
-            configuration: .init(
-                services: [.init(service: observability), .init(service: producer), .init(service: handler)],
-                gracefulShutdownSignals: [.sigterm, .sigint],
-                logger: logger
-            )
-        )
-        try await group.run()
-        broker.shutdown()
+        try await process.run([.init(service: producer), .init(service: handler)])
     }
 
     /// The payment provider's API, simulated.

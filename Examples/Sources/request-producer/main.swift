@@ -27,35 +27,20 @@ let usage = """
     environment: KAFKA_BOOTSTRAP_SERVERS (default: an embedded broker), OTEL_EXPORTER_OTLP_ENDPOINT (default: no export)
     """
 
-/// The HTTP side of the service, simulated: a `POST /checkout` every `interval`. Each request is handled inside a
-/// SERVER span, and the Kafka send inside it becomes that span's child.
-struct CheckoutEndpoint: Service {
+/// The HTTP side of the service: a `POST /checkout`. Each request is handled inside a SERVER span, and the Kafka
+/// send inside it becomes that span's child.
+struct CheckoutEndpoint: Sendable {
     /// The topic the requests publish to; downstream-consumer reads it.
     static let topic = "orders"
 
     /// The service's one producer, shared by every request.
     let producer: KafkaProducer
-    /// Requests to handle before returning; `nil` for no limit.
-    let requests: Int?
-    /// Time between requests.
-    let interval: Duration
     /// Where the endpoint logs; each line carries the request's trace_id and span_id.
     let logger: Logger
 
-    /// Handles requests until the limit is reached or graceful shutdown starts.
-    /// - Throws: A failed send; the service group then shuts the process down.
-    func run() async throws {
-        var handled = 0
-        while handled < requests ?? .max, await pause(interval) {
-            handled += 1
-            try await handleRequest(number: handled)
-        }
-        logger.info("handled \(handled) requests")
-    }
-
     /// One request: what an HTTP route handler in Hummingbird or Vapor would do (their tracing middleware would
     /// start the server span for you; here it is started by hand).
-    private func handleRequest(number: Int) async throws {
+    func handleRequest(number: Int) async throws {
         let customer = "customer-\(Int.random(in: 1...20))"
         try await withSpan("handle request", ofKind: .server) { span in
             span.attributes["http.request.method"] = "POST"
@@ -97,12 +82,10 @@ func run() async throws {
         ),
         logger: logger
     )
-    let endpoint = CheckoutEndpoint(
-        producer: producer,
-        requests: requests == 0 ? nil : requests,
-        interval: interval,
-        logger: logger
-    )
+    let endpoint = CheckoutEndpoint(producer: producer, logger: logger)
+    let simulated = SimulatedRequests(count: requests == 0 ? nil : requests, every: interval, logger: logger) { number in
+        try await endpoint.handleRequest(number: number)
+    }
 
     // A group shuts its services down in reverse order: the endpoint stops taking requests, then the producer delivers
     // what is queued, then swift-otel exports the last spans. When the endpoint is done, the whole group shuts down.
@@ -111,7 +94,7 @@ func run() async throws {
             services: [
                 .init(service: observability),
                 .init(service: producer),
-                .init(service: endpoint, successTerminationBehavior: .gracefullyShutdownGroup),
+                .init(service: simulated, successTerminationBehavior: .gracefullyShutdownGroup),
             ],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger
