@@ -26,6 +26,7 @@ public final class KafkaConsumer: Service, Sendable {
     private let lifecycle = Mutex(ClientLifecycle())
     private let iteration = Mutex(IterationState())
     private let tracing: KafkaConsumerTracing
+    private let metrics: KafkaClientMetrics
 
     /// Whether fetching has begun, and whether a message is out with the handler (returned by `next()`, not yet
     /// followed by another `next()`).
@@ -81,6 +82,8 @@ public final class KafkaConsumer: Service, Sendable {
             )
         }
         self.configuration = configuration
+        self.metrics = KafkaClientMetrics(configuration: configuration.metrics, groupID: configuration.groupID)
+        let logger = logger.withClientMetadata(clientID: configuration.clientID, groupID: configuration.groupID)
         self.tracing = KafkaConsumerTracing(
             configuration: configuration.tracing,
             groupID: configuration.groupID,
@@ -91,7 +94,9 @@ public final class KafkaConsumer: Service, Sendable {
         switch configuration.backend {
         case .librdkafka:
             try KafkaServerAddress.requireBootstrapServers(configuration.bootstrapServers)
-            self.backend = try RDConsumer(configuration: configuration, buffer: buffer, logger: logger, events: events)
+            self.backend = try RDConsumer(
+                configuration: configuration, buffer: buffer, logger: logger, events: events, metrics: metrics
+            )
         case .fileQueue(let options):
             self.backend = try FQConsumer(
                 configuration: configuration, options: options, buffer: buffer, logger: logger, events: events
@@ -201,6 +206,7 @@ public final class KafkaConsumer: Service, Sendable {
             return nil
         }
         if case .automatic = configuration.commitMode { backend.storeOffsets(after: batch) }
+        metrics.recordConsumed(batch)
         // Extracted here, in the consuming task, so a tracer bound with withTracer is the one used.
         return batch.map { message in
             var message = message
@@ -296,9 +302,14 @@ public final class KafkaConsumer: Service, Sendable {
     ) async throws {
         var attempt = 1
         while true {
+            // Each attempt is one handler call: its duration and outcome are recorded.
+            let started = ContinuousClock.now
             do {
-                return try await process(batch)
+                try await process(batch)
+                metrics.recordProcess(batch, duration: .now - started, error: nil)
+                return
             } catch {
+                metrics.recordProcess(batch, duration: .now - started, error: error)
                 if error is CancellationError || Task.isCancelled { throw error }
                 switch configuration.handlerFailure {
                 case .skip:

@@ -46,6 +46,8 @@ public struct KafkaConsumerConfiguration: Sendable {
     public var bootstrapServers: [String]
     /// Where records go: a Kafka cluster through librdkafka (the default), or the local file queue.
     public var backend: KafkaBackend
+    /// Messaging metrics through swift-metrics (on by default, to `MetricsSystem.factory`).
+    public var metrics: KafkaMetricsConfiguration
     /// The consumer group (`group.id`).
     public var groupID: String
     /// The topics to subscribe to; at least one.
@@ -80,6 +82,7 @@ public struct KafkaConsumerConfiguration: Sendable {
     ///   - maxBufferedMessages: How many messages are read ahead of the handler.
     ///   - tracing: Spans and trace context in record headers.
     ///   - backend: librdkafka (the default) or the local file queue.
+    ///   - metrics: Messaging metrics through swift-metrics.
     ///   - handlerFailure: What the handler API does when the handler throws.
     ///   - properties: Raw librdkafka properties.
     public init(
@@ -93,11 +96,13 @@ public struct KafkaConsumerConfiguration: Sendable {
         maxBufferedMessages: Int = 10_000,
         tracing: KafkaTracingConfiguration = .enabled,
         backend: KafkaBackend = .librdkafka,
+        metrics: KafkaMetricsConfiguration = .enabled,
         handlerFailure: HandlerFailurePolicy = .stop,
         properties: [String: String] = [:]
     ) {
         self.tracing = tracing
         self.backend = backend
+        self.metrics = metrics
         self.handlerFailure = handlerFailure
         self.bootstrapServers = bootstrapServers
         self.groupID = groupID
@@ -134,6 +139,9 @@ public struct KafkaConsumerConfiguration: Sendable {
             ]
         }
         if let clientID { result.append(("client.id", clientID)) }
+        if metrics.isEnabled, let interval = metrics.statisticsInterval {
+            result.append(("statistics.interval.ms", String(max(1, interval.milliseconds))))
+        }
         result.append(contentsOf: properties.sorted { $0.key < $1.key })
         return result
     }

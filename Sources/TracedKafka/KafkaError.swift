@@ -96,6 +96,13 @@ extension KafkaError {
         )
     }
 
+    /// `error.type` for spans and metrics: librdkafka's error name, else the ``KafkaError`` code, else the error's
+    /// type name — a bounded set.
+    static func errorType(of error: any Error) -> String {
+        if let kafkaError = error as? KafkaError { return kafkaError.rdKafkaName ?? kafkaError.code.description }
+        return String(describing: type(of: error))
+    }
+
     static func shutDown(_ what: String) -> KafkaError {
         KafkaError(code: .shutDown, reason: "\(what) has been shut down")
     }

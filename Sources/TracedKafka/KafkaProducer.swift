@@ -22,6 +22,7 @@ public final class KafkaProducer: Service, Sendable {
     private let lifecycle = Mutex(ClientLifecycle())
     private let nextMessageID = Atomic<UInt64>(0)
     private let tracing: KafkaProducerTracing
+    private let metrics: KafkaClientMetrics
 
     /// Creates a producer on librdkafka.
     /// - Parameters:
@@ -59,6 +60,8 @@ public final class KafkaProducer: Service, Sendable {
     ) throws {
         self.configuration = configuration
         self.events = events
+        self.metrics = KafkaClientMetrics(configuration: configuration.metrics, groupID: nil)
+        let logger = logger.withClientMetadata(clientID: configuration.clientID, groupID: nil)
         self.tracing = KafkaProducerTracing(
             configuration: configuration.tracing,
             clientID: configuration.clientID,
@@ -67,7 +70,7 @@ public final class KafkaProducer: Service, Sendable {
         switch configuration.backend {
         case .librdkafka:
             try KafkaServerAddress.requireBootstrapServers(configuration.bootstrapServers)
-            self.backend = try RDProducer(configuration: configuration, logger: logger)
+            self.backend = try RDProducer(configuration: configuration, logger: logger, metrics: metrics)
         case .fileQueue(let options):
             self.backend = try FQProducer(options: options, logger: logger)
         }
@@ -111,13 +114,15 @@ public final class KafkaProducer: Service, Sendable {
     ) async throws {
         var record = record
         let span = tracing.startSend(&record)
+        let measured = metrics.measuringSend(of: record, then: onDelivery)
         do {
-            try await backend.produce(record, id: id, onDelivery: Self.endingSpan(span, then: onDelivery))
+            try await backend.produce(record, id: id, onDelivery: Self.endingSpan(span, then: measured))
         } catch {
             if let span {
                 KafkaTracingAttributes.fail(span, with: error)
                 span.end()
             }
+            measured?(.failure(error as? KafkaError ?? KafkaError(code: .invalidRecord, reason: "\(error)")))
             throw error
         }
     }

@@ -34,6 +34,8 @@ public struct KafkaProducerConfiguration: Sendable {
     public var bootstrapServers: [String]
     /// Where records go: a Kafka cluster through librdkafka (the default), or the local file queue.
     public var backend: KafkaBackend
+    /// Messaging metrics through swift-metrics (on by default, to `MetricsSystem.factory`).
+    public var metrics: KafkaMetricsConfiguration
     /// The client id reported to the brokers (`client.id`), if set.
     public var clientID: String?
     /// Acknowledgements to wait for (`acks`).
@@ -63,6 +65,7 @@ public struct KafkaProducerConfiguration: Sendable {
     ///   - shutdownTimeout: How long shutdown waits for delivery of queued records.
     ///   - tracing: Spans and trace context in record headers.
     ///   - backend: librdkafka (the default) or the local file queue.
+    ///   - metrics: Messaging metrics through swift-metrics.
     ///   - properties: Raw librdkafka properties.
     public init(
         bootstrapServers: [String] = [],
@@ -74,10 +77,12 @@ public struct KafkaProducerConfiguration: Sendable {
         shutdownTimeout: Duration = .seconds(30),
         tracing: KafkaTracingConfiguration = .enabled,
         backend: KafkaBackend = .librdkafka,
+        metrics: KafkaMetricsConfiguration = .enabled,
         properties: [String: String] = [:]
     ) {
         self.tracing = tracing
         self.backend = backend
+        self.metrics = metrics
         self.bootstrapServers = bootstrapServers
         self.clientID = clientID
         self.acks = acks
@@ -98,6 +103,9 @@ public struct KafkaProducerConfiguration: Sendable {
             ("partitioner", "murmur2_random"),
         ]
         if let clientID { result.append(("client.id", clientID)) }
+        if metrics.isEnabled, let interval = metrics.statisticsInterval {
+            result.append(("statistics.interval.ms", String(max(1, interval.milliseconds))))
+        }
         if let linger { result.append(("linger.ms", String(linger.milliseconds))) }
         if let compression { result.append(("compression.codec", compression.rawValue)) }
         result.append(contentsOf: properties.sorted { $0.key < $1.key })

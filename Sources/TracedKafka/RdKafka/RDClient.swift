@@ -43,6 +43,7 @@ final class RDClient: @unchecked Sendable {
         }
         rd_kafka_conf_set_opaque(conf, Unmanaged.passUnretained(callbacks).toOpaque())
         rd_kafka_conf_set_log_cb(conf, rdLogCallback)
+        if callbacks.statistics != nil { rd_kafka_conf_set_stats_cb(conf, rdStatisticsCallback) }
         configure(conf)
         // On success rd_kafka_new takes the conf; on failure it is still ours to free.
         guard let handle = rd_kafka_new(type, conf, &errstr, errstr.count) else {
@@ -113,15 +114,30 @@ final class RDCallbacks: @unchecked Sendable {
     /// Called on the consumer's poll thread when the group assigns or revokes partitions.
     let rebalance: (@Sendable (OpaquePointer, rd_kafka_resp_err_t, UnsafeMutablePointer<rd_kafka_topic_partition_list_t>) -> Void)?
 
+    /// Receives librdkafka's statistics JSON, when statistics are on.
+    let statistics: (@Sendable (String) -> Void)?
+
     init(
         logger: Logger,
+        statistics: (@Sendable (String) -> Void)? = nil,
         rebalance: (@Sendable (OpaquePointer, rd_kafka_resp_err_t, UnsafeMutablePointer<rd_kafka_topic_partition_list_t>) -> Void)? = nil
     ) {
         self.logger = logger
+        self.statistics = statistics
         self.rebalance = rebalance
     }
 
     /// The receiver of a handle's callbacks (the conf opaque).
+    /// The statistics callback that feeds the gauges, or `nil` when metrics or statistics are off.
+    static func statisticsHandler(
+        _ configuration: KafkaMetricsConfiguration,
+        _ metrics: KafkaClientMetrics,
+        consumer: Bool
+    ) -> (@Sendable (String) -> Void)? {
+        guard metrics.isEnabled, configuration.statisticsInterval != nil else { return nil }
+        return { json in RDStatistics.record(json, into: metrics, consumer: consumer) }
+    }
+
     static func of(_ handle: OpaquePointer?) -> RDCallbacks? {
         guard let handle, let opaque = rd_kafka_opaque(handle) else { return nil }
         return Unmanaged<RDCallbacks>.fromOpaque(opaque).takeUnretainedValue()
@@ -155,4 +171,12 @@ extension String {
     init(rdErrorBuffer buffer: [CChar]) {
         self = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
+}
+
+/// Called on the thread that serves the client's queue. Returning 0 leaves the JSON buffer to librdkafka to free.
+private let rdStatisticsCallback: @convention(c) (OpaquePointer?, UnsafeMutablePointer<CChar>?, Int, UnsafeMutableRawPointer?) -> Int32 = {
+    handle, json, length, _ in
+    guard let json, let statistics = RDCallbacks.of(handle)?.statistics else { return 0 }
+    statistics(String(decoding: UnsafeRawBufferPointer(start: json, count: length), as: UTF8.self))
+    return 0
 }

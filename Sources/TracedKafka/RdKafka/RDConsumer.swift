@@ -20,13 +20,15 @@ final class RDConsumer: KafkaConsumerBackend, @unchecked Sendable {
         configuration: KafkaConsumerConfiguration,
         buffer: ConsumerMessageBuffer,
         logger: Logger,
-        events: AsyncStream<KafkaConsumerEvent>.Continuation?
+        events: AsyncStream<KafkaConsumerEvent>.Continuation?,
+        metrics: KafkaClientMetrics
     ) throws {
         self.configuration = configuration
         self.buffer = buffer
         self.logger = logger
         self.events = events
-        let callbacks = RDCallbacks(logger: logger) { handle, err, partitions in
+        let statistics = RDCallbacks.statisticsHandler(configuration.metrics, metrics, consumer: true)
+        let callbacks = RDCallbacks(logger: logger, statistics: statistics) { handle, err, partitions in
             RDConsumer.rebalance(handle, err, partitions, buffer: buffer, events: events, logger: logger)
         }
         client = try RDClient(type: RD_KAFKA_CONSUMER, properties: configuration.rdKafkaProperties, callbacks: callbacks) { conf in

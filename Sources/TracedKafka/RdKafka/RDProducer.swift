@@ -13,11 +13,11 @@ final class RDProducer: KafkaProducerBackend, @unchecked Sendable {
     private let space = RDQueueSpace()
     private let pollThread: RDPollThread
 
-    init(configuration: KafkaProducerConfiguration, logger: Logger) throws {
+    init(configuration: KafkaProducerConfiguration, logger: Logger, metrics: KafkaClientMetrics) throws {
         let client = try RDClient(
             type: RD_KAFKA_PRODUCER,
             properties: configuration.rdKafkaProperties,
-            callbacks: RDCallbacks(logger: logger)
+            callbacks: RDCallbacks(logger: logger, statistics: RDCallbacks.statisticsHandler(configuration.metrics, metrics, consumer: false))
         ) { conf in
             rd_kafka_conf_set_dr_msg_cb(conf, rdDeliveryReportCallback)
         }

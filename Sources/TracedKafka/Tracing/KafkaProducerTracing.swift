@@ -148,13 +148,7 @@ enum KafkaTracingAttributes {
     static func fail(_ span: any Span, with error: any Error) {
         guard span.isRecording else { return }
         span.recordError(error)
-        let type: String
-        if let kafkaError = error as? KafkaError {
-            type = kafkaError.rdKafkaName ?? kafkaError.code.description
-        } else {
-            type = String(describing: Swift.type(of: error))
-        }
-        span.attributes["error.type"] = type
+        span.attributes["error.type"] = KafkaError.errorType(of: error)
         span.setStatus(SpanStatus(code: .error, message: "\(error)"))
     }
 }

@@ -1,0 +1,142 @@
+import CoreMetrics
+import Synchronization
+
+/// Records a client's messaging metrics; keeps one metric object per series and bounds how many there are.
+final class KafkaClientMetrics: Sendable {
+    private let factory: (any MetricsFactory)?
+    private let groupID: String?
+    private let maxDestinations: Int
+    private let series = Mutex<Series>(Series())
+
+    private struct Series {
+        var counters: [Key: Counter] = [:]
+        var timers: [Key: Timer] = [:]
+        var gauges: [Key: Gauge] = [:]
+        var destinations: Set<KafkaTopicPartition> = []
+    }
+
+    private struct Key: Hashable {
+        var label: String
+        var dimensions: [String]
+    }
+
+    static let other = "_OTHER"
+
+    /// `nil` factory when metrics are off.
+    init(configuration: KafkaMetricsConfiguration, groupID: String?) {
+        factory = configuration.isEnabled ? (configuration.factory ?? MetricsSystem.factory) : nil
+        self.groupID = groupID
+        maxDestinations = max(0, configuration.maxDestinations)
+    }
+
+    var isEnabled: Bool { factory != nil }
+
+    /// A record's outcome is known: counts it and records the send's duration.
+    private func recordSend(topic: String, partition: Int?, duration: Duration, error: KafkaError?) {
+        guard isEnabled else { return }
+        let dimensions = self.dimensions(operation: "send", topic: topic, partition: partition, errorType: error.map(KafkaError.errorType(of:)))
+        counter("messaging.client.sent.messages", dimensions).increment()
+        timer("messaging.client.operation.duration", dimensions).recordNanoseconds(duration.nanoseconds)
+    }
+
+    /// A delivery handler that records the send's outcome and duration, then calls `next`; `next` itself when
+    /// metrics are off.
+    func measuringSend(of record: KafkaProducerRecord, then next: DeliveryHandler?) -> DeliveryHandler? {
+        guard isEnabled else { return next }
+        let started = ContinuousClock.now
+        let topic = record.topic, partition = record.partition
+        return { result in
+            switch result {
+            case .success(let report):
+                self.recordSend(topic: topic, partition: report.partition, duration: .now - started, error: nil)
+            case .failure(let error):
+                self.recordSend(topic: topic, partition: partition, duration: .now - started, error: error)
+            }
+            next?(result)
+        }
+    }
+
+    /// Messages were handed to the application.
+    func recordConsumed(_ messages: [KafkaConsumerMessage]) {
+        guard isEnabled else { return }
+        for message in messages {
+            let dimensions = self.dimensions(operation: "receive", topic: message.topic, partition: message.partition, errorType: nil)
+            counter("messaging.client.consumed.messages", dimensions).increment()
+        }
+    }
+
+    /// A handler call ended.
+    func recordProcess(_ messages: [KafkaConsumerMessage], duration: Duration, error: (any Error)?) {
+        guard isEnabled, let first = messages.first else { return }
+        let partition = messages.allSatisfy { $0.partition == first.partition } ? first.partition : nil
+        let dimensions = self.dimensions(operation: "process", topic: first.topic, partition: partition, errorType: error.map(KafkaError.errorType(of:)))
+        timer("messaging.process.duration", dimensions).recordNanoseconds(duration.nanoseconds)
+    }
+
+    /// Sets a gauge from librdkafka's statistics.
+    func gauge(_ label: String, topic: String?, partition: Int?, value: Double) {
+        guard isEnabled else { return }
+        let dimensions = self.dimensions(operation: nil, topic: topic, partition: partition, errorType: nil)
+        let gauge = metric(label, dimensions, \.gauges) { Gauge(label: $0, dimensions: $1, factory: $2) }
+        gauge.record(value)
+    }
+
+    // MARK: - Series
+
+    private func dimensions(operation: String?, topic: String?, partition: Int?, errorType: String?) -> [(String, String)] {
+        var result: [(String, String)] = [("messaging.system", "kafka")]
+        if let operation { result.append(("messaging.operation.name", operation)) }
+        if let topic {
+            let bounded = bound(topic: topic, partition: partition)
+            result.append(("messaging.destination.name", bounded.topic))
+            if let partition = bounded.partition { result.append(("messaging.destination.partition.id", partition)) }
+        }
+        if let groupID { result.append(("messaging.consumer.group.name", groupID)) }
+        if let errorType { result.append(("error.type", errorType)) }
+        return result
+    }
+
+    /// The destination as recorded: itself while there is room for new series, `_OTHER` once there is not.
+    private func bound(topic: String, partition: Int?) -> (topic: String, partition: String?) {
+        let key = KafkaTopicPartition(topic: topic, partition: partition ?? -1)
+        let admitted = series.withLock { series in
+            if series.destinations.contains(key) { return true }
+            guard series.destinations.count < maxDestinations else { return false }
+            series.destinations.insert(key)
+            return true
+        }
+        return admitted ? (topic, partition.map(String.init)) : (Self.other, nil)
+    }
+
+    private func counter(_ label: String, _ dimensions: [(String, String)]) -> Counter {
+        metric(label, dimensions, \.counters) { Counter(label: $0, dimensions: $1, factory: $2) }
+    }
+
+    private func timer(_ label: String, _ dimensions: [(String, String)]) -> Timer {
+        metric(label, dimensions, \.timers) { Timer(label: $0, dimensions: $1, preferredDisplayUnit: .seconds, factory: $2) }
+    }
+
+    /// The metric object of a series, made on first use.
+    private func metric<Metric: Sendable>(
+        _ label: String,
+        _ dimensions: [(String, String)],
+        _ table: WritableKeyPath<Series, [Key: Metric]>,
+        make: (String, [(String, String)], any MetricsFactory) -> Metric
+    ) -> Metric {
+        let key = Key(label: label, dimensions: dimensions.flatMap { [$0.0, $0.1] })
+        return series.withLock { series in
+            if let metric = series[keyPath: table][key] { return metric }
+            let metric = make(label, dimensions, factory!)
+            series[keyPath: table][key] = metric
+            return metric
+        }
+    }
+}
+
+extension Duration {
+    /// The duration in whole nanoseconds, never negative.
+    var nanoseconds: Int64 {
+        let (seconds, attoseconds) = components
+        return max(0, seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+    }
+}

@@ -1,0 +1,26 @@
+import Foundation
+
+/// Turns librdkafka's statistics JSON (emitted every `statistics.interval.ms`) into gauges: the producer's queue
+/// depth (`msg_cnt`) and each assigned partition's consumer lag (`topics.*.partitions.*.consumer_lag`).
+enum RDStatistics {
+    static let queuedMessages = "messaging.kafka.client.queued.messages"
+    static let consumerLag = "messaging.kafka.consumer.lag"
+
+    static func record(_ json: String, into metrics: KafkaClientMetrics, consumer: Bool) {
+        guard let object = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any] else { return }
+        if !consumer, let count = (object["msg_cnt"] as? NSNumber)?.doubleValue {
+            metrics.gauge(queuedMessages, topic: nil, partition: nil, value: count)
+        }
+        guard consumer, let topics = object["topics"] as? [String: Any] else { return }
+        for (topic, value) in topics {
+            guard let partitions = (value as? [String: Any])?["partitions"] as? [String: Any] else { continue }
+            for (id, partition) in partitions {
+                // Partition -1 is librdkafka's internal "unassigned" bucket; a lag of -1 means "not known yet".
+                guard let number = Int(id), number >= 0,
+                    let lag = ((partition as? [String: Any])?["consumer_lag"] as? NSNumber)?.int64Value, lag >= 0
+                else { continue }
+                metrics.gauge(consumerLag, topic: topic, partition: number, value: Double(lag))
+            }
+        }
+    }
+}
