@@ -107,3 +107,14 @@ extension KafkaError {
         KafkaError(code: .shutDown, reason: "\(what) has been shut down")
     }
 }
+
+extension Task where Success == Never, Failure == Never {
+    /// Throws ``KafkaError/Code/cancelled`` when the current task is cancelled while `record` waits for room.
+    static func checkCancellation(unsent record: KafkaProducerRecord) throws {
+        guard Task.isCancelled else { return }
+        throw KafkaError(
+            code: .cancelled,
+            reason: "The send to '\(record.topic)' was cancelled while it waited for room in the queue; it was not sent"
+        )
+    }
+}

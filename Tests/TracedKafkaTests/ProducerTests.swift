@@ -82,6 +82,23 @@ struct ProducerTests {
         #expect(report.offset == 1)
     }
 
+    @Test("A sender waiting for room in a full queue can be cancelled; the record ahead of it is still delivered")
+    func cancelWhileQueueFull() async throws {
+        let report = try await withWarmProducer(properties: ["queue.buffering.max.messages": "1"]) { cluster, topic, producer in
+            try cluster.setBrokerDown(1)
+            let ahead = Task { try await producer.send(KafkaProducerRecord(topic: topic, value: "ahead")) }
+            try await Task.sleep(for: .milliseconds(300))
+            let waiting = Task { try await producer.send(KafkaProducerRecord(topic: topic, value: "waiting")) }
+            try await Task.sleep(for: .milliseconds(300))
+            waiting.cancel()
+            let error = await #expect(throws: KafkaError.self) { try await waiting.value }
+            #expect(error?.code == .cancelled)
+            try cluster.setBrokerUp(1)
+            return try await ahead.value
+        }
+        #expect(report.offset == 1)
+    }
+
     @Test("A send that cannot reach a broker in time fails with librdkafka's error, not silently")
     func brokerDownTimesOut() async throws {
         let error = try await withWarmProducer(properties: ["message.timeout.ms": "1500"]) { cluster, topic, producer in

@@ -68,13 +68,24 @@ final class FQProducer: KafkaProducerBackend, @unchecked Sendable {
                 return true
             }
             if queued { return }
-            await withCheckedContinuation { continuation in
-                let waits = condition.withLock {
-                    guard !closed, pending.count >= max(1, options.maxQueuedRecords) else { return false }
-                    spaceWaiters.append(continuation)
-                    return true
+            // Nothing is queued yet, so a cancelled sender can give up here.
+            try Task.checkCancellation(unsent: record)
+            await withTaskCancellationHandler {
+                await withCheckedContinuation { continuation in
+                    let waits = condition.withLock {
+                        guard !closed, !Task.isCancelled, pending.count >= max(1, options.maxQueuedRecords) else { return false }
+                        spaceWaiters.append(continuation)
+                        return true
+                    }
+                    if !waits { continuation.resume() }
                 }
-                if !waits { continuation.resume() }
+            } onCancel: {
+                // Wakes every waiting sender; the others find no room and wait again.
+                let waiters = condition.withLock {
+                    defer { spaceWaiters = [] }
+                    return spaceWaiters
+                }
+                for waiter in waiters { waiter.resume() }
             }
         }
     }

@@ -14,7 +14,15 @@ final class RDConsumer: KafkaConsumerBackend, @unchecked Sendable {
     private let events: AsyncStream<KafkaConsumerEvent>.Continuation?
     /// Where fetched messages go; the rebalance callback drops revoked partitions' messages from it.
     private let buffer: ConsumerMessageBuffer
-    private let pollThread = Mutex<RDPollThread?>(nil)
+    /// The poll thread's life, under one lock: a start that races with close either wins (and close stops the
+    /// thread before the handle goes) or finds the consumer closed and never polls a freed handle.
+    private enum FetchState {
+        case notStarted
+        case running(RDPollThread)
+        case closed
+    }
+
+    private let fetchState = Mutex(FetchState.notStarted)
 
     init(
         configuration: KafkaConsumerConfiguration,
@@ -48,10 +56,12 @@ final class RDConsumer: KafkaConsumerBackend, @unchecked Sendable {
 
     func start() {
         let client = self.client, buffer = self.buffer, logger = self.logger, events = self.events
-        let thread = RDPollThread(name: "TracedKafka.consumer.poll") { thread in
-            RDConsumer.pollLoop(client: client, buffer: buffer, thread: thread, logger: logger, events: events)
+        fetchState.withLock { state in
+            guard case .notStarted = state else { return }
+            state = .running(RDPollThread(name: "TracedKafka.consumer.poll") { thread in
+                RDConsumer.pollLoop(client: client, buffer: buffer, thread: thread, logger: logger, events: events)
+            })
         }
-        pollThread.withLock { $0 = thread }
     }
 
     private static func pollLoop(
@@ -245,7 +255,11 @@ final class RDConsumer: KafkaConsumerBackend, @unchecked Sendable {
     }
 
     func close() async {
-        let pollThread = self.pollThread.withLock { $0 }
+        let pollThread: RDPollThread? = fetchState.withLock { state in
+            defer { state = .closed }
+            if case .running(let thread) = state { return thread }
+            return nil
+        }
         let logger = self.logger
         await client.close { handle in
             pollThread?.stopAndJoin()

@@ -41,8 +41,14 @@ final class RDProducer: KafkaProducerBackend, @unchecked Sendable {
             case RD_KAFKA_RESP_ERR_NO_ERROR:
                 return
             case RD_KAFKA_RESP_ERR__QUEUE_FULL:
-                // Back-pressure: wait for the poll thread to serve delivery reports, then try again.
-                await space.wait(after: generation, unlessClosed: client)
+                // Back-pressure: wait for the poll thread to serve delivery reports, then try again. Nothing is
+                // queued yet, so a cancelled sender can give up here.
+                try Task.checkCancellation(unsent: record)
+                await withTaskCancellationHandler {
+                    await space.wait(after: generation, unlessClosed: client)
+                } onCancel: {
+                    space.wake()
+                }
             default:
                 throw KafkaError.rdKafka(err, context: "Could not send to topic '\(record.topic)'")
             }
