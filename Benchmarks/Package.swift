@@ -9,6 +9,15 @@ let package = Package(
         .package(name: "TracedKafka", path: ".."),
     ],
     targets: [
+        .systemLibrary(name: "CRdKafkaBench", pkgConfig: "rdkafka", providers: [.apt(["librdkafka-dev"])]),
+        .executableTarget(
+            name: "kafka-throughput",
+            dependencies: [
+                "CRdKafkaBench",
+                .product(name: "TracedKafka", package: "TracedKafka"),
+                .product(name: "TracedKafkaTesting", package: "TracedKafka"),
+            ]
+        ),
         .executableTarget(
             name: "file-queue-throughput",
             dependencies: [.product(name: "TracedKafka", package: "TracedKafka")]

@@ -25,6 +25,7 @@ public final class W3CRecordingTracer: Tracer, Sendable {
 
     private let sampler: Sampler
     private let finished = Mutex<[RecordedSpan]>([])
+    private let identifiers = Mutex(SplitMix64(seed: UInt64.random(in: .min ... .max)))
 
     /// Creates a tracer.
     /// - Parameter sampler: How root spans are sampled.
@@ -72,9 +73,13 @@ public final class W3CRecordingTracer: Tracer, Sendable {
         } else {
             flags = sampler == .always ? .sampled : []
         }
+        // One seeded generator per tracer: `.random()` would ask the kernel for entropy twice per span.
+        let (traceID, spanID) = identifiers.withLock { generator in
+            (parent?.traceID ?? .random(using: &generator), SpanID.random(using: &generator))
+        }
         let own = TraceContext(
-            traceID: parent?.traceID ?? .random(),
-            spanID: .random(),
+            traceID: traceID,
+            spanID: spanID,
             flags: flags,
             state: parent?.state ?? TraceState()
         )
@@ -232,5 +237,25 @@ extension InstrumentationContext {
     public var w3cTraceContext: TraceContext? {
         get { self[W3CTraceContextKey.self] }
         set { self[W3CTraceContextKey.self] = newValue }
+    }
+}
+
+/// SplitMix64: a small, fast, well-mixed 64-bit generator. The recording tracer draws span and trace ids from one
+/// (seeded from the system's entropy once); tests seed one to make a random run the same every time.
+/// Not for secrets: W3C ids need uniqueness, not unpredictability.
+public struct SplitMix64: RandomNumberGenerator, Sendable {
+    private var state: UInt64
+
+    /// Creates a generator.
+    /// - Parameter seed: The starting state; the same seed gives the same sequence.
+    public init(seed: UInt64) { state = seed }
+
+    /// The next 64 random bits.
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
     }
 }

@@ -80,8 +80,15 @@ final class RDConsumer: KafkaConsumerBackend, @unchecked Sendable {
         var batch: [KafkaConsumerMessage] = []
         batch.reserveCapacity(batchSize)
         while !thread.shouldStop {
-            let count = rd_kafka_consume_batch_queue(queue, 100, &raw, batchSize)
-            guard count > 0 else { continue }
+            // rd_kafka_consume_batch_queue waits until the batch is full or the timeout passes, which would hold a
+            // lone message for up to the timeout. So: wait for the first message (returns as soon as there is one),
+            // then take whatever else is already there without waiting.
+            guard let first = rd_kafka_consume_queue(queue, 100) else { continue }
+            raw[0] = first
+            let more = raw.withUnsafeMutableBufferPointer { buffer in
+                rd_kafka_consume_batch_queue(queue, 0, buffer.baseAddress! + 1, batchSize - 1)
+            }
+            let count = 1 + max(0, more)
             for index in 0..<count {
                 guard let message = raw[index] else { continue }
                 // Each message is copied into Swift, then freed here.

@@ -1,0 +1,146 @@
+import Foundation
+import Tracing
+import TracedKafka
+import TracedKafkaTesting
+
+/// TracedKafka under the same loads as ``RawLibrdkafka``.
+enum TracedRuns {
+    /// How the sends are traced.
+    enum Tracing: String {
+        /// (b) tracing switched off.
+        case off
+        /// (c) every send has a span that is not sampled: headers are still written, nothing recorded.
+        case unsampled
+        /// (d) every send sampled and recorded by the W3C recording tracer.
+        case sampled
+
+        var configuration: KafkaTracingConfiguration {
+            switch self {
+            case .off: return .disabled
+            case .unsampled: return KafkaTracingConfiguration(tracer: W3CRecordingTracer(sampler: .never))
+            case .sampled: return KafkaTracingConfiguration(tracer: W3CRecordingTracer(sampler: .always))
+            }
+        }
+    }
+
+    static func producer(_ bootstrap: String, tracing: Tracing, linger: Duration = .milliseconds(5)) throws -> KafkaProducer {
+        try KafkaProducer(configuration: KafkaProducerConfiguration(
+            bootstrapServers: [bootstrap], linger: linger, tracing: tracing.configuration, metrics: .disabled
+        ))
+    }
+
+    /// `enqueue`s `count` records, then `flush`es: the same shape as the raw loop.
+    static func produce(bootstrap: String, topic: String, count: Int, value: [UInt8], tracing: Tracing) async throws -> Duration {
+        let producer = try producer(bootstrap, tracing: tracing)
+        return try await running(producer) {
+            let clock = ContinuousClock()
+            let start = clock.now
+            for _ in 0..<count { try await producer.enqueue(KafkaProducerRecord(topic: topic, value: value)) }
+            try await producer.flush(timeout: .seconds(300))
+            return clock.now - start
+        }
+    }
+
+    /// Handles `count` messages with `consumer.run { }`, each inside a sampled, recorded process span.
+    static func consume(bootstrap: String, topic: String, group: String, count: Int) async throws -> Duration {
+        let consumer = try KafkaConsumer(configuration: KafkaConsumerConfiguration(
+            bootstrapServers: [bootstrap], groupID: group, topics: [topic], commitMode: .afterHandled,
+            tracing: Tracing.sampled.configuration, metrics: .disabled,
+            properties: ["session.timeout.ms": "6000"]
+        ))
+        let clock = ContinuousClock()
+        let state = Counter()
+        try await consumer.run { _ in
+            if state.increment(at: clock.now) == count { consumer.triggerGracefulShutdown() }
+        }
+        return state.elapsed
+    }
+
+    /// `samples` sequential awaited sends (produce → ack), traced and sampled.
+    static func ackLatencies(bootstrap: String, topic: String, samples: Int, value: [UInt8]) async throws -> [Duration] {
+        let producer = try producer(bootstrap, tracing: .sampled, linger: .zero)
+        return try await running(producer) {
+            let clock = ContinuousClock()
+            var result: [Duration] = []
+            for index in 0..<(samples + 100) {
+                let start = clock.now
+                try await producer.send(KafkaProducerRecord(topic: topic, value: value))
+                if index >= 100 { result.append(clock.now - start) }
+            }
+            return result
+        }
+    }
+
+    /// `samples` sends, one at a time, each timed from just before `send` to the consumer's handler (traced).
+    static func handlerLatencies(bootstrap: String, topic: String, group: String, samples: Int) async throws -> [Duration] {
+        let producer = try producer(bootstrap, tracing: .sampled, linger: .zero)
+        let consumer = try KafkaConsumer(configuration: KafkaConsumerConfiguration(
+            bootstrapServers: [bootstrap], groupID: group, topics: [topic], autoOffsetReset: .latest,
+            tracing: Tracing.sampled.configuration, metrics: .disabled,
+            properties: ["session.timeout.ms": "6000", "fetch.wait.max.ms": "5"]
+        ))
+        let clock = ContinuousClock()
+        let sentAt = Stamps<ContinuousClock.Instant>()
+        let latencies = Stamps<Duration>()
+        return try await running(producer) {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    try await consumer.run { message in
+                        guard let index = message.valueString.flatMap(Int.init), let sent = sentAt.get(index) else { return }
+                        latencies.set(index, clock.now - sent)
+                        if latencies.count == samples + 100 { consumer.triggerGracefulShutdown() }
+                    }
+                }
+                // Until the group has assigned the partition, records sent now would be skipped (offset reset latest).
+                try await Task.sleep(for: .seconds(5))
+                for index in 0..<(samples + 100) {
+                    sentAt.set(index, clock.now)
+                    try await producer.send(KafkaProducerRecord(topic: topic, value: "\(index)"))
+                    try await Task.sleep(for: .milliseconds(1))
+                }
+                try await group.waitForAll()
+            }
+            return (100..<(samples + 100)).compactMap { latencies.get($0) }
+        }
+    }
+
+    /// Runs a producer's `run()` beside `body`, then shuts it down.
+    static func running<T: Sendable>(_ producer: KafkaProducer, _ body: () async throws -> T) async throws -> T {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await producer.run() }
+            let result = try await body()
+            producer.triggerGracefulShutdown()
+            try await group.waitForAll()
+            return result
+        }
+    }
+}
+
+/// Counts handled messages and remembers when the first and the last arrived.
+final class Counter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var count = 0
+    private var first: ContinuousClock.Instant?
+    private var last: ContinuousClock.Instant?
+
+    func increment(at now: ContinuousClock.Instant) -> Int {
+        lock.withLock {
+            count += 1
+            if first == nil { first = now }
+            last = now
+            return count
+        }
+    }
+
+    var elapsed: Duration { lock.withLock { last! - first! } }
+}
+
+/// Values by index, shared between the sending task and the handler.
+final class Stamps<Value: Sendable>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var values: [Int: Value] = [:]
+
+    func set(_ index: Int, _ value: Value) { lock.withLock { values[index] = value } }
+    func get(_ index: Int) -> Value? { lock.withLock { values[index] } }
+    var count: Int { lock.withLock { values.count } }
+}

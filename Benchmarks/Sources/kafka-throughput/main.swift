@@ -1,0 +1,79 @@
+// TracedKafka against raw librdkafka, on one out-of-process broker, in one run.
+//
+//   Benchmarks/run                                   # starts local-kafka, runs this and the Python peer, prints the table
+//   .build/release/kafka-throughput --bootstrap HOST:PORT [--count 200000] [--samples 2000] [--python-rate MSGS_PER_S]
+//
+// Produce: (a) a raw librdkafka loop (rd_kafka_produce + rd_kafka_poll, no headers), (b) TracedKafka with tracing
+// off, (c) with a non-sampled span per send (headers written, nothing recorded), (d) with every send sampled and
+// recorded by the W3C recording tracer; each `enqueue`s N records of 100 bytes then flushes (linger 5 ms on all).
+// Consume: a raw rd_kafka_consumer_poll loop against `consumer.run { }` with a sampled process span per message,
+// both reading (a)'s N records in a new group. Latency: sequential produce → ack, raw and traced; produce → handler.
+import Foundation
+
+func argument(_ name: String) -> String? {
+    let arguments = CommandLine.arguments
+    guard let index = arguments.firstIndex(of: "--\(name)"), index + 1 < arguments.count else { return nil }
+    return arguments[index + 1]
+}
+
+guard let bootstrap = argument("bootstrap") else {
+    FileHandle.standardError.write(Data("usage: kafka-throughput --bootstrap HOST:PORT [--count N] [--samples N] [--python-rate R]\n".utf8))
+    exit(2)
+}
+let count = argument("count").flatMap(Int.init) ?? 200_000
+let samples = argument("samples").flatMap(Int.init) ?? 2_000
+let pythonRate = argument("python-rate").flatMap(Double.init)
+let value = [UInt8](repeating: 0x61, count: 100)
+let run = "\(getpid())"
+
+@Sendable func rate(_ duration: Duration) -> Double {
+    Double(count) / (Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18)
+}
+
+@Sendable func percentile(_ values: [Duration], _ p: Double) -> Double {
+    let sorted = values.sorted()
+    let value = sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))]
+    return (Double(value.components.seconds) + Double(value.components.attoseconds) / 1e18) * 1000
+}
+
+/// Everything, off the main actor (hopping to it per await would be measured instead of the library).
+@Sendable func measure() async throws {
+    let topic = { (name: String) in "bench-\(name)-\(run)" }
+    print("warming up the broker's topics…")
+    for name in ["raw", "off", "unsampled", "sampled", "ack-raw", "ack", "handler"] {
+        _ = RawLibrdkafka.ackLatencies(bootstrap: bootstrap, topic: topic(name), samples: 1, value: value)
+    }
+    var rows: [(String, Double)] = []
+    let raw = RawLibrdkafka.produce(bootstrap: bootstrap, topic: topic("raw"), count: count, value: value)
+    rows.append(("(a) raw librdkafka produce loop", rate(raw)))
+    for tracing in [TracedRuns.Tracing.off, .unsampled, .sampled] {
+        let elapsed = try await TracedRuns.produce(bootstrap: bootstrap, topic: topic(tracing.rawValue), count: count, value: value, tracing: tracing)
+        let label = ["off": "(b) TracedKafka, tracing off", "unsampled": "(c) TracedKafka, unsampled spans",
+                     "sampled": "(d) TracedKafka, every send sampled + recorded"][tracing.rawValue]!
+        rows.append((label, rate(elapsed)))
+    }
+    if let pythonRate { rows.append(("Python confluent-kafka + OpenTelemetry instrumentation", pythonRate)) }
+
+    let rawConsume = RawLibrdkafka.consume(bootstrap: bootstrap, topic: topic("raw"), group: "raw-\(run)", count: count)
+    let tracedConsume = try await TracedRuns.consume(bootstrap: bootstrap, topic: topic("raw"), group: "traced-\(run)", count: count)
+
+    let rawAck = RawLibrdkafka.ackLatencies(bootstrap: bootstrap, topic: topic("ack-raw"), samples: samples, value: value)
+    let tracedAck = try await TracedRuns.ackLatencies(bootstrap: bootstrap, topic: topic("ack"), samples: samples, value: value)
+    let handler = try await TracedRuns.handlerLatencies(bootstrap: bootstrap, topic: topic("handler"), group: "latency-\(run)", samples: samples)
+
+    let base = rows[0].1
+    print("\nproduce, \(count) records of 100 bytes each")
+    print("| run | msg/s | × (a) |\n|---|---|---|")
+    for (label, value) in rows { print(String(format: "| %@ | %.0f | %.2f |", label, value, value / base)) }
+    print("\nconsume, \(count) records")
+    print("| run | msg/s | × raw |\n|---|---|---|")
+    print(String(format: "| raw rd_kafka_consumer_poll loop | %.0f | 1.00 |", rate(rawConsume)))
+    print(String(format: "| TracedKafka run { } with a sampled process span per message | %.0f | %.2f |", rate(tracedConsume), rate(tracedConsume) / rate(rawConsume)))
+    print("\nlatency, \(samples) sequential samples (ms)")
+    print("| path | p50 | p99 |\n|---|---|---|")
+    print(String(format: "| produce → ack, raw librdkafka | %.3f | %.3f |", percentile(rawAck, 0.5), percentile(rawAck, 0.99)))
+    print(String(format: "| produce → ack, TracedKafka send (sampled) | %.3f | %.3f |", percentile(tracedAck, 0.5), percentile(tracedAck, 0.99)))
+    print(String(format: "| produce → handler, TracedKafka (sampled) | %.3f | %.3f |", percentile(handler, 0.5), percentile(handler, 0.99)))
+}
+
+try await Task.detached { try await measure() }.value
