@@ -31,6 +31,12 @@ let configuration = KafkaConsumerConfiguration(
     ]
 )
 let (consumer, events) = try KafkaConsumer.makeConsumerWithEvents(configuration: configuration)
+// A member whose test process died must not linger: exit when the parent is gone.
+let parent = getppid()
+Thread.detachNewThread {
+    while getppid() == parent { Thread.sleep(forTimeInterval: 0.5) }
+    exit(3)
+}
 try await withThrowingTaskGroup(of: Void.self) { group in
     group.addTask { try await consumer.run() }
     group.addTask {

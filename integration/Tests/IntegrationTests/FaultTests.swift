@@ -7,7 +7,11 @@ import TracedKafkaTesting
 
 /// Faults, each on an embedded cluster of its own (librdkafka's mock cluster in this process, still spoken to over
 /// TCP on 127.0.0.1): only there can a broker be taken down or a request be made to fail.
-@Suite("Faults on the embedded broker")
+///
+/// Serialized: librdkafka 2.0.2's mock broker re-binds its port when it is taken down and aborts the process
+/// (`rd_assert`, "Failed to-create mock broker listener") if the port was taken meanwhile; fewer connections opened
+/// at the same moment make that race rarer. `integration/run` also runs the suites one test at a time.
+@Suite("Faults on the embedded broker", .serialized)
 struct FaultTests {
     /// Drains a producer's event stream, counting outcomes.
     static func countOutcomes(_ events: AsyncStream<KafkaProducerEvent>) async -> (delivered: Int, failed: [KafkaError]) {
@@ -309,6 +313,8 @@ struct FaultTests {
         victim.arguments = [cluster.bootstrapServers, topic, group]
         let pipe = Pipe()
         victim.standardOutput = pipe
+        // Not the test's own stderr: a victim left behind must never hold `swift test`'s output open.
+        victim.standardError = FileHandle.nullDevice
         try victim.run()
         let lines = Shared<[String]>([])
         let reader = Thread {
