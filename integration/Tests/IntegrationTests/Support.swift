@@ -1,0 +1,248 @@
+import Foundation
+import Synchronization
+import Testing
+import TracedKafka
+import TracedKafkaTesting
+
+/// The broker the suite talks to over TCP, and the names of this run.
+enum Integration {
+    /// `KAFKA_BOOTSTRAP_SERVERS`: set by `integration/run` (the local broker, or the cluster you named). The suite
+    /// refuses to run without it rather than silently starting a broker in-process.
+    static let bootstrapServers: String = {
+        guard let servers = ProcessInfo.processInfo.environment["KAFKA_BOOTSTRAP_SERVERS"], !servers.isEmpty else {
+            fatalError("KAFKA_BOOTSTRAP_SERVERS is not set: run the suite through integration/run")
+        }
+        return servers
+    }()
+
+    /// The brokers as a list, for the client configurations.
+    static var bootstrapServerList: [String] { bootstrapServers.split(separator: ",").map(String.init) }
+
+    /// This run's id (`INTEGRATION_RUN_ID`, else time and pid): every topic and group name carries it, so runs never
+    /// collide on a shared cluster.
+    static let runID: String = {
+        if let id = ProcessInfo.processInfo.environment["INTEGRATION_RUN_ID"], !id.isEmpty { return id }
+        return "\(Int(Date().timeIntervalSince1970))-\(ProcessInfo.processInfo.processIdentifier)"
+    }()
+
+    /// Topic suffixes `integration/run` created beforehand on the local broker (librdkafka's mock cluster does not
+    /// answer CreateTopics); every other topic is created through Kafka's CreateTopics request.
+    static let precreated: Set<String> = Set(
+        (ProcessInfo.processInfo.environment["INTEGRATION_PRECREATED_TOPICS"] ?? "").split(separator: " ").map(String.init)
+    )
+
+    /// The client that creates topics on the named cluster.
+    static let admin: KafkaTestCluster = {
+        do { return try KafkaTestCluster.fromEnvironment() } catch { fatalError("\(error)") }
+    }()
+
+    /// The topic `it-<run>-<suffix>`, created with `partitions` partitions unless `integration/run` already did.
+    /// - Parameters:
+    ///   - suffix: The topic's name within this run.
+    ///   - partitions: How many partitions it needs (the precreated ones have 4).
+    static func topic(_ suffix: String, partitions: Int = 4) async throws -> String {
+        let name = "it-\(runID)-\(suffix)"
+        if !precreated.contains(suffix) { try await admin.createTopic(name, partitions: partitions) }
+        return name
+    }
+
+    /// A consumer-group name unique to this run.
+    /// - Parameter suffix: The group's name within this run.
+    static func group(_ suffix: String) -> String { "it-\(runID)-\(suffix)-\(counter.add(1, ordering: .relaxed).newValue)" }
+
+    private static let counter = Atomic<Int>(0)
+}
+
+/// Consumer settings that make group joins and rebalances quick (librdkafka's mock cluster needs a session timeout
+/// of at least 6 s).
+let fastGroupProperties = [
+    "session.timeout.ms": "6000",
+    "heartbeat.interval.ms": "200",
+    "topic.metadata.refresh.interval.ms": "500",
+    "fetch.wait.max.ms": "50",
+]
+
+/// A producer configuration for `servers` (the shared broker by default).
+func producerConfiguration(
+    _ servers: [String] = Integration.bootstrapServerList,
+    properties: [String: String] = [:]
+) -> KafkaProducerConfiguration {
+    KafkaProducerConfiguration(bootstrapServers: servers, clientID: "integration", linger: .milliseconds(1), properties: properties)
+}
+
+/// A consumer configuration for `servers` (the shared broker by default), with quick group joins.
+func consumerConfiguration(
+    _ servers: [String] = Integration.bootstrapServerList,
+    group: String,
+    topics: [String],
+    commitMode: KafkaConsumerConfiguration.CommitMode = .afterHandled(interval: .milliseconds(100)),
+    properties: [String: String] = [:]
+) -> KafkaConsumerConfiguration {
+    KafkaConsumerConfiguration(
+        bootstrapServers: servers, groupID: group, topics: topics, commitMode: commitMode,
+        properties: fastGroupProperties.merging(properties) { $1 }
+    )
+}
+
+/// A deadline passed.
+struct TimedOut: Error, CustomStringConvertible {
+    /// What was being waited for.
+    let what: String
+    var description: String { "Timed out: \(what)" }
+}
+
+/// Runs `body` with a deadline; the test fails (throws) instead of hanging.
+func withDeadline<T: Sendable>(
+    _ what: String,
+    _ limit: Duration = .seconds(90),
+    _ body: @escaping @Sendable () async throws -> T
+) async throws -> T {
+    try await withThrowingTaskGroup(of: T?.self) { group in
+        group.addTask { try await body() }
+        group.addTask {
+            try await Task.sleep(for: limit)
+            return nil
+        }
+        defer { group.cancelAll() }
+        guard let result = try await group.next(), let value = result else { throw TimedOut(what: what) }
+        return value
+    }
+}
+
+/// Runs a producer's `run()` around `body`, then shuts it down gracefully and waits for it.
+func withRunning<T: Sendable>(
+    _ producer: KafkaProducer,
+    _ body: @escaping @Sendable (KafkaProducer) async throws -> T
+) async throws -> T {
+    try await withThrowingTaskGroup(of: T?.self) { group in
+        group.addTask {
+            try await producer.run()
+            return nil
+        }
+        let result: T
+        do {
+            result = try await body(producer)
+        } catch {
+            producer.triggerGracefulShutdown()
+            throw error
+        }
+        producer.triggerGracefulShutdown()
+        try await group.waitForAll()
+        return result
+    }
+}
+
+/// Runs `consumer.run(handler)` until `count` messages were handled, then shuts it down; returns them in order.
+@discardableResult
+func handle(
+    _ consumer: KafkaConsumer,
+    count: Int,
+    limit: Duration = .seconds(90),
+    _ handler: @escaping @Sendable (KafkaConsumerMessage) async throws -> Void = { _ in }
+) async throws -> [KafkaConsumerMessage] {
+    let seen = Shared<[KafkaConsumerMessage]>([])
+    try await withDeadline("handling \(count) messages", limit) {
+        try await consumer.run { message in
+            try await handler(message)
+            let done = seen.withLock { seen in
+                seen.append(message)
+                return seen.count == count
+            }
+            if done { consumer.triggerGracefulShutdown() }
+        }
+    }
+    return seen.withLock { $0 }
+}
+
+/// Reads `count` messages from `consumer.messages` (running the consumer), then shuts it down gracefully.
+func consume(_ consumer: KafkaConsumer, count: Int, limit: Duration = .seconds(90)) async throws -> [KafkaConsumerMessage] {
+    try await withDeadline("consuming \(count) messages", limit) {
+        try await withThrowingTaskGroup(of: [KafkaConsumerMessage].self) { group in
+            group.addTask {
+                try await consumer.run()
+                return []
+            }
+            var received: [KafkaConsumerMessage] = []
+            received.reserveCapacity(count)
+            for try await message in consumer.messages {
+                received.append(message)
+                if received.count == count { consumer.triggerGracefulShutdown() }
+            }
+            try await group.waitForAll()
+            return received
+        }
+    }
+}
+
+/// The span named `name`, or a test failure listing the spans there are.
+func span(_ tracer: W3CRecordingTracer, _ name: String, sourceLocation: SourceLocation = #_sourceLocation) throws -> RecordedSpan {
+    try #require(tracer.span(named: name), "no span named '\(name)' among \(tracer.finishedSpans.map(\.operationName))", sourceLocation: sourceLocation)
+}
+
+/// State shared between tasks of a test.
+final class Shared<Value: Sendable>: Sendable {
+    private let mutex: Mutex<Value>
+    /// Creates the state.
+    init(_ value: Value) { mutex = Mutex(value) }
+    /// Reads or changes the state under its lock.
+    func withLock<R: Sendable>(_ body: (inout Value) -> R) -> R { mutex.withLock { body(&$0) } }
+}
+
+/// A child process's outcome.
+struct ProcessOutput: Sendable {
+    /// Exit status.
+    var status: Int32
+    /// Everything it wrote to stdout.
+    var stdout: String
+    /// Everything it wrote to stderr.
+    var stderr: String
+}
+
+/// Runs a program to completion off the cooperative pool and returns its output.
+/// - Parameters:
+///   - path: The executable.
+///   - arguments: Its arguments.
+/// - Throws: When it cannot be started.
+func runProcess(_ path: String, _ arguments: [String]) async throws -> ProcessOutput {
+    try await withCheckedThrowingContinuation { continuation in
+        DispatchQueue.global().async {
+            do {
+                let process = Process()
+                process.executableURL = URL(fileURLWithPath: path)
+                process.arguments = arguments
+                let out = Pipe(), err = Pipe()
+                process.standardOutput = out
+                process.standardError = err
+                process.standardInput = FileHandle.nullDevice
+                try process.run()
+                // Read both pipes to the end before waiting, so a chatty child never blocks on a full pipe.
+                let errData = Shared(Data())
+                let errReader = DispatchGroup()
+                errReader.enter()
+                DispatchQueue.global().async {
+                    let data = err.fileHandleForReading.readDataToEndOfFile()
+                    errData.withLock { $0 = data }
+                    errReader.leave()
+                }
+                let outData = out.fileHandleForReading.readDataToEndOfFile()
+                errReader.wait()
+                process.waitUntilExit()
+                continuation.resume(returning: ProcessOutput(
+                    status: process.terminationStatus,
+                    stdout: String(decoding: outData, as: UTF8.self),
+                    stderr: String(decoding: errData.withLock { $0 }, as: UTF8.self)
+                ))
+            } catch {
+                continuation.resume(throwing: error)
+            }
+        }
+    }
+}
+
+/// An environment variable `integration/run` sets, or a test failure saying so.
+func requiredEnvironment(_ name: String, sourceLocation: SourceLocation = #_sourceLocation) throws -> String {
+    try #require(
+        ProcessInfo.processInfo.environment[name].flatMap { $0.isEmpty ? nil : $0 },
+        "\(name) is not set: run the suite through integration/run", sourceLocation: sourceLocation
+    )
+}

@@ -1,0 +1,208 @@
+import Foundation
+import Testing
+import Tracing
+import TracedKafka
+import TracedKafkaTesting
+
+/// Every user path of the README, against the running broker (`KAFKA_BOOTSTRAP_SERVERS`) over TCP.
+@Suite("User paths against the running broker")
+struct UserPathTests {
+    @Test("Produce, then consume with an automatic child span: one trace, real W3C header bytes, broker attributes")
+    func produceAndConsume() async throws {
+        let topic = try await Integration.topic("roundtrip")
+        let group = Integration.group("billing")
+        let tracer = W3CRecordingTracer()
+        let (report, messages) = try await withTracer(tracer) {
+            let producer = try KafkaProducer(configuration: producerConfiguration())
+            let report = try await withRunning(producer) { producer in
+                try await withSpan("checkout") { _ in
+                    try await producer.send(KafkaProducerRecord(topic: topic, key: "customer-42", value: #"{"item":"espresso"}"#))
+                }
+            }
+            let consumer = try KafkaConsumer(configuration: consumerConfiguration(group: group, topics: [topic]))
+            let messages = try await handle(consumer, count: 1) { _ in withSpan("charge card") { _ in } }
+            return (report, messages)
+        }
+        let root = try span(tracer, "checkout")
+        let send = try span(tracer, "send \(topic)")
+        let process = try span(tracer, "process \(topic)")
+        let charge = try span(tracer, "charge card")
+        #expect(send.isChild(of: root) && send.kind == .producer)
+        #expect(process.isChild(of: send) && process.kind == .consumer && process.links(to: send))
+        #expect(charge.isChild(of: process))
+        #expect(messages[0].headers.values(forKey: "traceparent") == [Array("00-\(send.traceID)-\(send.spanID)-01".utf8)])
+        #expect(messages[0].keyString == "customer-42" && messages[0].valueString == #"{"item":"espresso"}"#)
+        #expect(messages[0].partition == report.partition && messages[0].offset == report.offset)
+        #expect(send.string("server.address") != nil)
+        #expect(send.int("messaging.kafka.offset") == report.offset)
+        #expect(process.string("messaging.consumer.group.name") == group)
+    }
+
+    @Test("Two members of one consumer group split the partitions and together see every message once")
+    func consumerGroup() async throws {
+        let topic = try await Integration.topic("group")
+        let group = Integration.group("split")
+        let (first, firstEvents) = try KafkaConsumer.makeConsumerWithEvents(configuration: consumerConfiguration(group: group, topics: [topic]))
+        let (second, secondEvents) = try KafkaConsumer.makeConsumerWithEvents(configuration: consumerConfiguration(group: group, topics: [topic]))
+        let assignments = Shared<[Int: Set<KafkaTopicPartition>]>([:])
+        let received = Shared<[Int: [KafkaConsumerMessage]]>([:])
+        let total = 400
+        try await withDeadline("group split", .seconds(120)) {
+            try await withThrowingTaskGroup(of: Void.self) { tasks in
+                for (index, (consumer, events)) in [(first, firstEvents), (second, secondEvents)].enumerated() {
+                    tasks.addTask { try await consumer.run() }
+                    tasks.addTask {
+                        for await event in events {
+                            switch event {
+                            case .partitionsAssigned(let partitions): assignments.withLock { $0[index] = Set(partitions) }
+                            case .partitionsRevoked: assignments.withLock { $0[index] = [] }
+                            case .error: break
+                            }
+                        }
+                    }
+                    tasks.addTask {
+                        for try await message in consumer.messages {
+                            let done = received.withLock { all in
+                                all[index, default: []].append(message)
+                                return all.values.map(\.count).reduce(0, +) >= total
+                            }
+                            if done {
+                                first.triggerGracefulShutdown()
+                                second.triggerGracefulShutdown()
+                            }
+                        }
+                    }
+                }
+                while !assignments.withLock({ owned in
+                    let a = owned[0] ?? [], b = owned[1] ?? []
+                    return !a.isEmpty && !b.isEmpty && a.isDisjoint(with: b)
+                }) {
+                    try await Task.sleep(for: .milliseconds(50))
+                }
+                let producer = try KafkaProducer(configuration: producerConfiguration())
+                try await withRunning(producer) { producer in
+                    for index in 0..<total {
+                        _ = try await producer.enqueue(KafkaProducerRecord(topic: topic, key: "key-\(index)", value: "m\(index)"))
+                    }
+                    try await producer.flush()
+                }
+                try await tasks.waitForAll()
+            }
+        }
+        let byMember = received.withLock { $0 }
+        let all = byMember.values.flatMap { $0 }
+        #expect(all.count == total)
+        #expect(Set(all.compactMap(\.valueString)) == Set((0..<total).map { "m\($0)" }))
+        let firstPartitions = Set(byMember[0, default: []].map(\.partition))
+        let secondPartitions = Set(byMember[1, default: []].map(\.partition))
+        #expect(!firstPartitions.isEmpty && !secondPartitions.isEmpty && firstPartitions.isDisjoint(with: secondPartitions))
+    }
+
+    @Test("A manual commit is where the group's next member resumes")
+    func manualCommitResumes() async throws {
+        let topic = try await Integration.topic("commit")
+        let group = Integration.group("commit")
+        let producer = try KafkaProducer(configuration: producerConfiguration())
+        try await withRunning(producer) { producer in
+            for index in 0..<10 { _ = try await producer.send(KafkaProducerRecord(topic: topic, value: "c\(index)", partition: 0)) }
+        }
+        let first = try KafkaConsumer(configuration: consumerConfiguration(group: group, topics: [topic], commitMode: .manual))
+        let firstBatch = try await withDeadline("first member", .seconds(90)) {
+            try await withThrowingTaskGroup(of: [KafkaConsumerMessage].self) { tasks in
+                tasks.addTask { try await first.run(); return [] }
+                var seen: [KafkaConsumerMessage] = []
+                for try await message in first.messages {
+                    seen.append(message)
+                    if message.offset == 5 { try await first.commit(message) }
+                    if seen.count == 10 { first.triggerGracefulShutdown() }
+                }
+                try await tasks.waitForAll()
+                return seen
+            }
+        }
+        #expect(firstBatch.map(\.offset) == Array(0..<10))
+        let second = try KafkaConsumer(configuration: consumerConfiguration(group: group, topics: [topic], commitMode: .manual))
+        let rest = try await consume(second, count: 4)
+        #expect(rest.map(\.offset) == [6, 7, 8, 9])
+        #expect(rest.map(\.valueString) == ["c6", "c7", "c8", "c9"])
+    }
+
+    @Test("A batch handler runs in one process span per batch with one link per message")
+    func batchHandler() async throws {
+        let topic = try await Integration.topic("batch")
+        let tracer = W3CRecordingTracer()
+        let count = 20
+        try await withTracer(tracer) {
+            let producer = try KafkaProducer(configuration: producerConfiguration())
+            try await withRunning(producer) { producer in
+                for index in 0..<count {
+                    try await withSpan("request \(index)") { _ in
+                        _ = try await producer.send(KafkaProducerRecord(topic: topic, key: "k\(index)", value: "\(index)"))
+                    }
+                }
+            }
+            let consumer = try KafkaConsumer(configuration: consumerConfiguration(group: Integration.group("batch"), topics: [topic]))
+            let seen = Shared(0)
+            try await withDeadline("batches", .seconds(90)) {
+                try await consumer.runBatches(maxMessages: 100) { batch in
+                    if seen.withLock({ $0 += batch.count; return $0 }) == count { consumer.triggerGracefulShutdown() }
+                }
+            }
+        }
+        let sends = tracer.spans(named: "send \(topic)")
+        let batches = tracer.spans(named: "process \(topic)")
+        #expect(sends.count == count)
+        #expect(batches.map { Int($0.int("messaging.batch.message_count") ?? 0) }.reduce(0, +) == count)
+        let links = batches.flatMap(\.links)
+        #expect(links.count == count)
+        for send in sends {
+            let link = try #require(links.first { $0.spanID == send.spanID && $0.traceID == send.traceID })
+            #expect(link.attributes.get("messaging.destination.partition.id") == send.attributes.get("messaging.destination.partition.id"))
+            #expect(link.attributes.get("messaging.kafka.offset") == .int64(send.int("messaging.kafka.offset") ?? -1))
+        }
+    }
+
+    @Test("The file-queue backend beside the broker: a service forwards from Kafka into a local queue, one trace throughout")
+    func fileQueueBesideTheBroker() async throws {
+        let topic = try await Integration.topic("bridge")
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("it-\(Integration.runID)-queue").path
+        try? FileManager.default.removeItem(atPath: directory)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let queue = KafkaBackend.fileQueue(directory: directory)
+        let localTopic = "outbox"
+        try KafkaFileQueue.createTopic(localTopic, partitions: 2, in: directory)
+        let tracer = W3CRecordingTracer()
+        let delivered = try await withTracer(tracer) {
+            let kafkaProducer = try KafkaProducer(configuration: producerConfiguration())
+            try await withRunning(kafkaProducer) { producer in
+                try await withSpan("request") { _ in
+                    _ = try await producer.send(KafkaProducerRecord(topic: topic, key: "order-1", value: "espresso"))
+                }
+            }
+            var localConfiguration = producerConfiguration()
+            localConfiguration.backend = queue
+            let localProducer = try KafkaProducer(configuration: localConfiguration)
+            try await withRunning(localProducer) { localProducer in
+                let bridge = try KafkaConsumer(configuration: consumerConfiguration(group: Integration.group("bridge"), topics: [topic]))
+                try await handle(bridge, count: 1) { message in
+                    _ = try await localProducer.send(KafkaProducerRecord(topic: localTopic, key: message.key, value: message.value))
+                }
+            }
+            var localConsumerConfiguration = consumerConfiguration(group: "local", topics: [localTopic])
+            localConsumerConfiguration.backend = queue
+            return try await handle(try KafkaConsumer(configuration: localConsumerConfiguration), count: 1)
+        }
+        let request = try span(tracer, "request")
+        let kafkaSend = try span(tracer, "send \(topic)")
+        let kafkaProcess = try span(tracer, "process \(topic)")
+        let localSend = try span(tracer, "send \(localTopic)")
+        let localProcess = try span(tracer, "process \(localTopic)")
+        #expect(kafkaSend.isChild(of: request))
+        #expect(kafkaProcess.isChild(of: kafkaSend))
+        #expect(localSend.isChild(of: kafkaProcess))
+        #expect(localProcess.isChild(of: localSend) && localProcess.links(to: localSend))
+        #expect(localSend.attributes.get("server.address") == nil, "the file queue has no server")
+        #expect(delivered[0].valueString == "espresso" && delivered[0].keyString == "order-1")
+        #expect(Set(tracer.finishedSpans.map(\.traceID)) == [request.traceID])
+    }
+}
