@@ -76,6 +76,11 @@ public final class EmbeddedKafkaCluster: Sendable {
     }
 
     /// Takes a broker down: its connections close and it accepts none until ``setBrokerUp(_:)``.
+    ///
+    /// librdkafka 2.0.2's mock broker closes its listening socket and binds the same port again at once; if another
+    /// socket of the process took that port in between, librdkafka aborts the process (an assertion in
+    /// `rdkafka_mock.c`). Rare, but likelier with many connections opening in parallel: run fault tests that take
+    /// brokers down one at a time (the integration suite does).
     /// - Parameter brokerID: The broker's id, `1...brokerCount`.
     /// - Throws: ``KafkaError`` for an unknown broker, or when the cluster is shut down.
     public func setBrokerDown(_ brokerID: Int) throws {
