@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import TracedKafka
+import TracedKafkaTesting
 
 /// A `tracedkafka-queue` child process whose stdout lines are collected as they arrive.
 final class QueueToolProcess: Sendable {

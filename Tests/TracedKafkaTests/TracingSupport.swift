@@ -30,27 +30,6 @@ func tracedConsumer(
     return try KafkaConsumer(configuration: configuration)
 }
 
-/// Runs `consumer.run(handler)` until `count` messages were handled, then shuts it down; returns them in order.
-@discardableResult
-func handle(
-    _ consumer: KafkaConsumer,
-    count: Int,
-    _ handler: @escaping @Sendable (KafkaConsumerMessage) async throws -> Void = { _ in }
-) async throws -> [KafkaConsumerMessage] {
-    let seen = Shared<[KafkaConsumerMessage]>([])
-    try await withDeadline("handling \(count) messages") {
-        try await consumer.run { message in
-            try await handler(message)
-            let done = seen.withLock { seen in
-                seen.append(message)
-                return seen.count == count
-            }
-            if done { consumer.triggerGracefulShutdown() }
-        }
-    }
-    return seen.withLock { $0 }
-}
-
 /// The process span of each handled message must be one the tracer recorded.
 func span(_ tracer: W3CRecordingTracer, _ name: String, sourceLocation: SourceLocation = #_sourceLocation) throws -> RecordedSpan {
     try #require(tracer.span(named: name), "no span named '\(name)' among \(tracer.finishedSpans.map(\.operationName))", sourceLocation: sourceLocation)
