@@ -20,11 +20,9 @@ enum RawLibrdkafka {
         return conf
     }
 
-    /// Produces `count` records of `value` to `topic` and waits for every delivery report.
-    /// - Returns: The time from the first produce call to the last report.
-    static func produce(bootstrap: String, topic: String, count: Int, value: [UInt8]) -> Duration {
-        let conf = configuration([("bootstrap.servers", bootstrap), ("linger.ms", "5"), ("partitioner", "murmur2_random")])
-        let deliveries = Deliveries()
+    /// A producer whose delivery reports are counted in `deliveries` (which must outlive it), and its topic handle.
+    static func producer(_ bootstrap: String, topic: String, linger: String, deliveries: Deliveries) -> (OpaquePointer, OpaquePointer) {
+        let conf = configuration([("bootstrap.servers", bootstrap), ("linger.ms", linger), ("partitioner", "murmur2_random")])
         rd_kafka_conf_set_opaque(conf, Unmanaged.passUnretained(deliveries).toOpaque())
         rd_kafka_conf_set_dr_msg_cb(conf) { _, message, opaque in
             let deliveries = Unmanaged<Deliveries>.fromOpaque(opaque!).takeUnretainedValue()
@@ -32,9 +30,20 @@ enum RawLibrdkafka {
         }
         var errstr = [CChar](repeating: 0, count: 512)
         let handle = rd_kafka_new(RD_KAFKA_PRODUCER, conf, &errstr, errstr.count)!
-        defer { rd_kafka_destroy(handle) }
-        let rkt = rd_kafka_topic_new(handle, topic, nil)!
-        defer { rd_kafka_topic_destroy(rkt) }
+        return (handle, rd_kafka_topic_new(handle, topic, nil)!)
+    }
+
+    static func destroy(_ handle: OpaquePointer, _ rkt: OpaquePointer) {
+        rd_kafka_topic_destroy(rkt)
+        rd_kafka_destroy(handle)
+    }
+
+    /// Produces `count` records of `value` to `topic` and waits for every delivery report.
+    /// - Returns: The time from the first produce call to the last report.
+    static func produce(bootstrap: String, topic: String, count: Int, value: [UInt8]) -> Duration {
+        let deliveries = Deliveries()
+        let (handle, rkt) = producer(bootstrap, topic: topic, linger: "5", deliveries: deliveries)
+        defer { destroy(handle, rkt) }
         let clock = ContinuousClock()
         let start = clock.now
         value.withUnsafeBytes { bytes in
@@ -88,25 +97,17 @@ enum RawLibrdkafka {
 
     /// `samples` sequential produce → delivery-report round trips.
     static func ackLatencies(bootstrap: String, topic: String, samples: Int, value: [UInt8]) -> [Duration] {
-        let conf = configuration([("bootstrap.servers", bootstrap), ("linger.ms", "0")])
         let deliveries = Deliveries()
-        rd_kafka_conf_set_opaque(conf, Unmanaged.passUnretained(deliveries).toOpaque())
-        rd_kafka_conf_set_dr_msg_cb(conf) { _, _, opaque in
-            Unmanaged<Deliveries>.fromOpaque(opaque!).takeUnretainedValue().delivered += 1
-        }
-        var errstr = [CChar](repeating: 0, count: 512)
-        let handle = rd_kafka_new(RD_KAFKA_PRODUCER, conf, &errstr, errstr.count)!
-        defer { rd_kafka_destroy(handle) }
-        let rkt = rd_kafka_topic_new(handle, topic, nil)!
-        defer { rd_kafka_topic_destroy(rkt) }
+        let (handle, rkt) = producer(bootstrap, topic: topic, linger: "0", deliveries: deliveries)
+        defer { destroy(handle, rkt) }
         let clock = ContinuousClock()
         var result: [Duration] = []
         value.withUnsafeBytes { bytes in
             for index in 0..<(samples + 100) {
                 let start = clock.now
                 _ = rd_kafka_produce(rkt, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY, UnsafeMutableRawPointer(mutating: bytes.baseAddress), bytes.count, nil, 0, nil)
-                let target = deliveries.delivered + 1
-                while deliveries.delivered < target { rd_kafka_poll(handle, 1) }
+                let target = deliveries.delivered + deliveries.failed + 1
+                while deliveries.delivered + deliveries.failed < target { rd_kafka_poll(handle, 1) }
                 if index >= 100 { result.append(clock.now - start) }  // the first 100 warm the connection up
             }
         }

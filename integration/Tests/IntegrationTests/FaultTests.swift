@@ -224,16 +224,7 @@ struct FaultTests {
                 _ = try await producer.send(KafkaProducerRecord(topic: topic, value: "warm-up"))
                 // ProduceRequests are answered TOPIC_AUTHORIZATION_FAILED, whatever their batch holds.
                 try cluster.pushRequestErrors(.produce, Array(repeating: .topicAuthorizationFailed, count: 5))
-                return await withTaskGroup(of: Result<Int64, KafkaError>.self) { tasks in
-                    for index in 0..<5 {
-                        tasks.addTask {
-                            do { return .success(try await producer.send(KafkaProducerRecord(topic: topic, value: "denied \(index)")).offset) }
-                            catch let error as KafkaError { return .failure(error) }
-                            catch { return .failure(KafkaError(code: .rdKafka, reason: "\(error)")) }
-                        }
-                    }
-                    return await tasks.reduce(into: [Result<Int64, KafkaError>]()) { $0.append($1) }
-                }
+                return await Self.sendConcurrently(5, to: topic, prefix: "denied", with: producer)
             }
         }
         try Self.expectFailuresMatchSpans(outcomes, tracer: tracer, topic: topic, successes: 1, errorName: "TOPIC_AUTHORIZATION_FAILED")
@@ -251,22 +242,32 @@ struct FaultTests {
             return try await withRunning(producer) { producer in
                 _ = try await producer.send(KafkaProducerRecord(topic: topic, value: "warm-up"))
                 try cluster.setBrokerDown(1)
-                let outcomes = await withTaskGroup(of: Result<Int64, KafkaError>.self) { tasks in
-                    for index in 0..<5 {
-                        tasks.addTask {
-                            do { return .success(try await producer.send(KafkaProducerRecord(topic: topic, value: "lost \(index)")).offset) }
-                            catch let error as KafkaError { return .failure(error) }
-                            catch { return .failure(KafkaError(code: .rdKafka, reason: "\(error)")) }
-                        }
-                    }
-                    return await tasks.reduce(into: [Result<Int64, KafkaError>]()) { $0.append($1) }
-                }
+                let outcomes = await Self.sendConcurrently(5, to: topic, prefix: "lost", with: producer)
                 try cluster.setBrokerUp(1)
                 return outcomes
             }
         }
         try Self.expectFailuresMatchSpans(outcomes, tracer: tracer, topic: topic, successes: 1, errorName: "_MSG_TIMED_OUT")
         cluster.shutdown()
+    }
+
+    /// Sends `count` records at once; each send's offset or error.
+    static func sendConcurrently(
+        _ count: Int,
+        to topic: String,
+        prefix: String,
+        with producer: KafkaProducer
+    ) async -> [Result<Int64, KafkaError>] {
+        await withTaskGroup(of: Result<Int64, KafkaError>.self) { tasks in
+            for index in 0..<count {
+                tasks.addTask {
+                    do { return .success(try await producer.send(KafkaProducerRecord(topic: topic, value: "\(prefix) \(index)")).offset) }
+                    catch let error as KafkaError { return .failure(error) }
+                    catch { return .failure(KafkaError(code: .rdKafka, reason: "\(error)")) }
+                }
+            }
+            return await tasks.reduce(into: [Result<Int64, KafkaError>]()) { $0.append($1) }
+        }
     }
 
     /// Every outcome is a failure named `errorName`, and the send spans are exactly: `successes` without an error
