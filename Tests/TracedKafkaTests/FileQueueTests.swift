@@ -165,6 +165,63 @@ struct FileQueueTests {
         #expect(reported.first?.reason.contains(path) == true)
     }
 
+    @Test("A damaged last record is corruption, not a torn tail: kept, reported, and its offset never reused")
+    func damagedLastRecord() async throws {
+        let directory = freshQueueDirectory()
+        let topic = uniqueName("last")
+        let path = try await sendValues(3, to: topic, in: directory)
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: path))
+        bytes[bytes.count - 1] ^= 0xFF  // inside the last record's body: a whole frame with a wrong checksum
+        try bytes.write(to: URL(fileURLWithPath: path))
+        let damagedSize = bytes.count
+
+        let report = try await withRunning(try fileQueueProducer(directory)) { producer in
+            try await producer.send(KafkaProducerRecord(topic: topic, value: "after"))
+        }
+        #expect(report.offset == 3, "offset 2 belongs to the damaged record: it is not reused")
+        #expect(try FileManager.default.attributesOfItem(atPath: path)[.size] as! Int > damagedSize)
+
+        let (strict, _) = try fileQueueConsumer(directory, topic: topic)
+        let received = Shared<[String]>([])
+        let error = await #expect(throws: KafkaError.self) {
+            _ = try await consume(strict, count: 3, limit: .seconds(10)) { message in
+                received.withLock { $0.append(message.valueString ?? "") }
+            }
+        }
+        #expect(error?.code == .corruptRecord)
+        #expect(received.withLock { $0 } == ["v0", "v1"])
+
+        let (lenient, events) = try fileQueueConsumer(directory, topic: topic, corruptRecords: .skip)
+        let messages = try await consume(lenient, count: 3)
+        #expect(messages.compactMap(\.valueString) == ["v0", "v1", "after"])
+        var reported = 0
+        for await event in events { if case .error(let error) = event, error.code == .corruptRecord { reported += 1 } }
+        #expect(reported == 1)
+    }
+
+    @Test("A consumer that starts at the latest offset before the partition's log exists gets what is sent after")
+    func latestBeforeAnyRecord() async throws {
+        let directory = freshQueueDirectory()
+        let topic = uniqueName("latest")
+        try KafkaFileQueue.createTopic(topic, partitions: 1, in: directory)
+        let (consumer, events) = try KafkaConsumer.makeConsumerWithEvents(configuration: KafkaConsumerConfiguration(
+            groupID: uniqueName("g"), topics: [topic], autoOffsetReset: .latest, tracing: .disabled,
+            backend: .fileQueue(directory: directory)
+        ))
+        let messages = try await withDeadline("latest") {
+            try await withThrowingTaskGroup(of: [KafkaConsumerMessage].self) { group in
+                group.addTask { try await consume(consumer, count: 3) }
+                for await event in events { if case .partitionsAssigned = event { break } }
+                try await Task.sleep(for: .milliseconds(300))  // the consumer has looked for the log and found none
+                try await withRunning(try fileQueueProducer(directory)) { producer in
+                    for index in 0..<3 { try await producer.send(KafkaProducerRecord(topic: topic, value: "new\(index)")) }
+                }
+                return try await group.next() ?? []
+            }
+        }
+        #expect(messages.compactMap(\.valueString) == ["new0", "new1", "new2"])
+    }
+
     @Test("Topic names with path characters are refused, and nothing is written outside the directory",
           arguments: ["../x", "/", "a/b", "..", ".", "a\u{0}b", "../../etc/passwd", ""])
     func pathTraversalIsRefused(topic: String) async throws {

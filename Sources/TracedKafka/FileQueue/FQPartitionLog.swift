@@ -1,9 +1,9 @@
 /// One partition's log file: scanning its records, appending under its lock, repairing a torn tail.
 ///
 /// Appends happen only under the file's exclusive `flock`, by any process. A writer that dies mid-append leaves a
-/// torn tail: bytes that are not a whole record, with nothing intact after them. Whoever next holds the exclusive
-/// lock (a writer before it appends, or a reader that finds the tail) truncates it, since no append can be in
-/// flight then. Damaged bytes followed by an intact record are corruption, never a torn tail.
+/// torn tail: a record cut short (or zeros, after a machine crash), with nothing intact after it. Whoever next holds
+/// the exclusive lock (a writer before it appends, or a reader that finds the tail) truncates it, since no append
+/// can be in flight then. A whole record with a wrong checksum is corruption wherever it is, never truncated.
 /// Not thread-safe: one object per thread.
 final class FQPartitionLog {
     let file: FQFile
@@ -21,22 +21,34 @@ final class FQPartitionLog {
         case end(Int64)
         /// The visitor declined the record at `position`.
         case stopped(Int64)
-        /// From `position` on, bytes that are not (yet) a whole record, and nothing intact after them: an append in
-        /// flight, or a torn tail.
+        /// From `position` on, a record cut short (its frame or body runs past the end of the file) or zero bytes,
+        /// and nothing intact after them: an append in flight, or a torn tail left by a crash.
         case incomplete(Int64)
-        /// Damaged bytes at `position`, and an intact record at `next`.
+        /// Damaged bytes at `position` (a whole frame with a wrong marker, length or checksum), and an intact record
+        /// at `next`.
         case damaged(at: Int64, reason: String, next: Int64)
+        /// Damaged bytes at `position` that are whole, not zeros, and last in the file: corruption, not a torn tail.
+        case damagedTail(at: Int64, reason: String)
     }
 
     /// Reads the records from `position` on (the position of a record, or the end of the file header), calling
     /// `visit` with each whole record's bytes and position until it returns `false`.
-    func scan(from position: Int64, _ visit: (UnsafeRawBufferPointer, Int64) -> Bool) throws -> ScanEnd {
+    /// - Parameter lastOffset: The offset of the record before `position`, if known: after damage, only a record
+    ///   with a higher offset counts as intact (so bytes that merely look like a record inside a value don't).
+    func scan(
+        from position: Int64,
+        after lastOffset: Int64 = -1,
+        _ visit: (UnsafeRawBufferPointer, Int64) -> Bool
+    ) throws -> ScanEnd {
         let size = try file.size
         var position = position
+        var lastOffset = lastOffset
         var chunk = Self.chunkSize
         while position < size {
-            let bytes = try file.read(at: position, count: Int(min(Int64(chunk), size - position)))
-            let reachesEnd = position + Int64(bytes.count) >= size
+            let wanted = Int(min(Int64(chunk), size - position))
+            let bytes = try file.read(at: position, count: wanted)
+            // A short read means the file shrank since it was measured (a torn tail truncated): this is its end now.
+            let reachesEnd = bytes.count < wanted || position + Int64(bytes.count) >= size
             var consumed = 0
             var outcome: ScanEnd?
             var damage: String?
@@ -45,11 +57,12 @@ final class FQPartitionLog {
                     let rest = UnsafeRawBufferPointer(rebasing: raw[consumed...])
                     switch FQRecordCodec.frame(at: rest) {
                     case .record(let recordSize):
-                        guard visit(UnsafeRawBufferPointer(rebasing: rest[..<recordSize]), position + Int64(consumed))
-                        else {
+                        let record = UnsafeRawBufferPointer(rebasing: rest[..<recordSize])
+                        guard visit(record, position + Int64(consumed)) else {
                             outcome = .stopped(position + Int64(consumed))
                             return
                         }
+                        lastOffset = max(lastOffset, FQRecordCodec.offset(at: record))
                         consumed += recordSize
                     case .incomplete:
                         if reachesEnd { outcome = .incomplete(position + Int64(consumed)) }
@@ -62,29 +75,63 @@ final class FQPartitionLog {
             if let outcome { return outcome }
             if let damage {
                 let at = position + Int64(consumed)
-                guard let next = try nextIntactRecord(after: at, size: size) else { return .incomplete(at) }
-                return .damaged(at: at, reason: damage, next: next)
+                if let next = try nextIntactRecord(after: at, size: size, lastOffset: lastOffset) {
+                    return .damaged(at: at, reason: damage, next: next)
+                }
+                // Zeros at the end are what a machine crash leaves in blocks that were never written: a torn tail.
+                return try isZeroFilled(from: at, size: size) ? .incomplete(at) : .damagedTail(at: at, reason: damage)
             }
+            if bytes.isEmpty { return .end(position) }
             // A record crosses the chunk's end: read on from it, with a bigger chunk if it alone is larger.
-            if consumed == 0 { chunk *= 2 }
+            if consumed == 0 { chunk = min(chunk * 2, FQRecordCodec.maxBodySize + FQRecordCodec.frameSize) }
             position += Int64(consumed)
         }
         return .end(position)
     }
 
-    /// The position of the first intact record after `position`, or `nil` when there is none before the end.
-    private func nextIntactRecord(after position: Int64, size: Int64) throws -> Int64? {
-        let bytes = try file.read(at: position + 1, count: Int(size - position - 1))
-        return bytes.withUnsafeBytes { raw -> Int64? in
-            var index = 0
-            while index + FQRecordCodec.frameSize <= raw.count {
-                if raw[index] == 0x54, case .record = FQRecordCodec.frame(at: UnsafeRawBufferPointer(rebasing: raw[index...])) {
-                    return position + 1 + Int64(index)
-                }
-                index += 1
+    /// The position of the first intact record after `position` whose offset is above `lastOffset`, or `nil` when
+    /// there is none before the end. Reads a chunk at a time, and a candidate record whole.
+    private func nextIntactRecord(after position: Int64, size: Int64, lastOffset: Int64) throws -> Int64? {
+        var start = position + 1
+        while start + Int64(FQRecordCodec.frameSize) <= size {
+            let bytes = try file.read(at: start, count: Int(min(Int64(Self.chunkSize), size - start)))
+            guard bytes.count >= FQRecordCodec.frameSize else { return nil }
+            for index in 0...(bytes.count - FQRecordCodec.frameSize) where bytes[index] == 0x54 {
+                let candidate = start + Int64(index)
+                if try isIntactRecord(at: candidate, size: size, lastOffset: lastOffset) { return candidate }
             }
-            return nil
+            start += Int64(bytes.count - FQRecordCodec.frameSize + 1)
         }
+        return nil
+    }
+
+    private func isIntactRecord(at position: Int64, size: Int64, lastOffset: Int64) throws -> Bool {
+        let frame = try file.read(at: position, count: FQRecordCodec.frameSize)
+        let length = frame.withUnsafeBytes { raw -> Int64? in
+            guard raw.count == FQRecordCodec.frameSize,
+                UInt32(littleEndian: raw.loadUnaligned(as: UInt32.self)) == FQRecordCodec.recordMagic
+            else { return nil }
+            return Int64(UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 4, as: UInt32.self)))
+        }
+        guard let length, length <= Int64(FQRecordCodec.maxBodySize),
+            position + Int64(FQRecordCodec.frameSize) + length <= size
+        else { return false }
+        let record = try file.read(at: position, count: FQRecordCodec.frameSize + Int(length))
+        return record.withUnsafeBytes { raw in
+            guard case .record = FQRecordCodec.frame(at: raw) else { return false }
+            return FQRecordCodec.offset(at: raw) > lastOffset
+        }
+    }
+
+    private func isZeroFilled(from position: Int64, size: Int64) throws -> Bool {
+        var start = position
+        while start < size {
+            let bytes = try file.read(at: start, count: Int(min(Int64(Self.chunkSize), size - start)))
+            guard !bytes.isEmpty else { return true }
+            if bytes.contains(where: { $0 != 0 }) { return false }
+            start += Int64(bytes.count)
+        }
+        return true
     }
 
     /// Checks the file header, writing it into an empty file. Call with the exclusive lock held when `writable`.

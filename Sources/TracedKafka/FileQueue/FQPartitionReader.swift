@@ -27,6 +27,8 @@ final class FQPartitionReader {
     /// Records below this offset are passed over (a committed position, or everything present for `latest`).
     private var minimumOffset: Int64
     private var skipToEnd: Bool
+    /// The offset of the last record delivered (or passed over), so a record is never delivered twice.
+    private var lastOffset: Int64 = -1
 
     init(path: String, partition: KafkaTopicPartition, start: Start, policy: KafkaFileQueueConfiguration.CorruptRecordPolicy, logger: Logger) {
         self.path = path
@@ -44,20 +46,32 @@ final class FQPartitionReader {
     /// - Throws: ``KafkaError/Code/corruptRecord`` under the `fail` policy; ``KafkaError/Code/fileQueue`` for I/O
     ///   errors or a log of another format version.
     func read(max: Int) throws -> (messages: [KafkaConsumerMessage], skipped: [KafkaError]) {
-        guard let log = try openLog(), var position = try startPosition(log) else { return ([], []) }
+        guard let log = try openLog(), var position = try startPosition(log) else {
+            // No log yet: everything written from now on is new, also for `latest`.
+            reachedEnd()
+            return ([], [])
+        }
+        if position > (try log.file.size) {
+            // The file shrank under this reader (only a failed append truncates whole records): read it again from
+            // the start, past what was delivered.
+            position = Int64(FQRecordCodec.fileHeaderSize)
+        }
         defer { self.position = position }
         var messages: [KafkaConsumerMessage] = []
         var skipped: [KafkaError] = []
         while messages.count < max {
             var undecodable: (at: Int64, size: Int)?
-            let end = try log.scan(from: position) { bytes, at in
+            let end = try log.scan(from: position, after: lastOffset) { bytes, at in
                 guard messages.count < max else { return false }
-                guard FQRecordCodec.offset(at: bytes) >= minimumOffset else { return true }
+                guard FQRecordCodec.offset(at: bytes) >= minimumOffset, FQRecordCodec.offset(at: bytes) > lastOffset else {
+                    return true
+                }
                 guard let record = FQRecordCodec.decode(bytes) else {
                     undecodable = (at, bytes.count)
                     return false
                 }
                 messages.append(message(from: record))
+                lastOffset = record.offset
                 return true
             }
             switch end {
@@ -79,17 +93,31 @@ final class FQPartitionReader {
                 position = at + Int64(undecodable.size)
             case .damaged(let at, let reason, let next):
                 position = at
-                // An append in flight holds the exclusive lock: under the shared one, the bytes are final.
-                let confirmed = try log.file.withSharedLock { try log.scan(from: at) { _, _ in false } }
-                guard case .damaged = confirmed else { continue }
+                guard try isConfirmedDamage(log, at: at) else { continue }
                 let error = corruption(at: at, reason: reason)
                 guard policy == .skip else { return try messagesBefore(error, messages, skipped) }
                 logger.warning("Skipping a corrupt record", metadata: ["error": "\(error)"])
                 skipped.append(error)
                 position = next
+            case .damagedTail(let at, let reason):
+                position = at
+                guard try isConfirmedDamage(log, at: at) else { continue }
+                // With `skip`, wait here until a record follows it (then it is `damaged` and skipped, and reported).
+                guard policy == .skip else { return try messagesBefore(corruption(at: at, reason: reason), messages, skipped) }
+                return (messages, skipped)
             }
         }
         return (messages, skipped)
+    }
+
+    /// Whether damage found without a lock is still there under the shared lock (an append in flight holds the
+    /// exclusive one, so under the shared lock the bytes are final).
+    private func isConfirmedDamage(_ log: FQPartitionLog, at position: Int64) throws -> Bool {
+        let confirmed = try log.file.withSharedLock { try log.scan(from: position, after: lastOffset) { _, _ in false } }
+        switch confirmed {
+        case .damaged, .damagedTail: return true
+        case .end, .stopped, .incomplete: return false
+        }
     }
 
     /// Under the `fail` policy: the messages read before the damage, or the error when there are none (the next

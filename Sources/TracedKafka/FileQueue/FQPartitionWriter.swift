@@ -19,6 +19,13 @@ final class FQPartitionWriter {
         self.logger = logger
     }
 
+    /// An append that failed after `written` of its records were appended (and synced) whole.
+    struct Failure: Error {
+        var first: Int64
+        var written: Int
+        var error: any Error
+    }
+
     /// One record to append.
     struct Entry {
         var key: [UInt8]?
@@ -40,7 +47,6 @@ final class FQPartitionWriter {
             let first = nextOffset
             var bytes: [UInt8] = []
             bytes.reserveCapacity(entries.reduce(0) { $0 + FQRecordCodec.encodedSize(key: $1.key, value: $1.value, headers: $1.headers) })
-            var position = knownEnd
             do {
                 for (index, entry) in entries.enumerated() {
                     FQRecordCodec.encode(
@@ -48,20 +54,25 @@ final class FQPartitionWriter {
                         key: entry.key, value: entry.value, headers: entry.headers, into: &bytes
                     )
                     if syncEach {
-                        try log.file.write(bytes, at: position)
+                        // Each record is whole and synced before the next: a later failure keeps it.
+                        try log.file.write(bytes, at: knownEnd)
                         try log.file.sync()
-                        position += Int64(bytes.count)
+                        knownEnd += Int64(bytes.count)
+                        nextOffset += 1
                         bytes.removeAll(keepingCapacity: true)
                     }
                 }
-                if !bytes.isEmpty { try log.file.write(bytes, at: position) }
+                if !bytes.isEmpty {
+                    try log.file.write(bytes, at: knownEnd)
+                    knownEnd += Int64(bytes.count)
+                    nextOffset += Int64(entries.count)
+                }
             } catch {
                 // A failed write (a full disk…) must not leave a partial record for the next writer to append after.
+                // What was written whole before (per-record durability) stays; the failed rest was never acknowledged.
                 try? log.file.truncate(to: knownEnd)
-                throw error
+                throw FQPartitionWriter.Failure(first: first, written: Int(nextOffset - first), error: error)
             }
-            knownEnd = position + Int64(bytes.count)
-            nextOffset = first + Int64(entries.count)
             isDirty = !syncEach
             return first
         }
@@ -77,18 +88,18 @@ final class FQPartitionWriter {
     /// Call with the exclusive lock held.
     private func catchUp() throws {
         if try log.file.size < knownEnd {
-            // Only a torn tail is ever truncated, and this writer never counted one: start over to be safe.
+            // Only torn tails are truncated, and this writer never counts one: read the file again to be safe,
+            // keeping offsets rising (an offset once handed out is never handed out again).
             knownEnd = Int64(FQRecordCodec.fileHeaderSize)
-            nextOffset = 0
         }
         var position = knownEnd
         while true {
             var last: Int64?
-            let end = try log.scan(from: position) { bytes, _ in
+            let end = try log.scan(from: position, after: nextOffset - 1) { bytes, _ in
                 last = FQRecordCodec.offset(at: bytes)
                 return true
             }
-            if let last { nextOffset = last + 1 }
+            if let last, last < Int64.max { nextOffset = max(nextOffset, last + 1) }
             switch end {
             case .end(let at), .stopped(let at):
                 knownEnd = at
@@ -104,12 +115,23 @@ final class FQPartitionWriter {
                 return
             case .damaged(let at, let reason, let next):
                 // Corruption inside the log is the readers' to report; the writer only needs the end.
-                logger.error(
-                    "Corrupt record in a file-queue log",
-                    metadata: ["file": "\(log.file.path)", "offset": "\(at)", "reason": "\(reason)"]
-                )
+                logCorruption(at: at, reason: reason)
                 position = next
+            case .damagedTail(let at, let reason):
+                // Kept for the readers to report; new records go after it (its offset is never reused as data).
+                logCorruption(at: at, reason: reason)
+                knownEnd = try log.file.size
+                // The damaged record may have been read before it was damaged: its offset is skipped, not reused.
+                nextOffset += 1
+                return
             }
         }
+    }
+
+    private func logCorruption(at position: Int64, reason: String) {
+        logger.error(
+            "Corrupt record in a file-queue log",
+            metadata: ["file": "\(log.file.path)", "offset": "\(position)", "reason": "\(reason)"]
+        )
     }
 }

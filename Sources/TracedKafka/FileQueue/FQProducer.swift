@@ -223,16 +223,24 @@ final class FQProducer: KafkaProducerBackend, @unchecked Sendable {
                 }
                 let first = try writer.append(entries, syncEach: options.durability == .perRecord)
                 if options.durability == .perBatch { try writer.sync() }
-                for (index, item) in items.enumerated() {
-                    item.onDelivery?(.success(KafkaDeliveryReport(
-                        messageID: item.id, topic: partition.topic, partition: partition.partition,
-                        offset: first + Int64(index),
-                        timestamp: Date(timeIntervalSince1970: Double(item.timestampMilliseconds) / 1000)
-                    )))
-                }
+                acknowledge(items[...], from: first, in: partition)
+            } catch let failure as FQPartitionWriter.Failure {
+                // Records appended whole before the failure are in the file: they are acknowledged, the rest fail.
+                acknowledge(items.prefix(failure.written), from: failure.first, in: partition)
+                fail(Array(items.dropFirst(failure.written)), with: failure.error)
             } catch {
                 fail(items, with: error)
             }
+        }
+    }
+
+    private func acknowledge(_ items: ArraySlice<Item>, from first: Int64, in partition: KafkaTopicPartition) {
+        for (index, item) in items.enumerated() {
+            item.onDelivery?(.success(KafkaDeliveryReport(
+                messageID: item.id, topic: partition.topic, partition: partition.partition,
+                offset: first + Int64(index),
+                timestamp: Date(timeIntervalSince1970: Double(item.timestampMilliseconds) / 1000)
+            )))
         }
     }
 
