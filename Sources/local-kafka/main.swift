@@ -40,6 +40,14 @@ while let argument = arguments.popFirst() {
     }
 }
 
+// SIGINT and SIGTERM are blocked before any thread starts (every thread inherits the mask) and taken with sigwait
+// on this thread, so no thread can swallow them.
+var stopSignals = sigset_t()
+sigemptyset(&stopSignals)
+sigaddset(&stopSignals, SIGINT)
+sigaddset(&stopSignals, SIGTERM)
+pthread_sigmask(SIG_BLOCK, &stopSignals, nil)
+
 do {
     let cluster = try EmbeddedKafkaCluster(brokers: brokers)
     for topic in topics {
@@ -47,23 +55,10 @@ do {
     }
     // Unbuffered, so a parent process reading the pipe gets the line at once.
     FileHandle.standardOutput.write(Data("\(cluster.bootstrapServers)\n".utf8))
-
-    signal(SIGINT, SIG_IGN)
-    signal(SIGTERM, SIG_IGN)
-    let stop = DispatchSemaphore(value: 0)
-    let sources = [SIGINT, SIGTERM].map { number in
-        let source = DispatchSource.makeSignalSource(signal: number, queue: .main)
-        source.setEventHandler { stop.signal() }
-        source.resume()
-        return source
-    }
-    DispatchQueue.global().async {
-        stop.wait()
-        cluster.shutdown()
-        exit(0)
-    }
-    _ = sources
-    dispatchMain()
+    var received: Int32 = 0
+    sigwait(&stopSignals, &received)
+    cluster.shutdown()
+    exit(0)
 } catch {
     FileHandle.standardError.write(Data("local-kafka: \(error)\n".utf8))
     exit(1)
