@@ -15,15 +15,18 @@ struct ClientLifecycle: ~Copyable {
         case finished
     }
 
-    private var state = State.idle
-
-    /// Whether the client still takes new work.
-    var acceptsWork: Bool {
-        switch state {
-        case .idle, .running: return true
-        case .stopping, .finished: return false
+    private var state = State.idle {
+        didSet {
+            switch state {
+            case .idle, .running: acceptsWork = true
+            case .stopping, .finished: acceptsWork = false
+            }
         }
     }
+
+    /// Whether the client still takes new work. Kept beside the state, so the check made once per record reads a
+    /// flag instead of copying the state.
+    private(set) var acceptsWork = true
 
     enum RunAction {
         /// Park until shutdown is asked for, then shut down.

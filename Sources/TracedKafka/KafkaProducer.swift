@@ -101,28 +101,62 @@ public final class KafkaProducer: Service, Sendable {
     public func send(_ record: KafkaProducerRecord) async throws -> KafkaDeliveryReport {
         let id = try admit(record)
         let promise = DeliveryPromise()
-        try await produce(record, id: id) { result in promise.fulfil(result) }
+        if let full = try start(record, id: id, onDelivery: { result in promise.fulfil(result) }) {
+            try await offerWhenRoom(full)
+        }
         return try await promise.value
     }
 
-    /// Hands a record to the backend inside its send span (when tracing is on). The span ends with the delivery
+    /// A record handed to the backend inside its send span (when tracing is on). The span ends with the delivery
     /// report, before `onDelivery` runs, or at once with the error when the record is refused.
-    private func produce(
-        _ record: KafkaProducerRecord,
-        id: KafkaProducerMessageID,
-        onDelivery: DeliveryHandler?
-    ) async throws {
-        var record = record
-        let span = tracing.startSend(&record)
-        let measured = metrics.measuringSend(of: record, then: onDelivery)
-        do {
-            try await backend.produce(record, id: id, onDelivery: Self.endingSpan(span, then: measured))
-        } catch {
+    private struct Send {
+        let record: KafkaProducerRecord
+        let id: KafkaProducerMessageID
+        let span: (any Span)?
+        let measured: DeliveryHandler?
+        let handler: DeliveryHandler?
+
+        /// The record was refused: the span and the metrics see the error that the caller gets.
+        func fail(_ error: any Error) {
             if let span {
                 KafkaTracingAttributes.fail(span, with: error)
                 span.end()
             }
             measured?(.failure(error as? KafkaError ?? KafkaError(code: .invalidRecord, reason: "\(error)")))
+        }
+    }
+
+    /// Starts the send span and offers the record once: the path of every record while the queue has room, with
+    /// no suspension. Returns the send when the queue is full (finish it with ``offerWhenRoom(_:)``), else `nil`.
+    private func start(
+        _ record: consuming KafkaProducerRecord,
+        id: KafkaProducerMessageID,
+        onDelivery: DeliveryHandler?
+    ) throws -> Send? {
+        var record = record
+        let span = tracing.startSend(&record)
+        let measured = metrics.measuringSend(of: record, then: onDelivery)
+        let send = Send(record: record, id: id, span: span, measured: measured, handler: Self.endingSpan(span, then: measured))
+        do {
+            return try backend.offer(send.record, id: id, onDelivery: send.handler) ? nil : send
+        } catch {
+            send.fail(error)
+            throw error
+        }
+    }
+
+    /// The queue was full: waits for room and offers again until the backend takes the record.
+    private func offerWhenRoom(_ send: Send) async throws {
+        do {
+            while true {
+                let token = backend.roomToken
+                if try backend.offer(send.record, id: send.id, onDelivery: send.handler) { return }
+                // Nothing is queued yet, so a cancelled sender can give up here.
+                try Task.checkCancellation(unsent: send.record)
+                await backend.waitForRoom(after: token)
+            }
+        } catch {
+            send.fail(error)
             throw error
         }
     }
@@ -138,7 +172,9 @@ public final class KafkaProducer: Service, Sendable {
     @discardableResult
     public func enqueue(_ record: KafkaProducerRecord) async throws -> KafkaProducerMessageID {
         let id = try admit(record)
-        try await produce(record, id: id, onDelivery: events.map { Self.eventHandler($0, id: id, topic: record.topic) })
+        if let full = try start(record, id: id, onDelivery: events.map { Self.eventHandler($0, id: id, topic: record.topic) }) {
+            try await offerWhenRoom(full)
+        }
         return id
     }
 

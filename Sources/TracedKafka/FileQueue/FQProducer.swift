@@ -3,7 +3,7 @@ import Logging
 
 /// The file-queue producer backend.
 ///
-/// `produce` queues a record in memory (waiting for room beyond ``KafkaFileQueueConfiguration/maxQueuedRecords``);
+/// `offer` queues a record in memory (no room beyond ``KafkaFileQueueConfiguration/maxQueuedRecords``);
 /// one writer thread takes everything queued, groups it per partition, appends each group with one write under
 /// the partition's lock, applies the durability setting, then reports each record's offset. A record is
 /// acknowledged only after it is in the file.
@@ -48,7 +48,7 @@ final class FQProducer: KafkaProducerBackend, @unchecked Sendable {
         thread.start()
     }
 
-    func produce(_ record: KafkaProducerRecord, id: KafkaProducerMessageID, onDelivery: DeliveryHandler?) async throws {
+    func offer(_ record: KafkaProducerRecord, id: KafkaProducerMessageID, onDelivery: DeliveryHandler?) throws -> Bool {
         try FQDirectory.validate(topic: record.topic, code: .invalidRecord)
         let size = FQRecordCodec.encodedSize(key: record.key, value: record.value, headers: record.headers)
         guard size <= FQRecordCodec.maxBodySize else {
@@ -57,36 +57,37 @@ final class FQProducer: KafkaProducerBackend, @unchecked Sendable {
         }
         let timestamp = Int64(((record.timestamp ?? Date()).timeIntervalSince1970 * 1000).rounded(.down))
         let item = Item(record: record, id: id, onDelivery: onDelivery, timestampMilliseconds: timestamp)
-        while true {
-            let queued: Bool = try condition.withLock {
-                guard !closed else { throw KafkaError.shutDown("The producer") }
-                guard pending.count < max(1, options.maxQueuedRecords) else { return false }
-                pending.append(item)
-                accepted += 1
-                // The writer waits only while nothing is pending: one wake-up per batch, not per record.
-                if pending.count == 1 { condition.signal() }
-                return true
-            }
-            if queued { return }
-            // Nothing is queued yet, so a cancelled sender can give up here.
-            try Task.checkCancellation(unsent: record)
-            await withTaskCancellationHandler {
-                await withCheckedContinuation { continuation in
-                    let waits = condition.withLock {
-                        guard !closed, !Task.isCancelled, pending.count >= max(1, options.maxQueuedRecords) else { return false }
-                        spaceWaiters.append(continuation)
-                        return true
-                    }
-                    if !waits { continuation.resume() }
+        return try condition.withLock {
+            guard !closed else { throw KafkaError.shutDown("The producer") }
+            guard pending.count < max(1, options.maxQueuedRecords) else { return false }
+            pending.append(item)
+            accepted += 1
+            // The writer waits only while nothing is pending: one wake-up per batch, not per record.
+            if pending.count == 1 { condition.signal() }
+            return true
+        }
+    }
+
+    /// Not needed: ``waitForRoom(after:)`` checks for room under the same lock as ``offer(_:id:onDelivery:)``.
+    var roomToken: UInt64 { 0 }
+
+    func waitForRoom(after token: UInt64) async {
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                let waits = condition.withLock {
+                    guard !closed, !Task.isCancelled, pending.count >= max(1, options.maxQueuedRecords) else { return false }
+                    spaceWaiters.append(continuation)
+                    return true
                 }
-            } onCancel: {
-                // Wakes every waiting sender; the others find no room and wait again.
-                let waiters = condition.withLock {
-                    defer { spaceWaiters = [] }
-                    return spaceWaiters
-                }
-                for waiter in waiters { waiter.resume() }
+                if !waits { continuation.resume() }
             }
+        } onCancel: {
+            // Wakes every waiting sender; the others find no room and wait again.
+            let waiters = condition.withLock {
+                defer { spaceWaiters = [] }
+                return spaceWaiters
+            }
+            for waiter in waiters { waiter.resume() }
         }
     }
 

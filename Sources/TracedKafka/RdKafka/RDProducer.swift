@@ -30,28 +30,25 @@ final class RDProducer: KafkaProducerBackend, @unchecked Sendable {
         }
     }
 
-    func produce(_ record: KafkaProducerRecord, id: KafkaProducerMessageID, onDelivery: DeliveryHandler?) async throws {
-        let ticket = onDelivery.map { RDDeliveryTicket(id: id, handler: $0) }
-        while true {
-            let generation = space.generation
-            let err = try client.withOpenHandle("The producer") { handle in
-                RDProducer.enqueue(record, ticket: ticket, on: handle)
-            }
-            switch err {
-            case RD_KAFKA_RESP_ERR_NO_ERROR:
-                return
-            case RD_KAFKA_RESP_ERR__QUEUE_FULL:
-                // Back-pressure: wait for the poll thread to serve delivery reports, then try again. Nothing is
-                // queued yet, so a cancelled sender can give up here.
-                try Task.checkCancellation(unsent: record)
-                await withTaskCancellationHandler {
-                    await space.wait(after: generation, unlessClosed: client)
-                } onCancel: {
-                    space.wake()
-                }
-            default:
-                throw KafkaError.rdKafka(err, context: "Could not send to topic '\(record.topic)'")
-            }
+    func offer(_ record: KafkaProducerRecord, id: KafkaProducerMessageID, onDelivery: DeliveryHandler?) throws -> Bool {
+        let err = try client.withOpenHandle("The producer") { handle in
+            RDProducer.enqueue(record, ticket: onDelivery.map { RDDeliveryTicket(id: id, handler: $0) }, on: handle)
+        }
+        switch err {
+        case RD_KAFKA_RESP_ERR_NO_ERROR: return true
+        case RD_KAFKA_RESP_ERR__QUEUE_FULL: return false
+        default: throw KafkaError.rdKafka(err, context: "Could not send to topic '\(record.topic)'")
+        }
+    }
+
+    /// Bumped each time the poll thread serves events (delivery reports free room in librdkafka's queue).
+    var roomToken: UInt64 { space.generation }
+
+    func waitForRoom(after token: UInt64) async {
+        await withTaskCancellationHandler {
+            await space.wait(after: token, unlessClosed: client)
+        } onCancel: {
+            space.wake()
         }
     }
 
@@ -67,28 +64,32 @@ final class RDProducer: KafkaProducerBackend, @unchecked Sendable {
         let err: rd_kafka_resp_err_t = record.topic.withCString { topic in
             withOptionalBytes(record.key) { key, keyCount in
                 withOptionalBytes(record.value) { value, valueCount in
-                    var args = [rd_kafka_vu_t](repeating: rd_kafka_vu_t(), count: 8)
-                    var count = 0
-                    func add(_ type: rd_kafka_vtype_t, _ set: (inout rd_kafka_vu_t) -> Void) {
-                        args[count].vtype = type
-                        set(&args[count])
-                        count += 1
+                    // At most 8 arguments, on the stack: this runs once per record.
+                    withUnsafeTemporaryAllocation(of: rd_kafka_vu_t.self, capacity: 8) { args in
+                        var count = 0
+                        func add(_ type: rd_kafka_vtype_t, _ set: (inout rd_kafka_vu_t) -> Void) {
+                            var arg = rd_kafka_vu_t()
+                            arg.vtype = type
+                            set(&arg)
+                            args.initializeElement(at: count, to: arg)
+                            count += 1
+                        }
+                        add(RD_KAFKA_VTYPE_TOPIC) { $0.u.cstr = topic }
+                        add(RD_KAFKA_VTYPE_MSGFLAGS) { $0.u.i = RD_KAFKA_MSG_F_COPY }
+                        add(RD_KAFKA_VTYPE_PARTITION) { $0.u.i32 = record.partition.map(Int32.init) ?? rdPartitionUnassigned }
+                        if let value { add(RD_KAFKA_VTYPE_VALUE) { $0.u.mem.ptr = UnsafeMutableRawPointer(mutating: value); $0.u.mem.size = valueCount } }
+                        if let key { add(RD_KAFKA_VTYPE_KEY) { $0.u.mem.ptr = UnsafeMutableRawPointer(mutating: key); $0.u.mem.size = keyCount } }
+                        if let headers { add(RD_KAFKA_VTYPE_HEADERS) { $0.u.headers = headers } }
+                        if let opaque { add(RD_KAFKA_VTYPE_OPAQUE) { $0.u.ptr = opaque } }
+                        if let timestamp = record.timestamp {
+                            add(RD_KAFKA_VTYPE_TIMESTAMP) { $0.u.i64 = Int64((timestamp.timeIntervalSince1970 * 1000).rounded()) }
+                        }
+                        guard let error = rd_kafka_produceva(handle, args.baseAddress, count) else { return RD_KAFKA_RESP_ERR_NO_ERROR }
+                        // Refused: the headers and the ticket's retain are still ours.
+                        let code = rd_kafka_error_code(error)
+                        rd_kafka_error_destroy(error)
+                        return code
                     }
-                    add(RD_KAFKA_VTYPE_TOPIC) { $0.u.cstr = topic }
-                    add(RD_KAFKA_VTYPE_MSGFLAGS) { $0.u.i = RD_KAFKA_MSG_F_COPY }
-                    add(RD_KAFKA_VTYPE_PARTITION) { $0.u.i32 = record.partition.map(Int32.init) ?? rdPartitionUnassigned }
-                    if let value { add(RD_KAFKA_VTYPE_VALUE) { $0.u.mem.ptr = UnsafeMutableRawPointer(mutating: value); $0.u.mem.size = valueCount } }
-                    if let key { add(RD_KAFKA_VTYPE_KEY) { $0.u.mem.ptr = UnsafeMutableRawPointer(mutating: key); $0.u.mem.size = keyCount } }
-                    if let headers { add(RD_KAFKA_VTYPE_HEADERS) { $0.u.headers = headers } }
-                    if let opaque { add(RD_KAFKA_VTYPE_OPAQUE) { $0.u.ptr = opaque } }
-                    if let timestamp = record.timestamp {
-                        add(RD_KAFKA_VTYPE_TIMESTAMP) { $0.u.i64 = Int64((timestamp.timeIntervalSince1970 * 1000).rounded()) }
-                    }
-                    guard let error = rd_kafka_produceva(handle, args, count) else { return RD_KAFKA_RESP_ERR_NO_ERROR }
-                    // Refused: the headers and the ticket's retain are still ours.
-                    let code = rd_kafka_error_code(error)
-                    rd_kafka_error_destroy(error)
-                    return code
                 }
             }
         }
