@@ -53,24 +53,28 @@ public struct KafkaHeadersExtractor: Extractor {
             last = header.value
             found = true
         }
-        guard let bytes = last, let value = String(validating: bytes, as: UTF8.self) else { return nil }
-        guard !value.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) else { return nil }
+        // Checked on the bytes, so the one allocation is the String handed back. In UTF-8, bytes below 0x80 are
+        // ASCII, so a control character is exactly a byte below 0x20 or 0x7F.
+        guard let bytes = last, !bytes.contains(where: { $0 < 0x20 || $0 == 0x7F }) else { return nil }
         switch key {
         case "traceparent":
-            return Self.isValidTraceParent(value) ? value : nil
+            return Self.isValidTraceParent(bytes) ? String(validating: bytes, as: UTF8.self) : nil
         case "tracestate":
-            return Self.cut(value, maxMembers: Self.maxTraceStateMembers, maxLength: Self.maxTraceStateLength)
+            return String(validating: bytes, as: UTF8.self).flatMap {
+                Self.cut($0, maxMembers: Self.maxTraceStateMembers, maxLength: Self.maxTraceStateLength)
+            }
         case "baggage":
-            return Self.cut(value, maxMembers: Self.maxBaggageMembers, maxLength: Self.maxBaggageLength)
+            return String(validating: bytes, as: UTF8.self).flatMap {
+                Self.cut($0, maxMembers: Self.maxBaggageMembers, maxLength: Self.maxBaggageLength)
+            }
         default:
-            return value.utf8.count <= Self.maxValueLength ? value : nil
+            return bytes.count <= Self.maxValueLength ? String(validating: bytes, as: UTF8.self) : nil
         }
     }
 
     /// W3C `traceparent`: `version-traceid-parentid-flags` in lowercase hex; version `ff` and all-zero ids are
     /// invalid; version `00` has exactly four fields, later versions may append fields after a `-`.
-    static func isValidTraceParent(_ value: String) -> Bool {
-        let bytes = Array(value.utf8)
+    static func isValidTraceParent(_ bytes: [UInt8]) -> Bool {
         guard bytes.count >= 55, bytes.count <= maxValueLength else { return false }
         func isHex(_ range: Range<Int>) -> Bool {
             bytes[range].allSatisfy { (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }

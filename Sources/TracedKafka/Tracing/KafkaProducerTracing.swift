@@ -3,7 +3,10 @@ import Synchronization
 import Tracing
 
 /// The producer's tracing layer: one PRODUCER span per record, from send to delivery report.
-struct KafkaProducerTracing: Sendable {
+///
+/// Not API: visible to the benchmarks through `@_spi(Benchmarks) import TracedKafka`, so they time the very code a
+/// send runs, and free to change.
+@_spi(Benchmarks) public struct KafkaProducerTracing: Sendable {
     let configuration: KafkaTracingConfiguration
     let clientID: String?
     let server: KafkaServerAddress?
@@ -12,8 +15,9 @@ struct KafkaProducerTracing: Sendable {
     ///
     /// A record that already carries a context (a re-send or a forwarded record) gets that context as a link, and
     /// its old trace headers are replaced.
+    /// - Parameter record: The record to send; its trace headers are replaced.
     /// - Returns: The span to end at the delivery report, or `nil` when tracing is off.
-    func startSend(_ record: inout KafkaProducerRecord) -> (any Span)? {
+    @_spi(Benchmarks) public func startSend(_ record: inout KafkaProducerRecord) -> (any Span)? {
         guard let tracer = configuration.currentTracer else { return nil }
         var previous: InstrumentationContext?
         var previousKeys: Set<String> = []
@@ -31,6 +35,7 @@ struct KafkaProducerTracing: Sendable {
         )
         if span.isRecording {
             span.updateAttributes { attributes in
+                attributes.reserveCapacity(attributes.count + 12)  // one allocation instead of one per doubling
                 attributes["messaging.system"] = "kafka"
                 attributes["messaging.operation.name"] = "send"
                 attributes["messaging.operation.type"] = "send"
@@ -50,15 +55,19 @@ struct KafkaProducerTracing: Sendable {
         if configuration.propagatesContext {
             // Drop every trace header the old context came from, so none outlives the new one; a W3C tracestate
             // belongs to its traceparent and goes with it even when the tracer stopped reading at a bad traceparent.
-            let stale = previousKeys.union(["traceparent", "tracestate"])
-            record.headers.removeAll { stale.contains($0.key) }
+            if !record.headers.isEmpty {
+                record.headers.removeAll { $0.key == "traceparent" || $0.key == "tracestate" || previousKeys.contains($0.key) }
+            }
             tracer.inject(span.context, into: &record.headers, using: KafkaHeadersInjector())
         }
         return span
     }
 
     /// Ends a send span with the record's outcome.
-    static func end(_ span: any Span, with result: Result<KafkaDeliveryReport, KafkaError>) {
+    /// - Parameters:
+    ///   - span: The span ``startSend(_:)`` returned.
+    ///   - result: The delivery report or the error.
+    @_spi(Benchmarks) public static func end(_ span: any Span, with result: Result<KafkaDeliveryReport, KafkaError>) {
         if span.isRecording {
             switch result {
             case .success(let report):
@@ -71,6 +80,16 @@ struct KafkaProducerTracing: Sendable {
             }
         }
         span.end()
+    }
+}
+
+extension KafkaProducerTracing {
+    /// The tracing layer of a producer with this configuration and client id, talking to no broker.
+    /// - Parameters:
+    ///   - configuration: The tracing configuration.
+    ///   - clientID: The client id recorded on spans.
+    @_spi(Benchmarks) public init(configuration: KafkaTracingConfiguration, clientID: String?) {
+        self.init(configuration: configuration, clientID: clientID, server: nil)
     }
 }
 
