@@ -7,8 +7,20 @@ let package = Package(
     platforms: [.macOS(.v15)],
     dependencies: [
         .package(name: "TracedKafka", path: ".."),
+        .package(url: "https://github.com/ordo-one/benchmark", exact: "1.38.1", traits: ["MallocInterposer"]),
     ],
     targets: [
+        // Microbenchmarks (ordo-one/benchmark): `swift package benchmark` in this folder.
+        .executableTarget(
+            name: "TracedKafkaMicro",
+            dependencies: [
+                .product(name: "Benchmark", package: "benchmark"),
+                .product(name: "TracedKafka", package: "TracedKafka"),
+                .product(name: "TracedKafkaTesting", package: "TracedKafka"),
+            ],
+            path: "Benchmarks/TracedKafkaMicro",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
         .systemLibrary(name: "CRdKafkaBench", pkgConfig: "rdkafka", providers: [.apt(["librdkafka-dev"])]),
         .executableTarget(
             name: "kafka-throughput",

@@ -1,11 +1,11 @@
 """The Python peer: confluent-kafka instrumented by OpenTelemetry, on the same broker as the Swift runs.
 
-    peer_produce.py BOOTSTRAP TOPIC COUNT   -> prints messages per second
+    peer_produce.py BOOTSTRAP TOPIC PARTITIONS COUNT   -> prints messages per second
 
 Every produce goes through opentelemetry-instrumentation-confluent-kafka (a sampled PRODUCER span per message, its
 context injected into the headers); the SDK batches spans with a BatchSpanProcessor into an exporter that drops them,
 so the figure is the instrumentation's cost without any network export. Same shape as the Swift runs: produce COUNT
-records of 100 bytes (linger 5 ms), then flush; elapsed from the first produce to the end of the flush.
+records of 100 bytes round-robin over the partitions (linger 5 ms), then flush; elapsed from the first produce to the end of the flush.
 """
 import sys
 import time
@@ -28,7 +28,7 @@ class NullExporter(SpanExporter):
 
 
 def main():
-    bootstrap, topic, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    bootstrap, topic, partitions, count = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     provider = TracerProvider()
     provider.add_span_processor(BatchSpanProcessor(NullExporter()))
     trace.set_tracer_provider(provider)
@@ -39,10 +39,10 @@ def main():
     producer.produce(topic, value)  # metadata and connection, outside the timing
     producer.flush()
     start = time.perf_counter()
-    for _ in range(count):
+    for index in range(count):
         while True:
             try:
-                producer.produce(topic, value)
+                producer.produce(topic, value, partition=index % partitions)
                 break
             except BufferError:
                 producer.poll(0.01)

@@ -1,12 +1,14 @@
 import CRdKafkaBench
 import Foundation
+import Synchronization
 
 /// The limit on this machine: librdkafka's C API driven from Swift with no wrapper, no tracing, no headers.
 enum RawLibrdkafka {
     /// Counts delivery reports; set as the configuration's opaque.
-    final class Deliveries {
-        var delivered = 0
-        var failed = 0
+    final class Deliveries: Sendable {
+        let delivered = Atomic(0)
+        let failed = Atomic(0)
+        var total: Int { delivered.load(ordering: .relaxed) + failed.load(ordering: .relaxed) }
     }
 
     static func configuration(_ properties: [(String, String)]) -> OpaquePointer {
@@ -22,11 +24,15 @@ enum RawLibrdkafka {
 
     /// A producer whose delivery reports are counted in `deliveries` (which must outlive it), and its topic handle.
     static func producer(_ bootstrap: String, topic: String, linger: String, deliveries: Deliveries) -> (OpaquePointer, OpaquePointer) {
-        let conf = configuration([("bootstrap.servers", bootstrap), ("linger.ms", linger), ("partitioner", "murmur2_random")])
+        let conf = configuration([("bootstrap.servers", bootstrap), ("linger.ms", linger), ("partitioner", "murmur2_random"), ("queue.buffering.max.messages", "2000000"), ("queue.buffering.max.kbytes", "2000000")])
         rd_kafka_conf_set_opaque(conf, Unmanaged.passUnretained(deliveries).toOpaque())
         rd_kafka_conf_set_dr_msg_cb(conf) { _, message, opaque in
             let deliveries = Unmanaged<Deliveries>.fromOpaque(opaque!).takeUnretainedValue()
-            if message!.pointee.err == RD_KAFKA_RESP_ERR_NO_ERROR { deliveries.delivered += 1 } else { deliveries.failed += 1 }
+            if message!.pointee.err == RD_KAFKA_RESP_ERR_NO_ERROR {
+                deliveries.delivered.add(1, ordering: .relaxed)
+            } else {
+                deliveries.failed.add(1, ordering: .relaxed)
+            }
         }
         var errstr = [CChar](repeating: 0, count: 512)
         let handle = rd_kafka_new(RD_KAFKA_PRODUCER, conf, &errstr, errstr.count)!
@@ -38,30 +44,66 @@ enum RawLibrdkafka {
         rd_kafka_destroy(handle)
     }
 
-    /// Produces `count` records of `value` to `topic` and waits for every delivery report.
+    /// Where delivery reports are served.
+    enum Reports {
+        /// By the producing loop itself, `rd_kafka_poll(handle, 0)` after each record: librdkafka's fastest shape.
+        case inLoop
+        /// By a second thread blocked in `rd_kafka_poll`, TracedKafka's shape (senders await their reports and
+        /// never poll); the loop only produces, and sleeps 1 ms when the queue is full.
+        case onPollThread
+    }
+
+    /// Produces `count` records of `value` to `topic`, round-robin over `partitions`, and waits for every delivery
+    /// report.
     /// - Returns: The time from the first produce call to the last report.
-    static func produce(bootstrap: String, topic: String, count: Int, value: [UInt8]) -> Duration {
+    static func produce(bootstrap: String, topic: String, partitions: Int, count: Int, value: [UInt8], reports: Reports = .inLoop) -> Duration {
         let deliveries = Deliveries()
         let (handle, rkt) = producer(bootstrap, topic: topic, linger: "5", deliveries: deliveries)
         defer { destroy(handle, rkt) }
+        let poller = reports == .onPollThread ? PollThread(handle) : nil
+        defer { poller?.stop() }
         let clock = ContinuousClock()
         let start = clock.now
         value.withUnsafeBytes { bytes in
             var sent = 0
             while sent < count {
-                let result = rd_kafka_produce(rkt, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY, UnsafeMutableRawPointer(mutating: bytes.baseAddress), bytes.count, nil, 0, nil)
+                let result = rd_kafka_produce(rkt, Int32(sent % partitions), RD_KAFKA_MSG_F_COPY, UnsafeMutableRawPointer(mutating: bytes.baseAddress), bytes.count, nil, 0, nil)
                 if result == 0 {
                     sent += 1
-                    rd_kafka_poll(handle, 0)
-                } else {
+                    if poller == nil { rd_kafka_poll(handle, 0) }
+                } else if poller == nil {
                     rd_kafka_poll(handle, 10)  // queue full: serve reports
+                } else {
+                    usleep(1000)
                 }
             }
         }
-        while deliveries.delivered + deliveries.failed < count { rd_kafka_poll(handle, 10) }
+        while deliveries.total < count {
+            if poller == nil { rd_kafka_poll(handle, 10) } else { usleep(1000) }
+        }
         let elapsed = clock.now - start
-        precondition(deliveries.failed == 0, "raw producer: \(deliveries.failed) failed deliveries")
+        precondition(deliveries.failed.load(ordering: .relaxed) == 0, "raw producer: failed deliveries")
         return elapsed
+    }
+
+    /// A thread serving a producer's delivery reports until stopped.
+    final class PollThread: @unchecked Sendable {
+        private let stopped = Atomic(false)
+        private let done = DispatchSemaphore(value: 0)
+
+        init(_ handle: OpaquePointer) {
+            let address = UInt(bitPattern: handle)
+            Thread { [self] in
+                let handle = OpaquePointer(bitPattern: address)!
+                while !stopped.load(ordering: .relaxed) { rd_kafka_poll(handle, 100) }
+                done.signal()
+            }.start()
+        }
+
+        func stop() {
+            stopped.store(true, ordering: .relaxed)
+            done.wait()
+        }
     }
 
     /// Reads `count` messages of `topic` from the beginning in a new group with a bare poll loop.
@@ -81,11 +123,21 @@ enum RawLibrdkafka {
         let clock = ContinuousClock()
         var start: ContinuousClock.Instant?
         var received = 0
+        var idle = 0
+        var errors = 0
         while received < count {
-            guard let message = rd_kafka_consumer_poll(handle, 100) else { continue }
+            guard let message = rd_kafka_consumer_poll(handle, 100) else {
+                idle += 1
+                precondition(idle < 300, "raw consumer: only \(received) of \(count) messages arrived (is the topic big enough?)")
+                continue
+            }
+            idle = 0
             if message.pointee.err == RD_KAFKA_RESP_ERR_NO_ERROR {
                 if start == nil { start = clock.now }
                 received += 1
+            } else {
+                errors += 1
+                if errors <= 5 { FileHandle.standardError.write(Data("raw consumer: \(String(cString: rd_kafka_err2str(message.pointee.err)))\n".utf8)) }
             }
             rd_kafka_message_destroy(message)
         }
@@ -106,8 +158,8 @@ enum RawLibrdkafka {
             for index in 0..<(samples + 100) {
                 let start = clock.now
                 _ = rd_kafka_produce(rkt, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY, UnsafeMutableRawPointer(mutating: bytes.baseAddress), bytes.count, nil, 0, nil)
-                let target = deliveries.delivered + deliveries.failed + 1
-                while deliveries.delivered + deliveries.failed < target { rd_kafka_poll(handle, 1) }
+                let target = deliveries.total + 1
+                while deliveries.total < target { rd_kafka_poll(handle, 1) }
                 if index >= 100 { result.append(clock.now - start) }  // the first 100 warm the connection up
             }
         }

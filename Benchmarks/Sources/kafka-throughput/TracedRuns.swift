@@ -29,13 +29,15 @@ enum TracedRuns {
         ))
     }
 
-    /// `enqueue`s `count` records, then `flush`es: the same shape as the raw loop.
-    static func produce(bootstrap: String, topic: String, count: Int, value: [UInt8], tracing: Tracing) async throws -> Duration {
+    /// `enqueue`s `count` records round-robin over `partitions`, then `flush`es: the same shape as the raw loop.
+    static func produce(bootstrap: String, topic: String, partitions: Int, count: Int, value: [UInt8], tracing: Tracing) async throws -> Duration {
         let producer = try producer(bootstrap, tracing: tracing)
         return try await running(producer) {
             let clock = ContinuousClock()
             let start = clock.now
-            for _ in 0..<count { try await producer.enqueue(KafkaProducerRecord(topic: topic, value: value)) }
+            for index in 0..<count {
+                try await producer.enqueue(KafkaProducerRecord(topic: topic, value: value, partition: index % partitions))
+            }
             try await producer.flush(timeout: .seconds(300))
             return clock.now - start
         }

@@ -1,11 +1,14 @@
 // TracedKafka against raw librdkafka, on one out-of-process broker, in one run.
 //
 //   Benchmarks/run                                   # starts local-kafka, runs this and the Python peer, prints the table
-//   .build/release/kafka-throughput --bootstrap HOST:PORT [--count 200000] [--samples 2000] [--python-rate MSGS_PER_S]
+//   .build/release/kafka-throughput --bootstrap HOST:PORT [--partitions 16] [--count 200000] [--samples 2000]
+//       [--python-rate MSGS_PER_S] [--only RUN]
 //
-// Produce: (a) a raw librdkafka loop (rd_kafka_produce + rd_kafka_poll, no headers), (b) TracedKafka with tracing
+// Produce: (a) a raw librdkafka loop (rd_kafka_produce + rd_kafka_poll, no headers), (a′) the same loop with its
+// delivery reports served on a second thread, as TracedKafka serves them, (b) TracedKafka with tracing
 // off, (c) with a non-sampled span per send (headers written, nothing recorded), (d) with every send sampled and
-// recorded by the W3C recording tracer; each `enqueue`s N records of 100 bytes then flushes (linger 5 ms on all).
+// recorded by the W3C recording tracer; each `enqueue`s N records of 100 bytes round-robin over the partitions, then
+// flushes (linger 5 ms on all).
 // Consume: a raw rd_kafka_consumer_poll loop against `consumer.run { }` with a sampled process span per message,
 // both reading (a)'s N records in a new group. Latency: sequential produce → ack, raw and traced; produce → handler.
 import Foundation
@@ -17,14 +20,14 @@ func argument(_ name: String) -> String? {
 }
 
 guard let bootstrap = argument("bootstrap") else {
-    FileHandle.standardError.write(Data("usage: kafka-throughput --bootstrap HOST:PORT [--count N] [--samples N] [--python-rate R]\n".utf8))
+    FileHandle.standardError.write(Data("usage: kafka-throughput --bootstrap HOST:PORT [--partitions P] [--count N] [--samples N] [--python-rate R] [--only RUN]\n".utf8))
     exit(2)
 }
 let count = argument("count").flatMap(Int.init) ?? 200_000
+let partitions = argument("partitions").flatMap(Int.init) ?? 16
 let samples = argument("samples").flatMap(Int.init) ?? 2_000
 let pythonRate = argument("python-rate").flatMap(Double.init)
 let value = [UInt8](repeating: 0x61, count: 100)
-let run = "\(getpid())"
 
 @Sendable func rate(_ duration: Duration) -> Double {
     Double(count) / (Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18)
@@ -38,28 +41,48 @@ let run = "\(getpid())"
 
 /// Everything, off the main actor (hopping to it per await would be measured instead of the library).
 @Sendable func measure() async throws {
-    let topic = { (name: String) in "bench-\(name)-\(run)" }
+    // The broker is fresh for each run: Benchmarks/run creates these topics with `partitions` partitions, and every
+    // run sends round-robin over them. librdkafka's mock broker keeps only the last ~5 MB of each partition, so 200k
+    // records must spread evenly (its sticky partitioner puts ~10 ms of keyless records on one partition at a time).
+    let topic = { (name: String) in "bench-\(name)" }
+    if let only = argument("only") {
+        // One produce run alone, for a profiler: --only raw|raw-poll-thread|off|unsampled|sampled.
+        let elapsed: Duration
+        if only == "raw" || only == "raw-poll-thread" {
+            elapsed = RawLibrdkafka.produce(bootstrap: bootstrap, topic: topic("raw"), partitions: partitions, count: count, value: value,
+                                            reports: only == "raw" ? .inLoop : .onPollThread)
+        } else if let tracing = TracedRuns.Tracing(rawValue: only) {
+            elapsed = try await TracedRuns.produce(bootstrap: bootstrap, topic: topic(only), partitions: partitions, count: count, value: value, tracing: tracing)
+        } else {
+            FileHandle.standardError.write(Data("--only takes raw, raw-poll-thread, off, unsampled or sampled\n".utf8))
+            exit(2)
+        }
+        print(String(format: "%@: %.0f msg/s", only, rate(elapsed)))
+        return
+    }
     print("warming up the broker's topics…")
-    for name in ["raw", "off", "unsampled", "sampled", "ack-raw", "ack", "handler"] {
+    for name in ["raw", "raw-poll-thread", "off", "unsampled", "sampled", "ack-raw", "ack", "handler"] {
         _ = RawLibrdkafka.ackLatencies(bootstrap: bootstrap, topic: topic(name), samples: 1, value: value)
     }
     var rows: [(String, Double)] = []
-    let raw = RawLibrdkafka.produce(bootstrap: bootstrap, topic: topic("raw"), count: count, value: value)
+    let raw = RawLibrdkafka.produce(bootstrap: bootstrap, topic: topic("raw"), partitions: partitions, count: count, value: value)
     rows.append(("(a) raw librdkafka produce loop", rate(raw)))
+    let rawPollThread = RawLibrdkafka.produce(bootstrap: bootstrap, topic: topic("raw-poll-thread"), partitions: partitions, count: count, value: value, reports: .onPollThread)
+    rows.append(("(a′) raw loop, delivery reports served on a second thread", rate(rawPollThread)))
     for tracing in [TracedRuns.Tracing.off, .unsampled, .sampled] {
-        let elapsed = try await TracedRuns.produce(bootstrap: bootstrap, topic: topic(tracing.rawValue), count: count, value: value, tracing: tracing)
+        let elapsed = try await TracedRuns.produce(bootstrap: bootstrap, topic: topic(tracing.rawValue), partitions: partitions, count: count, value: value, tracing: tracing)
         let label = ["off": "(b) TracedKafka, tracing off", "unsampled": "(c) TracedKafka, unsampled spans",
                      "sampled": "(d) TracedKafka, every send sampled + recorded"][tracing.rawValue]!
         rows.append((label, rate(elapsed)))
     }
     if let pythonRate { rows.append(("Python confluent-kafka + OpenTelemetry instrumentation", pythonRate)) }
 
-    let rawConsume = RawLibrdkafka.consume(bootstrap: bootstrap, topic: topic("raw"), group: "raw-\(run)", count: count)
-    let tracedConsume = try await TracedRuns.consume(bootstrap: bootstrap, topic: topic("raw"), group: "traced-\(run)", count: count)
+    let rawConsume = RawLibrdkafka.consume(bootstrap: bootstrap, topic: topic("raw"), group: "raw", count: count)
+    let tracedConsume = try await TracedRuns.consume(bootstrap: bootstrap, topic: topic("raw"), group: "traced", count: count)
 
     let rawAck = RawLibrdkafka.ackLatencies(bootstrap: bootstrap, topic: topic("ack-raw"), samples: samples, value: value)
     let tracedAck = try await TracedRuns.ackLatencies(bootstrap: bootstrap, topic: topic("ack"), samples: samples, value: value)
-    let handler = try await TracedRuns.handlerLatencies(bootstrap: bootstrap, topic: topic("handler"), group: "latency-\(run)", samples: samples)
+    let handler = try await TracedRuns.handlerLatencies(bootstrap: bootstrap, topic: topic("handler"), group: "latency", samples: samples)
 
     let base = rows[0].1
     print("\nproduce, \(count) records of 100 bytes each")

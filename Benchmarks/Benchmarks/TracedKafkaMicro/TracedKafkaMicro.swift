@@ -1,0 +1,102 @@
+// Microbenchmarks of the per-message work TracedKafka adds to a send and to a handled message, with no broker:
+//
+//   cd Benchmarks && swift package --allow-writing-to-package-directory benchmark
+//
+// Every figure is per message (the harness runs 1,000 messages per sample and divides). The W3C recording tracer of
+// TracedKafkaTesting stands in for a real tracer: it parses and prints W3C headers with swift-w3c-trace-context, as
+// swift-otel does, and keeps what it records in memory (reset between samples, outside the timing).
+import Benchmark
+import Foundation
+@_spi(Benchmarks) import TracedKafka
+import TracedKafkaTesting
+import Tracing
+
+let benchmarks: @Sendable () -> Void = {
+    Benchmark.defaultConfiguration = .init(
+        metrics: [.wallClock, .mallocCountTotal, .throughput],
+        scalingFactor: .kilo,
+        maxDuration: .seconds(2),
+        maxIterations: 1_000_000
+    )
+
+    let value = [UInt8](repeating: 0x61, count: 100)
+    let sampledParent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+    // Headers: the tracer's inject into an empty record's headers, then its extract from them, as one message crosses
+    // the hop. The library's share is KafkaHeadersInjector and KafkaHeadersExtractor; the tracer prints and parses.
+    Benchmark("headers: inject + extract (W3C tracer)") { benchmark in
+        let tracer = W3CRecordingTracer()
+        let span = tracer.startSpan("send orders", context: .topLevel, ofKind: .producer)
+        let context = span.context
+        benchmark.startMeasurement()
+        for _ in benchmark.scaledIterations {
+            var headers = KafkaHeaders()
+            tracer.inject(context, into: &headers, using: KafkaHeadersInjector())
+            var extracted = InstrumentationContext.topLevel
+            tracer.extract(headers, into: &extracted, using: KafkaHeadersExtractor())
+            blackHole(extracted)
+        }
+    }
+
+    // The library's own share of the above: one header written, one header validated and read back.
+    Benchmark("headers: KafkaHeadersInjector + KafkaHeadersExtractor alone") { benchmark in
+        for _ in benchmark.scaledIterations {
+            var headers = KafkaHeaders()
+            KafkaHeadersInjector().inject(sampledParent, forKey: "traceparent", into: &headers)
+            blackHole(KafkaHeadersExtractor().extract(key: "traceparent", from: headers))
+        }
+    }
+
+    // Building the record a user sends: topic, key, 100-byte value, two headers of their own.
+    Benchmark("record: KafkaProducerRecord with 2 headers") { benchmark in
+        for index in benchmark.scaledIterations {
+            blackHole(
+                KafkaProducerRecord(
+                    topic: "orders",
+                    key: Array("order-\(index)".utf8),
+                    value: value,
+                    headers: [KafkaHeader(key: "content-type", value: "application/json"), KafkaHeader(key: "tenant", value: "eu-1")]
+                )
+            )
+        }
+    }
+
+    // Send: what KafkaProducer.send adds per record: start the PRODUCER span with its attributes, inject the
+    // context into the headers, end the span at the delivery report.
+    for sampler in [W3CRecordingTracer.Sampler.always, .never] {
+        let label = sampler == .always ? "sampled + recorded" : "unsampled"
+        Benchmark("span: send start + inject + end (\(label))") { benchmark in
+            let tracing = KafkaProducerTracing(
+                configuration: KafkaTracingConfiguration(tracer: W3CRecordingTracer(sampler: sampler)),
+                clientID: "checkout"
+            )
+            let report = KafkaDeliveryReport(
+                messageID: KafkaProducerMessageID(rawValue: 1), topic: "orders", partition: 3, offset: 42, timestamp: nil
+            )
+            benchmark.startMeasurement()
+            for _ in benchmark.scaledIterations {
+                var record = KafkaProducerRecord(topic: "orders", value: value)
+                if let span = tracing.startSend(&record) { KafkaProducerTracing.end(span, with: .success(report)) }
+                blackHole(record)
+            }
+        }
+    }
+
+    // Process: what the handler API adds per message: extract the producer's context from the headers, start the
+    // CONSUMER span (child of the producer's span, linked to it) with its attributes, run the handler in it, end it.
+    Benchmark("span: process extract + start + end (sampled + recorded)") { benchmark in
+        let tracing = KafkaConsumerTracing(
+            configuration: KafkaTracingConfiguration(tracer: W3CRecordingTracer()),
+            groupID: "billing",
+            clientID: "billing-1"
+        )
+        let message = KafkaConsumerMessage(
+            topic: "orders", partition: 3, offset: 42, key: nil, value: value,
+            headers: [KafkaHeader(key: "traceparent", value: sampledParent)], timestamp: nil
+        )
+        benchmark.startMeasurement()
+        for _ in benchmark.scaledIterations {
+            try await tracing.withProcessSpan(message) { blackHole($0) }
+        }
+    }
+}
