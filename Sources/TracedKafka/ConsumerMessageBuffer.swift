@@ -111,10 +111,14 @@ final class ConsumerMessageBuffer: @unchecked Sendable {
         }
     }
 
-    /// Up to `limit` buffered messages, without suspending.
+    /// Up to `limit` buffered messages, without suspending; one lock for all of them.
     func takeAvailable(_ limit: Int) -> [KafkaConsumerMessage] {
+        guard limit > 0 else { return [] }
+        condition.lock()
+        defer { condition.unlock() }
         var taken: [KafkaConsumerMessage] = []
-        while taken.count < limit, let message = takeIfReady() { taken.append(message) }
+        taken.reserveCapacity(Swift.min(limit, count))
+        while taken.count < limit, count > 0 { taken.append(popLocked()) }
         return taken
     }
 

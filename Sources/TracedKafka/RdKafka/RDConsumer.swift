@@ -213,13 +213,18 @@ final class RDConsumer: KafkaConsumerBackend, @unchecked Sendable {
     }
 
     func storeOffsets(after messages: [KafkaConsumerMessage]) {
-        guard !messages.isEmpty else { return }
-        var highest: [KafkaTopicPartition: Int64] = [:]
-        for message in messages {
-            let partition = KafkaTopicPartition(topic: message.topic, partition: message.partition)
-            highest[partition] = max(highest[partition] ?? 0, message.offset + 1)
+        guard let first = messages.first else { return }
+        let offsets: [KafkaTopicPartitionOffset]
+        if messages.count == 1 {
+            offsets = [first.nextOffset]  // the handler API's case, once per message: no dictionary
+        } else {
+            var highest: [KafkaTopicPartition: Int64] = [:]
+            for message in messages {
+                let partition = KafkaTopicPartition(topic: message.topic, partition: message.partition)
+                highest[partition] = max(highest[partition] ?? 0, message.offset + 1)
+            }
+            offsets = highest.map { KafkaTopicPartitionOffset(topic: $0.key.topic, partition: $0.key.partition, offset: $0.value) }
         }
-        let offsets = highest.map { KafkaTopicPartitionOffset(topic: $0.key.topic, partition: $0.key.partition, offset: $0.value) }
         _ = try? client.withOpenHandle("The consumer") { handle in
             let list = RDTopicPartitionList.make(offsets)
             defer { rd_kafka_topic_partition_list_destroy(list) }
