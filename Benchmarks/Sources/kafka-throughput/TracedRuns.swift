@@ -43,11 +43,11 @@ enum TracedRuns {
         }
     }
 
-    /// Handles `count` messages with `consumer.run { }`, each inside a sampled, recorded process span.
-    static func consume(bootstrap: String, topic: String, group: String, count: Int) async throws -> Duration {
+    /// Handles `count` messages with `consumer.run { }`, each inside a process span traced as `tracing` says.
+    static func consume(bootstrap: String, topic: String, group: String, count: Int, tracing: Tracing) async throws -> Duration {
         let consumer = try KafkaConsumer(configuration: KafkaConsumerConfiguration(
             bootstrapServers: [bootstrap], groupID: group, topics: [topic], commitMode: .afterHandled,
-            tracing: Tracing.sampled.configuration, metrics: .disabled,
+            tracing: tracing.configuration, metrics: .disabled,
             properties: ["session.timeout.ms": "6000"]
         ))
         let clock = ContinuousClock()

@@ -9,8 +9,8 @@
 // off, (c) with a non-sampled span per send (headers written, nothing recorded), (d) with every send sampled and
 // recorded by the W3C recording tracer; each `enqueue`s N records of 100 bytes round-robin over the partitions, then
 // flushes (linger 5 ms on all).
-// Consume: a raw rd_kafka_consumer_poll loop against `consumer.run { }` with a sampled process span per message,
-// both reading (a)'s N records in a new group. Latency: sequential produce → ack, raw and traced; produce → handler.
+// Consume: a raw rd_kafka_consumer_poll loop against `consumer.run { }` with tracing off, then with a sampled process
+// span per message, each reading (a)'s N records in a new group. Latency: sequential produce → ack, raw and traced; produce → handler.
 import Foundation
 
 func argument(_ name: String) -> String? {
@@ -46,16 +46,27 @@ let value = [UInt8](repeating: 0x61, count: 100)
     // records must spread evenly (its sticky partitioner puts ~10 ms of keyless records on one partition at a time).
     let topic = { (name: String) in "bench-\(name)" }
     if let only = argument("only") {
-        // One produce run alone, for a profiler: --only raw|raw-poll-thread|off|unsampled|sampled.
+        // One run alone, for a profiler: produce with raw|raw-poll-thread|off|unsampled|sampled, or consume with
+        // consume-raw|consume-off|consume-sampled (which first produces the records it reads, untimed).
         let elapsed: Duration
-        if only == "raw" || only == "raw-poll-thread" {
+        let group = "\(only)-\(getpid())"
+        switch only {
+        case "raw", "raw-poll-thread":
             elapsed = RawLibrdkafka.produce(bootstrap: bootstrap, topic: topic("raw"), partitions: partitions, count: count, value: value,
                                             reports: only == "raw" ? .inLoop : .onPollThread)
-        } else if let tracing = TracedRuns.Tracing(rawValue: only) {
+        case "consume-raw":
+            _ = RawLibrdkafka.produce(bootstrap: bootstrap, topic: topic("raw"), partitions: partitions, count: count, value: value)
+            elapsed = RawLibrdkafka.consume(bootstrap: bootstrap, topic: topic("raw"), group: group, count: count)
+        case "consume-off", "consume-sampled":
+            _ = RawLibrdkafka.produce(bootstrap: bootstrap, topic: topic("raw"), partitions: partitions, count: count, value: value)
+            elapsed = try await TracedRuns.consume(bootstrap: bootstrap, topic: topic("raw"), group: group, count: count,
+                                                   tracing: only == "consume-off" ? .off : .sampled)
+        default:
+            guard let tracing = TracedRuns.Tracing(rawValue: only) else {
+                FileHandle.standardError.write(Data("--only takes raw, raw-poll-thread, off, unsampled, sampled, consume-raw, consume-off or consume-sampled\n".utf8))
+                exit(2)
+            }
             elapsed = try await TracedRuns.produce(bootstrap: bootstrap, topic: topic(only), partitions: partitions, count: count, value: value, tracing: tracing)
-        } else {
-            FileHandle.standardError.write(Data("--only takes raw, raw-poll-thread, off, unsampled or sampled\n".utf8))
-            exit(2)
         }
         print(String(format: "%@: %.0f msg/s", only, rate(elapsed)))
         return
@@ -78,7 +89,8 @@ let value = [UInt8](repeating: 0x61, count: 100)
     if let pythonRate { rows.append(("Python confluent-kafka + OpenTelemetry instrumentation", pythonRate)) }
 
     let rawConsume = RawLibrdkafka.consume(bootstrap: bootstrap, topic: topic("raw"), group: "raw", count: count)
-    let tracedConsume = try await TracedRuns.consume(bootstrap: bootstrap, topic: topic("raw"), group: "traced", count: count)
+    let untracedConsume = try await TracedRuns.consume(bootstrap: bootstrap, topic: topic("raw"), group: "off", count: count, tracing: .off)
+    let tracedConsume = try await TracedRuns.consume(bootstrap: bootstrap, topic: topic("raw"), group: "traced", count: count, tracing: .sampled)
 
     let rawAck = RawLibrdkafka.ackLatencies(bootstrap: bootstrap, topic: topic("ack-raw"), samples: samples, value: value)
     let tracedAck = try await TracedRuns.ackLatencies(bootstrap: bootstrap, topic: topic("ack"), samples: samples, value: value)
@@ -91,6 +103,7 @@ let value = [UInt8](repeating: 0x61, count: 100)
     print("\nconsume, \(count) records")
     print("| run | msg/s | × raw |\n|---|---|---|")
     print(String(format: "| raw rd_kafka_consumer_poll loop | %.0f | 1.00 |", rate(rawConsume)))
+    print(String(format: "| TracedKafka run { }, tracing off | %.0f | %.2f |", rate(untracedConsume), rate(untracedConsume) / rate(rawConsume)))
     print(String(format: "| TracedKafka run { } with a sampled process span per message | %.0f | %.2f |", rate(tracedConsume), rate(tracedConsume) / rate(rawConsume)))
     print("\nlatency, \(samples) sequential samples (ms)")
     print("| path | p50 | p99 |\n|---|---|---|")
