@@ -107,8 +107,8 @@ enum RawLibrdkafka {
     }
 
     /// Reads `count` messages of `topic` from the beginning in a new group with a bare poll loop.
-    /// - Returns: The time from the first message to the last.
-    static func consume(bootstrap: String, topic: String, group: String, count: Int) -> Duration {
+    /// - Returns: The time from the first message to the last, and the longest pause between two messages.
+    static func consume(bootstrap: String, topic: String, group: String, count: Int) -> ConsumeTiming {
         let conf = configuration([
             ("bootstrap.servers", bootstrap), ("group.id", group), ("auto.offset.reset", "earliest"),
             ("enable.auto.commit", "false"), ("session.timeout.ms", "6000"),
@@ -121,7 +121,7 @@ enum RawLibrdkafka {
         rd_kafka_subscribe(handle, list)
         rd_kafka_topic_partition_list_destroy(list)
         let clock = ContinuousClock()
-        var start: ContinuousClock.Instant?
+        var timing = ConsumeTiming()
         var received = 0
         var idle = 0
         var errors = 0
@@ -133,7 +133,7 @@ enum RawLibrdkafka {
             }
             idle = 0
             if message.pointee.err == RD_KAFKA_RESP_ERR_NO_ERROR {
-                if start == nil { start = clock.now }
+                timing.record(clock.now)
                 received += 1
             } else {
                 errors += 1
@@ -141,10 +141,9 @@ enum RawLibrdkafka {
             }
             rd_kafka_message_destroy(message)
         }
-        let elapsed = clock.now - start!
         rd_kafka_consumer_close(handle)
         rd_kafka_destroy(handle)
-        return elapsed
+        return timing
     }
 
     /// `samples` sequential produce → delivery-report round trips.
@@ -164,5 +163,20 @@ enum RawLibrdkafka {
             }
         }
         return result
+    }
+}
+
+/// When a consume run's messages arrived: the span from the first to the last, and the longest pause between two.
+struct ConsumeTiming {
+    private(set) var first: ContinuousClock.Instant?
+    private(set) var last: ContinuousClock.Instant?
+    private(set) var longestPause = Duration.zero
+
+    var elapsed: Duration { last! - first! }
+
+    mutating func record(_ now: ContinuousClock.Instant) {
+        if first == nil { first = now }
+        if let last { longestPause = max(longestPause, now - last) }
+        last = now
     }
 }

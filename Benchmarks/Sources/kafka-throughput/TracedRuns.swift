@@ -44,7 +44,8 @@ enum TracedRuns {
     }
 
     /// Handles `count` messages with `consumer.run { }`, each inside a process span traced as `tracing` says.
-    static func consume(bootstrap: String, topic: String, group: String, count: Int, tracing: Tracing) async throws -> Duration {
+    /// - Returns: When the messages reached the handler.
+    static func consume(bootstrap: String, topic: String, group: String, count: Int, tracing: Tracing) async throws -> ConsumeTiming {
         let consumer = try KafkaConsumer(configuration: KafkaConsumerConfiguration(
             bootstrapServers: [bootstrap], groupID: group, topics: [topic], commitMode: .afterHandled,
             tracing: tracing.configuration, metrics: .disabled,
@@ -55,7 +56,7 @@ enum TracedRuns {
         try await consumer.run { _ in
             if state.increment(at: clock.now) == count { consumer.triggerGracefulShutdown() }
         }
-        return state.elapsed
+        return state.timing
     }
 
     /// `samples` sequential awaited sends (produce → ack), traced and sampled.
@@ -122,19 +123,17 @@ enum TracedRuns {
 final class Counter: @unchecked Sendable {
     private let lock = NSLock()
     private var count = 0
-    private var first: ContinuousClock.Instant?
-    private var last: ContinuousClock.Instant?
+    private var recorded = ConsumeTiming()
 
     func increment(at now: ContinuousClock.Instant) -> Int {
         lock.withLock {
             count += 1
-            if first == nil { first = now }
-            last = now
+            recorded.record(now)
             return count
         }
     }
 
-    var elapsed: Duration { lock.withLock { last! - first! } }
+    var timing: ConsumeTiming { lock.withLock { recorded } }
 }
 
 /// Values by index, shared between the sending task and the handler.

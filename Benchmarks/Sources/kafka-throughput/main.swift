@@ -33,10 +33,13 @@ let value = [UInt8](repeating: 0x61, count: 100)
     Double(count) / (Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18)
 }
 
+@Sendable func milliseconds(_ duration: Duration) -> Double {
+    (Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18) * 1000
+}
+
 @Sendable func percentile(_ values: [Duration], _ p: Double) -> Double {
     let sorted = values.sorted()
-    let value = sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))]
-    return (Double(value.components.seconds) + Double(value.components.attoseconds) / 1e18) * 1000
+    return milliseconds(sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))])
 }
 
 /// Everything, off the main actor (hopping to it per await would be measured instead of the library).
@@ -56,11 +59,11 @@ let value = [UInt8](repeating: 0x61, count: 100)
                                             reports: only == "raw" ? .inLoop : .onPollThread)
         case "consume-raw":
             _ = RawLibrdkafka.produce(bootstrap: bootstrap, topic: topic("raw"), partitions: partitions, count: count, value: value)
-            elapsed = RawLibrdkafka.consume(bootstrap: bootstrap, topic: topic("raw"), group: group, count: count)
+            elapsed = RawLibrdkafka.consume(bootstrap: bootstrap, topic: topic("raw"), group: group, count: count).elapsed
         case "consume-off", "consume-sampled":
             _ = RawLibrdkafka.produce(bootstrap: bootstrap, topic: topic("raw"), partitions: partitions, count: count, value: value)
             elapsed = try await TracedRuns.consume(bootstrap: bootstrap, topic: topic("raw"), group: group, count: count,
-                                                   tracing: only == "consume-off" ? .off : .sampled)
+                                                   tracing: only == "consume-off" ? .off : .sampled).elapsed
         default:
             guard let tracing = TracedRuns.Tracing(rawValue: only) else {
                 FileHandle.standardError.write(Data("--only takes raw, raw-poll-thread, off, unsampled, sampled, consume-raw, consume-off or consume-sampled\n".utf8))
@@ -101,10 +104,13 @@ let value = [UInt8](repeating: 0x61, count: 100)
     print("| run | msg/s | × (a) |\n|---|---|---|")
     for (label, value) in rows { print(String(format: "| %@ | %.0f | %.2f |", label, value, value / base)) }
     print("\nconsume, \(count) records")
-    print("| run | msg/s | × raw |\n|---|---|---|")
-    print(String(format: "| raw rd_kafka_consumer_poll loop | %.0f | 1.00 |", rate(rawConsume)))
-    print(String(format: "| TracedKafka run { }, tracing off | %.0f | %.2f |", rate(untracedConsume), rate(untracedConsume) / rate(rawConsume)))
-    print(String(format: "| TracedKafka run { } with a sampled process span per message | %.0f | %.2f |", rate(tracedConsume), rate(tracedConsume) / rate(rawConsume)))
+    print("| run | msg/s | × raw | longest pause between two messages (ms) |\n|---|---|---|---|")
+    let consumeRows = [("raw rd_kafka_consumer_poll loop", rawConsume), ("TracedKafka run { }, tracing off", untracedConsume),
+                       ("TracedKafka run { } with a sampled process span per message", tracedConsume)]
+    for (label, timing) in consumeRows {
+        print(String(format: "| %@ | %.0f | %.2f | %.0f |", label, rate(timing.elapsed), rate(timing.elapsed) / rate(rawConsume.elapsed),
+                     milliseconds(timing.longestPause)))
+    }
     print("\nlatency, \(samples) sequential samples (ms)")
     print("| path | p50 | p99 |\n|---|---|---|")
     print(String(format: "| produce → ack, raw librdkafka | %.3f | %.3f |", percentile(rawAck, 0.5), percentile(rawAck, 0.99)))
