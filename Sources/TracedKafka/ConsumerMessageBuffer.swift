@@ -123,7 +123,7 @@ final class ConsumerMessageBuffer: @unchecked Sendable {
     }
 
     /// A buffered message without suspending, or `nil` when none is ready.
-    private func takeIfReady() -> KafkaConsumerMessage? {
+    func takeIfReady() -> KafkaConsumerMessage? {
         condition.lock()
         defer { condition.unlock() }
         guard count > 0 else { return nil }

@@ -207,6 +207,7 @@ public final class KafkaConsumer: Service, Sendable {
         }
         if case .automatic = configuration.commitMode { backend.storeOffsets(after: batch) }
         metrics.recordConsumed(batch)
+        guard tracing.extractsContext else { return batch }
         // Extracted here, in the consuming task, so a tracer bound with withTracer is the one used.
         return batch.map { message in
             var message = message
@@ -221,8 +222,18 @@ public final class KafkaConsumer: Service, Sendable {
         do {
             guard lifecycle.withLock({ $0.acceptsWork }) else { return nil }
             startFetching()
-            guard let first = try await buffer.next() else { return nil }
-            return [first] + buffer.takeAvailable(max - 1)
+            // A message already buffered is taken without suspending; only an empty buffer waits.
+            let first: KafkaConsumerMessage
+            if let ready = buffer.takeIfReady() {
+                first = ready
+            } else {
+                guard let next = try await buffer.next() else { return nil }
+                first = next
+            }
+            guard max > 1 else { return [first] }
+            var batch = [first]
+            batch.append(contentsOf: buffer.takeAvailable(max - 1))
+            return batch
         } catch {
             setMessageOut(false)
             throw error

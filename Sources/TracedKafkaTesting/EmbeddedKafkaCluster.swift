@@ -80,11 +80,24 @@ public final class EmbeddedKafkaCluster: Sendable {
     /// librdkafka 2.0.2's mock broker closes its listening socket and binds the same port again at once; if another
     /// socket of the process took that port in between, librdkafka aborts the process (an assertion in
     /// `rdkafka_mock.c`). Rare, but likelier with many connections opening in parallel: run fault tests that take
-    /// brokers down one at a time (the integration suite does).
+    /// brokers down one at a time (the integration suite does), and use ``setRoundTripTime(_:_:)`` for a slow broker in
+    /// tests that run in parallel.
     /// - Parameter brokerID: The broker's id, `1...brokerCount`.
     /// - Throws: ``KafkaError`` for an unknown broker, or when the cluster is shut down.
     public func setBrokerDown(_ brokerID: Int) throws {
         try call("take broker \(brokerID) down") { rd_kafka_mock_broker_set_down($0, Int32(clamping: brokerID)) }
+    }
+
+    /// Delays every response of a broker by `delay` (zero restores it): a slow or unreachable broker without closing
+    /// any socket, so, unlike ``setBrokerDown(_:)``, it is safe while other tests open connections in parallel.
+    /// - Parameters:
+    ///   - brokerID: The broker's id, `1...brokerCount`.
+    ///   - delay: The extra round-trip time.
+    /// - Throws: ``KafkaError`` for an unknown broker, or when the cluster is shut down.
+    public func setRoundTripTime(_ brokerID: Int, _ delay: Duration) throws {
+        try call("set broker \(brokerID)'s round-trip time") {
+            rd_kafka_mock_broker_set_rtt($0, Int32(clamping: brokerID), Int32(clamping: delay.components.seconds * 1000 + delay.components.attoseconds / 1_000_000_000_000_000))
+        }
     }
 
     /// Brings a broker back up.

@@ -116,13 +116,17 @@ struct FileQueueTests {
         #expect(try FileManager.default.attributesOfItem(atPath: path)[.size] as! Int == sizeBefore)
     }
 
-    /// Flips one byte inside the value "v5" of the log.
+    /// Flips one byte inside the value "v5" of the log. The value is found with its framing (no key, length 2, the
+    /// bytes, no headers: format version 1), since the two bytes alone can also occur in another record's checksum
+    /// or timestamp.
     func corruptFifthRecord(_ path: String) throws -> Int {
         var bytes = try Data(contentsOf: URL(fileURLWithPath: path))
-        let value = try #require(bytes.range(of: Data("v5".utf8)))
-        bytes[value.lowerBound + 1] ^= 0xFF
+        let framed = Data([0xFF, 0xFF, 0xFF, 0xFF, 2, 0, 0, 0] + Array("v5".utf8) + [0, 0, 0, 0])
+        let match = try #require(bytes.range(of: framed))
+        let value = match.lowerBound + 8
+        bytes[value + 1] ^= 0xFF
         try bytes.write(to: URL(fileURLWithPath: path))
-        return value.lowerBound
+        return value
     }
 
     @Test("A corrupt record in the middle stops the consumer with an error naming the file and byte offset")

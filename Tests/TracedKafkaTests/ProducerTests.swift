@@ -70,22 +70,14 @@ struct ProducerTests {
         }
     }
 
-    @Test("A send while the only broker is down is delivered once it comes back")
-    func brokerDownThenUp() async throws {
-        let report = try await withWarmProducer { cluster, topic, producer in
-            try cluster.setBrokerDown(1)
-            let pending = Task { try await producer.send(KafkaProducerRecord(topic: topic, value: "while down")) }
-            try await Task.sleep(for: .seconds(1))
-            try cluster.setBrokerUp(1)
-            return try await pending.value
-        }
-        #expect(report.offset == 1)
-    }
+    // A broker going down and coming back is the integration suite's (FaultTests, run one at a time): librdkafka
+    // 2.0.2's mock can abort the process when it re-binds a listener while parallel tests open sockets. These use a
+    // broker that answers late instead, which closes no socket.
 
     @Test("A sender waiting for room in a full queue can be cancelled; the record ahead of it is still delivered")
     func cancelWhileQueueFull() async throws {
         let report = try await withWarmProducer(properties: ["queue.buffering.max.messages": "1"]) { cluster, topic, producer in
-            try cluster.setBrokerDown(1)
+            try cluster.setRoundTripTime(1, .seconds(2))
             let ahead = Task { try await producer.send(KafkaProducerRecord(topic: topic, value: "ahead")) }
             try await Task.sleep(for: .milliseconds(300))
             let waiting = Task { try await producer.send(KafkaProducerRecord(topic: topic, value: "waiting")) }
@@ -93,16 +85,17 @@ struct ProducerTests {
             waiting.cancel()
             let error = await #expect(throws: KafkaError.self) { try await waiting.value }
             #expect(error?.code == .cancelled)
-            try cluster.setBrokerUp(1)
+            try cluster.setRoundTripTime(1, .zero)
             return try await ahead.value
         }
         #expect(report.offset == 1)
     }
 
-    @Test("A send that cannot reach a broker in time fails with librdkafka's error, not silently")
-    func brokerDownTimesOut() async throws {
-        let error = try await withWarmProducer(properties: ["message.timeout.ms": "1500"]) { cluster, topic, producer in
-            try cluster.setBrokerDown(1)
+    @Test("A send that cannot be acknowledged in time fails with librdkafka's error, not silently")
+    func brokerTooSlowTimesOut() async throws {
+        let error = try await withWarmProducer(properties: ["message.timeout.ms": "1500", "request.timeout.ms": "1000"]) {
+            cluster, topic, producer in
+            try cluster.setRoundTripTime(1, .seconds(5))
             return await #expect(throws: KafkaError.self) {
                 try await producer.send(KafkaProducerRecord(topic: topic, value: "lost?"))
             }

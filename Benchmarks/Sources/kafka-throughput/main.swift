@@ -59,11 +59,15 @@ let value = [UInt8](repeating: 0x61, count: 100)
                                             reports: only == "raw" ? .inLoop : .onPollThread)
         case "consume-raw":
             _ = RawLibrdkafka.produce(bootstrap: bootstrap, topic: topic("raw"), partitions: partitions, count: count, value: value)
-            elapsed = RawLibrdkafka.consume(bootstrap: bootstrap, topic: topic("raw"), group: group, count: count).elapsed
+            let timing = RawLibrdkafka.consume(bootstrap: bootstrap, topic: topic("raw"), group: group, count: count)
+            elapsed = timing.elapsed
+            print(String(format: "longest pause %.0f ms; without it %.0f msg/s", milliseconds(timing.longestPause), rate(timing.elapsed - timing.longestPause)))
         case "consume-off", "consume-sampled":
             _ = RawLibrdkafka.produce(bootstrap: bootstrap, topic: topic("raw"), partitions: partitions, count: count, value: value)
-            elapsed = try await TracedRuns.consume(bootstrap: bootstrap, topic: topic("raw"), group: group, count: count,
-                                                   tracing: only == "consume-off" ? .off : .sampled).elapsed
+            let timing = try await TracedRuns.consume(bootstrap: bootstrap, topic: topic("raw"), group: group, count: count,
+                                                      tracing: only == "consume-off" ? .off : .sampled)
+            elapsed = timing.elapsed
+            print(String(format: "longest pause %.0f ms; without it %.0f msg/s", milliseconds(timing.longestPause), rate(timing.elapsed - timing.longestPause)))
         default:
             guard let tracing = TracedRuns.Tracing(rawValue: only) else {
                 FileHandle.standardError.write(Data("--only takes raw, raw-poll-thread, off, unsampled, sampled, consume-raw, consume-off or consume-sampled\n".utf8))

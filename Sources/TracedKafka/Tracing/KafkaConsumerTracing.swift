@@ -9,6 +9,9 @@ import Tracing
     let clientID: String?
     let server: KafkaServerAddress?
 
+    /// Whether ``extractContext(from:)`` can find anything: tracing and propagation are on.
+    var extractsContext: Bool { configuration.propagatesContext && configuration.currentTracer != nil }
+
     /// The producer's context carried in a message's headers, or `nil` (propagation off, no or hostile headers).
     func extractContext(from message: KafkaConsumerMessage) -> InstrumentationContext? {
         guard configuration.propagatesContext, !message.headers.isEmpty, let tracer = configuration.currentTracer else {
