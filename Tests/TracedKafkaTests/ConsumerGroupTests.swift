@@ -28,45 +28,59 @@ struct ConsumerGroupTests {
         let assignments = Shared<[Int: Set<KafkaTopicPartition>]>([:])
         let received = Shared<[Int: [KafkaConsumerMessage]]>([:])
         let total = 400
-        let expected = try await withDeadline("group split", .seconds(90)) {
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                for (index, (consumer, events)) in [(first, firstEvents), (second, secondEvents)].enumerated() {
-                    group.addTask { try await consumer.run() }
-                    group.addTask {
-                        for await event in events {
-                            switch event {
-                            case .partitionsAssigned(let partitions): assignments.withLock { $0[index] = Set(partitions) }
-                            case .partitionsRevoked: assignments.withLock { $0[index] = [] }
-                            case .error: break
+        let produced = Shared(false)
+        // On a timeout, say where it stopped: the group never settling, or messages missing after it did.
+        func stage() -> String {
+            let owned = assignments.withLock { $0.mapValues { $0.map(\.partition).sorted() } }
+            let counts = received.withLock { $0.mapValues(\.count) }
+            return "produced: \(produced.withLock { $0 }), assignments: \(owned), received per consumer: \(counts)"
+        }
+        let expected: [String]
+        do {
+            expected = try await withDeadline("group split", .seconds(90)) {
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    for (index, (consumer, events)) in [(first, firstEvents), (second, secondEvents)].enumerated() {
+                        group.addTask { try await consumer.run() }
+                        group.addTask {
+                            for await event in events {
+                                switch event {
+                                case .partitionsAssigned(let partitions): assignments.withLock { $0[index] = Set(partitions) }
+                                case .partitionsRevoked: assignments.withLock { $0[index] = [] }
+                                case .error: break
+                                }
+                            }
+                        }
+                        group.addTask {
+                            for try await message in consumer.messages {
+                                let done = received.withLock { all in
+                                    all[index, default: []].append(message)
+                                    return all.values.map(\.count).reduce(0, +) >= total
+                                }
+                                if done {
+                                    first.triggerGracefulShutdown()
+                                    second.triggerGracefulShutdown()
+                                }
                             }
                         }
                     }
-                    group.addTask {
-                        for try await message in consumer.messages {
-                            let done = received.withLock { all in
-                                all[index, default: []].append(message)
-                                return all.values.map(\.count).reduce(0, +) >= total
-                            }
-                            if done {
-                                first.triggerGracefulShutdown()
-                                second.triggerGracefulShutdown()
-                            }
+                    // Produce only once the group has settled: both members own partitions, none owned twice.
+                    while true {
+                        let settled = assignments.withLock { owned in
+                            let a = owned[0] ?? [], b = owned[1] ?? []
+                            return !a.isEmpty && !b.isEmpty && a.isDisjoint(with: b) && a.union(b).count == 4
                         }
+                        if settled { break }
+                        try await Task.sleep(for: .milliseconds(50))
                     }
+                    let values = try await produce(backend, total, to: topic)
+                    produced.withLock { $0 = true }
+                    try await group.waitForAll()
+                    return values
                 }
-                // Produce only once the group has settled: both members own partitions, none owned twice.
-                while true {
-                    let settled = assignments.withLock { owned in
-                        let a = owned[0] ?? [], b = owned[1] ?? []
-                        return !a.isEmpty && !b.isEmpty && a.isDisjoint(with: b) && a.union(b).count == 4
-                    }
-                    if settled { break }
-                    try await Task.sleep(for: .milliseconds(50))
-                }
-                let values = try await produce(backend, total, to: topic)
-                try await group.waitForAll()
-                return values
             }
+        } catch {
+            Issue.record("Stopped at: \(stage())")
+            throw error
         }
         let byConsumer = received.withLock { $0 }
         let all = byConsumer.values.flatMap { $0 }
