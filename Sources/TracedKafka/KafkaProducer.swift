@@ -91,7 +91,8 @@ public final class KafkaProducer: Service, Sendable {
     /// Sends a record and waits until the broker has acknowledged it.
     ///
     /// With tracing on, the send runs in a PRODUCER span `send {topic}`, a child of the ambient span, whose context
-    /// is written into the record's headers; the span ends with the delivery report.
+    /// is written into the record's headers; the span ends with the delivery report (a span that is not sampled,
+    /// and so records nothing, ends as soon as the record is queued).
     /// When librdkafka's queue is full, this waits for room; it neither fails nor drops the record.
     /// - Parameter record: The record to send.
     /// - Returns: Where the record was stored.
@@ -134,7 +135,13 @@ public final class KafkaProducer: Service, Sendable {
         onDelivery: DeliveryHandler?
     ) throws -> Send? {
         var record = record
-        let span = tracing.startSend(&record)
+        var span = tracing.startSend(&record)
+        if let unsampled = span, !unsampled.isRecording {
+            // It records nothing, so its end time does not matter: ended now, the record needs no delivery-report
+            // work for it (an unsampled send costs no ticket and no callback).
+            unsampled.end()
+            span = nil
+        }
         let measured = metrics.measuringSend(of: record, then: onDelivery)
         let send = Send(record: record, id: id, span: span, measured: measured, handler: Self.endingSpan(span, then: measured))
         do {
