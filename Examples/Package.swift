@@ -3,6 +3,15 @@
 // A package of its own, so swift-otel (and its HTTP client) never slows down building the library itself.
 import PackageDescription
 
+/// What every example executable uses.
+let exampleDependencies: [Target.Dependency] = [
+    "ExampleSupport",
+    .product(name: "TracedKafka", package: "TracedKafka"),
+    .product(name: "Logging", package: "swift-log"),
+    .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+    .product(name: "Tracing", package: "swift-distributed-tracing"),
+]
+
 let package = Package(
     name: "TracedKafkaExamples",
     platforms: [.macOS(.v15)],
@@ -32,37 +41,9 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
-        .executableTarget(
-            name: "request-producer",
-            dependencies: [
-                "ExampleSupport",
-                .product(name: "TracedKafka", package: "TracedKafka"),
-                .product(name: "Logging", package: "swift-log"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                .product(name: "Tracing", package: "swift-distributed-tracing"),
-            ]
-        ),
-        .executableTarget(
-            name: "downstream-consumer",
-            dependencies: [
-                "ExampleSupport",
-                .product(name: "TracedKafka", package: "TracedKafka"),
-                .product(name: "Logging", package: "swift-log"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                .product(name: "Tracing", package: "swift-distributed-tracing"),
-            ]
-        ),
-        .executableTarget(
-            name: "order-pipeline",
-            dependencies: [
-                "ExampleSupport",
-                .product(name: "TracedKafka", package: "TracedKafka"),
-                .product(name: "TracedKafkaTesting", package: "TracedKafka"),
-                .product(name: "Logging", package: "swift-log"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                .product(name: "Tracing", package: "swift-distributed-tracing"),
-            ]
-        ),
+        .executableTarget(name: "request-producer", dependencies: exampleDependencies),
+        .executableTarget(name: "downstream-consumer", dependencies: exampleDependencies),
+        .executableTarget(name: "order-pipeline", dependencies: exampleDependencies),
     ],
     swiftLanguageModes: [.v6]
 )

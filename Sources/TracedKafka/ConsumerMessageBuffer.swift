@@ -23,7 +23,7 @@ final class ConsumerMessageBuffer: @unchecked Sendable {
     // MARK: - Fetch side
 
     /// Adds messages in order; blocks while the buffer is full until there is room or `shouldStop()` is true.
-    /// Messages offered after ``finish(error:)`` are dropped (they were never handled, so never committed).
+    /// Messages offered after ``finish(error:deliveringBuffered:)`` are dropped (they were never handled, so never committed).
     func append(_ batch: [KafkaConsumerMessage], shouldStop: () -> Bool) {
         var rest = batch[...]
         while !rest.isEmpty {
@@ -123,7 +123,7 @@ final class ConsumerMessageBuffer: @unchecked Sendable {
     }
 
     /// A buffered message without suspending, or `nil` when none is ready.
-    func takeIfReady() -> KafkaConsumerMessage? {
+    private func takeIfReady() -> KafkaConsumerMessage? {
         condition.lock()
         defer { condition.unlock() }
         guard count > 0 else { return nil }

@@ -37,12 +37,14 @@ public final class KafkaConsumer: Service, Sendable {
         var idleWaiters: [CheckedContinuation<Void, Never>] = []
     }
 
-    /// Creates a consumer on librdkafka and subscribes it to the configured topics.
+    /// Creates a consumer on the configured backend (librdkafka, or the file queue) and subscribes it to the
+    /// configured topics.
     /// - Parameters:
     ///   - configuration: How to connect, subscribe and commit.
     ///   - logger: Where the consumer and librdkafka log.
     /// - Throws: ``KafkaError/Code/noTopics`` without topics; ``KafkaError/Code/configuration`` with librdkafka's
-    ///   message for an unknown property or bad value.
+    ///   message for an unknown property or bad value, or for librdkafka without bootstrap servers;
+    ///   ``KafkaError/Code/fileQueue`` for an unusable queue directory.
     public convenience init(
         configuration: KafkaConsumerConfiguration,
         logger: Logger = Logger(label: "TracedKafka.consumer")
@@ -222,14 +224,7 @@ public final class KafkaConsumer: Service, Sendable {
         do {
             guard lifecycle.withLock({ $0.acceptsWork }) else { return nil }
             startFetching()
-            // A message already buffered is taken without suspending; only an empty buffer waits.
-            let first: KafkaConsumerMessage
-            if let ready = buffer.takeIfReady() {
-                first = ready
-            } else {
-                guard let next = try await buffer.next() else { return nil }
-                first = next
-            }
+            guard let first = try await buffer.next() else { return nil }
             guard max > 1 else { return [first] }
             var batch = [first]
             batch.append(contentsOf: buffer.takeAvailable(max - 1))
@@ -314,13 +309,13 @@ public final class KafkaConsumer: Service, Sendable {
         var attempt = 1
         while true {
             // Each attempt is one handler call: its duration and outcome are recorded.
-            let started = ContinuousClock.now
+            let started = metrics.started()
             do {
                 try await process(batch)
-                metrics.recordProcess(batch, duration: .now - started, error: nil)
+                metrics.recordProcess(batch, startedAt: started, error: nil)
                 return
             } catch {
-                metrics.recordProcess(batch, duration: .now - started, error: error)
+                metrics.recordProcess(batch, startedAt: started, error: error)
                 if error is CancellationError || Task.isCancelled { throw error }
                 switch configuration.handlerFailure {
                 case .skip:

@@ -139,9 +139,7 @@ public struct KafkaConsumerConfiguration: Sendable {
             ]
         }
         if let clientID { result.append(("client.id", clientID)) }
-        if metrics.isEnabled, let interval = metrics.statisticsInterval {
-            result.append(("statistics.interval.ms", String(max(1, interval.milliseconds))))
-        }
+        if let statistics = metrics.rdKafkaStatisticsProperty { result.append(statistics) }
         result.append(contentsOf: properties.sorted { $0.key < $1.key })
         return result
     }

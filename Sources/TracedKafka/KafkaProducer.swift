@@ -24,11 +24,12 @@ public final class KafkaProducer: Service, Sendable {
     private let tracing: KafkaProducerTracing
     private let metrics: KafkaClientMetrics
 
-    /// Creates a producer on librdkafka.
+    /// Creates a producer on the configured backend (librdkafka, or the file queue).
     /// - Parameters:
     ///   - configuration: How to connect and send.
     ///   - logger: Where the producer and librdkafka log.
-    /// - Throws: ``KafkaError/Code/configuration`` with librdkafka's message for an unknown property or bad value.
+    /// - Throws: ``KafkaError/Code/configuration`` with librdkafka's message for an unknown property or bad value,
+    ///   or for librdkafka without bootstrap servers; ``KafkaError/Code/fileQueue`` for an unusable queue directory.
     public convenience init(
         configuration: KafkaProducerConfiguration,
         logger: Logger = Logger(label: "TracedKafka.producer")
@@ -92,8 +93,8 @@ public final class KafkaProducer: Service, Sendable {
     ///
     /// With tracing on, the send runs in a PRODUCER span `send {topic}`, a child of the ambient span, whose context
     /// is written into the record's headers; the span ends with the delivery report (a span that is not sampled,
-    /// and so records nothing, ends as soon as the record is queued).
-    /// When librdkafka's queue is full, this waits for room; it neither fails nor drops the record.
+    /// and so records nothing, ends as soon as its context is written).
+    /// When the backend's queue is full, this waits for room; it neither fails nor drops the record.
     /// - Parameter record: The record to send.
     /// - Returns: Where the record was stored.
     /// - Throws: ``KafkaError`` with librdkafka's code and text when the record cannot be delivered,
@@ -114,17 +115,20 @@ public final class KafkaProducer: Service, Sendable {
         let record: KafkaProducerRecord
         let id: KafkaProducerMessageID
         let span: (any Span)?
-        let measured: DeliveryHandler?
+        /// When the send began, for its duration; `nil` when metrics are off.
+        let metricsStart: ContinuousClock.Instant?
         let handler: DeliveryHandler?
+    }
 
-        /// The record was refused: the span and the metrics see the error that the caller gets.
-        func fail(_ error: any Error) {
-            if let span {
-                KafkaTracingAttributes.fail(span, with: error)
-                span.end()
-            }
-            measured?(.failure(error as? KafkaError ?? KafkaError(code: .invalidRecord, reason: "\(error)")))
+    /// The record was refused: the span and the metrics see the error that the caller gets; no delivery handler
+    /// runs for it (the caller has the error).
+    private func fail(_ send: Send, with error: any Error) {
+        if let span = send.span {
+            KafkaTracingAttributes.fail(span, with: error)
+            span.end()
         }
+        let refusal = error as? KafkaError ?? KafkaError(code: .invalidRecord, reason: "\(error)")
+        metrics.recordRefused(send.record, startedAt: send.metricsStart, error: refusal)
     }
 
     /// Starts the send span and offers the record once: the path of every record while the queue has room, with
@@ -135,19 +139,14 @@ public final class KafkaProducer: Service, Sendable {
         onDelivery: DeliveryHandler?
     ) throws -> Send? {
         var record = record
-        var span = tracing.startSend(&record)
-        if let unsampled = span, !unsampled.isRecording {
-            // It records nothing, so its end time does not matter: ended now, the record needs no delivery-report
-            // work for it (an unsampled send costs no ticket and no callback).
-            unsampled.end()
-            span = nil
-        }
-        let measured = metrics.measuringSend(of: record, then: onDelivery)
-        let send = Send(record: record, id: id, span: span, measured: measured, handler: Self.endingSpan(span, then: measured))
+        let span = tracing.startSend(&record)
+        let metricsStart = metrics.started()
+        let measured = metrics.measuringSend(of: record, startedAt: metricsStart, then: onDelivery)
+        let send = Send(record: record, id: id, span: span, metricsStart: metricsStart, handler: Self.endingSpan(span, then: measured))
         do {
             return try backend.offer(send.record, id: id, onDelivery: send.handler) ? nil : send
         } catch {
-            send.fail(error)
+            fail(send, with: error)
             throw error
         }
     }
@@ -163,7 +162,7 @@ public final class KafkaProducer: Service, Sendable {
                 await backend.waitForRoom(after: token)
             }
         } catch {
-            send.fail(error)
+            fail(send, with: error)
             throw error
         }
     }
@@ -171,7 +170,7 @@ public final class KafkaProducer: Service, Sendable {
     /// Sends a record without waiting for the broker; its outcome arrives on the events sequence of
     /// ``makeProducerWithEvents(configuration:logger:)`` (and nowhere, for a producer made without one).
     ///
-    /// When librdkafka's queue is full, this waits for room; it neither fails nor drops the record.
+    /// When the backend's queue is full, this waits for room; it neither fails nor drops the record.
     /// - Parameter record: The record to send.
     /// - Returns: The identifier its event will carry.
     /// - Throws: ``KafkaError/Code/invalidRecord`` for a bad record, ``KafkaError/Code/shutDown`` after shutdown,

@@ -27,3 +27,9 @@ protocol KafkaProducerBackend: AnyObject, Sendable {
     /// error), and frees the backend's resources. Safe to call more than once.
     func close(flushTimeout: Duration) async
 }
+
+extension KafkaProducerBackend {
+    /// For a backend whose ``waitForRoom(after:)`` checks for room under the same lock as
+    /// ``offer(_:id:onDelivery:)`` (the file queue): no token is needed.
+    var roomToken: UInt64 { 0 }
+}

@@ -103,9 +103,7 @@ public struct KafkaProducerConfiguration: Sendable {
             ("partitioner", "murmur2_random"),
         ]
         if let clientID { result.append(("client.id", clientID)) }
-        if metrics.isEnabled, let interval = metrics.statisticsInterval {
-            result.append(("statistics.interval.ms", String(max(1, interval.milliseconds))))
-        }
+        if let statistics = metrics.rdKafkaStatisticsProperty { result.append(statistics) }
         if let linger { result.append(("linger.ms", String(linger.milliseconds))) }
         if let compression { result.append(("compression.codec", compression.rawValue)) }
         result.append(contentsOf: properties.sorted { $0.key < $1.key })

@@ -168,12 +168,23 @@ struct LoggingTests {
     }
 
     @Test("Outside a span, or with a tracer that writes no traceparent, the provider adds nothing")
-    func noSpanNoIDs() {
+    func noSpanNoIDs() throws {
         var handler = InMemoryLogHandler()
         handler.metadataProvider = .tracedKafka(tracer: W3CRecordingTracer())
         let captured = handler
         Logger(label: "test") { _ in captured }.info("plain")
-        #expect(handler.entries.first?.metadata["trace_id"] == nil)
+        let plain = try #require(handler.entries.first { $0.message == "plain" })
+        #expect(plain.metadata["trace_id"] == nil)
+
+        var noOp = InMemoryLogHandler()
+        noOp.metadataProvider = .tracedKafka(tracer: NoOpTracer())
+        let capturedNoOp = noOp
+        let logger = Logger(label: "test") { _ in capturedNoOp }
+        let span = W3CRecordingTracer().startSpan("request", context: .topLevel, ofKind: .server)
+        InstrumentationContext.withValue(span.context) { logger.info("inside") }
+        span.end()
+        let inside = try #require(noOp.entries.first { $0.message == "inside" })
+        #expect(inside.metadata["trace_id"] == nil)
     }
 
     @Test("librdkafka's own lines reach swift-log at their level, with the client's metadata")

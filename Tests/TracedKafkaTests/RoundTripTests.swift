@@ -65,6 +65,7 @@ struct RoundTripTests {
         }
         #expect(partitions.count == 5)
         #expect(partitions.values.allSatisfy { $0.count == 1 })
+        #expect(Set(partitions.values.joined()).count > 1, "the keys must not all land on one partition")
     }
 
     @Test("Fire-and-forget sends report every outcome on the events sequence", arguments: TestBackend.allCases)

@@ -21,10 +21,12 @@ extension KafkaTestCluster: BootstrapProviding {}
 extension EmbeddedKafkaCluster: BootstrapProviding {}
 
 private let counter = Atomic<Int>(0)
+/// Random per run: a process id alone repeats (containers), and a cluster that outlives the run keeps its topics.
+private let runToken = String(UInt32.random(in: .min ... .max), radix: 36)
 
 /// A name no other test uses.
 func uniqueName(_ prefix: String) -> String {
-    "\(prefix)-\(ProcessInfo.processInfo.processIdentifier)-\(counter.add(1, ordering: .relaxed).newValue)"
+    "\(prefix)-\(runToken)-\(counter.add(1, ordering: .relaxed).newValue)"
 }
 
 /// Consumer settings that make group joins and rebalances quick on the embedded cluster.

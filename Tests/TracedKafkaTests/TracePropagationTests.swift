@@ -45,7 +45,8 @@ struct TracePropagationTests {
             #expect(send.string("messaging.client.id") == "checkout")
             switch backend {
             case .librdkafka:
-                #expect(send.string("server.address") == "127.0.0.1" || ProcessInfo.processInfo.environment["KAFKA_BOOTSTRAP_SERVERS"] != nil)
+                let address = try #require(send.string("server.address"))
+                if ProcessInfo.processInfo.environment["KAFKA_BOOTSTRAP_SERVERS"] == nil { #expect(address == "127.0.0.1") }
             case .fileQueue:
                 #expect(send.attributes.get("server.address") == nil)
             }

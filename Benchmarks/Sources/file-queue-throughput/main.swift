@@ -21,7 +21,7 @@ let clock = ContinuousClock()
 func seconds(_ duration: Duration) -> Double { Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18 }
 
 /// Runs a client's `run()` beside `body`, then shuts it down.
-func running<T: Sendable>(_ service: some Sendable & AnyObject, run: @escaping @Sendable () async throws -> Void, shutDown: @escaping @Sendable () -> Void, _ body: () async throws -> T) async throws -> T {
+func running<T: Sendable>(run: @escaping @Sendable () async throws -> Void, shutDown: @escaping @Sendable () -> Void, _ body: () async throws -> T) async throws -> T {
     try await withThrowingTaskGroup(of: Void.self) { group in
         group.addTask { try await run() }
         let result = try await body()
@@ -36,7 +36,7 @@ func running<T: Sendable>(_ service: some Sendable & AnyObject, run: @escaping @
 @Sendable func measure() async throws -> (Duration, Duration, [Double]) {
     // Appends.
     let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(tracing: .disabled, backend: backend))
-    let appendTime = try await running(producer, run: producer.run, shutDown: producer.triggerGracefulShutdown) {
+    let appendTime = try await running(run: producer.run, shutDown: producer.triggerGracefulShutdown) {
         let start = clock.now
         for _ in 0..<records {
             try await producer.enqueue(KafkaProducerRecord(topic: "bench", key: nil, value: value, partition: 0))
@@ -50,7 +50,7 @@ func running<T: Sendable>(_ service: some Sendable & AnyObject, run: @escaping @
         try KafkaConsumer(configuration: KafkaConsumerConfiguration(groupID: group, topics: [topic], tracing: .disabled, backend: backend))
     }
     let reader = try consumer("bench-read", topic: "bench")
-    let consumeTime = try await running(reader, run: reader.run, shutDown: reader.triggerGracefulShutdown) {
+    let consumeTime = try await running(run: reader.run, shutDown: reader.triggerGracefulShutdown) {
         let start = clock.now
         var count = 0
         for try await _ in reader.messages {
@@ -69,7 +69,7 @@ func running<T: Sendable>(_ service: some Sendable & AnyObject, run: @escaping @
         return UInt64(spec.tv_sec) * 1_000_000_000 + UInt64(spec.tv_nsec)
     }
     let listener = try consumer("bench-latency", topic: "latency")
-    let latencies: [Double] = try await running(listener, run: listener.run, shutDown: listener.triggerGracefulShutdown) {
+    let latencies: [Double] = try await running(run: listener.run, shutDown: listener.triggerGracefulShutdown) {
         let sender = try KafkaProducer(configuration: KafkaProducerConfiguration(tracing: .disabled, backend: backend))
         try KafkaFileQueue.createTopic("latency", partitions: 1, in: directory)
         return try await withThrowingTaskGroup(of: [Double].self) { group in

@@ -32,7 +32,9 @@ enum TracedRuns {
     /// `enqueue`s `count` records round-robin over `partitions`, then `flush`es: the same shape as the raw loop.
     static func produce(bootstrap: String, topic: String, partitions: Int, count: Int, value: [UInt8], tracing: Tracing) async throws -> Duration {
         let producer = try producer(bootstrap, tracing: tracing)
-        return try await running(producer) {
+        return try await withRunning(producer) { producer in
+            // One record first, untimed: the connection and the topic's metadata, as every run does before its clock.
+            try await producer.send(KafkaProducerRecord(topic: topic, value: value, partition: 0))
             let clock = ContinuousClock()
             let start = clock.now
             for index in 0..<count {
@@ -62,7 +64,7 @@ enum TracedRuns {
     /// `samples` sequential awaited sends (produce → ack), traced and sampled.
     static func ackLatencies(bootstrap: String, topic: String, samples: Int, value: [UInt8]) async throws -> [Duration] {
         let producer = try producer(bootstrap, tracing: .sampled, linger: .zero)
-        return try await running(producer) {
+        return try await withRunning(producer) { producer in
             let clock = ContinuousClock()
             var result: [Duration] = []
             for index in 0..<(samples + 100) {
@@ -85,7 +87,7 @@ enum TracedRuns {
         let clock = ContinuousClock()
         let sentAt = Stamps<ContinuousClock.Instant>()
         let latencies = Stamps<Duration>()
-        return try await running(producer) {
+        return try await withRunning(producer) { producer in
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask {
                     try await consumer.run { message in
@@ -104,17 +106,6 @@ enum TracedRuns {
                 try await group.waitForAll()
             }
             return (100..<(samples + 100)).compactMap { latencies.get($0) }
-        }
-    }
-
-    /// Runs a producer's `run()` beside `body`, then shuts it down.
-    static func running<T: Sendable>(_ producer: KafkaProducer, _ body: () async throws -> T) async throws -> T {
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await producer.run() }
-            let result = try await body()
-            producer.triggerGracefulShutdown()
-            try await group.waitForAll()
-            return result
         }
     }
 }

@@ -68,9 +68,6 @@ final class FQProducer: KafkaProducerBackend, @unchecked Sendable {
         }
     }
 
-    /// Not needed: ``waitForRoom(after:)`` checks for room under the same lock as ``offer(_:id:onDelivery:)``.
-    var roomToken: UInt64 { 0 }
-
     func waitForRoom(after token: UInt64) async {
         await withTaskCancellationHandler {
             await withCheckedContinuation { continuation in

@@ -22,9 +22,11 @@ final class KafkaClientMetrics: Sendable {
 
     static let other = "_OTHER"
 
-    /// `nil` factory when metrics are off.
+    /// `nil` factory when metrics are off, or when they would go to swift-metrics' no-op handler (nothing
+    /// bootstrapped): then no message pays for building series that record nothing.
     init(configuration: KafkaMetricsConfiguration, groupID: String?) {
-        factory = configuration.isEnabled ? (configuration.factory ?? MetricsSystem.factory) : nil
+        let factory = configuration.factory ?? MetricsSystem.factory
+        self.factory = configuration.isEnabled && !(factory is NOOPMetricsHandler) ? factory : nil
         self.groupID = groupID
         maxDestinations = max(0, configuration.maxDestinations)
     }
@@ -39,11 +41,13 @@ final class KafkaClientMetrics: Sendable {
         timer("messaging.client.operation.duration", dimensions).recordNanoseconds(duration.nanoseconds)
     }
 
+    /// When a measured operation (a send, a handler call) begins; `nil` when metrics are off, so no clock is read.
+    func started() -> ContinuousClock.Instant? { isEnabled ? .now : nil }
+
     /// A delivery handler that records the send's outcome and duration, then calls `next`; `next` itself when
-    /// metrics are off.
-    func measuringSend(of record: KafkaProducerRecord, then next: DeliveryHandler?) -> DeliveryHandler? {
-        guard isEnabled else { return next }
-        let started = ContinuousClock.now
+    /// metrics are off (`started` is `nil`).
+    func measuringSend(of record: KafkaProducerRecord, startedAt started: ContinuousClock.Instant?, then next: DeliveryHandler?) -> DeliveryHandler? {
+        guard let started else { return next }
         let topic = record.topic, partition = record.partition
         return { result in
             switch result {
@@ -56,20 +60,34 @@ final class KafkaClientMetrics: Sendable {
         }
     }
 
+    /// A record refused before it was queued: counted as a failed send.
+    func recordRefused(_ record: KafkaProducerRecord, startedAt started: ContinuousClock.Instant?, error: KafkaError) {
+        guard let started else { return }
+        recordSend(topic: record.topic, partition: record.partition, duration: .now - started, error: error)
+    }
+
     /// Messages were handed to the application.
     func recordConsumed(_ messages: [KafkaConsumerMessage]) {
         guard isEnabled else { return }
-        for message in messages {
-            let dimensions = self.dimensions(operation: "receive", topic: message.topic, partition: message.partition, errorType: nil)
-            counter("messaging.client.consumed.messages", dimensions).increment()
+        // One series lookup per run of messages from the same partition, not one per message.
+        var start = messages.startIndex
+        while start < messages.endIndex {
+            let first = messages[start]
+            let end = messages[start...].firstIndex { $0.partition != first.partition || $0.topic != first.topic } ?? messages.endIndex
+            let dimensions = self.dimensions(operation: "receive", topic: first.topic, partition: first.partition, errorType: nil)
+            counter("messaging.client.consumed.messages", dimensions).increment(by: end - start)
+            start = end
         }
     }
 
-    /// A handler call ended.
-    func recordProcess(_ messages: [KafkaConsumerMessage], duration: Duration, error: (any Error)?) {
-        guard isEnabled, let first = messages.first else { return }
-        let partition = messages.allSatisfy { $0.partition == first.partition } ? first.partition : nil
-        let dimensions = self.dimensions(operation: "process", topic: first.topic, partition: partition, errorType: error.map(KafkaError.errorType(of:)))
+    /// A handler call that began at `started` ended. A batch spanning topics has no destination, one spanning
+    /// partitions no partition, as on its span.
+    func recordProcess(_ messages: [KafkaConsumerMessage], startedAt started: ContinuousClock.Instant?, error: (any Error)?) {
+        guard let started, let first = messages.first else { return }
+        let duration = ContinuousClock.now - started
+        let topic = messages.allSatisfy { $0.topic == first.topic } ? first.topic : nil
+        let partition = topic != nil && messages.allSatisfy { $0.partition == first.partition } ? first.partition : nil
+        let dimensions = self.dimensions(operation: "process", topic: topic, partition: partition, errorType: error.map(KafkaError.errorType(of:)))
         timer("messaging.process.duration", dimensions).recordNanoseconds(duration.nanoseconds)
     }
 

@@ -48,4 +48,10 @@ public struct KafkaMetricsConfiguration: Sendable {
     public static var enabled: KafkaMetricsConfiguration { KafkaMetricsConfiguration() }
     /// No metrics.
     public static var disabled: KafkaMetricsConfiguration { KafkaMetricsConfiguration(isEnabled: false) }
+
+    /// `statistics.interval.ms` for librdkafka when metrics and statistics are on.
+    var rdKafkaStatisticsProperty: (String, String)? {
+        guard isEnabled, let interval = statisticsInterval else { return nil }
+        return ("statistics.interval.ms", String(max(1, interval.milliseconds)))
+    }
 }

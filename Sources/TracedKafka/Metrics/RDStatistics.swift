@@ -6,8 +6,8 @@ enum RDStatistics {
     static let queuedMessages = "messaging.kafka.client.queued.messages"
     static let consumerLag = "messaging.kafka.consumer.lag"
 
-    static func record(_ json: String, into metrics: KafkaClientMetrics, consumer: Bool) {
-        guard let object = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any] else { return }
+    static func record(_ json: Data, into metrics: KafkaClientMetrics, consumer: Bool) {
+        guard let object = try? JSONSerialization.jsonObject(with: json) as? [String: Any] else { return }
         if !consumer, let count = (object["msg_cnt"] as? NSNumber)?.doubleValue {
             metrics.gauge(queuedMessages, topic: nil, partition: nil, value: count)
         }

@@ -1,5 +1,6 @@
 import CRdKafka
 import Dispatch
+import struct Foundation.Data
 import Logging
 import Synchronization
 
@@ -115,11 +116,11 @@ final class RDCallbacks: @unchecked Sendable {
     let rebalance: (@Sendable (OpaquePointer, rd_kafka_resp_err_t, UnsafeMutablePointer<rd_kafka_topic_partition_list_t>) -> Void)?
 
     /// Receives librdkafka's statistics JSON, when statistics are on.
-    let statistics: (@Sendable (String) -> Void)?
+    let statistics: (@Sendable (Data) -> Void)?
 
     init(
         logger: Logger,
-        statistics: (@Sendable (String) -> Void)? = nil,
+        statistics: (@Sendable (Data) -> Void)? = nil,
         rebalance: (@Sendable (OpaquePointer, rd_kafka_resp_err_t, UnsafeMutablePointer<rd_kafka_topic_partition_list_t>) -> Void)? = nil
     ) {
         self.logger = logger
@@ -127,17 +128,17 @@ final class RDCallbacks: @unchecked Sendable {
         self.rebalance = rebalance
     }
 
-    /// The receiver of a handle's callbacks (the conf opaque).
     /// The statistics callback that feeds the gauges, or `nil` when metrics or statistics are off.
     static func statisticsHandler(
         _ configuration: KafkaMetricsConfiguration,
         _ metrics: KafkaClientMetrics,
         consumer: Bool
-    ) -> (@Sendable (String) -> Void)? {
+    ) -> (@Sendable (Data) -> Void)? {
         guard metrics.isEnabled, configuration.statisticsInterval != nil else { return nil }
         return { json in RDStatistics.record(json, into: metrics, consumer: consumer) }
     }
 
+    /// The receiver of a handle's callbacks (the conf opaque).
     static func of(_ handle: OpaquePointer?) -> RDCallbacks? {
         guard let handle, let opaque = rd_kafka_opaque(handle) else { return nil }
         return Unmanaged<RDCallbacks>.fromOpaque(opaque).takeUnretainedValue()
@@ -177,6 +178,6 @@ extension String {
 private let rdStatisticsCallback: @convention(c) (OpaquePointer?, UnsafeMutablePointer<CChar>?, Int, UnsafeMutableRawPointer?) -> Int32 = {
     handle, json, length, _ in
     guard let json, let statistics = RDCallbacks.of(handle)?.statistics else { return 0 }
-    statistics(String(decoding: UnsafeRawBufferPointer(start: json, count: length), as: UTF8.self))
+    statistics(Data(bytes: json, count: length))
     return 0
 }

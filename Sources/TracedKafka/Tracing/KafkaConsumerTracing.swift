@@ -10,7 +10,7 @@ import Tracing
     let server: KafkaServerAddress?
 
     /// Whether ``extractContext(from:)`` can find anything: tracing and propagation are on.
-    var extractsContext: Bool { configuration.propagatesContext && configuration.currentTracer != nil }
+    var extractsContext: Bool { configuration.isEnabled && configuration.propagatesContext }
 
     /// The producer's context carried in a message's headers, or `nil` (propagation off, no or hostile headers).
     func extractContext(from message: KafkaConsumerMessage) -> InstrumentationContext? {

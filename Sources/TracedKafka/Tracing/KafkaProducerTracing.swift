@@ -1,4 +1,3 @@
-import Foundation
 import Synchronization
 import Tracing
 
@@ -16,7 +15,9 @@ import Tracing
     /// A record that already carries a context (a re-send or a forwarded record) gets that context as a link, and
     /// its old trace headers are replaced.
     /// - Parameter record: The record to send; its trace headers are replaced.
-    /// - Returns: The span to end at the delivery report, or `nil` when tracing is off.
+    /// - Returns: The span to end at the delivery report, or `nil` when tracing is off or the span is not sampled:
+    ///   a span that records nothing is ended here, once its context is written, so the record needs no
+    ///   delivery-report work for it.
     @_spi(Benchmarks) public func startSend(_ record: inout KafkaProducerRecord) -> (any Span)? {
         guard let tracer = configuration.currentTracer else { return nil }
         var previous: InstrumentationContext?
@@ -33,7 +34,8 @@ import Tracing
             context: InstrumentationContext.current ?? .topLevel,
             ofKind: .producer
         )
-        if span.isRecording {
+        let recording = span.isRecording
+        if recording {
             span.updateAttributes { attributes in
                 attributes.reserveCapacity(attributes.count + 12)  // one allocation instead of one per doubling
                 attributes["messaging.system"] = "kafka"
@@ -59,6 +61,10 @@ import Tracing
                 record.headers.removeAll { $0.key == "traceparent" || $0.key == "tracestate" || previousKeys.contains($0.key) }
             }
             tracer.inject(span.context, into: &record.headers, using: KafkaHeadersInjector())
+        }
+        guard recording else {
+            span.end()
+            return nil
         }
         return span
     }
@@ -102,52 +108,6 @@ final class KeyRecordingExtractor: Extractor, Sendable {
     func extract(key: String, from carrier: KafkaHeaders) -> String? {
         if carrier.contains(where: { $0.key == key }) { found.withLock { _ = $0.insert(key) } }
         return KafkaHeadersExtractor().extract(key: key, from: carrier)
-    }
-}
-
-/// `server.address` and `server.port`, from the first bootstrap server (none on the file queue).
-struct KafkaServerAddress: Sendable {
-    let host: String
-    let port: Int?
-
-    init?(backend: KafkaBackend, bootstrapServers: [String]) {
-        guard case .librdkafka = backend else { return nil }
-        self.init(bootstrapServers: bootstrapServers)
-    }
-
-    /// Parses `host`, `host:port`, `[v6]` or `[v6]:port`; a bare IPv6 address has no port.
-    init?(bootstrapServers: [String]) {
-        guard let first = bootstrapServers.first?.trimmingCharacters(in: .whitespaces), !first.isEmpty else {
-            return nil
-        }
-        if first.hasPrefix("["), let close = first.firstIndex(of: "]") {
-            host = String(first[first.index(after: first.startIndex)..<close])
-            let rest = first[first.index(after: close)...]
-            port = rest.hasPrefix(":") ? Int(rest.dropFirst()) : nil
-        } else if first.filter({ $0 == ":" }).count == 1, let colon = first.firstIndex(of: ":"),
-            let port = Int(first[first.index(after: colon)...])
-        {
-            host = String(first[..<colon])
-            self.port = port
-        } else {
-            host = first
-            port = nil
-        }
-    }
-
-    /// Throws unless there is at least one bootstrap server, which the librdkafka backend needs.
-    static func requireBootstrapServers(_ servers: [String]) throws {
-        guard servers.contains(where: { !$0.trimmingCharacters(in: .whitespaces).isEmpty }) else {
-            throw KafkaError(
-                code: .configuration,
-                reason: "No bootstrap servers: name at least one broker as host:port, or choose the file queue backend"
-            )
-        }
-    }
-
-    func apply(to attributes: inout SpanAttributes) {
-        attributes["server.address"] = host
-        if let port { attributes["server.port"] = port }
     }
 }
 

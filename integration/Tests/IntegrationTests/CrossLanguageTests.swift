@@ -228,7 +228,9 @@ struct CrossLanguageTests {
             #expect(process.traceID != "4bf92f3577b34da6a3ce929d0e0e4736", "\(name)")
         }
         let python = try await Self.python(["consume", "--topic", topic, "--group", Integration.group("kcat-invalid-python"), "--count", "\(Self.invalid.count)"])
-        for message in python.messages ?? [] {
+        let pythonMessages = try #require(python.messages)
+        #expect(pythonMessages.count == Self.invalid.count)
+        for message in pythonMessages {
             #expect(!message.extracted.valid, "OpenTelemetry accepted the traceparent of \(message.value ?? "?")")
         }
     }
