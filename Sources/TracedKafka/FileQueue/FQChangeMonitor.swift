@@ -12,7 +12,7 @@ final class FQChangeMonitor: @unchecked Sendable {
     private let pipeWrite: Int32
     private let inotify: Int32
     // Touched by the fetch thread only.
-    private var watches: [String: Int32] = [:]
+    private var watched: Set<String> = []
     private var directoryOf: [Int32: String] = [:]
 
     init() throws {
@@ -40,12 +40,12 @@ final class FQChangeMonitor: @unchecked Sendable {
     @discardableResult
     func watch(_ directory: String) -> Bool {
         #if os(Linux)
-        if watches[directory] != nil { return true }
+        if watched.contains(directory) { return true }
         guard inotify >= 0 else { return false }
         let mask = UInt32(IN_MODIFY | IN_CREATE | IN_DELETE | IN_MOVED_TO | IN_MOVED_FROM)
         let wd = inotify_add_watch(inotify, directory, mask)
         guard wd >= 0 else { return false }
-        watches[directory] = wd
+        watched.insert(directory)
         directoryOf[wd] = directory
         return true
         #else

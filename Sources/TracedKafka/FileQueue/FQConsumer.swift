@@ -23,6 +23,8 @@ final class FQConsumer: KafkaConsumerBackend, @unchecked Sendable {
     private let logger: Logger
     private let events: AsyncStream<KafkaConsumerEvent>.Continuation?
     private let memberID: String
+    /// `groups/<group>/members`, computed once.
+    private let membersDirectory: String
     private let memberFile: FQFile
     private let monitor: FQChangeMonitor
     private let commitQueue = DispatchQueue(label: "TracedKafka.fileQueue.commit")
@@ -44,6 +46,8 @@ final class FQConsumer: KafkaConsumerBackend, @unchecked Sendable {
     // Owned by the fetch thread.
     private var readers: [KafkaTopicPartition: (lock: FQFile, reader: FQPartitionReader)] = [:]
     private var failed = false
+    /// Partition counts of the subscribed topics found so far (a topic's count never changes).
+    private var partitionCounts: [String: Int] = [:]
 
     private static let rebalanceInterval = Duration.milliseconds(200)
     private static let batchSize = 512
@@ -76,14 +80,15 @@ final class FQConsumer: KafkaConsumerBackend, @unchecked Sendable {
         )
         // Locked before it gets its name, so no other member ever sees it unlocked and takes it for dead.
         let members = directory.membersDirectory(group)
+        membersDirectory = members
         let joining = "\(members)/.\(memberID)"
-        memberFile = try FQFile(path: joining, writable: true, create: true)
+        memberFile = try FQFile(creating: joining)
         try memberFile.lock(exclusive: true)
         guard rename(joining, "\(members)/\(memberID)") == 0 else { throw FQFile.error("Cannot join the group in \(members)") }
     }
 
     deinit {
-        unlink("\(directory.membersDirectory(configuration.groupID))/\(memberID)")
+        unlink("\(membersDirectory)/\(memberID)")
     }
 
     func start() {
@@ -156,7 +161,7 @@ final class FQConsumer: KafkaConsumerBackend, @unchecked Sendable {
             await finished.wait()
         }
         // Leaving the group: the others take this member's partitions at their next check.
-        unlink("\(directory.membersDirectory(configuration.groupID))/\(memberID)")
+        unlink("\(membersDirectory)/\(memberID)")
         memberFile.unlock()
         buffer.finish()
         events?.finish()
@@ -170,11 +175,11 @@ final class FQConsumer: KafkaConsumerBackend, @unchecked Sendable {
         let clock = ContinuousClock()
         var nextRebalance = clock.now
         var nextCommit = clock.now + commitInterval
-        monitor.watch(directory.membersDirectory(configuration.groupID))
+        monitor.watch(membersDirectory)
         monitor.watch("\(directory.root)/topics")
         var changed: Set<String> = []
         while !stopRequested {
-            if clock.now >= nextRebalance || changed.contains(directory.membersDirectory(configuration.groupID)) {
+            if clock.now >= nextRebalance || changed.contains(membersDirectory) {
                 rebalance()
                 nextRebalance = clock.now + Self.rebalanceInterval
             }
@@ -231,7 +236,8 @@ final class FQConsumer: KafkaConsumerBackend, @unchecked Sendable {
         guard let index = members.firstIndex(of: memberID) else { return }
         var all: [KafkaTopicPartition] = []
         for topic in configuration.topics.sorted() {
-            guard let count = try? directory.partitionCount(of: topic) else { continue }
+            if partitionCounts[topic] == nil { partitionCounts[topic] = try? directory.partitionCount(of: topic) }
+            guard let count = partitionCounts[topic] else { continue }
             monitor.watch(directory.topicDirectory(topic))
             all += (0..<count).map { KafkaTopicPartition(topic: topic, partition: $0) }
         }
@@ -244,7 +250,7 @@ final class FQConsumer: KafkaConsumerBackend, @unchecked Sendable {
         var assigned: [KafkaTopicPartition] = []
         for partition in desired.sorted(by: Self.order) where readers[partition] == nil {
             do {
-                let lock = try FQFile(path: directory.lockPath(configuration.groupID, partition), writable: true, create: true)
+                let lock = try FQFile(creating: directory.lockPath(configuration.groupID, partition))
                 // Still held by its previous owner: taken at a later check, once it lets go.
                 guard try lock.lock(exclusive: true, wait: false) else { continue }
                 let reader = FQPartitionReader(
@@ -285,14 +291,14 @@ final class FQConsumer: KafkaConsumerBackend, @unchecked Sendable {
 
     /// The sorted ids of the group's live members; removes the files of dead ones.
     private func liveMembers() -> [String] {
-        let path = directory.membersDirectory(configuration.groupID)
+        let path = membersDirectory
         var live: [String] = []
         for name in FQFile.names(in: path) where !name.hasPrefix(".") {
             if name == memberID {
                 live.append(name)
                 continue
             }
-            guard let file = try? FQFile.open("\(path)/\(name)", writable: false, create: false) else { continue }
+            guard let file = try? FQFile.open("\(path)/\(name)", writable: false) else { continue }
             if (try? file.lock(exclusive: false, wait: false)) == true {
                 // Nobody holds it: its member died without leaving.
                 unlink("\(path)/\(name)")

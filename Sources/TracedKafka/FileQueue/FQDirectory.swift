@@ -62,10 +62,7 @@ struct FQDirectory: Sendable {
 
     /// Throws unless `topic` is a valid Kafka topic name.
     static func validate(topic: String, code: KafkaError.Code) throws {
-        let allowed = topic.utf8.allSatisfy { byte in
-            (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A)
-                || byte == 0x2E || byte == 0x5F || byte == 0x2D
-        }
+        let allowed = topic.utf8.allSatisfy { isPlain($0) || $0 == 0x2E }
         guard allowed, !topic.isEmpty, topic.utf8.count <= 249, topic != ".", topic != ".." else {
             throw KafkaError(
                 code: code,
@@ -91,21 +88,20 @@ struct FQDirectory: Sendable {
     }
 
     /// Creates the topic unless it exists; racing processes agree on one partition count.
-    /// - Returns: The topic's partition count and whether this call created it.
-    @discardableResult
-    func createTopic(_ topic: String, partitions: Int) throws -> (count: Int, created: Bool) {
-        if let count = try partitionCount(of: topic) { return (count, false) }
+    /// - Returns: The topic's partition count.
+    func createTopic(_ topic: String, partitions: Int) throws -> Int {
+        if let count = try partitionCount(of: topic) { return count }
         // Built aside, then renamed into place: a reader sees the topic whole or not at all.
         let staging = "\(root)/topics/.staging-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         try FQFile.makeDirectory(staging)
-        try FQFile.replace("\(staging)/partitions", with: "\(partitions)\n", sync: false)
-        if rename(staging, topicDirectory(topic)) == 0 { return (partitions, true) }
+        try FQFile(creating: "\(staging)/partitions").write(Array("\(partitions)\n".utf8), at: 0)
+        if rename(staging, topicDirectory(topic)) == 0 { return partitions }
         unlink("\(staging)/partitions")
         rmdir(staging)
         guard let count = try partitionCount(of: topic) else {
             throw FQFile.error("Cannot create the topic directory \(topicDirectory(topic))")
         }
-        return (count, false)
+        return count
     }
 
     // MARK: - Groups
@@ -119,13 +115,17 @@ struct FQDirectory: Sendable {
         "\(groupDirectory(group))/offsets/\(partition.topic).\(partition.partition)"
     }
 
+    /// An ASCII letter or digit, `_` or `-`.
+    private static func isPlain(_ byte: UInt8) -> Bool {
+        (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A)
+            || byte == 0x5F || byte == 0x2D
+    }
+
     /// Letters, digits, `_` and `-` as they are; every other byte as `%XX`. Never `.`, `..` or a `/`.
     static func pathComponent(_ name: String) -> String {
         var result = ""
         for byte in name.utf8 {
-            let plain = (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A)
-                || byte == 0x5F || byte == 0x2D
-            if plain {
+            if isPlain(byte) {
                 result.unicodeScalars.append(UnicodeScalar(byte))
             } else {
                 result += "%" + String(byte, radix: 16, uppercase: true).leftPadded(to: 2)

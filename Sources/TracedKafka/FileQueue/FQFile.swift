@@ -10,13 +10,13 @@ final class FQFile {
     let path: String
     let descriptor: Int32
 
-    /// Opens (and with `create`, creates) a file.
+    /// Opens a file for reading and writing, creating it when missing.
     /// - Throws: ``KafkaError/Code/fileQueue`` naming the path and the system's reason.
-    convenience init(path: String, writable: Bool, create: Bool) throws {
-        guard let file = try FQFile.open(path, writable: writable, create: create) else {
-            throw KafkaError(code: .fileQueue, reason: "Cannot open \(path): it does not exist")
-        }
-        self.init(path: path, descriptor: file.takeDescriptor())
+    init(creating path: String) throws {
+        let fd = openDescriptor(path, O_RDWR | O_CREAT | O_CLOEXEC)
+        guard fd >= 0 else { throw FQFile.error("Cannot open \(path)") }
+        self.path = path
+        self.descriptor = fd
     }
 
     private init(path: String, descriptor: Int32) {
@@ -24,25 +24,15 @@ final class FQFile {
         self.descriptor = descriptor
     }
 
-    private var owned = true
-
-    /// Gives the descriptor to another object; this one no longer closes it.
-    private func takeDescriptor() -> Int32 {
-        owned = false
-        return descriptor
-    }
-
-    /// Opens a file, or returns `nil` when it (or its directory) does not exist and `create` is false.
-    static func open(_ path: String, writable: Bool, create: Bool) throws -> FQFile? {
-        var flags = writable ? O_RDWR : O_RDONLY
-        if create { flags |= O_CREAT }
-        let fd = openDescriptor(path, flags | O_CLOEXEC)
-        if fd < 0 && errno == ENOENT && !create { return nil }
+    /// Opens an existing file, or returns `nil` when it (or its directory) does not exist.
+    static func open(_ path: String, writable: Bool) throws -> FQFile? {
+        let fd = openDescriptor(path, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC)
+        if fd < 0 && errno == ENOENT { return nil }
         guard fd >= 0 else { throw FQFile.error("Cannot open \(path)") }
         return FQFile(path: path, descriptor: fd)
     }
 
-    deinit { if owned { close(descriptor) } }
+    deinit { close(descriptor) }
 
     var size: Int64 {
         get throws {
@@ -141,12 +131,7 @@ final class FQFile {
 
     /// Writes a small file whole and atomically: a temporary file renamed over `path`.
     static func replace(_ path: String, with text: String, sync: Bool) throws {
-        let temporary = "\(path).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        do {
-            let file = try FQFile(path: temporary, writable: true, create: true)
-            try file.write(Array(text.utf8), at: 0)
-            if sync { try file.sync() }
-        }
+        let temporary = try temporaryFile(beside: path, with: text, sync: sync)
         guard rename(temporary, path) == 0 else {
             let failure = error("Cannot replace \(path)")
             unlink(temporary)
@@ -154,15 +139,25 @@ final class FQFile {
         }
     }
 
+    /// A new file beside `path` holding `text` (synced with `sync`); removed again when writing it fails.
+    private static func temporaryFile(beside path: String, with text: String, sync: Bool) throws -> String {
+        let temporary = "\(path).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        do {
+            let file = try FQFile(creating: temporary)
+            try file.write(Array(text.utf8), at: 0)
+            if sync { try file.sync() }
+        } catch {
+            unlink(temporary)
+            throw error
+        }
+        return temporary
+    }
+
     /// Creates `path` holding `text` unless it exists; the first of several racing processes wins.
     /// - Returns: whether this call created it.
     @discardableResult
     static func createOnce(_ path: String, with text: String) throws -> Bool {
-        let temporary = "\(path).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        do {
-            let file = try FQFile(path: temporary, writable: true, create: true)
-            try file.write(Array(text.utf8), at: 0)
-        }
+        let temporary = try temporaryFile(beside: path, with: text, sync: false)
         defer { unlink(temporary) }
         if link(temporary, path) == 0 { return true }
         guard errno == EEXIST else { throw error("Cannot create \(path)") }
@@ -171,7 +166,7 @@ final class FQFile {
 
     /// The whole content of a small text file, or `nil` when it does not exist.
     static func text(at path: String) throws -> String? {
-        guard let file = try FQFile.open(path, writable: false, create: false) else { return nil }
+        guard let file = try FQFile.open(path, writable: false) else { return nil }
         let bytes = try file.read(at: 0, count: Int(max(0, try file.size)))
         return String(decoding: bytes, as: UTF8.self)
     }

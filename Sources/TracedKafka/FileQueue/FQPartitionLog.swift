@@ -1,3 +1,5 @@
+import Logging
+
 /// One partition's log file: scanning its records, appending under its lock, repairing a torn tail.
 ///
 /// Appends happen only under the file's exclusive `flock`, by any process. A writer that dies mid-append leaves a
@@ -7,16 +9,24 @@
 /// Not thread-safe: one object per thread.
 final class FQPartitionLog {
     let file: FQFile
-    let partition: KafkaTopicPartition
     private static let chunkSize = 128 << 10
 
-    init(file: FQFile, partition: KafkaTopicPartition) {
+    init(file: FQFile) {
         self.file = file
-        self.partition = partition
+    }
+
+    /// Truncates the torn tail that starts at `position`. Call with the exclusive lock held.
+    func truncateTornTail(at position: Int64, logger: Logger) throws {
+        let size = try file.size
+        logger.warning(
+            "Truncating a torn tail (a writer died mid-append)",
+            metadata: ["file": "\(file.path)", "offset": "\(position)", "bytes": "\(size - position)"]
+        )
+        try file.truncate(to: position)
     }
 
     /// How a scan ended.
-    enum ScanEnd: Equatable {
+    enum ScanEnd {
         /// Every byte up to `position`, the end of the file, was a whole record.
         case end(Int64)
         /// The visitor declined the record at `position`.
@@ -96,7 +106,7 @@ final class FQPartitionLog {
         while start + Int64(FQRecordCodec.frameSize) <= size {
             let bytes = try file.read(at: start, count: Int(min(Int64(Self.chunkSize), size - start)))
             guard bytes.count >= FQRecordCodec.frameSize else { return nil }
-            for index in 0...(bytes.count - FQRecordCodec.frameSize) where bytes[index] == 0x54 {
+            for index in 0...(bytes.count - FQRecordCodec.frameSize) where bytes[index] == 0x54 && bytes[index + 1] == 0x4B && bytes[index + 2] == 0x46 && bytes[index + 3] == 0x51 {
                 let candidate = start + Int64(index)
                 if try isIntactRecord(at: candidate, size: size, lastOffset: lastOffset) { return candidate }
             }

@@ -63,7 +63,8 @@ final class FQPartitionReader {
             var undecodable: (at: Int64, size: Int)?
             let end = try log.scan(from: position, after: lastOffset) { bytes, at in
                 guard messages.count < max else { return false }
-                guard FQRecordCodec.offset(at: bytes) >= minimumOffset, FQRecordCodec.offset(at: bytes) > lastOffset else {
+                let offset = FQRecordCodec.offset(at: bytes)
+                guard offset >= minimumOffset, offset > lastOffset else {
                     return true
                 }
                 guard let record = FQRecordCodec.decode(bytes) else {
@@ -89,6 +90,7 @@ final class FQPartitionReader {
                 guard let undecodable, undecodable.at == at else { return (messages, skipped) }
                 let error = corruption(at: at, reason: "the record's fields don't add up")
                 guard policy == .skip else { return try messagesBefore(error, messages, skipped) }
+                logger.warning("Skipping a corrupt record", metadata: ["error": "\(error)"])
                 skipped.append(error)
                 position = at + Int64(undecodable.size)
             case .damaged(let at, let reason, let next):
@@ -133,8 +135,8 @@ final class FQPartitionReader {
 
     private func openLog() throws -> FQPartitionLog? {
         if let log { return log }
-        guard let file = try FQFile.open(path, writable: true, create: false) else { return nil }
-        log = FQPartitionLog(file: file, partition: partition)
+        guard let file = try FQFile.open(path, writable: true) else { return nil }
+        log = FQPartitionLog(file: file)
         return log
     }
 
@@ -158,12 +160,7 @@ final class FQPartitionReader {
             guard try log.file.lock(exclusive: true, wait: false) else { return }
             defer { log.file.unlock() }
             guard case .incomplete(position) = try log.scan(from: position, { _, _ in false }) else { return }
-            let size = try log.file.size
-            logger.warning(
-                "Truncating a torn tail (a writer died mid-append)",
-                metadata: ["file": "\(path)", "offset": "\(position)", "bytes": "\(size - position)"]
-            )
-            try log.file.truncate(to: position)
+            try log.truncateTornTail(at: position, logger: logger)
         } catch {
             logger.warning("Could not repair a torn tail", metadata: ["file": "\(path)", "error": "\(error)"])
         }

@@ -14,8 +14,8 @@ final class FQPartitionWriter {
     /// Appended since the last `sync()`.
     private(set) var isDirty = false
 
-    init(path: String, partition: KafkaTopicPartition, logger: Logger) throws {
-        log = FQPartitionLog(file: try FQFile(path: path, writable: true, create: true), partition: partition)
+    init(path: String, logger: Logger) throws {
+        log = FQPartitionLog(file: try FQFile(creating: path))
         self.logger = logger
     }
 
@@ -32,6 +32,8 @@ final class FQPartitionWriter {
         var value: [UInt8]?
         var headers: KafkaHeaders
         var timestampMilliseconds: Int64
+        /// ``FQRecordCodec/encodedSize(key:value:headers:)``, measured when the record was offered.
+        var size: Int
     }
 
     /// Appends the entries in order.
@@ -46,7 +48,7 @@ final class FQPartitionWriter {
             try catchUp()
             let first = nextOffset
             var bytes: [UInt8] = []
-            bytes.reserveCapacity(entries.reduce(0) { $0 + FQRecordCodec.encodedSize(key: $1.key, value: $1.value, headers: $1.headers) })
+            bytes.reserveCapacity(entries.reduce(0) { $0 + $1.size })
             do {
                 for (index, entry) in entries.enumerated() {
                     FQRecordCodec.encode(
@@ -105,12 +107,7 @@ final class FQPartitionWriter {
                 knownEnd = at
                 return
             case .incomplete(let at):
-                let size = try log.file.size
-                logger.warning(
-                    "Truncating a torn tail (a writer died mid-append)",
-                    metadata: ["file": "\(log.file.path)", "offset": "\(at)", "bytes": "\(size - at)"]
-                )
-                try log.file.truncate(to: at)
+                try log.truncateTornTail(at: at, logger: logger)
                 knownEnd = at
                 return
             case .damaged(let at, let reason, let next):

@@ -13,6 +13,7 @@ final class FQProducer: KafkaProducerBackend, @unchecked Sendable {
         var id: KafkaProducerMessageID
         var onDelivery: DeliveryHandler?
         var timestampMilliseconds: Int64
+        var size: Int
     }
 
     private let directory: FQDirectory
@@ -56,7 +57,7 @@ final class FQProducer: KafkaProducerBackend, @unchecked Sendable {
                 + "\(FQRecordCodec.maxBodySize)")
         }
         let timestamp = Int64(((record.timestamp ?? Date()).timeIntervalSince1970 * 1000).rounded(.down))
-        let item = Item(record: record, id: id, onDelivery: onDelivery, timestampMilliseconds: timestamp)
+        let item = Item(record: record, id: id, onDelivery: onDelivery, timestampMilliseconds: timestamp, size: size)
         return try condition.withLock {
             guard !closed else { throw KafkaError.shutDown("The producer") }
             guard pending.count < max(1, options.maxQueuedRecords) else { return false }
@@ -182,7 +183,7 @@ final class FQProducer: KafkaProducerBackend, @unchecked Sendable {
                     syncIfDue(interval)
                     condition.lock()
                     guard pending.isEmpty && !stopWriter else { break }
-                    _ = condition.wait(until: Date(timeIntervalSinceNow: interval.seconds))
+                    _ = condition.wait(until: Date(timeIntervalSinceNow: Double(interval.milliseconds) / 1000))
                 } else {
                     condition.wait()
                 }
@@ -216,7 +217,7 @@ final class FQProducer: KafkaProducerBackend, @unchecked Sendable {
                 let entries = items.map {
                     FQPartitionWriter.Entry(
                         key: $0.record.key, value: $0.record.value, headers: $0.record.headers,
-                        timestampMilliseconds: $0.timestampMilliseconds
+                        timestampMilliseconds: $0.timestampMilliseconds, size: $0.size
                     )
                 }
                 let first = try writer.append(entries, syncEach: options.durability == .perRecord)
@@ -247,7 +248,7 @@ final class FQProducer: KafkaProducerBackend, @unchecked Sendable {
         if let known = partitionCounts[record.topic] {
             count = known
         } else {
-            count = try directory.createTopic(record.topic, partitions: options.defaultPartitionCount).count
+            count = try directory.createTopic(record.topic, partitions: options.defaultPartitionCount)
             partitionCounts[record.topic] = count
         }
         if let explicit = record.partition {
@@ -267,7 +268,7 @@ final class FQProducer: KafkaProducerBackend, @unchecked Sendable {
 
     private func writer(for partition: KafkaTopicPartition) throws -> FQPartitionWriter {
         if let writer = writers[partition] { return writer }
-        let writer = try FQPartitionWriter(path: directory.logPath(partition), partition: partition, logger: logger)
+        let writer = try FQPartitionWriter(path: directory.logPath(partition), logger: logger)
         writers[partition] = writer
         return writer
     }
@@ -294,19 +295,4 @@ final class FQProducer: KafkaProducerBackend, @unchecked Sendable {
     }
 }
 
-extension NSCondition {
-    /// Runs `body` holding the lock.
-    func withLock<T>(_ body: () throws -> T) rethrows -> T {
-        lock()
-        defer { unlock() }
-        return try body()
-    }
-}
 
-extension Duration {
-    /// The duration in seconds, as a `Double`.
-    var seconds: Double {
-        let (seconds, attoseconds) = components
-        return Double(seconds) + Double(attoseconds) / 1e18
-    }
-}

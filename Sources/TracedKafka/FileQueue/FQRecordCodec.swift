@@ -62,7 +62,7 @@ enum FQRecordCodec {
         appendOptional(value, to: &bytes)
         append(UInt32(headers.count), to: &bytes)
         for header in headers {
-            let key = Array(header.key.utf8)
+            let key = header.key.utf8
             append(UInt32(key.count), to: &bytes)
             bytes.append(contentsOf: key)
             appendOptional(header.value, to: &bytes)
