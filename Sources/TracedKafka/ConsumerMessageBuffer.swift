@@ -13,9 +13,14 @@ final class ConsumerMessageBuffer: @unchecked Sendable {
     private var waiter: CheckedContinuation<KafkaConsumerMessage?, any Error>?
     private var finished = false
     private var failure: KafkaError?
+    /// Whether the fetch thread waits for room; it is woken once the buffer has drained to `resumeBelow`, not per
+    /// message taken (which cost a wake-up and a lock hand-off per message while the handler was the slower side).
+    private var fetcherWaiting = false
+    private let resumeBelow: Int
 
     init(capacity: Int) {
         self.capacity = max(1, capacity)
+        self.resumeBelow = (self.capacity + 1) / 2
     }
 
     private var count: Int { items.count - head }
@@ -29,8 +34,10 @@ final class ConsumerMessageBuffer: @unchecked Sendable {
         while !rest.isEmpty {
             condition.lock()
             while count >= capacity && !finished && !shouldStop() {
+                fetcherWaiting = true
                 _ = condition.wait(until: Date(timeIntervalSinceNow: 0.1))
             }
+            fetcherWaiting = false
             guard !finished, !shouldStop() else {
                 condition.unlock()
                 return
@@ -140,7 +147,10 @@ final class ConsumerMessageBuffer: @unchecked Sendable {
             items.removeFirst(head)
             head = 0
         }
-        if count < capacity { condition.signal() }
+        if fetcherWaiting && count < resumeBelow {
+            fetcherWaiting = false
+            condition.signal()
+        }
         return message
     }
 }

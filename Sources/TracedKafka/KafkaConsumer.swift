@@ -203,19 +203,19 @@ public final class KafkaConsumer: Service, Sendable {
         if case .afterHandled = configuration.commitMode { backend.storeOffsets(after: handled) }
         // Out before taking, so a shutdown that starts meanwhile waits for whatever this call hands over.
         setMessageOut(true)
-        guard let batch = try await takeBatch(max: max) else {
+        guard var batch = try await takeBatch(max: max) else {
             setMessageOut(false)
             return nil
         }
         if case .automatic = configuration.commitMode { backend.storeOffsets(after: batch) }
         metrics.recordConsumed(batch)
         guard tracing.extractsContext else { return batch }
-        // Extracted here, in the consuming task, so a tracer bound with withTracer is the one used.
-        return batch.map { message in
-            var message = message
-            message.traceContext = tracing.extractContext(from: message)
-            return message
+        // Extracted here, in the consuming task, so a tracer bound with withTracer is the one used. In place: the
+        // batch was just made, so this writes into its storage instead of copying it.
+        for index in batch.indices {
+            batch[index].traceContext = tracing.extractContext(from: batch[index])
         }
+        return batch
     }
 
     /// The next message and up to `max - 1` more already buffered; `nil` after shutdown. Throws only when the

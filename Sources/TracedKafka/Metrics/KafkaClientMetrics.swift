@@ -27,11 +27,13 @@ final class KafkaClientMetrics: Sendable {
     init(configuration: KafkaMetricsConfiguration, groupID: String?) {
         let factory = configuration.factory ?? MetricsSystem.factory
         self.factory = configuration.isEnabled && !(factory is NOOPMetricsHandler) ? factory : nil
+        self.isEnabled = self.factory != nil
         self.groupID = groupID
         maxDestinations = max(0, configuration.maxDestinations)
     }
 
-    var isEnabled: Bool { factory != nil }
+    /// Whether anything is recorded; a stored flag, so the per-message checks do not copy the factory existential.
+    let isEnabled: Bool
 
     /// A record's outcome is known: counts it and records the send's duration.
     private func recordSend(topic: String, partition: Int?, duration: Duration, error: KafkaError?) {

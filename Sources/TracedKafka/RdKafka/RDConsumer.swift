@@ -23,6 +23,10 @@ final class RDConsumer: KafkaConsumerBackend, @unchecked Sendable {
     }
 
     private let fetchState = Mutex(FetchState.notStarted)
+    /// Topic handles for storing one message's offset (`rd_kafka_offset_store`), made on first use and destroyed
+    /// when the consumer closes. Touched only inside `client.withOpenHandle` (which holds the client's lock) and by
+    /// the close teardown, which runs once no such call can begin.
+    private var offsetTopics: [String: OpaquePointer] = [:]
 
     init(
         configuration: KafkaConsumerConfiguration,
@@ -214,17 +218,26 @@ final class RDConsumer: KafkaConsumerBackend, @unchecked Sendable {
 
     func storeOffsets(after messages: [KafkaConsumerMessage]) {
         guard let first = messages.first else { return }
-        let offsets: [KafkaTopicPartitionOffset]
-        if messages.count == 1 {
-            offsets = [first.nextOffset]  // the handler API's case, once per message: no dictionary
-        } else {
-            var highest: [KafkaTopicPartition: Int64] = [:]
-            for message in messages {
-                let partition = KafkaTopicPartition(topic: message.topic, partition: message.partition)
-                highest[partition] = max(highest[partition] ?? 0, message.offset + 1)
+        guard messages.count > 1 else {
+            // The handler API's case, once per message: through the topic's handle, without building a list.
+            _ = try? client.withOpenHandle("The consumer") { handle in
+                var topic = offsetTopics[first.topic]
+                if topic == nil {
+                    topic = rd_kafka_topic_new(handle, first.topic, nil)
+                    offsetTopics[first.topic] = topic
+                }
+                // Stores offset + 1, the next to read (this call adds the 1). Fails only for a partition no longer
+                // assigned: its new owner re-reads the message.
+                if let topic { _ = rd_kafka_offset_store(topic, Int32(clamping: first.partition), first.offset) }
             }
-            offsets = highest.map { KafkaTopicPartitionOffset(topic: $0.key.topic, partition: $0.key.partition, offset: $0.value) }
+            return
         }
+        var highest: [KafkaTopicPartition: Int64] = [:]
+        for message in messages {
+            let partition = KafkaTopicPartition(topic: message.topic, partition: message.partition)
+            highest[partition] = max(highest[partition] ?? 0, message.offset + 1)
+        }
+        let offsets = highest.map { KafkaTopicPartitionOffset(topic: $0.key.topic, partition: $0.key.partition, offset: $0.value) }
         _ = try? client.withOpenHandle("The consumer") { handle in
             let list = RDTopicPartitionList.make(offsets)
             defer { rd_kafka_topic_partition_list_destroy(list) }
@@ -273,7 +286,7 @@ final class RDConsumer: KafkaConsumerBackend, @unchecked Sendable {
             return nil
         }
         let logger = self.logger
-        await client.close { handle in
+        await client.close { [self] handle in
             pollThread?.stopAndJoin()
             // Revokes the assignment (the rebalance callback runs here), commits stored offsets when auto-commit
             // is on, and leaves the group.
@@ -281,6 +294,9 @@ final class RDConsumer: KafkaConsumerBackend, @unchecked Sendable {
             if err != RD_KAFKA_RESP_ERR_NO_ERROR {
                 logger.warning("Closing the consumer: \(KafkaError.rdKafka(err))")
             }
+            // No store can start now (the client is marked closed); topic handles must go before the handle.
+            for topic in offsetTopics.values { rd_kafka_topic_destroy(topic) }
+            offsetTopics = [:]
         }
         buffer.finish()
         events?.finish()

@@ -13,7 +13,7 @@ import Tracing
     var extractsContext: Bool { configuration.isEnabled && configuration.propagatesContext }
 
     /// The producer's context carried in a message's headers, or `nil` (propagation off, no or hostile headers).
-    func extractContext(from message: KafkaConsumerMessage) -> InstrumentationContext? {
+    @_spi(Benchmarks) public func extractContext(from message: KafkaConsumerMessage) -> InstrumentationContext? {
         guard configuration.propagatesContext, !message.headers.isEmpty, let tracer = configuration.currentTracer else {
             return nil
         }
@@ -25,14 +25,15 @@ import Tracing
 
     /// Runs `handler` inside a `process {topic}` span whose context is `InstrumentationContext.current`.
     /// - Parameters:
-    ///   - message: The message handled.
+    ///   - message: The message handled, its `traceContext` already extracted (``extractContext(from:)``, which the
+    ///     consumer calls once as it takes the message; a message whose headers carry no context is not parsed again).
     ///   - handler: The user's handler.
     @_spi(Benchmarks) public func withProcessSpan(
         _ message: KafkaConsumerMessage,
         _ handler: (KafkaConsumerMessage) async throws -> Void
     ) async throws {
         guard let tracer = configuration.currentTracer else { return try await handler(message) }
-        let producerContext = message.traceContext ?? extractContext(from: message)
+        let producerContext = message.traceContext
         let span = tracer.startSpan(
             "process \(message.topic)",
             context: parent(producerContext: producerContext),
@@ -55,7 +56,8 @@ import Tracing
         try await run(in: span) { try await handler(message) }
     }
 
-    /// Runs `handler` inside one `process {topic}` span for a batch, with one link per message.
+    /// Runs `handler` inside one `process {topic}` span for a batch, with one link per message whose extracted
+    /// `traceContext` it carries.
     func withBatchSpan(
         _ messages: [KafkaConsumerMessage],
         _ handler: ([KafkaConsumerMessage]) async throws -> Void
@@ -71,7 +73,7 @@ import Tracing
                 attributes["messaging.batch.message_count"] = messages.count
             }
             for message in messages {
-                guard let context = message.traceContext ?? extractContext(from: message) else { continue }
+                guard let context = message.traceContext else { continue }
                 span.addLink(
                     SpanLink(
                         context: context,
