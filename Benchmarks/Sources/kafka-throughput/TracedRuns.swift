@@ -30,9 +30,12 @@ enum TracedRuns {
     }
 
     /// `enqueue`s `count` records round-robin over `partitions`, then `flush`es: the same shape as the raw loop.
+    /// Checks afterwards that the broker took every record (enqueue reports failures only as events, which this
+    /// run does not read: reading them would be measured too).
     static func produce(bootstrap: String, topic: String, partitions: Int, count: Int, value: [UInt8], tracing: Tracing) async throws -> Duration {
         let producer = try producer(bootstrap, tracing: tracing)
-        return try await withRunning(producer) { producer in
+        let before = RawLibrdkafka.highWatermarks(bootstrap: bootstrap, topic: topic, partitions: partitions)
+        let elapsed = try await withRunning(producer) { producer in
             // One record first, untimed: the connection and the topic's metadata, as every run does before its clock.
             try await producer.send(KafkaProducerRecord(topic: topic, value: value, partition: 0))
             let clock = ContinuousClock()
@@ -43,6 +46,9 @@ enum TracedRuns {
             try await producer.flush(timeout: .seconds(300))
             return clock.now - start
         }
+        let stored = RawLibrdkafka.highWatermarks(bootstrap: bootstrap, topic: topic, partitions: partitions) - before
+        precondition(stored == Int64(count) + 1, "\(topic): the broker took \(stored) of \(count + 1) records")
+        return elapsed
     }
 
     /// Handles `count` messages with `consumer.run { }`, each inside a process span traced as `tracing` says.
@@ -87,23 +93,34 @@ enum TracedRuns {
         let clock = ContinuousClock()
         let sentAt = Stamps<ContinuousClock.Instant>()
         let latencies = Stamps<Duration>()
+        let probes = Stamps<Bool>()
         return try await withRunning(producer) { producer in
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask {
-                    try await consumer.run { message in
-                        guard let index = message.valueString.flatMap(Int.init), let sent = sentAt.get(index) else { return }
-                        latencies.set(index, clock.now - sent)
-                        if latencies.count == samples + 100 { consumer.triggerGracefulShutdown() }
+            try await withDeadline("produce → handler latencies", .seconds(180)) {
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask {
+                        try await consumer.run { message in
+                            guard let text = message.valueString else { return }
+                            if text == "probe" { return probes.set(0, true) }
+                            guard let index = Int(text), let sent = sentAt.get(index) else { return }
+                            latencies.set(index, clock.now - sent)
+                            if latencies.count == samples + 100 { consumer.triggerGracefulShutdown() }
+                        }
                     }
+                    // Records sent before the group assigns the partition would be skipped (offset reset latest): probe
+                    // until one reaches the handler.
+                    try await withDeadline("the consumer's assignment", .seconds(60)) {
+                        while probes.count == 0 {
+                            try await producer.send(KafkaProducerRecord(topic: topic, value: "probe"))
+                            try await Task.sleep(for: .milliseconds(100))
+                        }
+                    }
+                    for index in 0..<(samples + 100) {
+                        sentAt.set(index, clock.now)
+                        try await producer.send(KafkaProducerRecord(topic: topic, value: "\(index)"))
+                        try await Task.sleep(for: .milliseconds(1))
+                    }
+                    try await group.waitForAll()
                 }
-                // Until the group has assigned the partition, records sent now would be skipped (offset reset latest).
-                try await Task.sleep(for: .seconds(5))
-                for index in 0..<(samples + 100) {
-                    sentAt.set(index, clock.now)
-                    try await producer.send(KafkaProducerRecord(topic: topic, value: "\(index)"))
-                    try await Task.sleep(for: .milliseconds(1))
-                }
-                try await group.waitForAll()
             }
             return (100..<(samples + 100)).compactMap { latencies.get($0) }
         }

@@ -61,13 +61,13 @@ let value = [UInt8](repeating: 0x61, count: 100)
             _ = RawLibrdkafka.produce(bootstrap: bootstrap, topic: topic("raw"), partitions: partitions, count: count, value: value)
             let timing = RawLibrdkafka.consume(bootstrap: bootstrap, topic: topic("raw"), group: group, count: count)
             elapsed = timing.elapsed
-            print(String(format: "longest pause %.0f ms; without it %.0f msg/s", milliseconds(timing.longestPause), rate(timing.elapsed - timing.longestPause)))
+            print(String(format: "longest pause %.0f ms; without it %.0f msg/s", milliseconds(timing.longestPause), rate(timing.steadyElapsed)))
         case "consume-off", "consume-sampled":
             _ = RawLibrdkafka.produce(bootstrap: bootstrap, topic: topic("raw"), partitions: partitions, count: count, value: value)
             let timing = try await TracedRuns.consume(bootstrap: bootstrap, topic: topic("raw"), group: group, count: count,
                                                       tracing: only == "consume-off" ? .off : .sampled)
             elapsed = timing.elapsed
-            print(String(format: "longest pause %.0f ms; without it %.0f msg/s", milliseconds(timing.longestPause), rate(timing.elapsed - timing.longestPause)))
+            print(String(format: "longest pause %.0f ms; without it %.0f msg/s", milliseconds(timing.longestPause), rate(timing.steadyElapsed)))
         default:
             guard let tracing = TracedRuns.Tracing(rawValue: only) else {
                 FileHandle.standardError.write(Data("--only takes raw, raw-poll-thread, off, unsampled, sampled, consume-raw, consume-off or consume-sampled\n".utf8))
@@ -108,12 +108,12 @@ let value = [UInt8](repeating: 0x61, count: 100)
     print("| run | msg/s | × (a) |\n|---|---|---|")
     for (label, value) in rows { print(String(format: "| %@ | %.0f | %.2f |", label, value, value / base)) }
     print("\nconsume, \(count) records")
-    print("| run | msg/s | × raw | longest pause between two messages (ms) |\n|---|---|---|---|")
+    print("| run | msg/s | longest pause (ms) | msg/s without it | × raw, without it |\n|---|---|---|---|---|")
     let consumeRows = [("raw rd_kafka_consumer_poll loop", rawConsume), ("TracedKafka run { }, tracing off", untracedConsume),
                        ("TracedKafka run { } with a sampled process span per message", tracedConsume)]
     for (label, timing) in consumeRows {
-        print(String(format: "| %@ | %.0f | %.2f | %.0f |", label, rate(timing.elapsed), rate(timing.elapsed) / rate(rawConsume.elapsed),
-                     milliseconds(timing.longestPause)))
+        print(String(format: "| %@ | %.0f | %.0f | %.0f | %.2f |", label, rate(timing.elapsed), milliseconds(timing.longestPause),
+                     rate(timing.steadyElapsed), rate(timing.steadyElapsed) / rate(rawConsume.steadyElapsed)))
     }
     print("\nlatency, \(samples) sequential samples (ms)")
     print("| path | p50 | p99 |\n|---|---|---|")
