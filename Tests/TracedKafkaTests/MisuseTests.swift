@@ -69,15 +69,7 @@ struct MisuseTests {
     @Test("A second run() of a producer fails with alreadyRunning, also after shutdown")
     func producerSecondRun() async throws {
         let producer = try KafkaProducer(configuration: producerConfiguration(cluster))
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await producer.run() }
-            // Let the first run() begin before the second.
-            try await Task.sleep(for: .milliseconds(100))
-            let error = await #expect(throws: KafkaError.self) { try await producer.run() }
-            #expect(error?.code == .alreadyRunning)
-            producer.triggerGracefulShutdown()
-            try await group.waitForAll()
-        }
+        try await expectOneFailsAtOnce({ try await producer.run() }, { try await producer.run() }, thenShutDown: producer.triggerGracefulShutdown)
         let after = await #expect(throws: KafkaError.self) { try await producer.run() }
         #expect(after?.code == .alreadyRunning)
     }
@@ -85,14 +77,7 @@ struct MisuseTests {
     @Test("A second run() of a consumer fails with alreadyRunning, also after shutdown")
     func consumerSecondRun() async throws {
         let consumer = try KafkaConsumer(configuration: consumerConfiguration(cluster, group: uniqueName("g"), topics: [uniqueName("t")]))
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await consumer.run() }
-            try await Task.sleep(for: .milliseconds(100))
-            let error = await #expect(throws: KafkaError.self) { try await consumer.run() }
-            #expect(error?.code == .alreadyRunning)
-            consumer.triggerGracefulShutdown()
-            try await group.waitForAll()
-        }
+        try await expectOneFailsAtOnce({ try await consumer.run() }, { try await consumer.run() }, thenShutDown: consumer.triggerGracefulShutdown)
         let after = await #expect(throws: KafkaError.self) { try await consumer.run() }
         #expect(after?.code == .alreadyRunning)
         let commitAfter = await #expect(throws: KafkaError.self) {
@@ -112,6 +97,36 @@ struct MisuseTests {
         var delivered = 0
         for await event in events { if case .delivered = event { delivered += 1 } }
         #expect(delivered == 100)
+    }
+}
+
+/// Starts `first` and `second` at once. Whichever comes second must fail at once with `alreadyRunning` (the other
+/// keeps running, so the first to finish is the one refused); then `shutDown` ends the other, which must return.
+/// No sleep decides the order, so the test holds however the two tasks are scheduled.
+func expectOneFailsAtOnce(
+    _ first: @escaping @Sendable () async throws -> Void,
+    _ second: @escaping @Sendable () async throws -> Void,
+    thenShutDown shutDown: @escaping @Sendable () -> Void
+) async throws {
+    try await withDeadline("two runs at once") {
+        try await withThrowingTaskGroup(of: KafkaError?.self) { group in
+            for run in [first, second] {
+                group.addTask {
+                    do {
+                        try await run()
+                        return nil
+                    } catch let error as KafkaError {
+                        return error
+                    }
+                }
+            }
+            let refused = try await group.next()
+            #expect(refused??.code == .alreadyRunning)
+            shutDown()
+            let ran = try await group.next()
+            #expect(ran != nil, "the other run() did not return")
+            if case .some(.some(let error)) = ran { Issue.record("the other run() failed: \(error)") }
+        }
     }
 }
 
@@ -139,16 +154,9 @@ struct ConsumerReaderMisuseTests {
         consumer.triggerGracefulShutdown()
     }
 
-    @Test("run(_:) on a consumer whose run() is already going fails at once")
+    @Test("run(_:) beside a running run(), in either order, fails at once")
     func handlerBesideRun() async throws {
         let consumer = try KafkaConsumer(configuration: consumerConfiguration(SharedCluster.cluster, group: uniqueName("g"), topics: [uniqueName("t")]))
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await consumer.run() }
-            try await Task.sleep(for: .milliseconds(100))
-            let error = await #expect(throws: KafkaError.self) { try await consumer.run { _ in } }
-            #expect(error?.code == .alreadyRunning)
-            consumer.triggerGracefulShutdown()
-            try await group.waitForAll()
-        }
+        try await expectOneFailsAtOnce({ try await consumer.run() }, { try await consumer.run { _ in } }, thenShutDown: consumer.triggerGracefulShutdown)
     }
 }
