@@ -92,4 +92,27 @@ struct RoundTripTests {
         #expect(Set(delivered.keys) == Set(ids))
         #expect(Set(delivered.values) == Set(0..<Int64(count)))
     }
+
+    @Test("A read-ahead buffer far smaller than the topic pauses and resumes fetching, losing, repeating and reordering nothing",
+          arguments: TestBackend.allCases)
+    func smallReadAheadBuffer(backend: TestBackend) async throws {
+        let topic = try await backend.newTopic("readahead", partitions: 2)
+        let producer = try KafkaProducer(configuration: producerConfiguration(backend))
+        try await withRunning(producer) { producer in
+            for index in 0..<600 {
+                try await producer.enqueue(KafkaProducerRecord(topic: topic, value: "\(index)", partition: index % 2))
+            }
+            try await producer.flush()
+        }
+        var configuration = consumerConfiguration(backend, group: uniqueName("g"), topics: [topic])
+        configuration.maxBufferedMessages = 4
+        let handled = try await handle(try KafkaConsumer(configuration: configuration), count: 600) { message in
+            // Now and then slower than fetching, so the buffer fills and the fetch side waits for it to drain.
+            if message.offset % 50 == 0 { try await Task.sleep(for: .milliseconds(20)) }
+        }
+        for partition in 0..<2 {
+            let values = handled.filter { $0.partition == partition }.compactMap { $0.valueString.flatMap(Int.init) }
+            #expect(values == Array(stride(from: partition, to: 600, by: 2)), "partition \(partition)")
+        }
+    }
 }
