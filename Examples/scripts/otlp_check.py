@@ -150,8 +150,17 @@ def service_name(resource):
     return "<no service.name>"
 
 
+def entries(resources, scopes, items):
+    """(service.name, item) for every span or log record of an export request's resources."""
+    for resource in resources:
+        service = service_name(resource.resource)
+        for scope in getattr(resource, scopes):
+            for item in getattr(scope, items):
+                yield service, item
+
+
 def load(dump):
-    received, seen = Received(), {}
+    received, spans, logs = Received(), {}, {}
     if not os.path.isdir(dump):
         return received
     for name in sorted(os.listdir(dump)):
@@ -164,22 +173,18 @@ def load(dump):
             received.errors.append(body.decode(errors="replace"))
         elif kind == "traces":
             received.requests["traces"] += 1
-            for resource_spans in ExportTraceServiceRequest.FromString(body).resource_spans:
-                service = service_name(resource_spans.resource)
-                for scope_spans in resource_spans.scope_spans:
-                    for span in scope_spans.spans:
-                        # A request the exporter retried may repeat spans: count each span once.
-                        seen.setdefault((span.trace_id, span.span_id), SpanRecord(service, span))
+            request = ExportTraceServiceRequest.FromString(body)
+            for service, span in entries(request.resource_spans, "scope_spans", "spans"):
+                # A request the exporter retried repeats its items: each span and log record counts once.
+                spans.setdefault((span.trace_id, span.span_id), SpanRecord(service, span))
         elif kind == "logs":
             received.requests["logs"] += 1
-            for resource_logs in ExportLogsServiceRequest.FromString(body).resource_logs:
-                service = service_name(resource_logs.resource)
-                for scope_logs in resource_logs.scope_logs:
-                    for record in scope_logs.log_records:
-                        received.logs.append(
-                            (service, record.trace_id.hex(), record.span_id.hex(), record.body.string_value)
-                        )
-    received.spans = list(seen.values())
+            request = ExportLogsServiceRequest.FromString(body)
+            for service, record in entries(request.resource_logs, "scope_logs", "log_records"):
+                entry = (service, record.trace_id.hex(), record.span_id.hex(), record.body.string_value)
+                logs.setdefault((entry, record.time_unix_nano), entry)
+    received.spans = list(spans.values())
+    received.logs = list(logs.values())
     return received
 
 
