@@ -15,10 +15,19 @@ final class QueueToolProcess: Sendable {
         return bundle.appendingPathComponent("tracedkafka-queue").path
     }
 
-    init(_ arguments: [String]) throws {
+    /// - Parameters:
+    ///   - arguments: The tool's arguments.
+    ///   - fileSizeLimitKiB: A limit on the size of any file the tool writes (`ulimit -f`), with `SIGXFSZ` ignored,
+    ///     so a write past it fails with `EFBIG` after a short write — a full disk, made to order.
+    init(_ arguments: [String], fileSizeLimitKiB: Int? = nil) throws {
         process = Process()
-        process.executableURL = URL(fileURLWithPath: Self.toolPath)
-        process.arguments = arguments
+        if let fileSizeLimitKiB {
+            process.executableURL = URL(fileURLWithPath: "/bin/bash")
+            process.arguments = ["-c", "trap '' XFSZ; ulimit -f \(fileSizeLimitKiB); exec \"$0\" \"$@\"", Self.toolPath] + arguments
+        } else {
+            process.executableURL = URL(fileURLWithPath: Self.toolPath)
+            process.arguments = arguments
+        }
         let pipe = Pipe()
         process.standardOutput = pipe
         process.standardError = FileHandle.nullDevice
@@ -114,6 +123,40 @@ struct FileQueueProcessTests {
         #expect(values.last == "end")
         #expect(messages.map(\.offset) == Array(0...end.offset))
         #expect(Set(values).count == values.count)
+        #expect(Set(acknowledged).isSubset(of: Set(values)))
+        for await event in events { if case .error(let error) = event { Issue.record("unexpected error event: \(error)") } }
+    }
+
+    @Test("An append that fails part-way (file size limit) keeps every record that reached the file whole; the next writer appends after them")
+    func failedAppendKeepsWholeRecords() async throws {
+        let directory = freshQueueDirectory()
+        let topic = uniqueName("full")
+        let limit = 64 * 1024
+        let writer = try QueueToolProcess(
+            ["produce", "--dir", directory, "--topic", topic, "--count", "5000", "--prefix", "f"], fileSizeLimitKiB: limit / 1024
+        )
+        #expect(try await withDeadline("the limited writer") { await writer.waitUntilExit() } == 0)
+        let acknowledged = writer.output.filter { $0.hasPrefix("acked ") }.map { String($0.split(separator: " ")[3]) }
+        let failed = writer.output.filter { $0.hasPrefix("failed ") }
+        #expect(acknowledged.count + failed.count == 5000)
+        #expect(!failed.isEmpty, "the limit must have made appends fail")
+
+        // The failed write stopped at the limit: whatever was whole before it stays (a reader may have delivered
+        // it), so the log ends within one record (< 100 bytes here) of the limit, with no partial record.
+        let logPath = "\(directory)/topics/\(topic)/0.log"
+        let size = try #require(try FileManager.default.attributesOfItem(atPath: logPath)[.size] as? Int)
+        #expect(size <= limit && limit - size < 100, "log size \(size) against the limit \(limit)")
+
+        // The next writer appends right after the kept records; every record reads back once, in order.
+        let end = try await withRunning(try fileQueueProducer(directory)) { producer in
+            try await producer.send(KafkaProducerRecord(topic: topic, value: "end"))
+        }
+        let (consumer, events) = try fileQueueConsumer(directory, topic: topic)
+        let messages = try await consume(consumer, count: Int(end.offset) + 1)
+        let values = messages.compactMap(\.valueString)
+        #expect(messages.map(\.offset) == Array(0...end.offset))
+        #expect(values == (0..<Int(end.offset)).map { "f\($0)" } + ["end"])
+        #expect(Int(end.offset) >= acknowledged.count)
         #expect(Set(acknowledged).isSubset(of: Set(values)))
         for await event in events { if case .error(let error) = event { Issue.record("unexpected error event: \(error)") } }
     }

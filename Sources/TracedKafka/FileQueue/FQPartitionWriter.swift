@@ -19,7 +19,8 @@ final class FQPartitionWriter {
         self.logger = logger
     }
 
-    /// An append that failed after `written` of its records were appended (and synced) whole.
+    /// An append that failed after `written` of its records were appended (and synced) whole and acknowledged.
+    /// Records after those may still have reached the file whole: they keep their offsets, but fail.
     struct Failure: Error {
         var first: Int64
         var written: Int
@@ -49,12 +50,15 @@ final class FQPartitionWriter {
             let first = nextOffset
             var bytes: [UInt8] = []
             bytes.reserveCapacity(entries.reduce(0) { $0 + $1.size })
+            // Where each record of `bytes` ends: what a failed write left whole.
+            var ends: [Int] = []
             do {
                 for (index, entry) in entries.enumerated() {
                     FQRecordCodec.encode(
                         offset: first + Int64(index), timestampMilliseconds: entry.timestampMilliseconds,
                         key: entry.key, value: entry.value, headers: entry.headers, into: &bytes
                     )
+                    ends.append(bytes.count)
                     if syncEach {
                         // Each record is whole and synced before the next: a later failure keeps it.
                         try log.file.write(bytes, at: knownEnd)
@@ -62,6 +66,7 @@ final class FQPartitionWriter {
                         knownEnd += Int64(bytes.count)
                         nextOffset += 1
                         bytes.removeAll(keepingCapacity: true)
+                        ends.removeAll(keepingCapacity: true)
                     }
                 }
                 if !bytes.isEmpty {
@@ -70,10 +75,19 @@ final class FQPartitionWriter {
                     nextOffset += Int64(entries.count)
                 }
             } catch {
-                // A failed write (a full disk…) must not leave a partial record for the next writer to append after.
-                // What was written whole before (per-record durability) stays; the failed rest was never acknowledged.
-                try? log.file.truncate(to: knownEnd)
-                throw FQPartitionWriter.Failure(first: first, written: Int(nextOffset - first), error: error)
+                // A failed write or sync (a full disk…). What was acknowledged (written whole and synced, per record)
+                // stays acknowledged. Records that reached the file whole stay too: readers take no lock and may
+                // have delivered them, so their offsets must never be handed out again; their senders still get the
+                // error (not known to be durable). Only a partial record behind them is cut, so no writer appends
+                // after half a record.
+                let acknowledged = Int(nextOffset - first)
+                let reached = ((try? log.file.size) ?? knownEnd) - knownEnd
+                let whole = ends.prefix { Int64($0) <= reached }.count
+                let wholeBytes = Int64(whole == 0 ? 0 : ends[whole - 1])
+                try? log.file.truncate(to: knownEnd + wholeBytes)
+                knownEnd += wholeBytes
+                nextOffset += Int64(whole)
+                throw FQPartitionWriter.Failure(first: first, written: acknowledged, error: error)
             }
             isDirty = !syncEach
             return first
