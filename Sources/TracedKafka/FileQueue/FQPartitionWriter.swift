@@ -50,15 +50,12 @@ final class FQPartitionWriter {
             let first = nextOffset
             var bytes: [UInt8] = []
             bytes.reserveCapacity(entries.reduce(0) { $0 + $1.size })
-            // Where each record of `bytes` ends: what a failed write left whole.
-            var ends: [Int] = []
             do {
                 for (index, entry) in entries.enumerated() {
                     FQRecordCodec.encode(
                         offset: first + Int64(index), timestampMilliseconds: entry.timestampMilliseconds,
                         key: entry.key, value: entry.value, headers: entry.headers, into: &bytes
                     )
-                    ends.append(bytes.count)
                     if syncEach {
                         // Each record is whole and synced before the next: a later failure keeps it.
                         try log.file.write(bytes, at: knownEnd)
@@ -66,7 +63,6 @@ final class FQPartitionWriter {
                         knownEnd += Int64(bytes.count)
                         nextOffset += 1
                         bytes.removeAll(keepingCapacity: true)
-                        ends.removeAll(keepingCapacity: true)
                     }
                 }
                 if !bytes.isEmpty {
@@ -82,8 +78,13 @@ final class FQPartitionWriter {
                 // after half a record.
                 let acknowledged = Int(nextOffset - first)
                 let reached = ((try? log.file.size) ?? knownEnd) - knownEnd
-                let whole = ends.prefix { Int64($0) <= reached }.count
-                let wholeBytes = Int64(whole == 0 ? 0 : ends[whole - 1])
+                var whole = 0, wholeBytes: Int64 = 0
+                // An entry's `size` is its framed size: the records after the acknowledged ones, in order.
+                for entry in entries.dropFirst(acknowledged) {
+                    guard wholeBytes + Int64(entry.size) <= reached else { break }
+                    whole += 1
+                    wholeBytes += Int64(entry.size)
+                }
                 try? log.file.truncate(to: knownEnd + wholeBytes)
                 knownEnd += wholeBytes
                 nextOffset += Int64(whole)

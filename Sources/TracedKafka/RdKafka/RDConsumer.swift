@@ -23,7 +23,7 @@ final class RDConsumer: KafkaConsumerBackend, @unchecked Sendable {
     }
 
     private let fetchState = Mutex(FetchState.notStarted)
-    /// Topic handles for storing one message's offset (`rd_kafka_offset_store`), made on first use and destroyed
+    /// Topic handles for storing offsets (`rd_kafka_offset_store`), made on first use and destroyed
     /// when the consumer closes. Touched only inside `client.withOpenHandle` (which holds the client's lock) and by
     /// the close teardown, which runs once no such call can begin.
     private var offsetTopics: [String: OpaquePointer] = [:]
@@ -218,32 +218,29 @@ final class RDConsumer: KafkaConsumerBackend, @unchecked Sendable {
 
     func storeOffsets(after messages: [KafkaConsumerMessage]) {
         guard let first = messages.first else { return }
-        guard messages.count > 1 else {
-            // The handler API's case, once per message: through the topic's handle, without building a list.
-            _ = try? client.withOpenHandle("The consumer") { handle in
-                var topic = offsetTopics[first.topic]
-                if topic == nil {
-                    topic = rd_kafka_topic_new(handle, first.topic, nil)
-                    offsetTopics[first.topic] = topic
-                }
-                // Stores offset + 1, the next to read (this call adds the 1). Fails only for a partition no longer
-                // assigned: its new owner re-reads the message.
-                if let topic { _ = rd_kafka_offset_store(topic, Int32(clamping: first.partition), first.offset) }
-            }
-            return
-        }
-        var highest: [KafkaTopicPartition: Int64] = [:]
-        for message in messages {
-            let partition = KafkaTopicPartition(topic: message.topic, partition: message.partition)
-            highest[partition] = max(highest[partition] ?? 0, message.offset + 1)
-        }
-        let offsets = highest.map { KafkaTopicPartitionOffset(topic: $0.key.topic, partition: $0.key.partition, offset: $0.value) }
         _ = try? client.withOpenHandle("The consumer") { handle in
-            let list = RDTopicPartitionList.make(offsets)
-            defer { rd_kafka_topic_partition_list_destroy(list) }
-            // Fails only for a partition no longer assigned: its new owner re-reads the message (at-least-once).
-            rd_kafka_offsets_store(handle, list)
+            // The handler API's case, once per message: no dictionary.
+            guard messages.count > 1 else { return storeOffset(after: first.offset, of: first.topic, first.partition, handle) }
+            var highest: [KafkaTopicPartition: Int64] = [:]
+            for message in messages {
+                let partition = KafkaTopicPartition(topic: message.topic, partition: message.partition)
+                highest[partition] = max(highest[partition] ?? message.offset, message.offset)
+            }
+            for (partition, offset) in highest { storeOffset(after: offset, of: partition.topic, partition.partition, handle) }
         }
+    }
+
+    /// Stores `offset + 1`, the next to read, through the topic's handle (no partition list per call). Fails only
+    /// for a partition no longer assigned: its new owner re-reads the message (at-least-once). Call inside
+    /// `client.withOpenHandle`.
+    private func storeOffset(after offset: Int64, of topic: String, _ partition: Int, _ handle: OpaquePointer) {
+        var rkt = offsetTopics[topic]
+        if rkt == nil {
+            rkt = rd_kafka_topic_new(handle, topic, nil)
+            offsetTopics[topic] = rkt
+        }
+        // rd_kafka_offset_store adds the 1 itself.
+        if let rkt { _ = rd_kafka_offset_store(rkt, Int32(clamping: partition), offset) }
     }
 
     func commit(_ offsets: [KafkaTopicPartitionOffset]) async throws {
