@@ -151,6 +151,45 @@ enum RawLibrdkafka {
         return timing
     }
 
+    /// The client's own cost per record, with nothing sent: `count` records to a broker that is never reached
+    /// (127.0.0.1:1), through `rd_kafka_producev` alone and through `rd_kafka_produce` + `rd_kafka_poll(0)`, each on
+    /// a fresh handle. `count` must stay below librdkafka's queue (100,000 messages).
+    static func offlineProduce(count: Int, value: [UInt8]) -> (producev: Duration, producePoll: Duration) {
+        func timed(_ body: (OpaquePointer, OpaquePointer, UnsafeRawBufferPointer) -> Void) -> Duration {
+            let (handle, rkt) = producer("127.0.0.1:1", topic: "offline", linger: "5", deliveries: Deliveries())
+            defer {
+                rd_kafka_purge(handle, RD_KAFKA_PURGE_F_QUEUE)  // nothing can be delivered: drop it, do not wait
+                destroy(handle, rkt)
+            }
+            let clock = ContinuousClock()
+            let start = clock.now
+            value.withUnsafeBytes { body(handle, rkt, $0) }
+            return clock.now - start
+        }
+        let producev = timed { handle, _, bytes in
+            for index in 0..<count {
+                withUnsafeTemporaryAllocation(of: rd_kafka_vu_t.self, capacity: 4) { args in
+                    "offline".withCString { topic in
+                        args[0].vtype = RD_KAFKA_VTYPE_TOPIC; args[0].u.cstr = topic
+                        args[1].vtype = RD_KAFKA_VTYPE_PARTITION; args[1].u.i32 = Int32(index % 16)
+                        args[2].vtype = RD_KAFKA_VTYPE_MSGFLAGS; args[2].u.i = RD_KAFKA_MSG_F_COPY
+                        args[3].vtype = RD_KAFKA_VTYPE_VALUE
+                        args[3].u.mem.ptr = UnsafeMutableRawPointer(mutating: bytes.baseAddress); args[3].u.mem.size = bytes.count
+                        if let error = rd_kafka_produceva(handle, args.baseAddress, 4) { fatalError("producev: \(rd_kafka_error_code(error))") }
+                    }
+                }
+            }
+        }
+        let producePoll = timed { handle, rkt, bytes in
+            for index in 0..<count {
+                let result = rd_kafka_produce(rkt, Int32(index % 16), RD_KAFKA_MSG_F_COPY, UnsafeMutableRawPointer(mutating: bytes.baseAddress), bytes.count, nil, 0, nil)
+                precondition(result == 0, "produce refused a record")
+                rd_kafka_poll(handle, 0)
+            }
+        }
+        return (producev, producePoll)
+    }
+
     /// The sum of `topic`'s high watermarks over `partitions` partitions: how many records the broker has taken.
     static func highWatermarks(bootstrap: String, topic: String, partitions: Int) -> Int64 {
         let deliveries = Deliveries()
@@ -194,7 +233,7 @@ struct ConsumeTiming {
 
     var elapsed: Duration { last! - first! }
     /// The time without the longest pause: the steady rate, apart from one stall of librdkafka's mock broker's
-    /// fetching (0.5–0.9 s, seen in raw and traced runs alike, at no fixed point).
+    /// fetching (0.4–0.9 s, at no fixed point; seen in traced and in raw runs).
     var steadyElapsed: Duration { elapsed - longestPause }
 
     mutating func record(_ now: ContinuousClock.Instant) {

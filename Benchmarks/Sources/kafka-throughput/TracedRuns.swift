@@ -51,6 +51,22 @@ enum TracedRuns {
         return elapsed
     }
 
+    /// `enqueue` with tracing off, `count` records to a broker that is never reached (127.0.0.1:1): the client's
+    /// own cost per record, nothing sent, to set beside ``RawLibrdkafka/offlineProduce(count:value:)``.
+    static func offlineEnqueue(count: Int, value: [UInt8]) async throws -> Duration {
+        let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(
+            bootstrapServers: ["127.0.0.1:1"], linger: .milliseconds(5), shutdownTimeout: .zero, tracing: .disabled, metrics: .disabled
+        ))
+        return try await withRunning(producer) { producer in
+            let clock = ContinuousClock()
+            let start = clock.now
+            for index in 0..<count {
+                try await producer.enqueue(KafkaProducerRecord(topic: "offline", value: value, partition: index % 16))
+            }
+            return clock.now - start
+        }
+    }
+
     /// Handles `count` messages with `consumer.run { }`, each inside a process span traced as `tracing` says.
     /// - Returns: When the messages reached the handler.
     static func consume(bootstrap: String, topic: String, group: String, count: Int, tracing: Tracing) async throws -> ConsumeTiming {

@@ -50,13 +50,24 @@ let value = [UInt8](repeating: 0x61, count: 100)
     let topic = { (name: String) in "bench-\(name)" }
     if let only = argument("only") {
         // One run alone, for a profiler: produce with raw|raw-poll-thread|off|unsampled|sampled, or consume with
-        // consume-raw|consume-off|consume-sampled (which first produces the records it reads, untimed).
+        // consume-raw|consume-off|consume-sampled (which first produces the records it reads, untimed), or
+        // offline (the client's own cost per record, nothing sent).
         let elapsed: Duration
         let group = "\(only)-\(getpid())"
         switch only {
         case "raw", "raw-poll-thread":
             elapsed = RawLibrdkafka.produce(bootstrap: bootstrap, topic: topic("raw"), partitions: partitions, count: count, value: value,
                                             reports: only == "raw" ? .inLoop : .onPollThread)
+        case "offline":
+            // The client's own cost per record, no broker involved (runs in any order; --bootstrap is not used).
+            let records = min(count, 90_000)
+            let nanoseconds = { (duration: Duration) in milliseconds(duration) * 1e6 / Double(records) }
+            _ = RawLibrdkafka.offlineProduce(count: records, value: value)  // untimed: the process's heap grows here once
+            let raw = RawLibrdkafka.offlineProduce(count: records, value: value)
+            let traced = try await TracedRuns.offlineEnqueue(count: records, value: value)
+            print(String(format: "offline, %d records: rd_kafka_producev %.0f ns, rd_kafka_produce + poll(0) %.0f ns, TracedKafka enqueue (tracing off) %.0f ns per record",
+                         records, nanoseconds(raw.producev), nanoseconds(raw.producePoll), nanoseconds(traced)))
+            return
         case "consume-raw":
             _ = RawLibrdkafka.produce(bootstrap: bootstrap, topic: topic("raw"), partitions: partitions, count: count, value: value)
             let timing = RawLibrdkafka.consume(bootstrap: bootstrap, topic: topic("raw"), group: group, count: count)
@@ -70,7 +81,7 @@ let value = [UInt8](repeating: 0x61, count: 100)
             print(String(format: "longest pause %.0f ms; without it %.0f msg/s", milliseconds(timing.longestPause), rate(timing.steadyElapsed)))
         default:
             guard let tracing = TracedRuns.Tracing(rawValue: only) else {
-                FileHandle.standardError.write(Data("--only takes raw, raw-poll-thread, off, unsampled, sampled, consume-raw, consume-off or consume-sampled\n".utf8))
+                FileHandle.standardError.write(Data("--only takes raw, raw-poll-thread, off, unsampled, sampled, consume-raw, consume-off, consume-sampled or offline\n".utf8))
                 exit(2)
             }
             elapsed = try await TracedRuns.produce(bootstrap: bootstrap, topic: topic(only), partitions: partitions, count: count, value: value, tracing: tracing)
