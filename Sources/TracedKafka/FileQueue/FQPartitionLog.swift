@@ -32,12 +32,14 @@ final class FQPartitionLog {
         /// The visitor declined the record at `position`.
         case stopped(Int64)
         /// From `position` on, a record cut short (its frame or body runs past the end of the file) or zero bytes,
-        /// and nothing intact after them: an append in flight, or a torn tail left by a crash.
+        /// and nothing intact after them (nor a whole record whose length field alone is wrong): an append in
+        /// flight, or a torn tail left by a crash.
         case incomplete(Int64)
-        /// Damaged bytes at `position` (a whole frame with a wrong marker, length or checksum), and an intact record
-        /// at `next`.
-        case damaged(at: Int64, reason: String, next: Int64)
-        /// Damaged bytes at `position` that are whole, not zeros, and last in the file: corruption, not a torn tail.
+        /// Damaged bytes at `position` (a frame with a wrong marker, length or checksum, or one whose length runs
+        /// past the end of the file), and an intact record at `next`.
+        case damaged(at: Int64, reason: String, next: Int64, nextOffset: Int64)
+        /// Damaged bytes at `position` that are whole, not zeros, and last in the file (or a last record whole but
+        /// for its length field): corruption, not a torn tail.
         case damagedTail(at: Int64, reason: String)
     }
 
@@ -62,8 +64,10 @@ final class FQPartitionLog {
             var consumed = 0
             var outcome: ScanEnd?
             var damage: String?
+            /// A frame whose announced size runs past the end of the file.
+            var overrun: Int?
             bytes.withUnsafeBytes { raw in
-                while consumed < raw.count, outcome == nil, damage == nil {
+                while consumed < raw.count, outcome == nil, damage == nil, overrun == nil {
                     let rest = UnsafeRawBufferPointer(rebasing: raw[consumed...])
                     switch FQRecordCodec.frame(at: rest) {
                     case .record(let recordSize):
@@ -74,7 +78,10 @@ final class FQPartitionLog {
                         }
                         lastOffset = max(lastOffset, FQRecordCodec.offset(at: record))
                         consumed += recordSize
+                    case .incomplete(let recordSize?) where position + Int64(consumed) + Int64(recordSize) > size:
+                        overrun = recordSize
                     case .incomplete:
+                        // Fewer than a frame's bytes left in the file, or a record that crosses the chunk's end.
                         if reachesEnd { outcome = .incomplete(position + Int64(consumed)) }
                         return
                     case .damaged(let reason):
@@ -83,10 +90,21 @@ final class FQPartitionLog {
                 }
             }
             if let outcome { return outcome }
-            if let damage {
-                let at = position + Int64(consumed)
+            let at = position + Int64(consumed)
+            if let overrun {
+                // A record cut short by a crash, or an append in flight — or a damaged length field. Only the first
+                // has nothing intact after it; a record whose length alone was damaged is whole up to the end.
+                let reason = "record length \(overrun - FQRecordCodec.frameSize) runs past the end of the file"
                 if let next = try nextIntactRecord(after: at, size: size, lastOffset: lastOffset) {
-                    return .damaged(at: at, reason: damage, next: next)
+                    return .damaged(at: at, reason: reason, next: next.position, nextOffset: next.offset)
+                }
+                let tail = try file.read(at: at, count: Int(size - at))
+                let whole = tail.withUnsafeBytes { FQRecordCodec.isWholeRecordWithDamagedLength($0) }
+                return whole ? .damagedTail(at: at, reason: reason) : .incomplete(at)
+            }
+            if let damage {
+                if let next = try nextIntactRecord(after: at, size: size, lastOffset: lastOffset) {
+                    return .damaged(at: at, reason: damage, next: next.position, nextOffset: next.offset)
                 }
                 // Zeros at the end are what a machine crash leaves in blocks that were never written: a torn tail.
                 return try isZeroFilled(from: at, size: size) ? .incomplete(at) : .damagedTail(at: at, reason: damage)
@@ -99,23 +117,26 @@ final class FQPartitionLog {
         return .end(position)
     }
 
-    /// The position of the first intact record after `position` whose offset is above `lastOffset`, or `nil` when
-    /// there is none before the end. Reads a chunk at a time, and a candidate record whole.
-    private func nextIntactRecord(after position: Int64, size: Int64, lastOffset: Int64) throws -> Int64? {
+    /// The position and offset of the first intact record after `position` whose offset is above `lastOffset`, or
+    /// `nil` when there is none before the end. Reads a chunk at a time, and a candidate record whole.
+    private func nextIntactRecord(after position: Int64, size: Int64, lastOffset: Int64) throws -> (position: Int64, offset: Int64)? {
         var start = position + 1
         while start + Int64(FQRecordCodec.frameSize) <= size {
             let bytes = try file.read(at: start, count: Int(min(Int64(Self.chunkSize), size - start)))
             guard bytes.count >= FQRecordCodec.frameSize else { return nil }
             for index in 0...(bytes.count - FQRecordCodec.frameSize) where bytes[index] == 0x54 && bytes[index + 1] == 0x4B && bytes[index + 2] == 0x46 && bytes[index + 3] == 0x51 {
                 let candidate = start + Int64(index)
-                if try isIntactRecord(at: candidate, size: size, lastOffset: lastOffset) { return candidate }
+                if let offset = try intactRecordOffset(at: candidate, size: size, lastOffset: lastOffset) {
+                    return (candidate, offset)
+                }
             }
             start += Int64(bytes.count - FQRecordCodec.frameSize + 1)
         }
         return nil
     }
 
-    private func isIntactRecord(at position: Int64, size: Int64, lastOffset: Int64) throws -> Bool {
+    /// The offset of the record at `position` when it is intact and its offset is above `lastOffset`.
+    private func intactRecordOffset(at position: Int64, size: Int64, lastOffset: Int64) throws -> Int64? {
         let frame = try file.read(at: position, count: FQRecordCodec.frameSize)
         let length = frame.withUnsafeBytes { raw -> Int64? in
             guard raw.count == FQRecordCodec.frameSize,
@@ -125,11 +146,12 @@ final class FQPartitionLog {
         }
         guard let length, length <= Int64(FQRecordCodec.maxBodySize),
             position + Int64(FQRecordCodec.frameSize) + length <= size
-        else { return false }
+        else { return nil }
         let record = try file.read(at: position, count: FQRecordCodec.frameSize + Int(length))
         return record.withUnsafeBytes { raw in
-            guard case .record = FQRecordCodec.frame(at: raw) else { return false }
-            return FQRecordCodec.offset(at: raw) > lastOffset
+            guard case .record = FQRecordCodec.frame(at: raw) else { return nil }
+            let offset = FQRecordCodec.offset(at: raw)
+            return offset > lastOffset ? offset : nil
         }
     }
 

@@ -93,10 +93,17 @@ final class FQPartitionReader {
                 logger.warning("Skipping a corrupt record", metadata: ["error": "\(error)"])
                 skipped.append(error)
                 position = at + Int64(undecodable.size)
-            case .damaged(let at, let reason, let next):
+            case .damaged(let at, let reason, let next, let nextOffset):
                 position = at
                 guard try isConfirmedDamage(log, at: at) else { continue }
                 let error = corruption(at: at, reason: reason)
+                if nextOffset <= minimumOffset {
+                    // Damage below the starting position (a committed offset past it): nothing of it was to be
+                    // delivered, so it stops no consumer; it is still logged.
+                    logger.warning("Passing over a corrupt record before the starting offset", metadata: ["error": "\(error)"])
+                    position = next
+                    continue
+                }
                 guard policy == .skip else { return try messagesBefore(error, messages, skipped) }
                 logger.warning("Skipping a corrupt record", metadata: ["error": "\(error)"])
                 skipped.append(error)

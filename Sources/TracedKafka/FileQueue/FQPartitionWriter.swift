@@ -125,7 +125,7 @@ final class FQPartitionWriter {
                 try log.truncateTornTail(at: at, logger: logger)
                 knownEnd = at
                 return
-            case .damaged(let at, let reason, let next):
+            case .damaged(let at, let reason, let next, _):
                 // Corruption inside the log is the readers' to report; the writer only needs the end.
                 logCorruption(at: at, reason: reason)
                 position = next

@@ -77,21 +77,28 @@ enum FQRecordCodec {
     enum Frame {
         /// A whole record with a good checksum, `size` bytes long.
         case record(size: Int)
-        /// Not enough bytes yet for the frame or the body it announces.
-        case incomplete
+        /// Not enough bytes for the frame (`size` is `nil`) or for the `size` bytes the frame announces.
+        case incomplete(size: Int?)
         /// Bytes that are not a record: wrong magic, impossible length or wrong checksum.
         case damaged(String)
     }
 
     static func frame(at bytes: UnsafeRawBufferPointer) -> Frame {
-        guard bytes.count >= frameSize else { return .incomplete }
+        guard bytes.count >= frameSize else { return .incomplete(size: nil) }
         guard load(UInt32.self, bytes, 0) == recordMagic else { return .damaged("no record marker") }
         let length = Int(load(UInt32.self, bytes, 4))
         guard length >= 28, length <= maxBodySize else { return .damaged("impossible record length \(length)") }
-        guard bytes.count >= frameSize + length else { return .incomplete }
+        guard bytes.count >= frameSize + length else { return .incomplete(size: frameSize + length) }
         let body = UnsafeRawBufferPointer(rebasing: bytes[frameSize..<(frameSize + length)])
         guard CRC32C.checksum(body) == load(UInt32.self, bytes, 8) else { return .damaged("checksum mismatch") }
         return .record(size: frameSize + length)
+    }
+
+    /// Whether `bytes` — a frame and everything after it to the end of the file, fewer bytes than the frame's length
+    /// announces — are one whole record whose length field alone was damaged: the rest's checksum is the frame's.
+    static func isWholeRecordWithDamagedLength(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        guard bytes.count >= frameSize + 28, load(UInt32.self, bytes, 0) == recordMagic else { return false }
+        return CRC32C.checksum(UnsafeRawBufferPointer(rebasing: bytes[frameSize...])) == load(UInt32.self, bytes, 8)
     }
 
     /// The offset of the record at the start of `bytes`, which ``frame(at:)`` found whole.
