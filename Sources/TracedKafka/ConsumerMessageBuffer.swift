@@ -2,28 +2,45 @@ import Foundation
 
 /// The hand-over between a backend's fetch thread and the one task iterating ``KafkaConsumer/messages``.
 ///
-/// The fetch thread blocks (it is a dedicated thread, never the cooperative pool) while the buffer is full, so a
-/// slow handler pauses fetching instead of growing memory.
+/// Bounded by a message count and by bytes (keys, values and headers): the fetch thread blocks (it is a dedicated
+/// thread, never the cooperative pool) while the buffer is full, so a slow handler pauses fetching instead of
+/// growing memory. A batch is taken while there is room, so the bytes may pass their bound by one batch; a fetcher
+/// that asks ``room()`` first and fetches only that much passes it by one message at most.
 final class ConsumerMessageBuffer: @unchecked Sendable {
     private let condition = NSCondition()
     private let capacity: Int
+    private let byteCapacity: Int
     // Guarded by `condition`.
     private var items: [KafkaConsumerMessage] = []
     private var head = 0
+    private var bytes = 0
     private var waiter: CheckedContinuation<KafkaConsumerMessage?, any Error>?
     private var finished = false
     private var failure: KafkaError?
-    /// Whether the fetch thread waits for room; it is woken once the buffer has drained to `resumeBelow`, not per
-    /// message taken (which cost a wake-up and a lock hand-off per message while the handler was the slower side).
+    /// Whether the fetch thread waits for room; it is woken once the buffer has drained to `resumeBelow` (and half
+    /// its bytes), not per message taken (which cost a wake-up and a lock hand-off per message while the handler
+    /// was the slower side).
     private var fetcherWaiting = false
     private let resumeBelow: Int
+    private let resumeBelowBytes: Int
 
-    init(capacity: Int) {
+    init(capacity: Int, byteCapacity: Int = .max) {
         self.capacity = max(1, capacity)
+        self.byteCapacity = max(1, byteCapacity)
         self.resumeBelow = (self.capacity + 1) / 2
+        self.resumeBelowBytes = self.byteCapacity / 2 + 1
     }
 
     private var count: Int { items.count - head }
+
+    private var isFull: Bool { count >= capacity || bytes >= byteCapacity }
+
+    /// The bytes a message holds in the buffer's accounting: key, value, header keys and values.
+    static func size(of message: KafkaConsumerMessage) -> Int {
+        var size = (message.key?.count ?? 0) + (message.value?.count ?? 0)
+        for header in message.headers { size += header.keyByteCount + (header.value?.count ?? 0) }
+        return size
+    }
 
     // MARK: - Fetch side
 
@@ -33,7 +50,7 @@ final class ConsumerMessageBuffer: @unchecked Sendable {
         var rest = batch[...]
         while !rest.isEmpty {
             condition.lock()
-            while count >= capacity && !finished && !shouldStop() {
+            while isFull && !finished && !shouldStop() {
                 fetcherWaiting = true
                 _ = condition.wait(until: Date(timeIntervalSinceNow: 0.1))
             }
@@ -47,12 +64,43 @@ final class ConsumerMessageBuffer: @unchecked Sendable {
                 self.waiter = nil
                 handOver = (waiter, rest.removeFirst())
             }
-            let room = capacity - count
-            items.append(contentsOf: rest.prefix(room))
-            rest = rest.dropFirst(room)
+            // Messages go in while there is room by count and by bytes (at least one while not full).
+            while let message = rest.first, count < capacity, bytes < byteCapacity {
+                items.append(message)
+                bytes += Self.size(of: message)
+                rest = rest.dropFirst()
+            }
             condition.unlock()
             if let (waiter, message) = handOver { waiter.resume(returning: message) }
         }
+    }
+
+    /// How many messages and bytes fit before the buffer is full; (0, 0) once it is full or finished.
+    func room() -> (count: Int, bytes: Int) {
+        condition.lock()
+        defer { condition.unlock() }
+        guard !finished, !isFull else { return (0, 0) }
+        return (capacity - count, byteCapacity - bytes)
+    }
+
+    /// How many messages and bytes it holds.
+    func contents() -> (count: Int, bytes: Int) {
+        condition.lock()
+        defer { condition.unlock() }
+        return (count, bytes)
+    }
+
+    /// Waits until the buffer has drained (to half its bounds), it finished, or `deadline` passed, whichever is first.
+    func waitForRoom(until deadline: ContinuousClock.Instant) {
+        condition.lock()
+        defer { condition.unlock() }
+        let clock = ContinuousClock()
+        while isFull && !finished && clock.now < deadline {
+            fetcherWaiting = true
+            let wait = clock.now.duration(to: deadline)
+            _ = condition.wait(until: Date(timeIntervalSinceNow: Double(wait.milliseconds + 1) / 1000))
+        }
+        fetcherWaiting = false
     }
 
     /// Drops buffered messages of partitions this consumer no longer owns.
@@ -61,6 +109,7 @@ final class ConsumerMessageBuffer: @unchecked Sendable {
         condition.lock()
         items = items[head...].filter { !partitions.contains(KafkaTopicPartition(topic: $0.topic, partition: $0.partition)) }
         head = 0
+        bytes = items.reduce(0) { $0 + Self.size(of: $1) }
         condition.broadcast()
         condition.unlock()
     }
@@ -77,6 +126,7 @@ final class ConsumerMessageBuffer: @unchecked Sendable {
             if !deliveringBuffered {
                 items = []
                 head = 0
+                bytes = 0
             }
         }
         condition.broadcast()
@@ -139,6 +189,7 @@ final class ConsumerMessageBuffer: @unchecked Sendable {
 
     private func popLocked() -> KafkaConsumerMessage {
         let message = items[head]
+        bytes -= Self.size(of: message)
         head += 1
         if head == items.count {
             items.removeAll(keepingCapacity: true)
@@ -147,7 +198,7 @@ final class ConsumerMessageBuffer: @unchecked Sendable {
             items.removeFirst(head)
             head = 0
         }
-        if fetcherWaiting && count < resumeBelow {
+        if fetcherWaiting && count < resumeBelow && bytes < resumeBelowBytes {
             fetcherWaiting = false
             condition.signal()
         }

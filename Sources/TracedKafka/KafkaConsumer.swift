@@ -83,6 +83,7 @@ public final class KafkaConsumer: Service, Sendable {
                     : "The consumer configuration names an empty topic"
             )
         }
+        for topic in topics { try KafkaTopicName.validate(topic, code: .configuration) }
         self.configuration = configuration
         self.metrics = KafkaClientMetrics(configuration: configuration.metrics, groupID: configuration.groupID)
         let logger = logger.withClientMetadata(clientID: configuration.clientID, groupID: configuration.groupID)
@@ -92,7 +93,7 @@ public final class KafkaConsumer: Service, Sendable {
             clientID: configuration.clientID,
             server: KafkaServerAddress(backend: configuration.backend, bootstrapServers: configuration.bootstrapServers)
         )
-        self.buffer = ConsumerMessageBuffer(capacity: configuration.maxBufferedMessages)
+        self.buffer = ConsumerMessageBuffer(capacity: configuration.maxBufferedMessages, byteCapacity: configuration.maxBufferedBytes)
         switch configuration.backend {
         case .librdkafka:
             try KafkaServerAddress.requireBootstrapServers(configuration.bootstrapServers)
@@ -134,6 +135,15 @@ public final class KafkaConsumer: Service, Sendable {
     /// - Throws: ``KafkaError`` with librdkafka's code when the commit fails, ``KafkaError/Code/shutDown`` after
     ///   shutdown.
     public func commit(offsets: [KafkaTopicPartitionOffset]) async throws {
+        for offset in offsets {
+            try KafkaTopicName.validate(offset.topic, code: .unknownPartition)
+            guard offset.partition >= 0, offset.partition <= Int(Int32.max) else {
+                throw KafkaError(code: .unknownPartition, reason: "Cannot commit \(offset.topic)[\(offset.partition)]: no such partition")
+            }
+            guard offset.offset >= 0 else {
+                throw KafkaError(code: .invalidOffset, reason: "Cannot commit offset \(offset.offset) of \(offset.topic)[\(offset.partition)]")
+            }
+        }
         try await backend.commit(offsets)
     }
 
@@ -181,6 +191,9 @@ public final class KafkaConsumer: Service, Sendable {
         await Task.detached { await self.waitUntilHandlerIdle(timeout: timeout) }.value
         await backend.close()
     }
+
+    /// How many messages and bytes are read ahead now (for tests).
+    var buffered: (count: Int, bytes: Int) { buffer.contents() }
 
     // MARK: - Iteration
 

@@ -62,6 +62,11 @@ public struct KafkaConsumerConfiguration: Sendable {
     public var shutdownTimeout: Duration
     /// How many messages are read ahead of the handler before fetching pauses.
     public var maxBufferedMessages: Int
+    /// How many bytes of messages (keys, values, headers) are read ahead of the handler before fetching pauses:
+    /// with large records this bound, not ``maxBufferedMessages``, keeps memory in check. It may be passed by one
+    /// fetched batch. 32 MiB by default. librdkafka keeps a prefetch queue of its own besides
+    /// (`queued.max.messages.kbytes`, 64 MiB by default; a raw property changes it).
+    public var maxBufferedBytes: Int
     /// Tracing: spans and trace context in record headers.
     public var tracing: KafkaTracingConfiguration
     /// What the handler API does when the handler throws.
@@ -80,6 +85,7 @@ public struct KafkaConsumerConfiguration: Sendable {
     ///   - clientID: The client id, if any.
     ///   - shutdownTimeout: How long shutdown waits for the message being handled.
     ///   - maxBufferedMessages: How many messages are read ahead of the handler.
+    ///   - maxBufferedBytes: How many bytes of messages are read ahead of the handler.
     ///   - tracing: Spans and trace context in record headers.
     ///   - backend: librdkafka (the default) or the local file queue.
     ///   - metrics: Messaging metrics through swift-metrics.
@@ -94,6 +100,7 @@ public struct KafkaConsumerConfiguration: Sendable {
         clientID: String? = nil,
         shutdownTimeout: Duration = .seconds(10),
         maxBufferedMessages: Int = 10_000,
+        maxBufferedBytes: Int = 32 << 20,
         tracing: KafkaTracingConfiguration = .enabled,
         backend: KafkaBackend = .librdkafka,
         metrics: KafkaMetricsConfiguration = .enabled,
@@ -112,6 +119,7 @@ public struct KafkaConsumerConfiguration: Sendable {
         self.clientID = clientID
         self.shutdownTimeout = shutdownTimeout
         self.maxBufferedMessages = maxBufferedMessages
+        self.maxBufferedBytes = maxBufferedBytes
         self.properties = properties
     }
 

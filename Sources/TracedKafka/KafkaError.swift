@@ -10,7 +10,7 @@ public struct KafkaError: Error, Sendable, CustomStringConvertible {
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         private enum Backing: String, Hashable, Sendable {
             case configuration, invalidRecord, shutDown, alreadyRunning, noTopics, timedOut, rdKafka, cancelled, fileQueue
-            case corruptRecord
+            case corruptRecord, unknownPartition, invalidOffset
         }
 
         private let backing: Backing
@@ -37,6 +37,12 @@ public struct KafkaError: Error, Sendable, CustomStringConvertible {
         /// A record in a file-queue log is damaged (its checksum or framing is wrong). The reason names the file
         /// and the byte offset.
         public static let corruptRecord = Code(backing: .corruptRecord)
+        /// A topic or partition named in a call does not exist (or its name is not a valid Kafka topic name).
+        /// librdkafka's own answers for it keep their ``KafkaError/rdKafkaCode`` (`UNKNOWN_TOPIC_OR_PART`,
+        /// `_UNKNOWN_PARTITION`).
+        public static let unknownPartition = Code(backing: .unknownPartition)
+        /// An offset given to a call is out of range (negative, or past what the partition holds).
+        public static let invalidOffset = Code(backing: .invalidOffset)
 
         /// The name of the code, for logs.
         public var description: String { backing.rawValue }
@@ -78,8 +84,9 @@ extension KafkaError {
     /// An error for a librdkafka response code, with librdkafka's own text for it.
     static func rdKafka(_ err: rd_kafka_resp_err_t, context: String? = nil) -> KafkaError {
         let text = String(cString: rd_kafka_err2str(err))
+        let unknown = [RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART, RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION, RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC]
         return KafkaError(
-            code: .rdKafka,
+            code: unknown.contains(err) ? .unknownPartition : .rdKafka,
             reason: context.map { "\($0): \(text)" } ?? text,
             rdKafkaCode: err.rawValue
         )

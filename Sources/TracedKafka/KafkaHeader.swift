@@ -1,10 +1,49 @@
 /// One Kafka record header: a key and an optional value.
 ///
-/// Kafka allows a header without a value (`nil`), which is different from an empty value.
+/// Kafka allows a header without a value (`nil`), which is different from an empty value. Keys are text in every
+/// Kafka client, but the protocol carries bytes: a key that is not valid UTF-8 (another client may write one) is
+/// kept byte for byte in ``keyBytes``, so a record read and sent on keeps it exactly; ``key`` shows it with each
+/// invalid byte as U+FFFD.
 public struct KafkaHeader: Sendable, Hashable {
-    /// The header's key.
-    public var key: String
-    /// The header's value, or `nil` for a header without a value.
+    /// The key as text, or as bytes only when they are not valid UTF-8 — so one key has one representation and
+    /// equality compares keys exactly.
+    private enum StoredKey: Sendable, Hashable {
+        case text(String)
+        case bytes([UInt8])
+    }
+
+    private var storedKey: StoredKey
+
+    /// The header's key. For a key that is not valid UTF-8, its text with each invalid byte replaced by U+FFFD
+    /// (``keyBytes`` has the exact bytes). Setting it replaces the key.
+    public var key: String {
+        get {
+            switch storedKey {
+            case .text(let text): return text
+            case .bytes(let bytes): return String(decoding: bytes, as: UTF8.self)
+            }
+        }
+        set { storedKey = .text(newValue) }
+    }
+
+    /// The header's key, byte for byte as it was produced (its UTF-8 for a key given as text).
+    public var keyBytes: [UInt8] {
+        get {
+            switch storedKey {
+            case .text(let text): return Array(text.utf8)
+            case .bytes(let bytes): return bytes
+            }
+        }
+        set { storedKey = Self.key(from: newValue) }
+    }
+
+    /// Whether the key is valid UTF-8, so that ``key`` is exactly its bytes.
+    public var keyIsUTF8: Bool {
+        if case .text = storedKey { return true }
+        return false
+    }
+
+    /// The value, or `nil` for a header without a value.
     public var value: [UInt8]?
 
     /// Creates a header from bytes.
@@ -12,7 +51,7 @@ public struct KafkaHeader: Sendable, Hashable {
     ///   - key: The header's key.
     ///   - value: The header's value, or `nil` for a header without a value.
     public init(key: String, value: [UInt8]?) {
-        self.key = key
+        self.storedKey = .text(key)
         self.value = value
     }
 
@@ -24,9 +63,46 @@ public struct KafkaHeader: Sendable, Hashable {
         self.init(key: key, value: value.map { Array($0.utf8) })
     }
 
+    /// Creates a header whose key is given as bytes, which need not be valid UTF-8.
+    /// - Parameters:
+    ///   - keyBytes: The header's key, byte for byte.
+    ///   - value: The header's value, or `nil` for a header without a value.
+    public init(keyBytes: [UInt8], value: [UInt8]?) {
+        self.storedKey = Self.key(from: keyBytes)
+        self.value = value
+    }
+
     /// The value decoded as UTF-8, or `nil` when there is no value or it is not valid UTF-8.
     public var stringValue: String? {
         value.flatMap { String(validating: $0, as: UTF8.self) }
+    }
+
+    /// Whether the key is exactly `key` (a key that is not UTF-8 matches no text).
+    func hasKey(_ key: String) -> Bool {
+        if case .text(let text) = storedKey { return text == key }
+        return false
+    }
+
+    /// Calls `body` with the key's bytes, without copying them.
+    func withKeyBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        switch storedKey {
+        case .text(var text):
+            return try text.withUTF8 { try body(UnsafeRawBufferPointer($0)) }
+        case .bytes(let bytes):
+            return try bytes.withUnsafeBytes(body)
+        }
+    }
+
+    /// The key's length in bytes.
+    var keyByteCount: Int {
+        switch storedKey {
+        case .text(let text): return text.utf8.count
+        case .bytes(let bytes): return bytes.count
+        }
+    }
+
+    private static func key(from bytes: [UInt8]) -> StoredKey {
+        String(validating: bytes, as: UTF8.self).map(StoredKey.text) ?? .bytes(bytes)
     }
 }
 
@@ -80,12 +156,12 @@ public struct KafkaHeaders: Sendable, Hashable, RandomAccessCollection, MutableC
     /// The value of the **last** header with this key (Kafka's convention when a key repeats), or `nil`.
     /// - Parameter key: The key to look up.
     public func lastValue(forKey key: String) -> [UInt8]? {
-        storage.last(where: { $0.key == key })?.value
+        storage.last(where: { $0.hasKey(key) })?.value
     }
 
     /// Every value stored under a key, in order.
     /// - Parameter key: The key to look up.
     public func values(forKey key: String) -> [[UInt8]?] {
-        storage.filter { $0.key == key }.map(\.value)
+        storage.filter { $0.hasKey(key) }.map(\.value)
     }
 }

@@ -29,7 +29,8 @@ public final class KafkaProducer: Service, Sendable {
     ///   - configuration: How to connect and send.
     ///   - logger: Where the producer and librdkafka log.
     /// - Throws: ``KafkaError/Code/configuration`` with librdkafka's message for an unknown property or bad value,
-    ///   or for librdkafka without bootstrap servers; ``KafkaError/Code/fileQueue`` for an unusable queue directory.
+    ///   or for librdkafka without bootstrap servers, or for a ``KafkaProducerConfiguration/maxMessageBytes`` the
+    ///   file queue cannot hold; ``KafkaError/Code/fileQueue`` for an unusable queue directory.
     public convenience init(
         configuration: KafkaProducerConfiguration,
         logger: Logger = Logger(label: "TracedKafka.producer")
@@ -73,6 +74,13 @@ public final class KafkaProducer: Service, Sendable {
             try KafkaServerAddress.requireBootstrapServers(configuration.bootstrapServers)
             self.backend = try RDProducer(configuration: configuration, logger: logger, metrics: metrics)
         case .fileQueue(let options):
+            guard configuration.maxMessageBytes <= FQRecordCodec.maxRecordBytes else {
+                throw KafkaError(
+                    code: .configuration,
+                    reason: "maxMessageBytes is \(configuration.maxMessageBytes); the file queue takes records of at most "
+                        + "\(FQRecordCodec.maxRecordBytes) bytes"
+                )
+            }
             self.backend = try FQProducer(options: options, logger: logger)
         }
     }
@@ -232,12 +240,29 @@ public final class KafkaProducer: Service, Sendable {
         events?.finish()
     }
 
+    /// Checks a record the same way on both backends, then gives it its id.
     private func admit(_ record: KafkaProducerRecord) throws -> KafkaProducerMessageID {
         guard !record.topic.isEmpty else {
             throw KafkaError(code: .invalidRecord, reason: "The record's topic name is empty")
         }
+        try KafkaTopicName.validate(record.topic, code: .invalidRecord)
         if let partition = record.partition, partition < 0 || partition > Int(Int32.max) {
             throw KafkaError(code: .invalidRecord, reason: "Partition \(partition) is out of range")
+        }
+        var size = (record.key?.count ?? 0) + (record.value?.count ?? 0)
+        for header in record.headers {
+            size += header.keyByteCount + (header.value?.count ?? 0)
+            // librdkafka passes header keys as C strings, which end at the first NUL.
+            if header.withKeyBytes({ $0.contains(0) }) {
+                throw KafkaError(code: .invalidRecord, reason: "Header key \(String(reflecting: header.key)) holds a NUL byte")
+            }
+        }
+        guard size <= configuration.maxMessageBytes else {
+            throw KafkaError(
+                code: .invalidRecord,
+                reason: "The record is \(size) bytes (key, value and headers); the producer takes at most "
+                    + "\(configuration.maxMessageBytes) (maxMessageBytes)"
+            )
         }
         guard lifecycle.withLock({ $0.acceptsWork }) else { throw KafkaError.shutDown("The producer") }
         return KafkaProducerMessageID(rawValue: nextMessageID.add(1, ordering: .relaxed).newValue)

@@ -48,6 +48,11 @@ public struct KafkaProducerConfiguration: Sendable {
     public var compression: Compression?
     /// How long graceful shutdown waits for queued records to be delivered before it fails the rest.
     public var shutdownTimeout: Duration
+    /// The largest record accepted, in bytes: its key, value and header keys and values together. Larger records
+    /// are refused at once with ``KafkaError/Code/invalidRecord``, on both backends. The default, 1,000,000, is
+    /// librdkafka's `message.max.bytes` default; librdkafka's own limit is set a little above it (16 KiB, for its
+    /// framing), so this is the limit that decides. A broker still refuses records above its `message.max.bytes`.
+    public var maxMessageBytes: Int
     /// Tracing: spans and trace context in record headers.
     public var tracing: KafkaTracingConfiguration
     /// Raw librdkafka properties, applied after the typed fields. An unknown name or invalid value makes
@@ -63,6 +68,7 @@ public struct KafkaProducerConfiguration: Sendable {
     ///   - linger: Batching delay, or `nil` for librdkafka's default.
     ///   - compression: Compression codec, or `nil` for librdkafka's default.
     ///   - shutdownTimeout: How long shutdown waits for delivery of queued records.
+    ///   - maxMessageBytes: The largest record accepted (key, value and headers).
     ///   - tracing: Spans and trace context in record headers.
     ///   - backend: librdkafka (the default) or the local file queue.
     ///   - metrics: Messaging metrics through swift-metrics.
@@ -75,6 +81,7 @@ public struct KafkaProducerConfiguration: Sendable {
         linger: Duration? = nil,
         compression: Compression? = nil,
         shutdownTimeout: Duration = .seconds(30),
+        maxMessageBytes: Int = 1_000_000,
         tracing: KafkaTracingConfiguration = .enabled,
         backend: KafkaBackend = .librdkafka,
         metrics: KafkaMetricsConfiguration = .enabled,
@@ -90,8 +97,12 @@ public struct KafkaProducerConfiguration: Sendable {
         self.linger = linger
         self.compression = compression
         self.shutdownTimeout = shutdownTimeout
+        self.maxMessageBytes = maxMessageBytes
         self.properties = properties
     }
+
+    /// What librdkafka's `message.max.bytes` gets above ``maxMessageBytes``.
+    static let rdKafkaFramingAllowance = 16 << 10
 
     /// The librdkafka properties this configuration stands for, raw properties last.
     var rdKafkaProperties: [(String, String)] {
@@ -101,6 +112,8 @@ public struct KafkaProducerConfiguration: Sendable {
             ("enable.idempotence", idempotence ? "true" : "false"),
             // The Java client's partitioner, so a key lands on the same partition whichever language sends it.
             ("partitioner", "murmur2_random"),
+            // librdkafka also counts header framing: a little room above the limit the producer checks itself.
+            ("message.max.bytes", String(min(1_000_000_000, max(1_000, maxMessageBytes + Self.rdKafkaFramingAllowance)))),
         ]
         if let clientID { result.append(("client.id", clientID)) }
         if let statistics = metrics.rdKafkaStatisticsProperty { result.append(statistics) }

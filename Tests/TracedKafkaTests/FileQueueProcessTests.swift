@@ -160,4 +160,24 @@ struct FileQueueProcessTests {
         #expect(Set(acknowledged).isSubset(of: Set(values)))
         for await event in events { if case .error(let error) = event { Issue.record("unexpected error event: \(error)") } }
     }
+
+    @Test("On a full disk an existing queue still opens: a consumer reads everything, a producer starts and fails its sends clearly")
+    func fullDiskStillOpens() async throws {
+        let directory = freshQueueDirectory()
+        let topic = uniqueName("fulldisk")
+        _ = try await sendValues(20, to: topic, in: directory)
+        // A limit of 0 KiB: every write of a byte fails with EFBIG, as on a disk with no room left.
+        let consumer = try QueueToolProcess(
+            ["consume", "--dir", directory, "--topic", topic, "--group", "g", "--count", "20"], fileSizeLimitKiB: 0
+        )
+        #expect(try await withDeadline("the consumer on a full disk", .seconds(30)) { await consumer.waitUntilExit() } == 0)
+        #expect(consumer.output.filter { $0.hasPrefix("message ") }.map { $0.split(separator: " ")[3] } == (0..<20).map { "v\($0)"[...] })
+
+        let producer = try QueueToolProcess(
+            ["produce", "--dir", directory, "--topic", topic, "--count", "5"], fileSizeLimitKiB: 0
+        )
+        #expect(try await withDeadline("the producer on a full disk", .seconds(30)) { await producer.waitUntilExit() } == 0)
+        #expect(producer.output.count == 5)
+        #expect(producer.output.allSatisfy { $0.hasPrefix("failed ") })
+    }
 }

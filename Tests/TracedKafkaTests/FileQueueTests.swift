@@ -273,12 +273,12 @@ struct FileQueueTests {
     func newerFormatIsRefused() async throws {
         let directory = freshQueueDirectory()
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        try "TracedKafka file queue\nformat-version: 2\n".write(toFile: "\(directory)/tracedkafka-queue", atomically: true, encoding: .utf8)
+        try "TracedKafka file queue\nformat-version: 3\n".write(toFile: "\(directory)/tracedkafka-queue", atomically: true, encoding: .utf8)
         let error = #expect(throws: KafkaError.self) { _ = try fileQueueProducer(directory) }
         #expect(error?.code == .fileQueue)
-        #expect(error?.reason.contains("format version 2") == true && error?.reason.contains("version 1") == true)
+        #expect(error?.reason.contains("format version 3") == true && error?.reason.contains("versions 1 to 2") == true)
 
-        // A log file of version 2 inside a version-1 queue.
+        // A log file of version 2 (logs are still version 1) inside a queue.
         let other = freshQueueDirectory()
         let topic = uniqueName("future")
         let path = try await sendValues(1, to: topic, in: other)
@@ -289,5 +289,53 @@ struct FileQueueTests {
         let readError = await #expect(throws: KafkaError.self) { _ = try await consume(consumer, count: 1, limit: .seconds(10)) }
         #expect(readError?.code == .fileQueue)
         #expect(readError?.reason.contains("format version 2") == true)
+    }
+
+    @Test("Names Kafka allows never break the layout: a 249-character topic, a long escaped group id and client id commit and resume")
+    func longNames() async throws {
+        let directory = freshQueueDirectory()
+        let topic = String(repeating: "t", count: 249)
+        let group = String(repeating: "é/", count: 100)  // 900 bytes percent-encoded
+        try KafkaFileQueue.createTopic(topic, partitions: 1, in: directory)
+        try await withRunning(try fileQueueProducer(directory)) { producer in
+            for index in 0..<10 { try await producer.send(KafkaProducerRecord(topic: topic, value: "v\(index)")) }
+        }
+        func member() throws -> (KafkaConsumer, AsyncStream<KafkaConsumerEvent>) {
+            try KafkaConsumer.makeConsumerWithEvents(configuration: KafkaConsumerConfiguration(
+                groupID: group, topics: [topic], commitMode: .afterHandled(interval: .milliseconds(50)),
+                clientID: String(repeating: "c", count: 300), tracing: .disabled, backend: .fileQueue(directory: directory)
+            ))
+        }
+        let (first, firstEvents) = try member()
+        #expect(try await handle(first, count: 5).map(\.offset) == [0, 1, 2, 3, 4])
+        #expect(await errorEvents(firstEvents).isEmpty, "the commits went through")
+        let (second, _) = try member()
+        #expect(try await handle(second, count: 5).map(\.offset) == [5, 6, 7, 8, 9])
+
+        let groups = try FileManager.default.contentsOfDirectory(atPath: "\(directory)/groups")
+        #expect(groups.count == 1)
+        #expect(try String(contentsOfFile: "\(directory)/groups/\(groups[0])/group-id", encoding: .utf8) == group)
+        let all = FileManager.default.enumerator(atPath: directory)?.allObjects as? [String] ?? []
+        #expect(all.allSatisfy { $0.split(separator: "/").allSatisfy { $0.utf8.count <= 255 } })
+    }
+
+    @Test("A queue in the version-1 layout is read and written in it: committed offsets resume, new ones land beside them")
+    func versionOneLayout() async throws {
+        let directory = freshQueueDirectory()
+        let topic = uniqueName("v1")
+        _ = try await sendValues(6, to: topic, in: directory)
+        try "TracedKafka file queue\nformat-version: 1\n".write(toFile: "\(directory)/tracedkafka-queue", atomically: true, encoding: .utf8)
+        let group = "legacy"
+        for sub in ["members", "locks", "offsets"] {
+            try FileManager.default.createDirectory(atPath: "\(directory)/groups/\(group)/\(sub)", withIntermediateDirectories: true)
+        }
+        let offsetFile = "\(directory)/groups/\(group)/offsets/\(topic).0"
+        try "3\n".write(toFile: offsetFile, atomically: true, encoding: .utf8)
+        let consumer = try KafkaConsumer(configuration: KafkaConsumerConfiguration(
+            groupID: group, topics: [topic], tracing: .disabled, backend: .fileQueue(directory: directory)
+        ))
+        #expect(try await consume(consumer, count: 3).map(\.offset) == [3, 4, 5])
+        #expect(try String(contentsOfFile: offsetFile, encoding: .utf8) == "6\n")
+        #expect(!FileManager.default.fileExists(atPath: "\(directory)/groups/\(group)/offsets/\(topic)"))
     }
 }

@@ -79,7 +79,11 @@ struct ProducerTests {
         let report = try await withWarmProducer(properties: ["queue.buffering.max.messages": "1"]) { cluster, topic, producer in
             try cluster.setRoundTripTime(1, .seconds(2))
             let ahead = Task { try await producer.send(KafkaProducerRecord(topic: topic, value: "ahead")) }
-            try await Task.sleep(for: .milliseconds(300))
+            // Until `ahead` holds the queue's one place (a short flush then times out), so `waiting` finds it full
+            // however late its task starts on a busy machine.
+            try await withDeadline("ahead queued", .seconds(10)) {
+                while (try? await producer.flush(timeout: .milliseconds(10))) != nil { try await Task.sleep(for: .milliseconds(5)) }
+            }
             let waiting = Task { try await producer.send(KafkaProducerRecord(topic: topic, value: "waiting")) }
             try await Task.sleep(for: .milliseconds(300))
             waiting.cancel()

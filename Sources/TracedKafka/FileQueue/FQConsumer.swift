@@ -46,6 +46,8 @@ final class FQConsumer: KafkaConsumerBackend, @unchecked Sendable {
     // Owned by the fetch thread.
     private var readers: [KafkaTopicPartition: (lock: FQFile, reader: FQPartitionReader)] = [:]
     private var failed = false
+    /// Counts fetch rounds, to rotate which partition is read first.
+    private var fetchRound = 0
     /// Partition counts of the subscribed topics found so far (a topic's count never changes).
     private var partitionCounts: [String: Int] = [:]
 
@@ -62,7 +64,6 @@ final class FQConsumer: KafkaConsumerBackend, @unchecked Sendable {
         guard !configuration.groupID.isEmpty else {
             throw KafkaError(code: .configuration, reason: "The consumer configuration has an empty group id")
         }
-        for topic in configuration.topics { try FQDirectory.validate(topic: topic, code: .configuration) }
         let directory = try FQDirectory(path: options.directory)
         self.directory = directory
         self.configuration = configuration
@@ -72,12 +73,8 @@ final class FQConsumer: KafkaConsumerBackend, @unchecked Sendable {
         self.events = events
         self.monitor = try FQChangeMonitor()
         let group = configuration.groupID
-        for sub in ["members", "locks", "offsets"] {
-            try FQFile.makeDirectory("\(directory.groupDirectory(group))/\(sub)")
-        }
-        memberID = FQDirectory.pathComponent(
-            "\(configuration.clientID ?? "consumer")-\(getpid())-\(String(UInt64.random(in: 0...UInt64.max), radix: 36))"
-        )
+        try directory.prepareGroup(group)
+        memberID = FQDirectory.memberID(clientID: configuration.clientID)
         // Locked before it gets its name, so no other member ever sees it unlocked and takes it for dead.
         let members = directory.membersDirectory(group)
         membersDirectory = members
@@ -120,7 +117,17 @@ final class FQConsumer: KafkaConsumerBackend, @unchecked Sendable {
     func commit(_ offsets: [KafkaTopicPartitionOffset]) async throws {
         guard !offsets.isEmpty else { return }
         guard !shared.withLock({ $0.closed }) else { throw KafkaError.shutDown("The consumer") }
-        for offset in offsets { try FQDirectory.validate(topic: offset.topic, code: .invalidRecord) }
+        for offset in offsets {
+            // As a broker does: a commit names partitions that exist (the topic was validated by the consumer).
+            let count = try directory.partitionCount(of: offset.topic)
+            guard let count, offset.partition < count else {
+                throw KafkaError(
+                    code: .unknownPartition,
+                    reason: "Cannot commit \(offset.topic)[\(offset.partition)]: "
+                        + (count.map { "the topic has \($0) partitions" } ?? "the topic does not exist")
+                )
+            }
+        }
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
             commitQueue.async { [self] in
                 continuation.resume(with: Result { try write(offsets) })
@@ -187,10 +194,14 @@ final class FQConsumer: KafkaConsumerBackend, @unchecked Sendable {
                 commitStored(releasing: [])
                 nextCommit = clock.now + commitInterval
             }
-            if fetch() == 0 {
+            changed = []
+            let room = buffer.room()
+            if room.count == 0 {
+                // The handler is behind: wait for it to drain the buffer, but never past the next commit or
+                // rebalance, so those keep their schedule however long the buffer stays full.
+                buffer.waitForRoom(until: min(nextRebalance, nextCommit))
+            } else if fetch(room) == 0 {
                 changed = monitor.wait(timeout: min(nextRebalance, nextCommit) - clock.now)
-            } else {
-                changed = []
             }
         }
         // Leaving: commit what was handled, then let every partition go.
@@ -206,17 +217,25 @@ final class FQConsumer: KafkaConsumerBackend, @unchecked Sendable {
         }
     }
 
-    /// Reads new records of the owned, unpaused partitions into the buffer. Returns how many were read.
-    private func fetch() -> Int {
+    /// Reads new records of the owned, unpaused partitions into the buffer, no more than fits in `room`, starting
+    /// with a different partition each round. Returns how many were read.
+    private func fetch(_ room: (count: Int, bytes: Int)) -> Int {
         guard !failed else { return 0 }
         let paused = shared.withLock { $0.paused }
         var total = 0
-        for (partition, owned) in readers.sorted(by: { Self.order($0.key, $1.key) }) where !paused.contains(partition) {
+        var room = room
+        let order = readers.keys.sorted(by: Self.order)
+        fetchRound &+= 1
+        let first = order.isEmpty ? 0 : fetchRound % order.count
+        for partition in order[first...] + order[..<first] where !paused.contains(partition) {
+            guard room.count > 0, room.bytes > 0, let owned = readers[partition] else { break }
             do {
-                let (messages, skipped) = try owned.reader.read(max: Self.batchSize)
+                let (messages, skipped) = try owned.reader.read(max: min(Self.batchSize, room.count), maxBytes: room.bytes)
                 for error in skipped { events?.yield(.error(error)) }
                 guard !messages.isEmpty else { continue }
                 total += messages.count
+                room.count -= messages.count
+                room.bytes -= messages.reduce(0) { $0 + ConsumerMessageBuffer.size(of: $1) }
                 buffer.append(messages, shouldStop: { self.stopRequested })
             } catch {
                 let kafkaError = error as? KafkaError ?? KafkaError(code: .fileQueue, reason: "\(error)")
@@ -250,6 +269,7 @@ final class FQConsumer: KafkaConsumerBackend, @unchecked Sendable {
         var assigned: [KafkaTopicPartition] = []
         for partition in desired.sorted(by: Self.order) where readers[partition] == nil {
             do {
+                try FQFile.makeChildDirectory(directory.lockDirectory(configuration.groupID, partition.topic))
                 let lock = try FQFile(creating: directory.lockPath(configuration.groupID, partition))
                 // Still held by its previous owner: taken at a later check, once it lets go.
                 guard try lock.lock(exclusive: true, wait: false) else { continue }
@@ -337,6 +357,7 @@ final class FQConsumer: KafkaConsumerBackend, @unchecked Sendable {
     private func write(_ offsets: [KafkaTopicPartitionOffset]) throws {
         for offset in offsets {
             let partition = KafkaTopicPartition(topic: offset.topic, partition: offset.partition)
+            try FQFile.makeChildDirectory(directory.offsetDirectory(configuration.groupID, offset.topic))
             try FQFile.replace(
                 directory.offsetPath(configuration.groupID, partition),
                 with: "\(offset.offset)\n",

@@ -5,42 +5,68 @@ import Darwin
 #endif
 import Foundation
 
-/// The layout of a file-queue directory (version 1):
+/// The layout of a file-queue directory (version 2; version 1 is read and written in its own layout):
 ///
 /// ```
-/// tracedkafka-queue                     "TracedKafka file queue\nformat-version: 1\n"
+/// tracedkafka-queue                     "TracedKafka file queue\nformat-version: 2\n"
 /// topics/<topic>/partitions             the partition count, as decimal text
 /// topics/<topic>/<partition>.log        the partition's records
+/// groups/<group>/group-id               the whole group id, for a group directory named by its hash
 /// groups/<group>/members/<member>       one per live consumer, flock-ed by it while it lives
-/// groups/<group>/locks/<topic>.<p>      flock-ed by the member that owns the partition
-/// groups/<group>/offsets/<topic>.<p>    the committed offset, as decimal text
+/// groups/<group>/locks/<topic>/<p>      flock-ed by the member that owns the partition (v1: locks/<topic>.<p>)
+/// groups/<group>/offsets/<topic>/<p>    the committed offset, as decimal text (v1: offsets/<topic>.<p>)
 /// ```
 ///
 /// Topic names are Kafka's (letters, digits, `.`, `_`, `-`; at most 249; not `.` or `..`), so a topic never names a
-/// path outside its directory; group ids are percent-encoded into one path component.
+/// path outside its directory; group ids are percent-encoded into one path component, and one whose encoding is
+/// long is named by a prefix and a hash, so no file name depends on the length of a valid name.
 struct FQDirectory: Sendable {
     static let markerName = "tracedkafka-queue"
-    static let formatVersion = 1
+    /// The layout new directories get.
+    static let formatVersion = 2
+    /// The layouts this code reads and writes.
+    static let readableVersions = 1...2
+    /// The longest encoded group id used as a directory name as it is; longer ones are hashed.
+    static let maxPlainGroupComponent = 200
 
     let root: String
+    /// The directory's layout version, from its marker.
+    let version: Int
 
-    /// Opens a queue directory, creating it (and its format marker) when missing.
-    /// - Throws: ``KafkaError/Code/fileQueue`` when the directory can't be created or written, or holds a queue of
-    ///   another format version.
+    /// Opens a queue directory, creating it (and its format marker) when missing. Opening one that exists writes
+    /// nothing, so consumers and producers can start on a full disk.
+    /// - Throws: ``KafkaError/Code/fileQueue`` when the directory can't be created or read, or holds a queue of a
+    ///   format version this code does not read.
     init(path: String) throws {
         guard !path.isEmpty else { throw KafkaError(code: .fileQueue, reason: "The file queue's directory is empty") }
-        root = path.count > 1 && path.hasSuffix("/") ? String(path.dropLast()) : path
-        do {
-            try FQFile.makeDirectory(root + "/topics")
-            try FQFile.makeDirectory(root + "/groups")
-            try FQFile.createOnce(markerPath, with: "TracedKafka file queue\nformat-version: \(Self.formatVersion)\n")
-        } catch let error as KafkaError {
-            throw KafkaError(code: .fileQueue, reason: "Cannot use \(path) as a file queue: \(error.reason)")
+        let root = path.count > 1 && path.hasSuffix("/") ? String(path.dropLast()) : path
+        self.root = root
+        let markerPath = "\(root)/\(Self.markerName)"
+        var marker = try FQFile.text(at: markerPath)
+        if marker == nil {
+            do {
+                try FQFile.makeDirectory(root + "/topics")
+                try FQFile.makeDirectory(root + "/groups")
+                try FQFile.createOnce(markerPath, with: "TracedKafka file queue\nformat-version: \(Self.formatVersion)\n")
+            } catch let error as KafkaError {
+                throw KafkaError(code: .fileQueue, reason: "Cannot use \(path) as a file queue: \(error.reason)")
+            }
+            // Another process may have created it first, with its own version.
+            marker = try FQFile.text(at: markerPath)
         }
-        let marker = try FQFile.text(at: markerPath) ?? ""
-        let version = marker.split(separator: "\n").first { $0.hasPrefix("format-version: ") }
+        let version = marker?.split(separator: "\n").first { $0.hasPrefix("format-version: ") }
             .flatMap { Int($0.dropFirst("format-version: ".count)) }
-        try Self.check(version: version, of: markerPath, expected: Self.formatVersion, what: "file-queue marker")
+        guard let version else {
+            throw KafkaError(code: .fileQueue, reason: "\(markerPath) is not a TracedKafka file-queue marker")
+        }
+        guard Self.readableVersions.contains(version) else {
+            throw KafkaError(
+                code: .fileQueue,
+                reason: "\(markerPath) is in file-queue format version \(version); this TracedKafka reads versions "
+                    + "\(Self.readableVersions.lowerBound) to \(Self.readableVersions.upperBound)"
+            )
+        }
+        self.version = version
     }
 
     /// Throws a ``KafkaError/Code/fileQueue`` error unless a file's format version is the one this code reads.
@@ -56,21 +82,8 @@ struct FQDirectory: Sendable {
         }
     }
 
-    private var markerPath: String { "\(root)/\(Self.markerName)" }
 
     // MARK: - Topics
-
-    /// Throws unless `topic` is a valid Kafka topic name.
-    static func validate(topic: String, code: KafkaError.Code) throws {
-        let allowed = topic.utf8.allSatisfy { isPlain($0) || $0 == 0x2E }
-        guard allowed, !topic.isEmpty, topic.utf8.count <= 249, topic != ".", topic != ".." else {
-            throw KafkaError(
-                code: code,
-                reason: "Topic name \(String(reflecting: topic)) is not valid: Kafka topic names use only letters, "
-                    + "digits, '.', '_' and '-', at most 249 of them, and are not '.' or '..'"
-            )
-        }
-    }
 
     func topicDirectory(_ topic: String) -> String { "\(root)/topics/\(topic)" }
 
@@ -106,13 +119,73 @@ struct FQDirectory: Sendable {
 
     // MARK: - Groups
 
-    func groupDirectory(_ group: String) -> String { "\(root)/groups/\(Self.pathComponent(group))" }
+    func groupDirectory(_ group: String) -> String { "\(root)/groups/\(groupComponent(group))" }
     func membersDirectory(_ group: String) -> String { "\(groupDirectory(group))/members" }
-    func lockPath(_ group: String, _ partition: KafkaTopicPartition) -> String {
-        "\(groupDirectory(group))/locks/\(partition.topic).\(partition.partition)"
+
+    /// The directory that holds the partitions' lock files of one topic (version 2), or the locks directory.
+    func lockDirectory(_ group: String, _ topic: String) -> String {
+        version == 1 ? "\(groupDirectory(group))/locks" : "\(groupDirectory(group))/locks/\(topic)"
     }
+
+    func lockPath(_ group: String, _ partition: KafkaTopicPartition) -> String {
+        version == 1
+            ? "\(lockDirectory(group, partition.topic))/\(partition.topic).\(partition.partition)"
+            : "\(lockDirectory(group, partition.topic))/\(partition.partition)"
+    }
+
+    /// The directory that holds the committed offsets of one topic (version 2), or the offsets directory.
+    func offsetDirectory(_ group: String, _ topic: String) -> String {
+        version == 1 ? "\(groupDirectory(group))/offsets" : "\(groupDirectory(group))/offsets/\(topic)"
+    }
+
     func offsetPath(_ group: String, _ partition: KafkaTopicPartition) -> String {
-        "\(groupDirectory(group))/offsets/\(partition.topic).\(partition.partition)"
+        version == 1
+            ? "\(offsetDirectory(group, partition.topic))/\(partition.topic).\(partition.partition)"
+            : "\(offsetDirectory(group, partition.topic))/\(partition.partition)"
+    }
+
+    /// Creates the group's directories; for a group named by its hash, records its whole id there, or checks the
+    /// one recorded (two ids with one hash are refused, never mixed). Writes nothing when they exist.
+    func prepareGroup(_ group: String) throws {
+        for sub in ["members", "locks", "offsets"] { try FQFile.makeDirectory("\(groupDirectory(group))/\(sub)") }
+        guard version >= 2, Self.pathComponent(group).utf8.count > Self.maxPlainGroupComponent else { return }
+        let path = "\(groupDirectory(group))/group-id"
+        if try FQFile.text(at: path) == nil { try FQFile.createOnce(path, with: group) }
+        guard try FQFile.text(at: path) == group else {
+            throw KafkaError(
+                code: .fileQueue,
+                reason: "The group directory \(groupDirectory(group)) belongs to another group id with the same hash"
+            )
+        }
+    }
+
+    /// The group's directory name: its percent-encoding, or for a long one (version 2) a prefix of it, `~` and a
+    /// 64-bit FNV-1a hash of the id in hex. `~` is always encoded, so the two forms never meet.
+    func groupComponent(_ group: String) -> String {
+        let encoded = Self.pathComponent(group)
+        guard version >= 2, encoded.utf8.count > Self.maxPlainGroupComponent else { return encoded }
+        return Self.prefix(of: encoded, maxBytes: 120) + "~" + Self.hexHash(group)
+    }
+
+    /// A member's file name: the client id's encoding, cut to 64 bytes, then the process id and a random part.
+    static func memberID(clientID: String?) -> String {
+        let name = prefix(of: pathComponent(clientID ?? "consumer"), maxBytes: 64)
+        return "\(name)-\(getpid())-\(String(UInt64.random(in: 0...UInt64.max), radix: 36))"
+    }
+
+    /// The longest prefix of a percent-encoded name within `maxBytes` that does not split a `%XX`.
+    private static func prefix(of encoded: String, maxBytes: Int) -> String {
+        var bytes = Array(encoded.utf8.prefix(maxBytes))
+        if let percent = bytes.suffix(2).lastIndex(of: 0x25) { bytes.removeSubrange(percent...) }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// FNV-1a, 64 bits, as 16 hex digits.
+    private static func hexHash(_ name: String) -> String {
+        var hash: UInt64 = 0xCBF2_9CE4_8422_2325
+        for byte in name.utf8 { hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01B3 }
+        let hex = String(hash, radix: 16)
+        return String(repeating: "0", count: 16 - hex.count) + hex
     }
 
     /// An ASCII letter or digit, `_` or `-`.

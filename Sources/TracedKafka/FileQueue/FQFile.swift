@@ -129,6 +129,11 @@ final class FQFile {
         }
     }
 
+    /// Creates one directory whose parent exists; fine when it exists (then nothing is written).
+    static func makeChildDirectory(_ path: String) throws {
+        if mkdir(path, 0o755) != 0 && errno != EEXIST { throw error("Cannot create the directory \(path)") }
+    }
+
     /// Writes a small file whole and atomically: a temporary file renamed over `path`.
     static func replace(_ path: String, with text: String, sync: Bool) throws {
         let temporary = try temporaryFile(beside: path, with: text, sync: sync)

@@ -42,10 +42,11 @@ final class FQPartitionReader {
         }
     }
 
-    /// Up to `max` new messages, and the corrupt ranges skipped on the way (with the `skip` policy).
+    /// Up to `max` new messages of at most `maxBytes` in all (but at least one), and the corrupt ranges skipped on
+    /// the way (with the `skip` policy).
     /// - Throws: ``KafkaError/Code/corruptRecord`` under the `fail` policy; ``KafkaError/Code/fileQueue`` for I/O
     ///   errors or a log of another format version.
-    func read(max: Int) throws -> (messages: [KafkaConsumerMessage], skipped: [KafkaError]) {
+    func read(max: Int, maxBytes: Int = .max) throws -> (messages: [KafkaConsumerMessage], skipped: [KafkaError]) {
         guard let log = try openLog(), var position = try startPosition(log) else {
             // No log yet: everything written from now on is new, also for `latest`.
             reachedEnd()
@@ -59,6 +60,7 @@ final class FQPartitionReader {
         defer { self.position = position }
         var messages: [KafkaConsumerMessage] = []
         var skipped: [KafkaError] = []
+        var taken = 0
         while messages.count < max {
             var undecodable: (at: Int64, size: Int)?
             let end = try log.scan(from: position, after: lastOffset) { bytes, at in
@@ -67,11 +69,14 @@ final class FQPartitionReader {
                 guard offset >= minimumOffset, offset > lastOffset else {
                     return true
                 }
+                // The framed size: a little more than the message's own bytes, so the bound holds.
+                guard messages.isEmpty || taken + bytes.count <= maxBytes else { return false }
                 guard let record = FQRecordCodec.decode(bytes) else {
                     undecodable = (at, bytes.count)
                     return false
                 }
                 messages.append(message(from: record))
+                taken += bytes.count
                 lastOffset = record.offset
                 return true
             }

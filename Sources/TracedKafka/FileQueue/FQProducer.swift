@@ -50,7 +50,6 @@ final class FQProducer: KafkaProducerBackend, @unchecked Sendable {
     }
 
     func offer(_ record: KafkaProducerRecord, id: KafkaProducerMessageID, onDelivery: DeliveryHandler?) throws -> Bool {
-        try FQDirectory.validate(topic: record.topic, code: .invalidRecord)
         let size = FQRecordCodec.encodedSize(key: record.key, value: record.value, headers: record.headers)
         guard size <= FQRecordCodec.maxBodySize else {
             throw KafkaError(code: .invalidRecord, reason: "The record is \(size) bytes; the file queue takes at most "
@@ -254,7 +253,7 @@ final class FQProducer: KafkaProducerBackend, @unchecked Sendable {
         if let explicit = record.partition {
             guard explicit < count else {
                 throw KafkaError(
-                    code: .invalidRecord,
+                    code: .unknownPartition,
                     reason: "Partition \(explicit) does not exist: topic \(record.topic) has \(count) partitions"
                 )
             }

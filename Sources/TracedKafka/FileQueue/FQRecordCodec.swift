@@ -4,7 +4,7 @@
 /// 4 reserved zero bytes — and continues with records, each a 12-byte frame (magic `TKFQ`, body length, CRC-32C of
 /// the body; all UInt32 LE) and the body: offset (Int64), timestamp in ms since 1970 (Int64), key and value
 /// (Int32 length, -1 for nil, then the bytes), the header count (UInt32) and each header (UInt32 key length, UTF-8
-/// key, Int32 value length or -1, value).
+/// key (its bytes, exactly as produced), Int32 value length or -1, value).
 enum FQRecordCodec {
     static let formatVersion: UInt32 = 1
     static let fileMagic: [UInt8] = Array("TKFQLOG\0".utf8)
@@ -13,6 +13,9 @@ enum FQRecordCodec {
     static let frameSize = 12
     /// The largest body accepted, so a damaged length field can't ask for gigabytes.
     static let maxBodySize = 64 << 20
+    /// The largest record (key, value, header keys and values) whose body stays within ``maxBodySize`` whatever
+    /// its header count: 1 MiB is left for the fields' lengths.
+    static let maxRecordBytes = maxBodySize - (1 << 20)
 
     /// A decoded record and where it sits in the file.
     struct Record {
@@ -39,7 +42,7 @@ enum FQRecordCodec {
     /// The encoded size of a record, frame included.
     static func encodedSize(key: [UInt8]?, value: [UInt8]?, headers: KafkaHeaders) -> Int {
         var size = frameSize + 8 + 8 + 4 + (key?.count ?? 0) + 4 + (value?.count ?? 0) + 4
-        for header in headers { size += 4 + header.key.utf8.count + 4 + (header.value?.count ?? 0) }
+        for header in headers { size += 4 + header.keyByteCount + 4 + (header.value?.count ?? 0) }
         return size
     }
 
@@ -62,9 +65,10 @@ enum FQRecordCodec {
         appendOptional(value, to: &bytes)
         append(UInt32(headers.count), to: &bytes)
         for header in headers {
-            let key = header.key.utf8
-            append(UInt32(key.count), to: &bytes)
-            bytes.append(contentsOf: key)
+            header.withKeyBytes { key in
+                append(UInt32(key.count), to: &bytes)
+                bytes.append(contentsOf: key)
+            }
             appendOptional(header.value, to: &bytes)
         }
         let bodyStart = start + frameSize
@@ -119,7 +123,7 @@ enum FQRecordCodec {
             guard let keyLength = reader.uint32(), let keyBytes = reader.bytes(Int(keyLength)),
                 let headerValue = reader.optionalBytes()
             else { return nil }
-            headers.append(KafkaHeader(key: String(decoding: keyBytes, as: UTF8.self), value: headerValue))
+            headers.append(KafkaHeader(keyBytes: keyBytes, value: headerValue))
         }
         return Record(offset: offset, timestampMilliseconds: timestamp, key: key, value: value, headers: headers)
     }

@@ -11,7 +11,7 @@ public enum KafkaFileQueue {
     ///   the directory can't be used.
     @discardableResult
     public static func createTopic(_ topic: String, partitions: Int, in directory: String) throws -> Int {
-        try FQDirectory.validate(topic: topic, code: .configuration)
+        try KafkaTopicName.validate(topic, code: .configuration)
         guard partitions > 0 else {
             throw KafkaError(code: .configuration, reason: "A topic needs at least one partition, not \(partitions)")
         }

@@ -89,8 +89,13 @@ final class RDConsumer: KafkaConsumerBackend, @unchecked Sendable {
             // then take whatever else is already there without waiting.
             guard let first = rd_kafka_consume_queue(queue, 100) else { continue }
             raw[0] = first
-            let more = raw.withUnsafeMutableBufferPointer { buffer in
-                rd_kafka_consume_batch_queue(queue, 0, buffer.baseAddress! + 1, batchSize - 1)
+            // Take no more than the buffer has room for, by count and by bytes (the first message's size standing
+            // for the rest's): what is not taken stays in librdkafka's own bounded queue.
+            let room = buffer.room()
+            let firstSize = max(1, first.pointee.len + first.pointee.key_len)
+            let wanted = min(batchSize - 1, max(0, room.count - 1), max(0, room.bytes - firstSize) / firstSize)
+            let more = wanted == 0 ? 0 : raw.withUnsafeMutableBufferPointer { buffer in
+                rd_kafka_consume_batch_queue(queue, 0, buffer.baseAddress! + 1, wanted)
             }
             let count = 1 + max(0, more)
             for index in 0..<count {
@@ -149,7 +154,12 @@ final class RDConsumer: KafkaConsumerBackend, @unchecked Sendable {
         var size = 0
         while rd_kafka_header_get_all(list, index, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR {
             let bytes = value.map { Array(UnsafeRawBufferPointer(start: $0, count: size)) }
-            result.append(KafkaHeader(key: name.map { String(cString: $0) } ?? "", value: bytes))
+            // Keys are C strings here; one that is not UTF-8 keeps its bytes.
+            let key = name.map { name in
+                String(validatingCString: name).map { KafkaHeader(key: $0, value: bytes) }
+                    ?? KafkaHeader(keyBytes: Array(UnsafeRawBufferPointer(start: name, count: strlen(name))), value: bytes)
+            }
+            result.append(key ?? KafkaHeader(key: "", value: bytes))
             index += 1
         }
         return result

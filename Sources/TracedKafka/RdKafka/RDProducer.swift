@@ -104,7 +104,14 @@ final class RDProducer: KafkaProducerBackend, @unchecked Sendable {
         let list = rd_kafka_headers_new(headers.count)!
         for header in headers {
             withOptionalBytes(header.value) { value, count in
-                _ = rd_kafka_header_add(list, header.key, -1, value, count)
+                // The key's exact bytes (admission refused a key holding NUL, which librdkafka's C strings end at).
+                header.withKeyBytes { key in
+                    guard let name = key.baseAddress?.assumingMemoryBound(to: CChar.self) else {
+                        _ = rd_kafka_header_add(list, "", 0, value, count)
+                        return
+                    }
+                    _ = rd_kafka_header_add(list, name, key.count, value, count)
+                }
             }
         }
         return list

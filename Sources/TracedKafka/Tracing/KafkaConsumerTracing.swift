@@ -49,7 +49,7 @@ import Tracing
                 if let key = message.keyString { attributes["messaging.kafka.message.key"] = key }
                 if message.isTombstone { attributes["messaging.kafka.message.tombstone"] = true }
                 attributes["messaging.message.body.size"] = message.value?.count ?? 0
-                KafkaTracingAttributes.captureHeaders(configuration.capturedHeaders, from: message.headers, into: &attributes)
+                KafkaTracingAttributes.captureHeaders(configuration, from: message.headers, into: &attributes)
             }
             if let producerContext { span.addLink(SpanLink(context: producerContext, attributes: [:])) }
         }

@@ -14,7 +14,7 @@ public struct KafkaHeadersInjector: Injector {
     ///   - key: The header key.
     ///   - carrier: The headers to change.
     public func inject(_ value: String, forKey key: String, into carrier: inout KafkaHeaders) {
-        carrier.removeAll { $0.key == key }
+        carrier.removeAll { $0.hasKey(key) }
         carrier.append(KafkaHeader(key: key, value: value))
     }
 }
@@ -47,15 +47,19 @@ public struct KafkaHeadersExtractor: Extractor {
     public func extract(key: String, from carrier: KafkaHeaders) -> String? {
         var last: [UInt8]?
         var found = false
-        for header in carrier where header.key == key {
+        for header in carrier where header.hasKey(key) {
             // A key repeated with different values is ambiguous: trust none of them.
             if found, header.value != last { return nil }
             last = header.value
             found = true
         }
         // Checked on the bytes, so the one allocation is the String handed back. In UTF-8, bytes below 0x80 are
-        // ASCII, so a control character is exactly a byte below 0x20 or 0x7F.
-        guard let bytes = last, !bytes.contains(where: { $0 < 0x20 || $0 == 0x7F }) else { return nil }
+        // ASCII, so a control character is exactly a byte below 0x20 or 0x7F. The W3C lists (tracestate, baggage)
+        // allow tabs as optional whitespace around their separators; the members are trimmed of them below.
+        let allowsTabs = key == "tracestate" || key == "baggage"
+        guard let bytes = last,
+            !bytes.contains(where: { ($0 < 0x20 && !(allowsTabs && $0 == 0x09)) || $0 == 0x7F })
+        else { return nil }
         switch key {
         case "traceparent":
             return Self.isValidTraceParent(bytes) ? String(validating: bytes, as: UTF8.self) : nil

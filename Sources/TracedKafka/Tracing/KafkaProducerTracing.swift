@@ -50,7 +50,7 @@ import Tracing
                 attributes["messaging.message.body.size"] = record.value?.count ?? 0
                 if let clientID { attributes["messaging.client.id"] = clientID }
                 server?.apply(to: &attributes)
-                KafkaTracingAttributes.captureHeaders(configuration.capturedHeaders, from: record.headers, into: &attributes)
+                KafkaTracingAttributes.captureHeaders(configuration, from: record.headers, into: &attributes)
             }
             if let previous { span.addLink(SpanLink(context: previous, attributes: [:])) }
         }
@@ -58,7 +58,7 @@ import Tracing
             // Drop every trace header the old context came from, so none outlives the new one; a W3C tracestate
             // belongs to its traceparent and goes with it even when the tracer stopped reading at a bad traceparent.
             if !record.headers.isEmpty {
-                record.headers.removeAll { $0.key == "traceparent" || $0.key == "tracestate" || previousKeys.contains($0.key) }
+                record.headers.removeAll { $0.hasKey("traceparent") || $0.hasKey("tracestate") || ($0.keyIsUTF8 && previousKeys.contains($0.key)) }
             }
             tracer.inject(span.context, into: &record.headers, using: KafkaHeadersInjector())
         }
@@ -106,18 +106,28 @@ final class KeyRecordingExtractor: Extractor, Sendable {
     var keys: Set<String> { found.withLock { $0 } }
 
     func extract(key: String, from carrier: KafkaHeaders) -> String? {
-        if carrier.contains(where: { $0.key == key }) { found.withLock { _ = $0.insert(key) } }
+        if carrier.contains(where: { $0.hasKey(key) }) { found.withLock { _ = $0.insert(key) } }
         return KafkaHeadersExtractor().extract(key: key, from: carrier)
     }
 }
 
 /// Attribute helpers shared by the producer's and the consumer's spans.
 enum KafkaTracingAttributes {
-    /// Records headers chosen by name as `messaging.header.<name>` (the last value, when it is UTF-8).
-    static func captureHeaders(_ names: Set<String>, from headers: KafkaHeaders, into attributes: inout SpanAttributes) {
-        guard !names.isEmpty else { return }
-        for name in names {
-            if let value = headers.lastValue(forKey: name), let text = String(validating: value, as: UTF8.self) {
+    /// Records headers chosen by name as `messaging.header.<name>` (the last value, when it is UTF-8), each cut to
+    /// the configured length.
+    static func captureHeaders(
+        _ configuration: KafkaTracingConfiguration,
+        from headers: KafkaHeaders,
+        into attributes: inout SpanAttributes
+    ) {
+        guard !configuration.capturedHeaders.isEmpty else { return }
+        let limit = max(0, configuration.maxCapturedHeaderLength)
+        for name in configuration.capturedHeaders {
+            guard let value = headers.lastValue(forKey: name) else { continue }
+            var end = min(value.count, limit)
+            // Back off to a character boundary: never cut between a UTF-8 lead byte and its continuation bytes.
+            while end < value.count, end > 0, value[end] & 0xC0 == 0x80 { end -= 1 }
+            if let text = String(validating: value[..<end], as: UTF8.self) {
                 attributes["messaging.header.\(name)"] = text
             }
         }

@@ -26,6 +26,9 @@ public struct KafkaTracingConfiguration: Sendable {
     /// Header names recorded as `messaging.header.<name>` span attributes (as text when the value is UTF-8).
     /// Nothing is captured by default.
     public var capturedHeaders: Set<String>
+    /// The longest captured header value, in bytes: a longer one is recorded cut to this length (at a character
+    /// boundary), so a large header never becomes a large span attribute. 256 by default.
+    public var maxCapturedHeaderLength: Int
 
     /// Creates a tracing configuration.
     /// - Parameters:
@@ -34,18 +37,21 @@ public struct KafkaTracingConfiguration: Sendable {
     ///   - tracer: A fixed tracer, or `nil` for `InstrumentationSystem.tracer` at each operation.
     ///   - consumerParent: Where process spans get their parent.
     ///   - capturedHeaders: Header names to record as span attributes.
+    ///   - maxCapturedHeaderLength: The longest captured value, in bytes.
     public init(
         isEnabled: Bool = true,
         propagatesContext: Bool = true,
         tracer: (any Tracer)? = nil,
         consumerParent: ConsumerParent = .producerContext,
-        capturedHeaders: Set<String> = []
+        capturedHeaders: Set<String> = [],
+        maxCapturedHeaderLength: Int = 256
     ) {
         self.isEnabled = isEnabled
         self.propagatesContext = propagatesContext
         self.tracer = tracer
         self.consumerParent = consumerParent
         self.capturedHeaders = capturedHeaders
+        self.maxCapturedHeaderLength = maxCapturedHeaderLength
     }
 
     /// Tracing on, with the tracer resolved per operation.

@@ -1,0 +1,34 @@
+/// Kafka's rules for topic names, checked by both backends so they refuse the same names.
+///
+/// Kafka accepts letters, digits, `.`, `_` and `-`, at most 249 of them, and neither `.` nor `..`. librdkafka's
+/// mock broker accepts more (`bad topic!`), a real broker does not; the file queue needs the rule so that a topic
+/// never names a path outside its directory.
+enum KafkaTopicName {
+    /// The longest topic name Kafka accepts.
+    static let maxLength = 249
+
+    /// Throws `code` unless `topic` is a valid Kafka topic name.
+    static func validate(_ topic: String, code: KafkaError.Code) throws {
+        guard !isValid(topic) else { return }
+        throw KafkaError(
+            code: code,
+            reason: "Topic name \(String(reflecting: topic)) is not valid: Kafka topic names use only letters, "
+                + "digits, '.', '_' and '-', at most \(maxLength) of them, and are not '.' or '..'"
+        )
+    }
+
+    static func isValid(_ topic: String) -> Bool {
+        var count = 0
+        for byte in topic.utf8 {
+            guard isLegal(byte) else { return false }
+            count += 1
+        }
+        return count > 0 && count <= maxLength && topic != "." && topic != ".."
+    }
+
+    /// An ASCII letter or digit, `.`, `_` or `-`.
+    static func isLegal(_ byte: UInt8) -> Bool {
+        (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A)
+            || byte == 0x5F || byte == 0x2D || byte == 0x2E
+    }
+}

@@ -1,0 +1,62 @@
+import Foundation
+import Synchronization
+import Testing
+@testable import TracedKafka
+import TracedKafkaTesting
+
+@Suite("The read-ahead buffer: bounded in bytes, and commits on time while it is full")
+struct ReadAheadBoundsTests {
+    @Test("Large records are read ahead up to maxBufferedBytes, not maxBufferedMessages", arguments: TestBackend.allCases)
+    func boundedInBytes(backend: TestBackend) async throws {
+        let topic = try await backend.newTopic("bytes")
+        let value = [UInt8](repeating: 0x61, count: 100_000)
+        try await withRunning(try KafkaProducer(configuration: producerConfiguration(backend))) { producer in
+            for _ in 0..<40 { _ = try await producer.send(KafkaProducerRecord(topic: topic, value: value)) }
+        }
+        var configuration = consumerConfiguration(backend, group: uniqueName("g"), topics: [topic])
+        configuration.maxBufferedBytes = 1 << 20
+        let consumer = try KafkaConsumer(configuration: configuration)
+        let peak = Shared((count: 0, bytes: 0))
+        try await handle(consumer, count: 40) { message in
+            guard message.offset == 0 else { return }
+            // The first handler holds on while the fetcher fills the buffer as far as it may.
+            for _ in 0..<30 {
+                try await Task.sleep(for: .milliseconds(50))
+                let now = consumer.buffered
+                peak.withLock { if now.bytes > $0.bytes { $0 = now } }
+            }
+        }
+        let seen = peak.withLock { $0 }
+        #expect(seen.count >= 5, "the buffer did fill: \(seen)")
+        // The bound, passed by one message at most.
+        #expect(seen.bytes <= (1 << 20) + 100_000, "\(seen)")
+    }
+
+    @Test("afterHandled commits every interval while the buffer is full (file queue)")
+    func commitsWhileBufferFull() async throws {
+        let directory = freshQueueDirectory()
+        let topic = uniqueName("busy")
+        _ = try await sendValues(3_000, to: topic, in: directory)
+        let group = uniqueName("g")
+        let consumer = try KafkaConsumer(configuration: KafkaConsumerConfiguration(
+            groupID: group, topics: [topic], commitMode: .afterHandled(interval: .milliseconds(100)),
+            maxBufferedMessages: 10, tracing: .disabled, backend: .fileQueue(directory: directory)
+        ))
+        let offsetFile = "\(directory)/groups/\(group)/offsets/\(topic)/0"
+        let committedWhileHeld = Shared<Int64?>(nil)
+        try await handle(consumer, count: 41) { message in
+            guard message.offset == 40 else { return }
+            // 40 handled; the buffer is full behind this handler. Their commit must come within a few intervals.
+            let deadline = ContinuousClock.now + .seconds(5)
+            while ContinuousClock.now < deadline {
+                let text = try? String(contentsOfFile: offsetFile, encoding: .utf8)
+                if let committed = text.flatMap({ Int64($0.trimmingCharacters(in: .whitespacesAndNewlines)) }), committed >= 40 {
+                    committedWhileHeld.withLock { $0 = committed }
+                    return
+                }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+        }
+        #expect(committedWhileHeld.withLock { $0 } == 40)
+    }
+}
