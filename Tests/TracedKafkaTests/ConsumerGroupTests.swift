@@ -184,3 +184,47 @@ struct CommitModeShutdownTests {
         #expect(rest.map(\.offset) == Array(1...49))
     }
 }
+
+@Suite("Failed commits reach the application")
+struct CommitFailureTests {
+    @Test("A commit librdkafka makes on its interval that the broker refuses becomes an error event")
+    func automaticCommitFailureIsAnEvent() async throws {
+        let cluster = try EmbeddedKafkaCluster(brokers: 1)
+        let topic = uniqueName("autofail")
+        try cluster.createTopic(topic, partitions: 1)
+        try await withRunning(try KafkaProducer(configuration: producerConfiguration(cluster))) { producer in
+            for index in 0..<5 { _ = try await producer.send(KafkaProducerRecord(topic: topic, value: "m\(index)")) }
+        }
+        let (consumer, events) = try KafkaConsumer.makeConsumerWithEvents(configuration: consumerConfiguration(
+            cluster, group: uniqueName("g"), topics: [topic], commitMode: .afterHandled(interval: .milliseconds(100))
+        ))
+        try await handle(consumer, count: 5) { message in
+            // After the first message is handled, the next commit the broker gets is refused.
+            if message.offset == 0 { try cluster.pushRequestErrors(.offsetCommit, [.unknownServerError]) }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        let errors = await errorEvents(events)
+        #expect(errors.contains { $0.rdKafkaName == "UNKNOWN" && $0.reason.contains("Automatic commit") }, "\(errors)")
+    }
+
+    @Test("A refused manual commit throws to its caller only, not also as an event")
+    func manualCommitFailureIsNotDuplicated() async throws {
+        let cluster = try EmbeddedKafkaCluster(brokers: 1)
+        let topic = uniqueName("manualfail")
+        try cluster.createTopic(topic, partitions: 1)
+        try await withRunning(try KafkaProducer(configuration: producerConfiguration(cluster))) { producer in
+            _ = try await producer.send(KafkaProducerRecord(topic: topic, value: "m"))
+        }
+        let (consumer, events) = try KafkaConsumer.makeConsumerWithEvents(configuration: consumerConfiguration(
+            cluster, group: uniqueName("g"), topics: [topic], commitMode: .manual
+        ))
+        let thrown = Shared<KafkaError?>(nil)
+        try await handle(consumer, count: 1) { message in
+            try cluster.pushRequestErrors(.offsetCommit, [.unknownServerError])
+            do { try await consumer.commit(message) } catch { thrown.withLock { $0 = error as? KafkaError } }
+            try await consumer.commit(message)
+        }
+        #expect(thrown.withLock { $0 }?.rdKafkaName == "UNKNOWN")  // librdkafka's name for UNKNOWN_SERVER_ERROR
+        #expect(await errorEvents(events).isEmpty)
+    }
+}

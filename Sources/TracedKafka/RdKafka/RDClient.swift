@@ -45,6 +45,7 @@ final class RDClient: @unchecked Sendable {
         rd_kafka_conf_set_opaque(conf, Unmanaged.passUnretained(callbacks).toOpaque())
         rd_kafka_conf_set_log_cb(conf, rdLogCallback)
         if callbacks.statistics != nil { rd_kafka_conf_set_stats_cb(conf, rdStatisticsCallback) }
+        if callbacks.offsetCommit != nil { rd_kafka_conf_set_offset_commit_cb(conf, rdOffsetCommitCallback) }
         configure(conf)
         // On success rd_kafka_new takes the conf; on failure it is still ours to free.
         guard let handle = rd_kafka_new(type, conf, &errstr, errstr.count) else {
@@ -118,13 +119,20 @@ final class RDCallbacks: @unchecked Sendable {
     /// Receives librdkafka's statistics JSON, when statistics are on.
     let statistics: (@Sendable (Data) -> Void)?
 
+    /// Called on the thread that serves the consumer queue with the outcome of each commit librdkafka makes by
+    /// itself (auto-commit on its interval and when partitions are let go); the application's own commits have
+    /// callbacks of their own.
+    let offsetCommit: (@Sendable (rd_kafka_resp_err_t, UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?) -> Void)?
+
     init(
         logger: Logger,
         statistics: (@Sendable (Data) -> Void)? = nil,
+        offsetCommit: (@Sendable (rd_kafka_resp_err_t, UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?) -> Void)? = nil,
         rebalance: (@Sendable (OpaquePointer, rd_kafka_resp_err_t, UnsafeMutablePointer<rd_kafka_topic_partition_list_t>) -> Void)? = nil
     ) {
         self.logger = logger
         self.statistics = statistics
+        self.offsetCommit = offsetCommit
         self.rebalance = rebalance
     }
 
@@ -180,4 +188,11 @@ private let rdStatisticsCallback: @convention(c) (OpaquePointer?, UnsafeMutableP
     guard let json, let statistics = RDCallbacks.of(handle)?.statistics else { return 0 }
     statistics(Data(bytes: json, count: length))
     return 0
+}
+
+/// Called on the thread that serves the consumer queue (the poll thread, or the closing thread).
+private let rdOffsetCommitCallback: @convention(c) (
+    OpaquePointer?, rd_kafka_resp_err_t, UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?, UnsafeMutableRawPointer?
+) -> Void = { handle, err, offsets, _ in
+    RDCallbacks.of(handle)?.offsetCommit?(err, offsets)
 }

@@ -40,7 +40,11 @@ final class RDConsumer: KafkaConsumerBackend, @unchecked Sendable {
         self.logger = logger
         self.events = events
         let statistics = RDCallbacks.statisticsHandler(configuration.metrics, metrics, consumer: true)
-        let callbacks = RDCallbacks(logger: logger, statistics: statistics) { handle, err, partitions in
+        let callbacks = RDCallbacks(
+            logger: logger,
+            statistics: statistics,
+            offsetCommit: { err, offsets in RDConsumer.reportCommit(err, offsets, events: events, logger: logger) }
+        ) { handle, err, partitions in
             RDConsumer.rebalance(handle, err, partitions, buffer: buffer, events: events, logger: logger)
         }
         client = try RDClient(type: RD_KAFKA_CONSUMER, properties: configuration.rdKafkaProperties, callbacks: callbacks) { conf in
@@ -253,14 +257,44 @@ final class RDConsumer: KafkaConsumerBackend, @unchecked Sendable {
         if let rkt { _ = rd_kafka_offset_store(rkt, Int32(clamping: partition), offset) }
     }
 
+    /// A failed commit that librdkafka made by itself (its interval, or partitions let go) becomes an error
+    /// event and a warning; nothing to commit is no failure.
+    private static func reportCommit(
+        _ err: rd_kafka_resp_err_t,
+        _ offsets: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?,
+        events: AsyncStream<KafkaConsumerEvent>.Continuation?,
+        logger: Logger
+    ) {
+        guard err != RD_KAFKA_RESP_ERR__NO_OFFSET else { return }
+        let error: KafkaError?
+        if err != RD_KAFKA_RESP_ERR_NO_ERROR {
+            let partitions = offsets.map { RDTopicPartitionList.partitions($0) } ?? []
+            error = KafkaError.rdKafka(err, context: "Automatic commit of \(partitions) failed")
+        } else {
+            error = offsets.flatMap { RDTopicPartitionList.firstError($0) }.map {
+                KafkaError(code: $0.code, reason: "Automatic commit failed: \($0.reason)", rdKafkaCode: $0.rdKafkaCode)
+            }
+        }
+        guard let error else { return }
+        logger.warning("Commit failed: \(error)")
+        events?.yield(.error(error))
+    }
+
     func commit(_ offsets: [KafkaTopicPartitionOffset]) async throws {
         guard !offsets.isEmpty else { return }
         try await client.blocking("The consumer") { handle in
             let list = RDTopicPartitionList.make(offsets)
             defer { rd_kafka_topic_partition_list_destroy(list) }
-            let err = rd_kafka_commit(handle, list, 0)
-            guard err == RD_KAFKA_RESP_ERR_NO_ERROR else { throw KafkaError.rdKafka(err, context: "Commit failed") }
-            if let error = RDTopicPartitionList.firstError(list) { throw error }
+            // With a callback of its own (served in this call, on a temporary queue), so the outcome reaches the
+            // caller only, not also the automatic commits' error events.
+            var outcome = RDCommitOutcome()
+            let err = withUnsafeMutablePointer(to: &outcome) { pointer in
+                rd_kafka_commit_queue(handle, list, nil, rdCommitOutcomeCallback, pointer)
+            }
+            guard err == RD_KAFKA_RESP_ERR_NO_ERROR || err == RD_KAFKA_RESP_ERR__NO_OFFSET else {
+                throw KafkaError.rdKafka(err, context: "Commit failed")
+            }
+            if let error = outcome.error { throw error }
         }
     }
 
@@ -316,4 +350,21 @@ private let rdRebalanceCallback: @convention(c) (
 ) -> Void = { handle, err, partitions, _ in
     guard let handle, let partitions, let rebalance = RDCallbacks.of(handle)?.rebalance else { return }
     rebalance(handle, err, partitions)
+}
+
+/// What a commit's own callback saw.
+private struct RDCommitOutcome {
+    var error: KafkaError?
+}
+
+/// Served inside `rd_kafka_commit_queue`, on the thread that called it; `opaque` is that call's outcome.
+private let rdCommitOutcomeCallback: @convention(c) (
+    OpaquePointer?, rd_kafka_resp_err_t, UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?, UnsafeMutableRawPointer?
+) -> Void = { _, err, offsets, opaque in
+    guard let outcome = opaque?.assumingMemoryBound(to: RDCommitOutcome.self) else { return }
+    if err != RD_KAFKA_RESP_ERR_NO_ERROR && err != RD_KAFKA_RESP_ERR__NO_OFFSET {
+        outcome.pointee.error = KafkaError.rdKafka(err, context: "Commit failed")
+    } else if let offsets, let error = RDTopicPartitionList.firstError(offsets) {
+        outcome.pointee.error = error
+    }
 }
