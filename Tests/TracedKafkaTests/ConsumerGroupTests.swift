@@ -187,14 +187,20 @@ struct CommitModeShutdownTests {
 
 @Suite("Failed commits reach the application")
 struct CommitFailureTests {
-    @Test("A commit librdkafka makes on its interval that the broker refuses becomes an error event")
-    func automaticCommitFailureIsAnEvent() async throws {
+    /// A one-broker cluster of its own (faults are pushed into it) with a one-partition topic of `count` messages.
+    func clusterWithMessages(_ count: Int) async throws -> (EmbeddedKafkaCluster, String) {
         let cluster = try EmbeddedKafkaCluster(brokers: 1)
-        let topic = uniqueName("autofail")
+        let topic = uniqueName("commitfail")
         try cluster.createTopic(topic, partitions: 1)
         try await withRunning(try KafkaProducer(configuration: producerConfiguration(cluster))) { producer in
-            for index in 0..<5 { _ = try await producer.send(KafkaProducerRecord(topic: topic, value: "m\(index)")) }
+            for index in 0..<count { _ = try await producer.send(KafkaProducerRecord(topic: topic, value: "m\(index)")) }
         }
+        return (cluster, topic)
+    }
+
+    @Test("A commit librdkafka makes on its interval that the broker refuses becomes an error event")
+    func automaticCommitFailureIsAnEvent() async throws {
+        let (cluster, topic) = try await clusterWithMessages(5)
         let (consumer, events) = try KafkaConsumer.makeConsumerWithEvents(configuration: consumerConfiguration(
             cluster, group: uniqueName("g"), topics: [topic], commitMode: .afterHandled(interval: .milliseconds(100))
         ))
@@ -209,12 +215,7 @@ struct CommitFailureTests {
 
     @Test("A refused manual commit throws to its caller only, not also as an event")
     func manualCommitFailureIsNotDuplicated() async throws {
-        let cluster = try EmbeddedKafkaCluster(brokers: 1)
-        let topic = uniqueName("manualfail")
-        try cluster.createTopic(topic, partitions: 1)
-        try await withRunning(try KafkaProducer(configuration: producerConfiguration(cluster))) { producer in
-            _ = try await producer.send(KafkaProducerRecord(topic: topic, value: "m"))
-        }
+        let (cluster, topic) = try await clusterWithMessages(1)
         let (consumer, events) = try KafkaConsumer.makeConsumerWithEvents(configuration: consumerConfiguration(
             cluster, group: uniqueName("g"), topics: [topic], commitMode: .manual
         ))

@@ -41,6 +41,22 @@ func errorEvents(_ events: AsyncStream<KafkaConsumerEvent>) async -> [KafkaError
     return errors
 }
 
+/// Consumes until the consumer fails (within `limit`): the values received before, and the error it failed with
+/// (`nil`, recorded as an issue, when it did not fail).
+func valuesUntilFailure(
+    _ consumer: KafkaConsumer,
+    limit: Duration = .seconds(20),
+    sourceLocation: SourceLocation = #_sourceLocation
+) async -> (values: [String], error: KafkaError?) {
+    let received = Shared<[String]>([])
+    let error = await #expect(throws: KafkaError.self, sourceLocation: sourceLocation) {
+        _ = try await consume(consumer, count: .max, limit: limit) { message in
+            received.withLock { $0.append(message.valueString ?? "") }
+        }
+    }
+    return (received.withLock { $0 }, error)
+}
+
 @Suite("File queue: damage anywhere in a record is corruption, never a torn tail")
 struct FileQueueDamageTests {
     @Test(
@@ -68,15 +84,10 @@ struct FileQueueDamageTests {
         let (consumer, events) = try fileQueueConsumer(directory, topic: topic, corruptRecords: policy)
         switch policy {
         case .fail:
-            let received = Shared<[String]>([])
-            let error = await #expect(throws: KafkaError.self) {
-                _ = try await consume(consumer, count: 11, limit: .seconds(20)) { message in
-                    received.withLock { $0.append(message.valueString ?? "") }
-                }
-            }
+            let (received, error) = await valuesUntilFailure(consumer)
             #expect(error?.code == .corruptRecord)
             #expect(error?.reason.contains("\(path) at byte offset \(recordPosition(5))") == true)
-            #expect(received.withLock { $0 } == ["v0", "v1", "v2", "v3", "v4"])
+            #expect(received == ["v0", "v1", "v2", "v3", "v4"])
         case .skip:
             let messages = try await consume(consumer, count: 10)
             #expect(messages.compactMap(\.valueString) == ["v0", "v1", "v2", "v3", "v4", "v6", "v7", "v8", "v9", "vA"])
@@ -100,15 +111,10 @@ struct FileQueueDamageTests {
 
         // Readers first: neither a consumer nor a writer may take it for a torn tail and cut it.
         let (strict, _) = try fileQueueConsumer(directory, topic: topic)
-        let received = Shared<[String]>([])
-        let error = await #expect(throws: KafkaError.self) {
-            _ = try await consume(strict, count: 10, limit: .seconds(20)) { message in
-                received.withLock { $0.append(message.valueString ?? "") }
-            }
-        }
+        let (received, error) = await valuesUntilFailure(strict)
         #expect(error?.code == .corruptRecord)
         #expect(error?.reason.contains("at byte offset \(recordPosition(9))") == true)
-        #expect(received.withLock { $0 }.count == 9)
+        #expect(received.count == 9)
         #expect(try fileSize(path) == recordPosition(10))
 
         let report = try await withRunning(try fileQueueProducer(directory)) { producer in

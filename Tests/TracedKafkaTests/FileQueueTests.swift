@@ -186,14 +186,9 @@ struct FileQueueTests {
         #expect(try FileManager.default.attributesOfItem(atPath: path)[.size] as! Int > damagedSize)
 
         let (strict, _) = try fileQueueConsumer(directory, topic: topic)
-        let received = Shared<[String]>([])
-        let error = await #expect(throws: KafkaError.self) {
-            _ = try await consume(strict, count: 3, limit: .seconds(10)) { message in
-                received.withLock { $0.append(message.valueString ?? "") }
-            }
-        }
+        let (received, error) = await valuesUntilFailure(strict, limit: .seconds(10))
         #expect(error?.code == .corruptRecord)
-        #expect(received.withLock { $0 } == ["v0", "v1"])
+        #expect(received == ["v0", "v1"])
 
         let (lenient, events) = try fileQueueConsumer(directory, topic: topic, corruptRecords: .skip)
         let messages = try await consume(lenient, count: 3)
