@@ -31,6 +31,14 @@ let package = Package(
             ]
         ),
         .executableTarget(
+            name: "consume-cost",
+            dependencies: [
+                "CRdKafkaBench",
+                .product(name: "TracedKafka", package: "TracedKafka"),
+                .product(name: "TracedKafkaTesting", package: "TracedKafka"),
+            ]
+        ),
+        .executableTarget(
             name: "file-queue-throughput",
             dependencies: [.product(name: "TracedKafka", package: "TracedKafka")]
         ),

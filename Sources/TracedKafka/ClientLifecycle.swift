@@ -88,7 +88,22 @@ struct ClientLifecycle: ~Copyable {
 
 import ServiceLifecycle
 
-extension Mutex where Value == ClientLifecycle {
+/// An owner of a ``ClientLifecycle`` under a lock: the producer's own lock, or the consumer's state machine.
+protocol ClientLifecycleLocking: AnyObject, Sendable {
+    /// Runs `body` on the lifecycle, under the owner's lock.
+    func withLifecycle<R>(_ body: (inout ClientLifecycle) throws -> R) rethrows -> R
+}
+
+/// A lifecycle under a lock of its own (the producer's).
+final class ClientLifecycleLock: ClientLifecycleLocking {
+    private let lifecycle = Mutex(ClientLifecycle())
+
+    func withLifecycle<R>(_ body: (inout ClientLifecycle) throws -> R) rethrows -> R {
+        try lifecycle.withLock { try body(&$0) }
+    }
+}
+
+extension ClientLifecycleLocking {
     /// The body of a client's `run()`: starts it, waits for graceful shutdown, a trigger or task cancellation,
     /// then shuts it down.
     /// - Parameters:
@@ -103,13 +118,13 @@ extension Mutex where Value == ClientLifecycle {
         trigger: @Sendable @escaping () -> Void,
         shutDown: () async -> Void
     ) async throws {
-        switch try action ?? withLock({ try $0.run() }) {
+        switch try action ?? withLifecycle({ try $0.run() }) {
         case .waitForShutdown:
             start()
             await withGracefulShutdownHandler {
                 await withTaskCancellationHandler {
                     await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                        if !withLock({ $0.park(continuation) }) { continuation.resume() }
+                        if !withLifecycle({ $0.park(continuation) }) { continuation.resume() }
                     }
                 } onCancel: {
                     trigger()
@@ -121,15 +136,18 @@ extension Mutex where Value == ClientLifecycle {
             break
         }
         await shutDown()
-        withLock { $0.finish() }
+        withLifecycle { $0.finish() }
     }
 
     /// Asks for shutdown: wakes a parked `run()`, or, when `run()` was never called, shuts down in the background.
     func triggerShutdown(orShutDownInBackground shutDown: @Sendable @escaping () async -> Void) {
-        switch withLock({ $0.triggerShutdown() }) {
+        switch withLifecycle({ $0.triggerShutdown() }) {
         case .none, .runWillNotice: break
         case .resume(let continuation): continuation.resume()
         case .shutDownWithoutRun: Task { await shutDown() }
         }
     }
+
+    /// Whether the client still takes new work.
+    var acceptsWork: Bool { withLifecycle { $0.acceptsWork } }
 }

@@ -2,12 +2,12 @@ import Logging
 import ServiceLifecycle
 import Synchronization
 
-/// Reads records from Kafka topics as a member of a consumer group.
+/// Reads records from Kafka topics as a member of a consumer group, or from given partitions.
 ///
-/// Iterate ``messages`` in one task; put the consumer into a `ServiceGroup` (or call ``run()``) in another. On
-/// graceful shutdown the sequence ends, the message being handled is allowed to finish (up to
-/// ``KafkaConsumerConfiguration/shutdownTimeout``), what was handled is committed, and the consumer leaves its
-/// group cleanly.
+/// Iterate ``messages`` in one task; put the consumer into a `ServiceGroup` (or call ``run()``) in another — or
+/// hand a handler to ``run(_:)``, which does both. On graceful shutdown the messages end, the message being handled
+/// is allowed to finish (up to ``KafkaConsumerConfiguration/shutdownTimeout``), what was handled is committed, and
+/// the consumer leaves its group cleanly.
 ///
 /// ```swift
 /// let consumer = try KafkaConsumer(configuration: .init(
@@ -19,32 +19,25 @@ import Synchronization
 ///     }
 /// }
 /// ```
+///
+/// Its whole state — lifecycle, owned partitions, read-ahead buffer, the message out with the handler, stored
+/// offsets, the fetcher — is one state machine under one lock (``ConsumerCore``); the backend is I/O.
 public final class KafkaConsumer: Service, Sendable {
     private let backend: any KafkaConsumerBackend
     private let configuration: KafkaConsumerConfiguration
-    private let buffer: ConsumerMessageBuffer
-    private let lifecycle = Mutex(ClientLifecycle())
-    private let iteration = Mutex(IterationState())
+    let core: ConsumerCore
     private let tracing: KafkaConsumerTracing
     private let metrics: KafkaClientMetrics
 
-    /// Whether fetching has begun, and whether a message is out with the handler (returned by `next()`, not yet
-    /// followed by another `next()`).
-    private struct IterationState {
-        var started = false
-        var iteratorCreated = false
-        var messageOut = false
-        var idleWaiters: [CheckedContinuation<Void, Never>] = []
-    }
-
     /// Creates a consumer on the configured backend (librdkafka, or the file queue) and subscribes it to the
-    /// configured topics.
+    /// configured topics (or assigns it the configured partitions).
     /// - Parameters:
-    ///   - configuration: How to connect, subscribe and commit.
+    ///   - configuration: How to connect, what to read and how to commit.
     ///   - logger: Where the consumer and librdkafka log.
-    /// - Throws: ``KafkaError/Code/noTopics`` without topics; ``KafkaError/Code/configuration`` with librdkafka's
-    ///   message for an unknown property or bad value, or for librdkafka without bootstrap servers;
-    ///   ``KafkaError/Code/fileQueue`` for an unusable queue directory.
+    /// - Throws: ``KafkaError/Code/noTopics`` without topics or partitions; ``KafkaError/Code/configuration`` with
+    ///   librdkafka's message for an unknown property or bad value, for librdkafka without bootstrap servers, or for
+    ///   what ``KafkaConsumerConfiguration`` describes as invalid; ``KafkaError/Code/fileQueue`` for an unusable
+    ///   queue directory; ``KafkaError/Code/unknownPartition`` for a given partition the file queue does not have.
     public convenience init(
         configuration: KafkaConsumerConfiguration,
         logger: Logger = Logger(label: "TracedKafka.consumer")
@@ -52,9 +45,9 @@ public final class KafkaConsumer: Service, Sendable {
         try self.init(configuration: configuration, logger: logger, events: nil)
     }
 
-    /// Creates a consumer and the sequence of its events (partition assignments and revocations, errors).
+    /// Creates a consumer and the sequence of its events (partitions assigned, revoked and lost; errors).
     /// - Parameters:
-    ///   - configuration: How to connect, subscribe and commit.
+    ///   - configuration: How to connect, what to read and how to commit.
     ///   - logger: Where the consumer and librdkafka log.
     /// - Returns: The consumer and its events, which end when the consumer has shut down.
     /// - Throws: as ``init(configuration:logger:)``.
@@ -74,43 +67,40 @@ public final class KafkaConsumer: Service, Sendable {
         logger: Logger,
         events: AsyncStream<KafkaConsumerEvent>.Continuation?
     ) throws {
-        let topics = configuration.topics.filter { !$0.isEmpty }
-        guard !topics.isEmpty, topics.count == configuration.topics.count else {
-            throw KafkaError(
-                code: .noTopics,
-                reason: configuration.topics.isEmpty
-                    ? "The consumer configuration names no topic to subscribe to"
-                    : "The consumer configuration names an empty topic"
-            )
-        }
-        for topic in topics { try KafkaTopicName.validate(topic, code: .configuration) }
+        try configuration.validateConsumption()
         self.configuration = configuration
-        self.metrics = KafkaClientMetrics(configuration: configuration.metrics, groupID: configuration.groupID)
-        let logger = logger.withClientMetadata(clientID: configuration.clientID, groupID: configuration.groupID)
+        self.metrics = KafkaClientMetrics(configuration: configuration.metrics, groupID: configuration.hasGroup ? configuration.groupID : nil)
+        let logger = logger.withClientMetadata(clientID: configuration.clientID, groupID: configuration.hasGroup ? configuration.groupID : nil)
         self.tracing = KafkaConsumerTracing(
             configuration: configuration.tracing,
-            groupID: configuration.groupID,
+            groupID: configuration.hasGroup ? configuration.groupID : nil,
             clientID: configuration.clientID,
             server: KafkaServerAddress(backend: configuration.backend, bootstrapServers: configuration.bootstrapServers)
         )
-        self.buffer = ConsumerMessageBuffer(capacity: configuration.maxBufferedMessages, byteCapacity: configuration.maxBufferedBytes)
+        let core = ConsumerCore(
+            storeMode: configuration.storeMode,
+            maxMessages: configuration.maxBufferedMessages,
+            maxBytes: configuration.maxBufferedBytes,
+            events: events
+        )
+        self.core = core
         switch configuration.backend {
         case .librdkafka:
             try KafkaServerAddress.requireBootstrapServers(configuration.bootstrapServers)
-            self.backend = try RDConsumer(
-                configuration: configuration, buffer: buffer, logger: logger, events: events, metrics: metrics
-            )
+            self.backend = try RDConsumer(configuration: configuration, core: core, logger: logger, metrics: metrics)
         case .fileQueue(let options):
-            self.backend = try FQConsumer(
-                configuration: configuration, options: options, buffer: buffer, logger: logger, events: events
-            )
+            self.backend = try FQConsumer(configuration: configuration, options: options, core: core, logger: logger)
         }
     }
 
     deinit {
-        if lifecycle.withLock({ $0.acceptsWork }) {
-            let backend = self.backend
-            Task { await backend.close() }
+        if core.acceptsWork {
+            let backend = self.backend, core = self.core
+            Task {
+                await core.stopFetcher(wake: backend.wakeFetcher)
+                await backend.close()
+                core.events?.finish()
+            }
         }
     }
 
@@ -122,10 +112,12 @@ public final class KafkaConsumer: Service, Sendable {
     /// The sequence ends after graceful shutdown; it throws a ``KafkaError`` on a fatal consumer error.
     public var messages: KafkaConsumerMessages { KafkaConsumerMessages(consumer: self) }
 
+    // MARK: - Offsets and partitions
+
     /// Commits the position after a message and waits for the group coordinator to accept it.
     /// - Parameter message: The message handled last in its partition.
     /// - Throws: ``KafkaError`` with librdkafka's code when the commit fails, ``KafkaError/Code/shutDown`` after
-    ///   shutdown.
+    ///   shutdown, ``KafkaError/Code/noGroup`` for a consumer without a group.
     public func commit(_ message: KafkaConsumerMessage) async throws {
         try await commit(offsets: [message.nextOffset])
     }
@@ -133,8 +125,11 @@ public final class KafkaConsumer: Service, Sendable {
     /// Commits positions and waits for the group coordinator to accept them.
     /// - Parameter offsets: For each partition, the offset of the next message to read.
     /// - Throws: ``KafkaError`` with librdkafka's code when the commit fails, ``KafkaError/Code/shutDown`` after
-    ///   shutdown.
+    ///   shutdown, ``KafkaError/Code/unknownPartition`` for a partition that does not exist,
+    ///   ``KafkaError/Code/invalidOffset`` for a negative offset, ``KafkaError/Code/noGroup`` for a consumer
+    ///   without a group.
     public func commit(offsets: [KafkaTopicPartitionOffset]) async throws {
+        try requireGroup(for: "commit")
         for offset in offsets {
             try KafkaTopicName.validate(offset.topic, code: .unknownPartition)
             guard offset.partition >= 0, offset.partition <= Int(Int32.max) else {
@@ -147,19 +142,90 @@ public final class KafkaConsumer: Service, Sendable {
         try await backend.commit(offsets)
     }
 
+    /// The group's committed offsets: for each partition that has one, the offset of the next message to read.
+    /// - Parameters:
+    ///   - partitions: The partitions to ask about (any partitions, owned or not).
+    ///   - timeout: How long to wait for the group coordinator.
+    /// - Returns: The committed offset of each partition that has one.
+    /// - Throws: ``KafkaError/Code/noGroup`` for a consumer without a group, ``KafkaError/Code/timedOut``,
+    ///   ``KafkaError/Code/shutDown`` after shutdown, or librdkafka's error.
+    public func committed(
+        _ partitions: [KafkaTopicPartition],
+        timeout: Duration = .seconds(10)
+    ) async throws -> [KafkaTopicPartition: Int64] {
+        try requireGroup(for: "read committed offsets")
+        return try await backend.committed(partitions, timeout: timeout)
+    }
+
+    /// The offset of the next message ``messages`` hands out from an owned partition: the first one read ahead,
+    /// else the one after the last handed out, else where fetching stands; `nil` while nothing is known yet (no
+    /// message fetched since the partition was assigned).
+    /// - Parameter partition: A partition this consumer owns.
+    /// - Throws: ``KafkaError/Code/notAssigned`` for a partition not owned, ``KafkaError/Code/shutDown`` after shutdown.
+    public func position(_ partition: KafkaTopicPartition) throws -> Int64? {
+        try requireRunning()
+        let known = try core.machine.withLock { machine -> Int64? in
+            try machine.requireOwned([partition], for: "read the position of")
+            return machine.position(of: partition)
+        }
+        return try known ?? backend.fetchPosition(partition)
+    }
+
+    /// Moves an owned partition: the next message handed out from it is at `offset`. Messages of it already read
+    /// ahead are dropped; one out with the handler counts no more. With
+    /// ``KafkaConsumerConfiguration/CommitMode/afterHandled(interval:)`` what is committed for the partition is from
+    /// now on what is handled after the seek (until then, the seek's target).
+    /// - Parameters:
+    ///   - partition: A partition this consumer owns.
+    ///   - offset: Where to go: ``KafkaOffset/beginning``, ``KafkaOffset/end``, ``KafkaOffset/tail(_:)`` or an offset.
+    /// - Throws: ``KafkaError/Code/notAssigned`` for a partition not owned; ``KafkaError/Code/invalidOffset`` for
+    ///   an offset outside what the partition holds (or ``KafkaOffset/committed``); ``KafkaError/Code/shutDown``
+    ///   after shutdown; librdkafka's error.
+    public func seek(_ partition: KafkaTopicPartition, to offset: KafkaOffset) async throws {
+        try requireRunning()
+        try offset.validate(for: partition)
+        try core.machine.withLock { try $0.requireOwned([partition], for: "seek") }
+        let backend = self.backend
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            // Carried out by the fetcher between two fetches, so nothing it fetched before reaches the handler after.
+            core.request(.seek(partition, offset, continuation), start: backend.spawnFetcher, wake: backend.wakeFetcher)
+        }
+    }
+
     /// Stops fetching from partitions until ``resume(_:)``. Messages already buffered are still delivered.
     /// - Parameter partitions: Partitions assigned to this consumer.
-    /// - Throws: ``KafkaError`` when librdkafka refuses, ``KafkaError/Code/shutDown`` after shutdown.
+    /// - Throws: ``KafkaError/Code/notAssigned`` for a partition not owned, ``KafkaError`` when librdkafka refuses,
+    ///   ``KafkaError/Code/shutDown`` after shutdown.
     public func pause(_ partitions: [KafkaTopicPartition]) throws {
+        try requireRunning()
+        try core.machine.withLock { try $0.setPaused(partitions, true) }
         try backend.pause(partitions)
     }
 
     /// Resumes fetching from paused partitions.
     /// - Parameter partitions: Partitions paused with ``pause(_:)``.
-    /// - Throws: ``KafkaError`` when librdkafka refuses, ``KafkaError/Code/shutDown`` after shutdown.
+    /// - Throws: ``KafkaError/Code/notAssigned`` for a partition not owned, ``KafkaError`` when librdkafka refuses,
+    ///   ``KafkaError/Code/shutDown`` after shutdown.
     public func resume(_ partitions: [KafkaTopicPartition]) throws {
+        try requireRunning()
+        try core.machine.withLock { try $0.setPaused(partitions, false) }
         try backend.resume(partitions)
     }
+
+    /// The partitions this consumer owns now.
+    public var assignment: [KafkaTopicPartition] { core.machine.withLock { $0.ownedPartitions } }
+
+    private func requireRunning() throws {
+        guard core.acceptsWork else { throw KafkaError.shutDown("The consumer") }
+    }
+
+    private func requireGroup(for what: String) throws {
+        guard configuration.hasGroup else {
+            throw KafkaError(code: .noGroup, reason: "Cannot \(what): the consumer reads its partitions without a group id")
+        }
+    }
+
+    // MARK: - Lifecycle
 
     /// Fetches until graceful shutdown (or ``triggerGracefulShutdown()`` or task cancellation); then ends
     /// ``messages``, waits for the message being handled, commits what was handled and leaves the group.
@@ -170,7 +236,7 @@ public final class KafkaConsumer: Service, Sendable {
 
     /// `run()`, for an action already taken from the lifecycle (or `nil` to take it now).
     private func run(_ action: ClientLifecycle.RunAction?) async throws {
-        try await lifecycle.run(
+        try await core.run(
             action,
             start: startFetching,
             trigger: { [weak self] in self?.triggerGracefulShutdown() },
@@ -181,71 +247,38 @@ public final class KafkaConsumer: Service, Sendable {
     /// Asks the consumer to shut down: ``messages`` ends after the message being handled, ``run()`` commits and
     /// leaves the group. Without a running ``run()``, the consumer shuts down in the background.
     public func triggerGracefulShutdown() {
-        lifecycle.triggerShutdown { [self] in await shutDown() }
+        core.triggerShutdown { [self] in await shutDown() }
     }
 
     @Sendable private func shutDown() async {
-        buffer.finish()
+        core.endMessages(.shutdown)
         // Detached: when run() was cancelled, the wait must still last until the handler is done (or times out).
-        let timeout = configuration.shutdownTimeout
-        await Task.detached { await self.waitUntilHandlerIdle(timeout: timeout) }.value
+        let timeout = configuration.shutdownTimeout, core = self.core, backend = self.backend
+        await Task.detached { await core.waitUntilReaderIdle(timeout: timeout) }.value
+        await core.stopFetcher(wake: backend.wakeFetcher)
         await backend.close()
+        core.events?.finish()
     }
-
-    /// How many messages and bytes are read ahead now (for tests).
-    var buffered: (count: Int, bytes: Int) { buffer.contents() }
-
-    // MARK: - Iteration
 
     func startFetching() {
-        let start = iteration.withLock { state in
-            defer { state.started = true }
-            return !state.started
-        }
-        if start { backend.start() }
+        if core.startFetcher() { backend.spawnFetcher() }
     }
 
-    /// Called by the iterator: the previous message (if any) is handled; returns the next one.
-    func next(after handled: KafkaConsumerMessage?) async throws -> KafkaConsumerMessage? {
-        try await nextBatch(after: handled.map { [$0] } ?? [], max: 1)?.first
+    // MARK: - Reading
+
+    /// The message after `handled`, ready to hand out (counted, its trace context extracted), or `nil` after
+    /// shutdown.
+    nonisolated(nonsending) func nextMessage(after handled: ConsumerPosition?) async throws -> (KafkaConsumerMessage, ConsumerPosition)? {
+        guard case (var message, let position)? = try await core.next(after: handled, onWait: startFetching) else { return nil }
+        prepare(&message)
+        return (message, position)
     }
 
-    /// The handled messages are marked; returns the next message and up to `max - 1` more already buffered, with
-    /// their extracted trace context, or `nil` after shutdown.
-    func nextBatch(after handled: [KafkaConsumerMessage], max: Int) async throws -> [KafkaConsumerMessage]? {
-        if case .afterHandled = configuration.commitMode { backend.storeOffsets(after: handled) }
-        // Out before taking, so a shutdown that starts meanwhile waits for whatever this call hands over.
-        setMessageOut(true)
-        guard var batch = try await takeBatch(max: max) else {
-            setMessageOut(false)
-            return nil
-        }
-        if case .automatic = configuration.commitMode { backend.storeOffsets(after: batch) }
-        metrics.recordConsumed(batch)
-        guard tracing.extractsContext else { return batch }
-        // Extracted here, in the consuming task, so a tracer bound with withTracer is the one used. In place: the
-        // batch was just made, so this writes into its storage instead of copying it.
-        for index in batch.indices {
-            batch[index].traceContext = tracing.extractContext(from: batch[index])
-        }
-        return batch
-    }
-
-    /// The next message and up to `max - 1` more already buffered; `nil` after shutdown. Throws only when the
-    /// waiting task is cancelled or the consumer failed.
-    private func takeBatch(max: Int) async throws -> [KafkaConsumerMessage]? {
-        do {
-            guard lifecycle.withLock({ $0.acceptsWork }) else { return nil }
-            startFetching()
-            guard let first = try await buffer.next() else { return nil }
-            guard max > 1 else { return [first] }
-            var batch = [first]
-            batch.append(contentsOf: buffer.takeAvailable(max - 1))
-            return batch
-        } catch {
-            setMessageOut(false)
-            throw error
-        }
+    /// Counts a message handed to the application and extracts its trace context — here, in the consuming task,
+    /// so a tracer bound with withTracer is the one used.
+    private func prepare(_ message: inout KafkaConsumerMessage) {
+        metrics.recordConsumed(message)
+        if tracing.extractsContext { message.traceContext = tracing.extractContext(from: message) }
     }
 
     // MARK: - Handler API
@@ -264,8 +297,33 @@ public final class KafkaConsumer: Service, Sendable {
     /// - Throws: The handler's error under the `stop` and `retry` policies (after committing what was handled
     ///   before it), or ``KafkaError/Code/alreadyRunning``.
     public func run(_ handler: @escaping @Sendable (KafkaConsumerMessage) async throws -> Void) async throws {
-        try await handle(batchSize: 1) { messages in
-            try await self.tracing.withProcessSpan(messages[0], handler)
+        // The handler itself is all the processing when nothing is measured or traced and a failure stops.
+        let direct = !metrics.isEnabled && configuration.handlerFailure == .stop && !configuration.tracing.isEnabled
+        try await whileRunning {
+            var handled: ConsumerPosition?
+            while true {
+                // Taken without suspending while messages are buffered: one lock, no async hop per message.
+                switch self.core.take(after: handled) {
+                case .message(var message, let position, _):
+                    handled = nil
+                    self.prepare(&message)
+                    if direct {
+                        try await handler(message)
+                    } else {
+                        try await self.processWithPolicy(CollectionOfOne(message)) { [message] in
+                            try await self.tracing.withProcessSpan(message, handler)
+                        }
+                    }
+                    handled = position
+                case .wait:
+                    handled = nil
+                    self.startFetching()
+                    try await self.core.waitForMessages()
+                case .end(let error):
+                    if let error { throw error }
+                    return
+                }
+            }
         }
     }
 
@@ -283,30 +341,33 @@ public final class KafkaConsumer: Service, Sendable {
         maxMessages: Int = 500,
         _ handler: @escaping @Sendable ([KafkaConsumerMessage]) async throws -> Void
     ) async throws {
-        try await handle(batchSize: max(1, maxMessages)) { messages in
-            try await self.tracing.withBatchSpan(messages, handler)
+        let maxMessages = max(1, maxMessages)
+        try await whileRunning {
+            var handled: [ConsumerPosition] = []
+            while let entries = try await self.core.nextBatch(after: handled, max: maxMessages, onWait: self.startFetching) {
+                handled = []
+                var messages = entries.map(\.message)
+                for index in messages.indices { self.prepare(&messages[index]) }
+                try await self.processWithPolicy(messages) { [messages] in
+                    try await self.tracing.withBatchSpan(messages, handler)
+                }
+                handled = entries.map(\.position)
+            }
         }
     }
 
-    private func handle(
-        batchSize: Int,
-        _ process: @escaping @Sendable ([KafkaConsumerMessage]) async throws -> Void
-    ) async throws {
-        guard registerIterator() else { throw Self.secondReader }
+    /// Runs `loop` (the handler API's reading loop) beside ``run()``; when the loop throws, what it held is not
+    /// handled, the consumer shuts down (committing what was handled before) and the error is rethrown.
+    private func whileRunning(_ loop: @escaping @Sendable () async throws -> Void) async throws {
+        guard core.machine.withLock({ $0.registerReader() }) else { throw Self.secondReader }
         // The transition to running happens here, before anything is spawned, so a second run() fails at once.
-        let action = try lifecycle.withLock { try $0.run() }
+        let action = try core.withLifecycle { try $0.run() }
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await self.run(action) }
             do {
-                var handled: [KafkaConsumerMessage] = []
-                while let batch = try await nextBatch(after: handled, max: batchSize) {
-                    handled = []
-                    try await processWithPolicy(batch, process)
-                    handled = batch
-                }
+                try await loop()
             } catch {
-                // The failed batch is not handled: nothing of it is committed.
-                iteratorEnded()
+                core.readerGone()
                 triggerGracefulShutdown()
                 try? await group.waitForAll()
                 throw error
@@ -315,20 +376,20 @@ public final class KafkaConsumer: Service, Sendable {
         }
     }
 
-    private func processWithPolicy(
-        _ batch: [KafkaConsumerMessage],
-        _ process: @Sendable ([KafkaConsumerMessage]) async throws -> Void
+    private nonisolated(nonsending) func processWithPolicy<Messages: Collection<KafkaConsumerMessage>>(
+        _ messages: Messages,
+        _ process: nonisolated(nonsending) @Sendable () async throws -> Void
     ) async throws {
         var attempt = 1
         while true {
             // Each attempt is one handler call: its duration and outcome are recorded.
             let started = metrics.started()
             do {
-                try await process(batch)
-                metrics.recordProcess(batch, startedAt: started, error: nil)
+                try await process()
+                metrics.recordProcess(messages, startedAt: started, error: nil)
                 return
             } catch {
-                metrics.recordProcess(batch, startedAt: started, error: error)
+                metrics.recordProcess(messages, startedAt: started, error: error)
                 if error is CancellationError || Task.isCancelled { throw error }
                 switch configuration.handlerFailure {
                 case .skip:
@@ -344,51 +405,10 @@ public final class KafkaConsumer: Service, Sendable {
         }
     }
 
-    /// Called when an iterator is dropped: whatever it had out is no longer being handled.
-    func iteratorEnded() { setMessageOut(false) }
-
-    /// Registers the one reader of the messages; returns `false` when there already is one.
-    func registerIterator() -> Bool {
-        iteration.withLock { state in
-            defer { state.iteratorCreated = true }
-            return !state.iteratorCreated
-        }
-    }
-
     static let secondReader = KafkaError(
         code: .alreadyRunning,
         reason: "The consumer's messages are already being read (messages is iterated once, or run(_:) is running)"
     )
-
-    private func setMessageOut(_ out: Bool) {
-        let waiters = iteration.withLock { state in
-            state.messageOut = out
-            guard !out else { return [CheckedContinuation<Void, Never>]() }
-            defer { state.idleWaiters = [] }
-            return state.idleWaiters
-        }
-        for waiter in waiters { waiter.resume() }
-    }
-
-    private func waitUntilHandlerIdle(timeout: Duration) async {
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask {
-                await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                    let idle = self.iteration.withLock { state in
-                        guard state.messageOut else { return true }
-                        state.idleWaiters.append(continuation)
-                        return false
-                    }
-                    if idle { continuation.resume() }
-                }
-            }
-            group.addTask { try? await Task.sleep(for: timeout) }
-            await group.next()
-            group.cancelAll()
-            // The sleeping child ends on cancellation; release a still-parked waiter.
-            self.setMessageOut(false)
-        }
-    }
 }
 
 /// The messages of a ``KafkaConsumer``, as an `AsyncSequence`. Iterate it once, from one task.
@@ -401,40 +421,40 @@ public struct KafkaConsumerMessages: AsyncSequence, Sendable {
     /// Makes the one iterator of this consumer. A second iterator (or one made while ``KafkaConsumer/run(_:)``
     /// reads the messages) throws ``KafkaError/Code/alreadyRunning`` from its first `next()`.
     public func makeAsyncIterator() -> AsyncIterator {
-        AsyncIterator(box: IteratorBox(consumer: consumer, isReader: consumer.registerIterator()))
+        AsyncIterator(reader: Reader(consumer: consumer, isReader: consumer.core.machine.withLock { $0.registerReader() }))
     }
 
     /// Iterates the messages; asking for the next message marks the previous one handled.
     public struct AsyncIterator: AsyncIteratorProtocol {
-        let box: IteratorBox
+        let reader: Reader
 
         /// The next message, or `nil` after shutdown.
         /// - Throws: ``KafkaError`` on a fatal consumer error; `CancellationError` when the task is cancelled.
         public mutating func next() async throws -> KafkaConsumerMessage? {
-            try await box.next()
+            try await reader.next()
         }
     }
 
-    /// Tracks the message out with the handler; tells the consumer when the iterator is gone.
-    final class IteratorBox: @unchecked Sendable {
+    /// The one reader: remembers the message out with the loop, and tells the consumer when the iterator is gone
+    /// (what it held is then not handled).
+    final class Reader: Sendable {
         private let consumer: KafkaConsumer
         private let isReader: Bool
-        // Touched only by the iterating task.
-        private var outstanding: KafkaConsumerMessage?
+        private let handled = Mutex<ConsumerPosition?>(nil)
 
         init(consumer: KafkaConsumer, isReader: Bool) {
             self.consumer = consumer
             self.isReader = isReader
         }
 
-        deinit { if isReader { consumer.iteratorEnded() } }
+        deinit { if isReader { consumer.core.readerGone() } }
 
         func next() async throws -> KafkaConsumerMessage? {
             guard isReader else { throw KafkaConsumer.secondReader }
-            let handled = outstanding
-            outstanding = nil
-            outstanding = try await consumer.next(after: handled)
-            return outstanding
+            let previous = handled.withLock { $0.take() }
+            guard let (message, position) = try await consumer.nextMessage(after: previous) else { return nil }
+            handled.withLock { $0 = position }
+            return message
         }
     }
 }

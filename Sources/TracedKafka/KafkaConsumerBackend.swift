@@ -1,16 +1,23 @@
-/// The boundary under ``KafkaConsumer``: what a backend (librdkafka, or the local file queue) must do.
+/// The boundary under ``KafkaConsumer``: what a backend (librdkafka, or the local file queue) must do. Its state
+/// lives in the ``ConsumerCore`` it was made with; a backend is I/O: its fetcher reports into the core (messages,
+/// assignments, revocations, losses, failures) and carries out the core's requests, and these calls do the rest.
 protocol KafkaConsumerBackend: AnyObject, Sendable {
-    /// Starts fetching into the buffer the backend was made with. Called once.
-    func start()
-    /// Stores the offsets after these messages for the background commit (the highest per partition).
-    func storeOffsets(after messages: [KafkaConsumerMessage])
+    /// Spawns the fetcher thread; called once, when the core says so. The thread reports
+    /// ``ConsumerCore/fetcherStopped()`` as its last act.
+    func spawnFetcher()
+    /// Cuts the fetcher's current wait short, so it sees a request now.
+    func wakeFetcher()
     /// Commits positions and waits for the group coordinator's answer.
     func commit(_ offsets: [KafkaTopicPartitionOffset]) async throws
+    /// The group's committed offsets (the next offset to read) of the partitions that have one.
+    func committed(_ partitions: [KafkaTopicPartition], timeout: Duration) async throws -> [KafkaTopicPartition: Int64]
+    /// The next offset the fetcher will fetch from an owned partition, when the core knows of nothing later.
+    func fetchPosition(_ partition: KafkaTopicPartition) throws -> Int64?
     /// Stops fetching from these partitions until resumed.
     func pause(_ partitions: [KafkaTopicPartition]) throws
     /// Resumes fetching from these partitions.
     func resume(_ partitions: [KafkaTopicPartition]) throws
-    /// Stops fetching, commits what was handled (per the commit mode), leaves the group and frees resources.
-    /// Safe to call more than once.
+    /// Called once the fetcher has stopped: commits what was stored (per the commit mode), leaves the group and
+    /// frees resources. Safe to call more than once.
     func close() async
 }

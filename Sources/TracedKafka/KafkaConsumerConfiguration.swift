@@ -1,5 +1,7 @@
-/// How a ``KafkaConsumer`` connects, subscribes and commits.
+/// How a ``KafkaConsumer`` connects, what it reads and how it commits.
 ///
+/// A consumer reads either the ``topics`` of a consumer group (``groupID``), sharing their partitions with the
+/// group's other members, or given ``partitions`` from given offsets, alone (with a ``groupID`` only to commit to).
 /// Anything librdkafka understands that the typed fields lack goes into ``properties`` under librdkafka's own
 /// names; a raw property wins over a typed field that maps to the same name.
 public struct KafkaConsumerConfiguration: Sendable {
@@ -48,10 +50,13 @@ public struct KafkaConsumerConfiguration: Sendable {
     public var backend: KafkaBackend
     /// Messaging metrics through swift-metrics (on by default, to `MetricsSystem.factory`).
     public var metrics: KafkaMetricsConfiguration
-    /// The consumer group (`group.id`).
+    /// The consumer group (`group.id`). Empty for a consumer of given ``partitions`` that commits nothing.
     public var groupID: String
-    /// The topics to subscribe to; at least one.
+    /// The topics to subscribe to as a member of the group; empty when the consumer reads given ``partitions``.
     public var topics: [String]
+    /// The partitions to read, each from its own offset, without joining the group (no rebalances); empty for a
+    /// group member, which reads ``topics``.
+    public var partitions: [KafkaPartitionStart]
     /// Where to start without a committed offset.
     public var autoOffsetReset: AutoOffsetReset
     /// When offsets are committed.
@@ -114,6 +119,7 @@ public struct KafkaConsumerConfiguration: Sendable {
         self.bootstrapServers = bootstrapServers
         self.groupID = groupID
         self.topics = topics
+        self.partitions = []
         self.autoOffsetReset = autoOffsetReset
         self.commitMode = commitMode
         self.clientID = clientID
@@ -123,14 +129,118 @@ public struct KafkaConsumerConfiguration: Sendable {
         self.properties = properties
     }
 
+    /// Creates a configuration for a consumer that reads given partitions from given offsets, without joining a
+    /// group: no rebalances, and each partition is this consumer's alone. With a `groupID` it can still commit
+    /// (``KafkaConsumer/commit(_:)``, and the commit mode) and start from ``KafkaOffset/committed``; without one,
+    /// nothing is committed and ``KafkaConsumer/commit(_:)`` throws ``KafkaError/Code/noGroup``.
+    /// - Parameters:
+    ///   - bootstrapServers: The brokers to bootstrap from, as `host:port` (for the librdkafka backend).
+    ///   - partitions: The partitions to read and where to start in each.
+    ///   - groupID: The group to commit to, or empty for none.
+    ///   - autoOffsetReset: Where to start in a partition without a committed offset, for ``KafkaOffset/committed``.
+    ///   - commitMode: When offsets are committed (with a group).
+    ///   - clientID: The client id, if any.
+    ///   - shutdownTimeout: How long shutdown waits for the message being handled.
+    ///   - maxBufferedMessages: How many messages are read ahead of the handler.
+    ///   - maxBufferedBytes: How many bytes of messages are read ahead of the handler.
+    ///   - tracing: Spans and trace context in record headers.
+    ///   - backend: librdkafka (the default) or the local file queue.
+    ///   - metrics: Messaging metrics through swift-metrics.
+    ///   - handlerFailure: What the handler API does when the handler throws.
+    ///   - properties: Raw librdkafka properties.
+    public init(
+        bootstrapServers: [String] = [],
+        partitions: [KafkaPartitionStart],
+        groupID: String = "",
+        autoOffsetReset: AutoOffsetReset = .earliest,
+        commitMode: CommitMode = .afterHandled,
+        clientID: String? = nil,
+        shutdownTimeout: Duration = .seconds(10),
+        maxBufferedMessages: Int = 10_000,
+        maxBufferedBytes: Int = 32 << 20,
+        tracing: KafkaTracingConfiguration = .enabled,
+        backend: KafkaBackend = .librdkafka,
+        metrics: KafkaMetricsConfiguration = .enabled,
+        handlerFailure: HandlerFailurePolicy = .stop,
+        properties: [String: String] = [:]
+    ) {
+        self.init(
+            bootstrapServers: bootstrapServers, groupID: groupID, topics: [], autoOffsetReset: autoOffsetReset,
+            commitMode: commitMode, clientID: clientID, shutdownTimeout: shutdownTimeout,
+            maxBufferedMessages: maxBufferedMessages, maxBufferedBytes: maxBufferedBytes, tracing: tracing,
+            backend: backend, metrics: metrics, handlerFailure: handlerFailure, properties: properties
+        )
+        self.partitions = partitions
+    }
+
+    /// Whether the consumer reads given partitions instead of subscribing as a group member.
+    var readsGivenPartitions: Bool { !partitions.isEmpty }
+
+    /// Whether the consumer has a group to commit to.
+    var hasGroup: Bool { !groupID.isEmpty }
+
+    /// When the consumer stores offsets for commit.
+    var storeMode: ConsumerStateMachine.StoreMode {
+        guard hasGroup else { return .never }
+        switch commitMode {
+        case .afterHandled: return .whenHandled
+        case .automatic: return .whenHandedOut
+        case .manual: return .never
+        }
+    }
+
+    /// Checks what the consumer reads.
+    /// - Throws: ``KafkaError/Code/noTopics`` for neither topics nor partitions (or an empty topic name);
+    ///   ``KafkaError/Code/configuration`` for both, for a member without a group, for a topic Kafka refuses, a
+    ///   negative partition or offset, a partition named twice, or ``KafkaOffset/committed`` without a group.
+    func validateConsumption() throws {
+        if readsGivenPartitions {
+            guard topics.isEmpty else {
+                throw KafkaError(code: .configuration, reason: "The consumer configuration names both topics to subscribe to and partitions to read; choose one")
+            }
+            var seen = Set<KafkaTopicPartition>()
+            for start in partitions {
+                try KafkaTopicName.validate(start.topic, code: .configuration)
+                guard start.partition >= 0, start.partition <= Int(Int32.max) else {
+                    throw KafkaError(code: .configuration, reason: "Partition \(start.partition) of \(start.topic) is out of range")
+                }
+                guard seen.insert(start.topicPartition).inserted else {
+                    throw KafkaError(code: .configuration, reason: "\(start.topicPartition) is named twice")
+                }
+                do { try start.offset.validate(for: start.topicPartition) } catch let error as KafkaError {
+                    throw KafkaError(code: .configuration, reason: error.reason)
+                }
+                if start.offset == .committed, !hasGroup {
+                    throw KafkaError(code: .configuration, reason: "\(start): the committed offset needs a group id")
+                }
+            }
+            return
+        }
+        let named = topics.filter { !$0.isEmpty }
+        guard !named.isEmpty, named.count == topics.count else {
+            throw KafkaError(
+                code: .noTopics,
+                reason: topics.isEmpty
+                    ? "The consumer configuration names no topic to subscribe to and no partition to read"
+                    : "The consumer configuration names an empty topic"
+            )
+        }
+        for topic in topics { try KafkaTopicName.validate(topic, code: .configuration) }
+        guard hasGroup else {
+            throw KafkaError(code: .configuration, reason: "A consumer that subscribes to topics needs a group id (or read given partitions without one)")
+        }
+    }
+
     /// The librdkafka properties this configuration stands for, raw properties last.
     var rdKafkaProperties: [(String, String)] {
         var result: [(String, String)] = [
             ("bootstrap.servers", bootstrapServers.joined(separator: ",")),
-            ("group.id", groupID),
+            // A consumer of given partitions without a group still gets one: librdkafka's assign path wants a
+            // group id (its issue #3261); nothing is ever committed to it.
+            ("group.id", hasGroup ? groupID : "tracedkafka-no-group-\(UInt64.random(in: 0...UInt64.max))"),
             ("auto.offset.reset", autoOffsetReset.rawValue),
         ]
-        switch commitMode {
+        switch hasGroup ? commitMode : .manual {
         case .afterHandled(let interval):
             result += [
                 ("enable.auto.commit", "true"), ("enable.auto.offset.store", "false"),

@@ -2,6 +2,11 @@ import struct Foundation.Date
 import Tracing
 
 /// A record read from Kafka, with its position.
+///
+/// A message read through librdkafka keeps librdkafka's copy of the record and copies its key, value and headers
+/// out of it only when they are first read, so a handler that reads less pays for less. Until every copy of the
+/// message is gone it keeps that record's memory (and its consumer's librdkafka handle, past shutdown) alive:
+/// copy out what you keep for long.
 public struct KafkaConsumerMessage: Sendable, Hashable {
     /// The topic it was read from.
     public var topic: String
@@ -9,18 +14,20 @@ public struct KafkaConsumerMessage: Sendable, Hashable {
     public var partition: Int
     /// Its offset in the partition.
     public var offset: Int64
-    /// The key, or `nil`.
-    public var key: [UInt8]?
-    /// The value, or `nil` for a tombstone.
-    public var value: [UInt8]?
-    /// The headers, in the order they were produced.
-    public var headers: KafkaHeaders
     /// The record's timestamp, when the broker reports one.
     public var timestamp: Date?
     /// The producer's trace context extracted from the headers, when tracing and propagation are on and the
     /// headers carry a valid one. Use it to start your own spans when you read ``KafkaConsumer/messages`` directly
     /// (the handler API does it for you). Not part of equality.
     public var traceContext: InstrumentationContext?
+
+    /// Key, value and headers: in Swift arrays, or still in librdkafka's message.
+    private var body: Body
+
+    private enum Body: Sendable {
+        case owned(key: [UInt8]?, value: [UInt8]?, headers: KafkaHeaders)
+        case librdkafka(RDMessage)
+    }
 
     /// Creates a message; the consumer does this, tests may too.
     /// - Parameters:
@@ -43,10 +50,82 @@ public struct KafkaConsumerMessage: Sendable, Hashable {
         self.topic = topic
         self.partition = partition
         self.offset = offset
-        self.key = key
-        self.value = value
-        self.headers = headers
         self.timestamp = timestamp
+        self.body = .owned(key: key, value: value, headers: headers)
+    }
+
+    /// A message still held by librdkafka.
+    init(topic: String, partition: Int, offset: Int64, timestamp: Date?, librdkafka message: RDMessage) {
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        self.timestamp = timestamp
+        self.body = .librdkafka(message)
+    }
+
+    /// The key, or `nil`.
+    public var key: [UInt8]? {
+        get {
+            switch body {
+            case .owned(let key, _, _): return key
+            case .librdkafka(let message): return message.key
+            }
+        }
+        set {
+            let (_, value, headers) = contents
+            body = .owned(key: newValue, value: value, headers: headers)
+        }
+    }
+
+    /// The value, or `nil` for a tombstone.
+    public var value: [UInt8]? {
+        get {
+            switch body {
+            case .owned(_, let value, _): return value
+            case .librdkafka(let message): return message.value
+            }
+        }
+        set {
+            let (key, _, headers) = contents
+            body = .owned(key: key, value: newValue, headers: headers)
+        }
+    }
+
+    /// The headers, in the order they were produced.
+    public var headers: KafkaHeaders {
+        get {
+            switch body {
+            case .owned(_, _, let headers): return headers
+            case .librdkafka(let message): return message.headers
+            }
+        }
+        set {
+            let (key, value, _) = contents
+            body = .owned(key: key, value: value, headers: newValue)
+        }
+    }
+
+    private var contents: (key: [UInt8]?, value: [UInt8]?, headers: KafkaHeaders) {
+        switch body {
+        case .owned(let key, let value, let headers): return (key, value, headers)
+        case .librdkafka(let message): return (message.key, message.value, message.headers)
+        }
+    }
+
+    /// Whether the message has headers, without copying them when it has none.
+    var hasHeaders: Bool {
+        switch body {
+        case .owned(_, _, let headers): return !headers.isEmpty
+        case .librdkafka(let message): return message.hasHeaders
+        }
+    }
+
+    /// The size of the value, without copying it.
+    var valueCount: Int {
+        switch body {
+        case .owned(_, let value, _): return value?.count ?? 0
+        case .librdkafka(let message): return message.valueCount
+        }
     }
 
     /// The key decoded as UTF-8, or `nil`.
@@ -54,7 +133,12 @@ public struct KafkaConsumerMessage: Sendable, Hashable {
     /// The value decoded as UTF-8, or `nil`.
     public var valueString: String? { value.flatMap { String(validating: $0, as: UTF8.self) } }
     /// Whether this message is a tombstone (its value is `nil`).
-    public var isTombstone: Bool { value == nil }
+    public var isTombstone: Bool {
+        switch body {
+        case .owned(_, let value, _): return value == nil
+        case .librdkafka(let message): return message.isTombstone
+        }
+    }
 
     /// The position to commit once this message is handled: its offset + 1.
     public var nextOffset: KafkaTopicPartitionOffset {

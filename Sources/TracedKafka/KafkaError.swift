@@ -10,7 +10,7 @@ public struct KafkaError: Error, Sendable, CustomStringConvertible {
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         private enum Backing: String, Hashable, Sendable {
             case configuration, invalidRecord, shutDown, alreadyRunning, noTopics, timedOut, rdKafka, cancelled, fileQueue
-            case corruptRecord, unknownPartition, invalidOffset
+            case corruptRecord, unknownPartition, invalidOffset, notAssigned, noGroup
         }
 
         private let backing: Backing
@@ -43,6 +43,10 @@ public struct KafkaError: Error, Sendable, CustomStringConvertible {
         public static let unknownPartition = Code(backing: .unknownPartition)
         /// An offset given to a call is out of range (negative, or past what the partition holds).
         public static let invalidOffset = Code(backing: .invalidOffset)
+        /// A call names a partition this consumer does not own now (seek, pause, resume, position).
+        public static let notAssigned = Code(backing: .notAssigned)
+        /// A call needs a consumer group (commit, committed offsets) and the consumer reads its partitions without one.
+        public static let noGroup = Code(backing: .noGroup)
 
         /// The name of the code, for logs.
         public var description: String { backing.rawValue }

@@ -19,7 +19,7 @@ public final class KafkaProducer: Service, Sendable {
     private let backend: any KafkaProducerBackend
     private let configuration: KafkaProducerConfiguration
     private let events: AsyncStream<KafkaProducerEvent>.Continuation?
-    private let lifecycle = Mutex(ClientLifecycle())
+    private let lifecycle = ClientLifecycleLock()
     private let nextMessageID = Atomic<UInt64>(0)
     private let tracing: KafkaProducerTracing
     private let metrics: KafkaClientMetrics
@@ -87,7 +87,7 @@ public final class KafkaProducer: Service, Sendable {
 
     deinit {
         // Dropped without a shutdown: deliver what is queued in the background, then free librdkafka.
-        let needsClose = lifecycle.withLock { $0.acceptsWork }
+        let needsClose = lifecycle.acceptsWork
         if needsClose {
             let backend = self.backend, timeout = configuration.shutdownTimeout, events = self.events
             Task {
@@ -264,7 +264,7 @@ public final class KafkaProducer: Service, Sendable {
                     + "\(configuration.maxMessageBytes) (maxMessageBytes)"
             )
         }
-        guard lifecycle.withLock({ $0.acceptsWork }) else { throw KafkaError.shutDown("The producer") }
+        guard lifecycle.acceptsWork else { throw KafkaError.shutDown("The producer") }
         return KafkaProducerMessageID(rawValue: nextMessageID.add(1, ordering: .relaxed).newValue)
     }
 }

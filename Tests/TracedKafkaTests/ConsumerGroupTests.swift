@@ -43,10 +43,10 @@ struct ConsumerGroupTests {
                         group.addTask { try await consumer.run() }
                         group.addTask {
                             for await event in events {
-                                switch event {
-                                case .partitionsAssigned(let partitions): assignments.withLock { $0[index] = Set(partitions) }
-                                case .partitionsRevoked: assignments.withLock { $0[index] = [] }
-                                case .error: break
+                                switch event.kind {
+                                case .partitionsAssigned: assignments.withLock { $0[index] = Set(event.partitions) }
+                                case .partitionsRevoked, .partitionsLost: assignments.withLock { $0[index] = [] }
+                                default: break
                                 }
                             }
                         }

@@ -37,7 +37,7 @@ func fileSize(_ path: String) throws -> Int {
 /// Collects the consumer's error events until its event stream ends.
 func errorEvents(_ events: AsyncStream<KafkaConsumerEvent>) async -> [KafkaError] {
     var errors: [KafkaError] = []
-    for await event in events { if case .error(let error) = event { errors.append(error) } }
+    for await event in events { if let error = event.error { errors.append(error) } }
     return errors
 }
 

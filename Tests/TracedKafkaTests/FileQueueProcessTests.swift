@@ -124,7 +124,7 @@ struct FileQueueProcessTests {
         #expect(messages.map(\.offset) == Array(0...end.offset))
         #expect(Set(values).count == values.count)
         #expect(Set(acknowledged).isSubset(of: Set(values)))
-        for await event in events { if case .error(let error) = event { Issue.record("unexpected error event: \(error)") } }
+        for await event in events { if let error = event.error { Issue.record("unexpected error event: \(error)") } }
     }
 
     @Test("An append that fails part-way (file size limit) keeps every record that reached the file whole; the next writer appends after them")
@@ -158,7 +158,7 @@ struct FileQueueProcessTests {
         #expect(values == (0..<Int(end.offset)).map { "f\($0)" } + ["end"])
         #expect(Int(end.offset) >= acknowledged.count)
         #expect(Set(acknowledged).isSubset(of: Set(values)))
-        for await event in events { if case .error(let error) = event { Issue.record("unexpected error event: \(error)") } }
+        for await event in events { if let error = event.error { Issue.record("unexpected error event: \(error)") } }
     }
 
     @Test("On a full disk an existing queue still opens: a consumer reads everything, a producer starts and fails its sends clearly")

@@ -163,7 +163,7 @@ struct FileQueueTests {
         let messages = try await consume(consumer, count: 9)
         #expect(messages.compactMap(\.valueString) == ["v0", "v1", "v2", "v3", "v4", "v6", "v7", "v8", "v9"])
         var reported: [KafkaError] = []
-        for await event in events { if case .error(let error) = event { reported.append(error) } }
+        for await event in events { if let error = event.error { reported.append(error) } }
         #expect(reported.count == 1)
         #expect(reported.first?.code == .corruptRecord)
         #expect(reported.first?.reason.contains(path) == true)
@@ -194,7 +194,7 @@ struct FileQueueTests {
         let messages = try await consume(lenient, count: 3)
         #expect(messages.compactMap(\.valueString) == ["v0", "v1", "after"])
         var reported = 0
-        for await event in events { if case .error(let error) = event, error.code == .corruptRecord { reported += 1 } }
+        for await event in events { if let error = event.error, error.code == .corruptRecord { reported += 1 } }
         #expect(reported == 1)
     }
 
@@ -210,7 +210,7 @@ struct FileQueueTests {
         let messages = try await withDeadline("latest") {
             try await withThrowingTaskGroup(of: [KafkaConsumerMessage].self) { group in
                 group.addTask { try await consume(consumer, count: 3) }
-                for await event in events { if case .partitionsAssigned = event { break } }
+                for await event in events { if event.kind == .partitionsAssigned { break } }
                 try await Task.sleep(for: .milliseconds(300))  // the consumer has looked for the log and found none
                 try await withRunning(try fileQueueProducer(directory)) { producer in
                     for index in 0..<3 { try await producer.send(KafkaProducerRecord(topic: topic, value: "new\(index)")) }

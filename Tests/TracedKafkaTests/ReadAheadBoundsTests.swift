@@ -22,8 +22,8 @@ struct ReadAheadBoundsTests {
             // The first handler holds on while the fetcher fills the buffer as far as it may.
             for _ in 0..<30 {
                 try await Task.sleep(for: .milliseconds(50))
-                let now = consumer.buffered
-                peak.withLock { if now.bytes > $0.bytes { $0 = now } }
+                let now = consumer.core.machine.withLock { ($0.bufferedCount, $0.bufferedBytes) }
+                peak.withLock { if now.1 > $0.bytes { $0 = (now.0, now.1) } }
             }
         }
         let seen = peak.withLock { $0 }

@@ -7,44 +7,32 @@ import Foundation
 import Logging
 import Synchronization
 
-/// The file-queue consumer backend: a consumer-group member on a queue directory.
+/// The file-queue consumer backend: a consumer-group member on a queue directory (or a reader of given
+/// partitions), I/O for the ``ConsumerCore``.
 ///
 /// Membership: each member holds an exclusive `flock` on its file in `groups/<group>/members/`; a member whose
 /// file can be locked by someone else is dead (the kernel dropped its lock) and its file is removed. Every member
 /// deals the subscribed topics' partitions round-robin over the sorted live members, and owns a partition only
 /// while it holds that partition's lock file — so no two members ever read one partition at once, and a crashed
 /// member's partitions go to the others at their next check (every 200 ms). A member commits a partition's stored
-/// offset before it lets go of it; the next owner starts from the committed offset.
+/// offset before it lets go of it; the next owner starts from the committed offset. A consumer of given partitions
+/// takes no part in any of that: it reads them from where it was told.
 final class FQConsumer: KafkaConsumerBackend, @unchecked Sendable {
     private let directory: FQDirectory
     private let configuration: KafkaConsumerConfiguration
     private let options: KafkaFileQueueConfiguration
-    private let buffer: ConsumerMessageBuffer
+    private let core: ConsumerCore
     private let logger: Logger
-    private let events: AsyncStream<KafkaConsumerEvent>.Continuation?
-    private let memberID: String
-    /// `groups/<group>/members`, computed once.
-    private let membersDirectory: String
-    private let memberFile: FQFile
+    /// This member's id and file (`nil` for a consumer of given partitions, which joins no group).
+    private let membership: (id: String, directory: String, file: FQFile)?
     private let monitor: FQChangeMonitor
     private let commitQueue = DispatchQueue(label: "TracedKafka.fileQueue.commit")
-    private let finished = FQThreadCompletion()
-
-    private struct Shared {
-        var started = false
-        var closed = false
-        var stopRequested = false
-        /// Partitions this member owns now; offsets of others are not stored.
-        var owned: Set<KafkaTopicPartition> = []
-        var paused: Set<KafkaTopicPartition> = []
-        /// Stored offsets not committed yet.
-        var stored: [KafkaTopicPartition: Int64] = [:]
-    }
-
-    private let shared = Mutex(Shared())
+    /// Where a partition's reading started, until it has read something (for ``fetchPosition(_:)``).
+    private let startOffsets = Mutex<[KafkaTopicPartition: Int64]>([:])
+    private let closed = Mutex(false)
 
     // Owned by the fetch thread.
-    private var readers: [KafkaTopicPartition: (lock: FQFile, reader: FQPartitionReader)] = [:]
+    private var readers: [KafkaTopicPartition: (lock: FQFile?, reader: FQPartitionReader)] = [:]
     private var failed = false
     /// Counts fetch rounds, to rotate which partition is read first.
     private var fetchRound = 0
@@ -57,66 +45,56 @@ final class FQConsumer: KafkaConsumerBackend, @unchecked Sendable {
     init(
         configuration: KafkaConsumerConfiguration,
         options: KafkaFileQueueConfiguration,
-        buffer: ConsumerMessageBuffer,
-        logger: Logger,
-        events: AsyncStream<KafkaConsumerEvent>.Continuation?
+        core: ConsumerCore,
+        logger: Logger
     ) throws {
-        guard !configuration.groupID.isEmpty else {
-            throw KafkaError(code: .configuration, reason: "The consumer configuration has an empty group id")
-        }
         let directory = try FQDirectory(path: options.directory)
         self.directory = directory
         self.configuration = configuration
         self.options = options
-        self.buffer = buffer
+        self.core = core
         self.logger = logger
-        self.events = events
         self.monitor = try FQChangeMonitor()
         let group = configuration.groupID
-        try directory.prepareGroup(group)
-        memberID = FQDirectory.memberID(clientID: configuration.clientID)
-        // Locked before it gets its name, so no other member ever sees it unlocked and takes it for dead.
-        let members = directory.membersDirectory(group)
-        membersDirectory = members
-        let joining = "\(members)/.\(memberID)"
-        memberFile = try FQFile(creating: joining)
-        try memberFile.lock(exclusive: true)
-        guard rename(joining, "\(members)/\(memberID)") == 0 else { throw FQFile.error("Cannot join the group in \(members)") }
+        if configuration.hasGroup { try directory.prepareGroup(group) }
+        if configuration.readsGivenPartitions {
+            membership = nil
+            for start in configuration.partitions {
+                guard let count = try directory.partitionCount(of: start.topic), start.partition < count else {
+                    throw KafkaError(code: .unknownPartition, reason: "\(start.topicPartition) does not exist in \(options.directory)")
+                }
+            }
+            core.assigned(configuration.partitions.map(\.topicPartition))
+        } else {
+            let id = FQDirectory.memberID(clientID: configuration.clientID)
+            // Locked before it gets its name, so no other member ever sees it unlocked and takes it for dead.
+            let members = directory.membersDirectory(group)
+            let joining = "\(members)/.\(id)"
+            let file = try FQFile(creating: joining)
+            try file.lock(exclusive: true)
+            guard rename(joining, "\(members)/\(id)") == 0 else { throw FQFile.error("Cannot join the group in \(members)") }
+            membership = (id, members, file)
+        }
     }
 
     deinit {
-        unlink("\(membersDirectory)/\(memberID)")
+        if let membership { unlink("\(membership.directory)/\(membership.id)") }
     }
 
-    func start() {
-        let start = shared.withLock { state in
-            defer { state.started = true }
-            return !state.started && !state.closed
-        }
-        guard start else { return }
+    func spawnFetcher() {
         let thread = Thread { [self] in
             fetchLoop()
-            finished.markDone()
+            core.fetcherStopped()
         }
         thread.name = "TracedKafka.fileQueue.fetch"
         thread.start()
     }
 
-    func storeOffsets(after messages: [KafkaConsumerMessage]) {
-        guard !messages.isEmpty else { return }
-        shared.withLock { state in
-            for message in messages {
-                let partition = KafkaTopicPartition(topic: message.topic, partition: message.partition)
-                // A partition given away since: its next owner reads the message again (at-least-once).
-                guard state.owned.contains(partition) else { continue }
-                state.stored[partition] = max(state.stored[partition] ?? 0, message.offset + 1)
-            }
-        }
-    }
+    func wakeFetcher() { monitor.wake() }
 
     func commit(_ offsets: [KafkaTopicPartitionOffset]) async throws {
         guard !offsets.isEmpty else { return }
-        guard !shared.withLock({ $0.closed }) else { throw KafkaError.shutDown("The consumer") }
+        guard !closed.withLock({ $0 }) else { throw KafkaError.shutDown("The consumer") }
         for offset in offsets {
             // As a broker does: a commit names partitions that exist (the topic was validated by the consumer).
             let count = try directory.partitionCount(of: offset.topic)
@@ -135,79 +113,80 @@ final class FQConsumer: KafkaConsumerBackend, @unchecked Sendable {
         }
     }
 
-    func pause(_ partitions: [KafkaTopicPartition]) throws {
-        try shared.withLock { state in
-            guard !state.closed else { throw KafkaError.shutDown("The consumer") }
-            state.paused.formUnion(partitions)
+    func committed(_ partitions: [KafkaTopicPartition], timeout: Duration) async throws -> [KafkaTopicPartition: Int64] {
+        guard !closed.withLock({ $0 }) else { throw KafkaError.shutDown("The consumer") }
+        var result: [KafkaTopicPartition: Int64] = [:]
+        for partition in partitions {
+            if let offset = try committedOffset(partition) { result[partition] = offset }
         }
+        return result
+    }
+
+    private func committedOffset(_ partition: KafkaTopicPartition) throws -> Int64? {
+        guard let text = try FQFile.text(at: directory.offsetPath(configuration.groupID, partition)) else { return nil }
+        return Int64(text.trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+
+    func fetchPosition(_ partition: KafkaTopicPartition) throws -> Int64? {
+        startOffsets.withLock { $0[partition] }
+    }
+
+    func pause(_ partitions: [KafkaTopicPartition]) throws {
+        guard !closed.withLock({ $0 }) else { throw KafkaError.shutDown("The consumer") }
     }
 
     func resume(_ partitions: [KafkaTopicPartition]) throws {
-        try shared.withLock { state in
-            guard !state.closed else { throw KafkaError.shutDown("The consumer") }
-            state.paused.subtract(partitions)
-        }
+        guard !closed.withLock({ $0 }) else { throw KafkaError.shutDown("The consumer") }
         monitor.wake()
     }
 
     func close() async {
-        let (first, started) = shared.withLock { state in
-            defer {
-                state.closed = true
-                state.stopRequested = true
-            }
-            return (!state.closed, state.started)
+        let first = closed.withLock { closed in
+            defer { closed = true }
+            return !closed
         }
-        guard first else {
-            // A second, racing close: done when the first one's fetch thread is.
-            if started { await finished.wait() }
-            return
-        }
-        if started {
-            monitor.wake()
-            await finished.wait()
-        }
+        guard first else { return }
         // Leaving the group: the others take this member's partitions at their next check.
-        unlink("\(membersDirectory)/\(memberID)")
-        memberFile.unlock()
-        buffer.finish()
-        events?.finish()
+        if let membership {
+            unlink("\(membership.directory)/\(membership.id)")
+            membership.file.unlock()
+        }
     }
 
     // MARK: - Fetch thread
-
-    private var stopRequested: Bool { shared.withLock { $0.stopRequested } }
 
     private func fetchLoop() {
         let clock = ContinuousClock()
         var nextRebalance = clock.now
         var nextCommit = clock.now + commitInterval
-        monitor.watch(membersDirectory)
+        if let membership { monitor.watch(membership.directory) }
         monitor.watch("\(directory.root)/topics")
+        if configuration.readsGivenPartitions { openGivenPartitions() }
         var changed: Set<String> = []
-        while !stopRequested {
-            if clock.now >= nextRebalance || changed.contains(membersDirectory) {
-                rebalance()
+        while !core.fetcherShouldStop {
+            if clock.now >= nextRebalance || changed.contains(membership?.directory ?? "") {
+                rebalance()  // a consumer of given partitions has nothing to rebalance: this only bounds its waits
                 nextRebalance = clock.now + Self.rebalanceInterval
             }
             if clock.now >= nextCommit {
                 commitStored(releasing: [])
                 nextCommit = clock.now + commitInterval
             }
+            for request in core.takeFetcherRequests() { carryOut(request) }
             changed = []
-            let room = buffer.room()
+            let room = core.room
+            let deadline = min(nextRebalance, nextCommit)
             if room.count == 0 {
                 // The handler is behind: wait for it to drain the buffer, but never past the next commit or
                 // rebalance, so those keep their schedule however long the buffer stays full.
-                buffer.waitForRoom(until: min(nextRebalance, nextCommit))
+                core.waitForRoom(max(.milliseconds(1), deadline - clock.now))
             } else if fetch(room) == 0 {
-                changed = monitor.wait(timeout: min(nextRebalance, nextCommit) - clock.now)
+                changed = monitor.wait(timeout: deadline - clock.now)
             }
         }
         // Leaving: commit what was handled, then let every partition go.
-        let owned = Array(readers.keys)
+        let owned = Array(readers.keys).sorted(by: Self.order)
         release(owned)
-        if !owned.isEmpty { events?.yield(.partitionsRevoked(owned.sorted(by: Self.order))) }
     }
 
     private var commitInterval: Duration {
@@ -217,42 +196,95 @@ final class FQConsumer: KafkaConsumerBackend, @unchecked Sendable {
         }
     }
 
-    /// Reads new records of the owned, unpaused partitions into the buffer, no more than fits in `room`, starting
+    /// Reads new records of the owned, unpaused partitions into the core, no more than fits in `room`, starting
     /// with a different partition each round. Returns how many were read.
     private func fetch(_ room: (count: Int, bytes: Int)) -> Int {
         guard !failed else { return 0 }
-        let paused = shared.withLock { $0.paused }
         var total = 0
         var room = room
         let order = readers.keys.sorted(by: Self.order)
         fetchRound &+= 1
         let first = order.isEmpty ? 0 : fetchRound % order.count
-        for partition in order[first...] + order[..<first] where !paused.contains(partition) {
-            guard room.count > 0, room.bytes > 0, let owned = readers[partition] else { break }
+        var batch: [ConsumerStateMachine.FetchedMessage] = []
+        for partition in order[first...] + order[..<first] {
+            guard room.count > 0, room.bytes > 0 else { break }
+            guard let owned = readers[partition], !core.machine.withLock({ $0.isPaused(partition) }) else { continue }
             do {
                 let (messages, skipped) = try owned.reader.read(max: min(Self.batchSize, room.count), maxBytes: room.bytes)
-                for error in skipped { events?.yield(.error(error)) }
+                for error in skipped { core.emit(.error(error)) }
                 guard !messages.isEmpty else { continue }
+                startOffsets.withLock { $0[partition] = nil }
                 total += messages.count
                 room.count -= messages.count
-                room.bytes -= messages.reduce(0) { $0 + ConsumerMessageBuffer.size(of: $1) }
-                buffer.append(messages, shouldStop: { self.stopRequested })
+                for message in messages {
+                    let size = (message.key?.count ?? 0) + (message.value?.count ?? 0)
+                    room.bytes -= size
+                    batch.append(ConsumerStateMachine.FetchedMessage(message: message, size: size))
+                }
+                core.fetched(&batch, maxWait: .zero)
             } catch {
                 let kafkaError = error as? KafkaError ?? KafkaError(code: .fileQueue, reason: "\(error)")
                 logger.error("The consumer stops", metadata: ["error": "\(kafkaError)"])
                 failed = true
                 // The records before the damage are good: they are handed out before the error.
-                buffer.finish(error: kafkaError, deliveringBuffered: true)
+                core.fail(kafkaError, deliveringBuffered: true)
                 return 0
             }
         }
         return total
     }
 
+    private func carryOut(_ request: ConsumerStateMachine.FetcherRequest) {
+        switch request {
+        case .seek(let partition, let offset, let continuation):
+            continuation.resume(with: Result {
+                try core.machine.withLock { try $0.requireOwned([partition], for: "seek") }
+                guard let owned = readers[partition] else {
+                    throw KafkaError(code: .notAssigned, reason: "Cannot seek \(partition): it is not being read yet")
+                }
+                let (low, high) = try owned.reader.bounds()
+                let target = try offset.resolve(low: low, high: high, in: partition)
+                readers[partition] = (owned.lock, makeReader(partition, start: .offset(target)))
+                try core.machine.withLock { try $0.seek(partition, to: target) }
+            })
+        }
+    }
+
+    private func makeReader(_ partition: KafkaTopicPartition, start: FQPartitionReader.Start) -> FQPartitionReader {
+        if case .offset(let offset) = start { startOffsets.withLock { $0[partition] = offset } }
+        return FQPartitionReader(
+            path: directory.logPath(partition), partition: partition, start: start, policy: options.corruptRecords, logger: logger
+        )
+    }
+
+    /// A consumer of given partitions: a reader for each, from its configured offset.
+    private func openGivenPartitions() {
+        for start in configuration.partitions {
+            do {
+                let position: FQPartitionReader.Start
+                switch start.offset.position {
+                case .beginning: position = .earliest
+                case .end: position = .latest
+                case .absolute(let offset): position = .offset(offset)
+                case .committed: position = try startPosition(start.topicPartition)
+                case .tail(let count):
+                    let probe = makeReader(start.topicPartition, start: .earliest)
+                    let (low, high) = try probe.bounds()
+                    position = .offset(max(low, high - count))
+                }
+                readers[start.topicPartition] = (nil, makeReader(start.topicPartition, start: position))
+                monitor.watch(directory.topicDirectory(start.topic))
+            } catch {
+                core.emit(.error(error as? KafkaError ?? KafkaError(code: .fileQueue, reason: "\(error)")))
+            }
+        }
+    }
+
     /// Recomputes this member's share of the partitions; lets go of the others and takes the free ones.
     private func rebalance() {
-        let members = liveMembers()
-        guard let index = members.firstIndex(of: memberID) else { return }
+        guard let membership else { return }
+        let members = liveMembers(membership)
+        guard let index = members.firstIndex(of: membership.id) else { return }
         var all: [KafkaTopicPartition] = []
         for topic in configuration.topics.sorted() {
             if partitionCounts[topic] == nil { partitionCounts[topic] = try? directory.partitionCount(of: topic) }
@@ -261,11 +293,8 @@ final class FQConsumer: KafkaConsumerBackend, @unchecked Sendable {
             all += (0..<count).map { KafkaTopicPartition(topic: topic, partition: $0) }
         }
         let desired = Set(all.enumerated().filter { $0.offset % members.count == index }.map(\.element))
-        let revoked = readers.keys.filter { !desired.contains($0) }
-        if !revoked.isEmpty {
-            release(revoked)
-            events?.yield(.partitionsRevoked(revoked.sorted(by: Self.order)))
-        }
+        let revoked = readers.keys.filter { !desired.contains($0) }.sorted(by: Self.order)
+        if !revoked.isEmpty { release(revoked) }
         var assigned: [KafkaTopicPartition] = []
         for partition in desired.sorted(by: Self.order) where readers[partition] == nil {
             do {
@@ -273,30 +302,21 @@ final class FQConsumer: KafkaConsumerBackend, @unchecked Sendable {
                 let lock = try FQFile(creating: directory.lockPath(configuration.groupID, partition))
                 // Still held by its previous owner: taken at a later check, once it lets go.
                 guard try lock.lock(exclusive: true, wait: false) else { continue }
-                let reader = FQPartitionReader(
-                    path: directory.logPath(partition), partition: partition,
-                    start: try startPosition(partition), policy: options.corruptRecords, logger: logger
-                )
-                readers[partition] = (lock, reader)
-                shared.withLock { _ = $0.owned.insert(partition) }
+                readers[partition] = (lock, makeReader(partition, start: try startPosition(partition)))
                 assigned.append(partition)
             } catch {
                 logger.warning("Could not take a partition", metadata: ["partition": "\(partition)", "error": "\(error)"])
-                events?.yield(.error(error as? KafkaError ?? KafkaError(code: .fileQueue, reason: "\(error)")))
+                core.emit(.error(error as? KafkaError ?? KafkaError(code: .fileQueue, reason: "\(error)")))
             }
         }
         if !assigned.isEmpty {
             logger.debug("Partitions assigned: \(assigned)")
-            events?.yield(.partitionsAssigned(assigned))
+            core.assigned(assigned)
         }
     }
 
     private func startPosition(_ partition: KafkaTopicPartition) throws -> FQPartitionReader.Start {
-        if let text = try FQFile.text(at: directory.offsetPath(configuration.groupID, partition)),
-            let offset = Int64(text.trimmingCharacters(in: .whitespacesAndNewlines))
-        {
-            return .offset(offset)
-        }
+        if configuration.hasGroup, let offset = try committedOffset(partition) { return .offset(offset) }
         switch configuration.autoOffsetReset {
         case .earliest: return .earliest
         case .latest: return .latest
@@ -310,11 +330,11 @@ final class FQConsumer: KafkaConsumerBackend, @unchecked Sendable {
     }
 
     /// The sorted ids of the group's live members; removes the files of dead ones.
-    private func liveMembers() -> [String] {
-        let path = membersDirectory
+    private func liveMembers(_ membership: (id: String, directory: String, file: FQFile)) -> [String] {
+        let path = membership.directory
         var live: [String] = []
         for name in FQFile.names(in: path) where !name.hasPrefix(".") {
-            if name == memberID {
+            if name == membership.id {
                 live.append(name)
                 continue
             }
@@ -330,26 +350,23 @@ final class FQConsumer: KafkaConsumerBackend, @unchecked Sendable {
         return live.sorted()
     }
 
-    /// Commits stored offsets (all, and before they are let go, those of `partitions`), then lets `partitions` go.
+    /// Lets `partitions` go: the core drops their buffered messages and hands back what was stored for them,
+    /// which is committed (with everything else stored) before their locks are released.
     private func release(_ partitions: [KafkaTopicPartition]) {
-        shared.withLock { state in state.owned.subtract(partitions) }
-        buffer.drop(partitions: Set(partitions))
-        commitStored(releasing: partitions)
+        guard !partitions.isEmpty else { return }
+        let pending = core.revoked(partitions, lost: false)
+        commitStored(releasing: partitions, pending: pending)
         for partition in partitions { readers[partition] = nil }  // closing the lock file releases its lock
     }
 
-    private func commitStored(releasing partitions: [KafkaTopicPartition]) {
-        let stored = shared.withLock { state in
-            defer { state.stored = [:] }
-            return state.stored
-        }
-        guard !stored.isEmpty else { return }
-        let offsets = stored.map { KafkaTopicPartitionOffset(topic: $0.key.topic, partition: $0.key.partition, offset: $0.value) }
+    private func commitStored(releasing partitions: [KafkaTopicPartition], pending: [KafkaTopicPartitionOffset] = []) {
+        let stored = pending + core.takeStoredOffsets()
+        guard !stored.isEmpty, configuration.hasGroup else { return }
         do {
-            try commitQueue.sync { try write(offsets) }
+            try commitQueue.sync { try write(stored) }
         } catch {
             logger.error("Commit failed", metadata: ["error": "\(error)", "partitions": "\(partitions)"])
-            events?.yield(.error(error as? KafkaError ?? KafkaError(code: .fileQueue, reason: "\(error)")))
+            core.emit(.error(error as? KafkaError ?? KafkaError(code: .fileQueue, reason: "\(error)")))
         }
     }
 

@@ -124,6 +124,27 @@ final class FQPartitionReader {
         return (messages, skipped)
     }
 
+    /// The partition's oldest offset and the next offset to be written (0 and 0 for a log not written yet).
+    /// Scans the whole log: there is no index.
+    func bounds() throws -> (low: Int64, high: Int64) {
+        guard let log = try openLog(), try log.checkHeader(writable: false) else { return (0, 0) }
+        var low: Int64?
+        var high: Int64 = 0
+        var position = Int64(FQRecordCodec.fileHeaderSize)
+        while true {
+            let end = try log.scan(from: position, after: high - 1) { bytes, _ in
+                let offset = FQRecordCodec.offset(at: bytes)
+                if low == nil { low = offset }
+                high = max(high, offset + 1)
+                return true
+            }
+            switch end {
+            case .end, .stopped, .incomplete, .damagedTail: return (low ?? high, high)
+            case .damaged(_, _, let next, _): position = next
+            }
+        }
+    }
+
     /// Whether damage found without a lock is still there under the shared lock (an append in flight holds the
     /// exclusive one, so under the shared lock the bytes are final).
     private func isConfirmedDamage(_ log: FQPartitionLog, at position: Int64) throws -> Bool {

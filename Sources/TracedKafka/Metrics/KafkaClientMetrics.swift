@@ -68,8 +68,14 @@ final class KafkaClientMetrics: Sendable {
         recordSend(topic: record.topic, partition: record.partition, duration: .now - started, error: error)
     }
 
+    /// A message was handed to the application.
+    func recordConsumed(_ message: KafkaConsumerMessage) {
+        guard isEnabled else { return }
+        recordConsumed(CollectionOfOne(message))
+    }
+
     /// Messages were handed to the application.
-    func recordConsumed(_ messages: [KafkaConsumerMessage]) {
+    func recordConsumed<Messages: Collection<KafkaConsumerMessage>>(_ messages: Messages) {
         guard isEnabled else { return }
         // One series lookup per run of messages from the same partition, not one per message.
         var start = messages.startIndex
@@ -77,14 +83,18 @@ final class KafkaClientMetrics: Sendable {
             let first = messages[start]
             let end = messages[start...].firstIndex { $0.partition != first.partition || $0.topic != first.topic } ?? messages.endIndex
             let dimensions = self.dimensions(operation: "receive", topic: first.topic, partition: first.partition, errorType: nil)
-            counter("messaging.client.consumed.messages", dimensions).increment(by: end - start)
+            counter("messaging.client.consumed.messages", dimensions).increment(by: messages.distance(from: start, to: end))
             start = end
         }
     }
 
     /// A handler call that began at `started` ended. A batch spanning topics has no destination, one spanning
     /// partitions no partition, as on its span.
-    func recordProcess(_ messages: [KafkaConsumerMessage], startedAt started: ContinuousClock.Instant?, error: (any Error)?) {
+    func recordProcess<Messages: Collection<KafkaConsumerMessage>>(
+        _ messages: Messages,
+        startedAt started: ContinuousClock.Instant?,
+        error: (any Error)?
+    ) {
         guard let started, let first = messages.first else { return }
         let duration = ContinuousClock.now - started
         let topic = messages.allSatisfy { $0.topic == first.topic } ? first.topic : nil

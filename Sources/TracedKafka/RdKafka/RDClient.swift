@@ -11,12 +11,14 @@ import Synchronization
 /// - Blocking calls (flush, commit, close) run on one serial dispatch queue per client, never on Swift's
 ///   cooperative thread pool. Closing runs on that queue too, so it is ordered after every blocking call before it.
 final class RDClient: @unchecked Sendable {
-    /// The handle. Valid until ``close(_:)`` has run its teardown.
+    /// The handle. Valid until ``close(_:)`` has run its teardown; destroyed once nothing keeps it.
     let handle: OpaquePointer
     /// Receives librdkafka's callbacks; its address is the conf opaque, so it lives as long as the handle.
     let callbacks: RDCallbacks
     private let blockingQueue: DispatchQueue
     private let closed = Mutex(false)
+    /// The client's own hold on the handle, let go at close.
+    private let ownHold: Mutex<RDHandleKeeper?>
 
     /// Creates the handle.
     /// - Parameters:
@@ -54,13 +56,10 @@ final class RDClient: @unchecked Sendable {
         }
         self.handle = handle
         self.callbacks = callbacks
+        self.ownHold = Mutex(RDHandleKeeper(handle: handle, callbacks: callbacks))
         self.blockingQueue = DispatchQueue(label: "TracedKafka.\(type == RD_KAFKA_PRODUCER ? "producer" : "consumer")")
     }
 
-    deinit {
-        // Reached without close() only if the owner never started a shutdown; free the handle all the same.
-        if !closed.withLock({ $0 }) { rd_kafka_destroy(handle) }
-    }
 
     /// The client's name as librdkafka reports it (`rdkafka#producer-1`), for logs.
     var name: String { String(cString: rd_kafka_name(handle)) }
@@ -72,6 +71,9 @@ final class RDClient: @unchecked Sendable {
             return try body(handle)
         }
     }
+
+    /// A hold on the handle for what must outlive close (consumed messages); `nil` once closed.
+    func hold() -> RDHandleKeeper? { ownHold.withLock { $0 } }
 
     /// Whether ``close(_:)`` has begun.
     var isClosed: Bool { closed.withLock { $0 } }
@@ -92,7 +94,8 @@ final class RDClient: @unchecked Sendable {
     }
 
     /// Closes the client once: marks it closed (new quick calls throw), runs `teardown` on the serial queue, then
-    /// destroys the handle. Later calls wait for the first one to finish.
+    /// lets go of the handle (destroyed then, or with the last consumed message that still holds it). Later calls
+    /// wait for the first one to finish.
     func close(_ teardown: @escaping @Sendable (OpaquePointer) -> Void) async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             blockingQueue.async { [self] in
@@ -102,7 +105,9 @@ final class RDClient: @unchecked Sendable {
                 }
                 if first {
                     teardown(handle)
-                    rd_kafka_destroy(handle)
+                    // Nothing the client's owner logs or is told of comes from this handle any more.
+                    callbacks.silence()
+                    ownHold.withLock { $0 = nil }
                 }
                 continuation.resume()
             }
@@ -113,6 +118,11 @@ final class RDClient: @unchecked Sendable {
 /// The receiver of librdkafka's callbacks for one handle; what they need, fixed before the handle exists.
 final class RDCallbacks: @unchecked Sendable {
     let logger: Logger
+    private let silenced = Atomic(false)
+
+    /// After close: librdkafka's lines and callbacks go nowhere (a handle kept alive by messages still runs).
+    func silence() { silenced.store(true, ordering: .releasing) }
+    var isSilenced: Bool { silenced.load(ordering: .acquiring) }
     /// Called on the consumer's poll thread when the group assigns or revokes partitions.
     let rebalance: (@Sendable (OpaquePointer, rd_kafka_resp_err_t, UnsafeMutablePointer<rd_kafka_topic_partition_list_t>) -> Void)?
 
@@ -156,7 +166,7 @@ final class RDCallbacks: @unchecked Sendable {
 /// librdkafka's log lines go to swift-log, never to stderr. Called on librdkafka's own threads.
 private let rdLogCallback: @convention(c) (OpaquePointer?, Int32, UnsafePointer<CChar>?, UnsafePointer<CChar>?) -> Void = {
     handle, level, facility, line in
-    guard let callbacks = RDCallbacks.of(handle) else { return }
+    guard let callbacks = RDCallbacks.of(handle), !callbacks.isSilenced else { return }
     // syslog levels: 0-2 critical, 3 error, 4 warning, 5 notice, 6 info, 7 debug.
     let swiftLevel: Logger.Level
     switch level {

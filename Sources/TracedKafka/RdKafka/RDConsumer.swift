@@ -3,180 +3,203 @@ import Foundation
 import Logging
 import Synchronization
 
-/// The librdkafka consumer backend.
+/// The librdkafka consumer backend: I/O for the ``ConsumerCore``.
 ///
-/// Subscribes at creation; a dedicated poll thread, started by ``start()``, fetches batches from the
-/// consumer queue (serving rebalance callbacks on the way) and hands them to the ``ConsumerMessageBuffer``.
+/// Subscribes (or assigns the configured partitions) at creation. A dedicated poll thread, spawned when the core
+/// says so, fetches batches from the consumer queue — serving rebalance callbacks on the way — and hands them to the
+/// core without copying the records (``RDMessage``); between batches it stores the offsets the core has for
+/// commit (librdkafka's auto-commit then commits them on its interval) and carries out seeks.
 final class RDConsumer: KafkaConsumerBackend, @unchecked Sendable {
     private let client: RDClient
+    private let core: ConsumerCore
     private let configuration: KafkaConsumerConfiguration
     private let logger: Logger
-    private let events: AsyncStream<KafkaConsumerEvent>.Continuation?
-    /// Where fetched messages go; the rebalance callback drops revoked partitions' messages from it.
-    private let buffer: ConsumerMessageBuffer
-    /// The poll thread's life, under one lock: a start that races with close either wins (and close stops the
-    /// thread before the handle goes) or finds the consumer closed and never polls a freed handle.
-    private enum FetchState {
-        case notStarted
-        case running(RDPollThread)
-        case closed
-    }
+    /// The consumer queue (all events come through it), made on demand for the poll thread; `rd_kafka_queue_yield`
+    /// on it cuts the poll thread's wait short. Destroyed at close, before the handle can go.
+    private let queue: UncheckedSendable<OpaquePointer>
 
-    private let fetchState = Mutex(FetchState.notStarted)
-    /// Topic handles for storing offsets (`rd_kafka_offset_store`), made on first use and destroyed
-    /// when the consumer closes. Touched only inside `client.withOpenHandle` (which holds the client's lock) and by
-    /// the close teardown, which runs once no such call can begin.
-    private var offsetTopics: [String: OpaquePointer] = [:]
+    private static let batchSize = 512
 
     init(
         configuration: KafkaConsumerConfiguration,
-        buffer: ConsumerMessageBuffer,
+        core: ConsumerCore,
         logger: Logger,
-        events: AsyncStream<KafkaConsumerEvent>.Continuation?,
         metrics: KafkaClientMetrics
     ) throws {
         self.configuration = configuration
-        self.buffer = buffer
+        self.core = core
         self.logger = logger
-        self.events = events
         let statistics = RDCallbacks.statisticsHandler(configuration.metrics, metrics, consumer: true)
         let callbacks = RDCallbacks(
             logger: logger,
             statistics: statistics,
-            offsetCommit: { err, offsets in RDConsumer.reportCommit(err, offsets, events: events, logger: logger) }
+            offsetCommit: { err, offsets in RDConsumer.reportCommit(err, offsets, core: core, logger: logger) }
         ) { handle, err, partitions in
-            RDConsumer.rebalance(handle, err, partitions, buffer: buffer, events: events, logger: logger)
+            RDConsumer.rebalance(handle, err, partitions, core: core, logger: logger)
         }
         client = try RDClient(type: RD_KAFKA_CONSUMER, properties: configuration.rdKafkaProperties, callbacks: callbacks) { conf in
             rd_kafka_conf_set_rebalance_cb(conf, rdRebalanceCallback)
         }
         // Every event (rebalances, errors, messages) comes through the consumer queue from here on.
         rd_kafka_poll_set_consumer(client.handle)
-        let subscription = RDTopicPartitionList.make(
-            configuration.topics.map { KafkaTopicPartition(topic: $0, partition: -1) }
-        )
-        defer { rd_kafka_topic_partition_list_destroy(subscription) }
-        let err = rd_kafka_subscribe(client.handle, subscription)
+        queue = UncheckedSendable(rd_kafka_queue_get_consumer(client.handle))
+        if configuration.readsGivenPartitions {
+            try assignGivenPartitions()
+        } else {
+            let subscription = RDTopicPartitionList.make(
+                configuration.topics.map { KafkaTopicPartition(topic: $0, partition: -1) }
+            )
+            defer { rd_kafka_topic_partition_list_destroy(subscription) }
+            let err = rd_kafka_subscribe(client.handle, subscription)
+            guard err == RD_KAFKA_RESP_ERR_NO_ERROR else {
+                rd_kafka_queue_destroy(queue.value)
+                throw KafkaError.rdKafka(err, context: "Could not subscribe to \(configuration.topics)")
+            }
+        }
+    }
+
+    /// Assigns the configured partitions from their starting offsets (no group membership).
+    private func assignGivenPartitions() throws {
+        let list = rd_kafka_topic_partition_list_new(Int32(configuration.partitions.count))!
+        defer { rd_kafka_topic_partition_list_destroy(list) }
+        for start in configuration.partitions {
+            rd_kafka_topic_partition_list_add(list, start.topic, Int32(start.partition))!.pointee.offset = start.offset.rdKafkaValue
+        }
+        let err = rd_kafka_assign(client.handle, list)
         guard err == RD_KAFKA_RESP_ERR_NO_ERROR else {
-            throw KafkaError.rdKafka(err, context: "Could not subscribe to \(configuration.topics)")
+            rd_kafka_queue_destroy(queue.value)
+            throw KafkaError.rdKafka(err, context: "Could not assign \(configuration.partitions)")
         }
+        core.assigned(configuration.partitions.map(\.topicPartition))
     }
 
-    func start() {
-        let client = self.client, buffer = self.buffer, logger = self.logger, events = self.events
-        fetchState.withLock { state in
-            guard case .notStarted = state else { return }
-            state = .running(RDPollThread(name: "TracedKafka.consumer.poll") { thread in
-                RDConsumer.pollLoop(client: client, buffer: buffer, thread: thread, logger: logger, events: events)
-            })
+    // MARK: - Poll thread
+
+    func spawnFetcher() {
+        let thread = Thread { [self] in
+            pollLoop()
+            core.fetcherStopped()
         }
+        thread.name = "TracedKafka.consumer.poll"
+        thread.start()
     }
 
-    private static func pollLoop(
-        client: RDClient,
-        buffer: ConsumerMessageBuffer,
-        thread: RDPollThread,
-        logger: Logger,
-        events: AsyncStream<KafkaConsumerEvent>.Continuation?
-    ) {
-        let queue = rd_kafka_queue_get_consumer(client.handle)
-        // The queue reference is ours and must go before the handle does.
-        defer { rd_kafka_queue_destroy(queue) }
-        let batchSize = 512
-        var raw = [UnsafeMutablePointer<rd_kafka_message_t>?](repeating: nil, count: batchSize)
-        var topicNames: [OpaquePointer: String] = [:]
-        var batch: [KafkaConsumerMessage] = []
-        batch.reserveCapacity(batchSize)
-        while !thread.shouldStop {
+    private func pollLoop() {
+        // Messages keep the handle alive past close, so a consumer's messages stay readable after shutdown.
+        guard let keeper = client.hold() else { return }
+        let queue = self.queue.value
+        var raw = [UnsafeMutablePointer<rd_kafka_message_t>?](repeating: nil, count: Self.batchSize)
+        var batch: [ConsumerStateMachine.FetchedMessage] = []
+        batch.reserveCapacity(Self.batchSize)
+        var topics = TopicNames()
+        while !core.fetcherShouldStop {
+            storeOffsets()
+            for request in core.takeFetcherRequests() { carryOut(request) }
+            let room = core.room
+            guard room.count > 0 else {
+                // Full: the handler is behind. Wait for it (offsets and requests are still served every 100 ms).
+                core.waitForRoom(.milliseconds(100))
+                continue
+            }
             // rd_kafka_consume_batch_queue waits until the batch is full or the timeout passes, which would hold a
             // lone message for up to the timeout. So: wait for the first message (returns as soon as there is one),
-            // then take whatever else is already there without waiting.
+            // then take whatever else is already there without waiting, no more than the buffer has room for (the
+            // first message's size standing for the rest's).
             guard let first = rd_kafka_consume_queue(queue, 100) else { continue }
             raw[0] = first
-            // Take no more than the buffer has room for, by count and by bytes (the first message's size standing
-            // for the rest's): what is not taken stays in librdkafka's own bounded queue.
-            let room = buffer.room()
             let firstSize = max(1, first.pointee.len + first.pointee.key_len)
-            let wanted = min(batchSize - 1, max(0, room.count - 1), max(0, room.bytes - firstSize) / firstSize)
-            let more = wanted == 0 ? 0 : raw.withUnsafeMutableBufferPointer { buffer in
+            let wanted = min(Self.batchSize - 1, room.count - 1, max(0, room.bytes - firstSize) / firstSize)
+            let more = wanted <= 0 ? 0 : raw.withUnsafeMutableBufferPointer { buffer in
                 rd_kafka_consume_batch_queue(queue, 0, buffer.baseAddress! + 1, wanted)
             }
-            let count = 1 + max(0, more)
-            for index in 0..<count {
+            for index in 0..<(1 + max(0, more)) {
                 guard let message = raw[index] else { continue }
-                // Each message is copied into Swift, then freed here.
-                defer { rd_kafka_message_destroy(message) }
                 guard message.pointee.err == RD_KAFKA_RESP_ERR_NO_ERROR else {
-                    report(message, client: client, buffer: buffer, logger: logger, events: events)
+                    report(message)
+                    rd_kafka_message_destroy(message)
                     continue
                 }
-                batch.append(convert(message, topicNames: &topicNames))
+                let converted = KafkaConsumerMessage(
+                    topic: topics.name(of: message.pointee.rkt),
+                    partition: Int(message.pointee.partition),
+                    offset: message.pointee.offset,
+                    timestamp: rdTimestamp(message),
+                    librdkafka: RDMessage(message, keeper: keeper)
+                )
+                batch.append(ConsumerStateMachine.FetchedMessage(message: converted, size: message.pointee.len + message.pointee.key_len))
             }
-            buffer.append(batch, shouldStop: { thread.shouldStop })
-            batch.removeAll(keepingCapacity: true)
+            core.fetched(&batch)
+        }
+        storeOffsets()
+    }
+
+    /// Topic names by librdkafka topic handle: one String per topic, made once.
+    private struct TopicNames {
+        private var last: (OpaquePointer, String)?
+        private var known: [OpaquePointer: String] = [:]
+
+        mutating func name(of rkt: OpaquePointer?) -> String {
+            guard let rkt else { return "" }
+            if let last, last.0 == rkt { return last.1 }
+            let name = known[rkt] ?? String(cString: rd_kafka_topic_name(rkt))
+            known[rkt] = name
+            last = (rkt, name)
+            return name
         }
     }
 
-    private static func convert(
-        _ message: UnsafeMutablePointer<rd_kafka_message_t>,
-        topicNames: inout [OpaquePointer: String]
-    ) -> KafkaConsumerMessage {
-        let topic: String
-        if let rkt = message.pointee.rkt {
-            if let name = topicNames[rkt] {
-                topic = name
-            } else {
-                topic = String(cString: rd_kafka_topic_name(rkt))
-                topicNames[rkt] = topic
-            }
-        } else {
-            topic = ""
+    /// Hands librdkafka the offsets the core has stored since the last call; librdkafka commits them on its
+    /// interval and when the partitions go. Fails only for partitions no longer assigned (their new owner reads
+    /// the messages again: at-least-once). Called on the thread that serves the consumer queue.
+    private func storeOffsets() {
+        let offsets = core.takeStoredOffsets()
+        guard !offsets.isEmpty else { return }
+        Self.store(offsets, on: client.handle)
+    }
+
+    private static func store(_ offsets: [KafkaTopicPartitionOffset], on handle: OpaquePointer) {
+        let list = RDTopicPartitionList.make(offsets)
+        defer { rd_kafka_topic_partition_list_destroy(list) }
+        _ = rd_kafka_offsets_store(handle, list)
+    }
+
+    private func carryOut(_ request: ConsumerStateMachine.FetcherRequest) {
+        switch request {
+        case .seek(let partition, let offset, let continuation):
+            continuation.resume(with: Result { try seek(partition, to: offset) })
         }
-        return KafkaConsumerMessage(
-            topic: topic,
-            partition: Int(message.pointee.partition),
-            offset: message.pointee.offset,
-            key: bytes(message.pointee.key, message.pointee.key_len),
-            value: bytes(message.pointee.payload, message.pointee.len),
-            headers: headers(message),
-            timestamp: rdTimestamp(message)
+    }
+
+    /// On the poll thread, between batches: resolves the offset against the partition's watermarks, moves
+    /// librdkafka's fetch position, then the core's (dropping what was fetched before).
+    private func seek(_ partition: KafkaTopicPartition, to offset: KafkaOffset) throws {
+        try core.machine.withLock { try $0.requireOwned([partition], for: "seek") }
+        let (low, high) = try Self.watermarks(partition, on: client.handle, timeout: .seconds(10))
+        let target = try offset.resolve(low: low, high: high, in: partition)
+        let list = RDTopicPartitionList.make([KafkaTopicPartitionOffset(topic: partition.topic, partition: partition.partition, offset: target)])
+        defer { rd_kafka_topic_partition_list_destroy(list) }
+        if let error = rd_kafka_seek_partitions(client.handle, list, 10_000) { throw KafkaError.consuming(error) }
+        if let error = RDTopicPartitionList.firstError(list) { throw error }
+        try core.machine.withLock { try $0.seek(partition, to: target) }
+    }
+
+    private static func watermarks(
+        _ partition: KafkaTopicPartition,
+        on handle: OpaquePointer,
+        timeout: Duration
+    ) throws -> (low: Int64, high: Int64) {
+        var low: Int64 = 0, high: Int64 = 0
+        let err = rd_kafka_query_watermark_offsets(
+            handle, partition.topic, Int32(clamping: partition.partition), &low, &high, Int32(clamping: timeout.milliseconds)
         )
-    }
-
-    private static func bytes(_ pointer: UnsafeMutableRawPointer?, _ count: Int) -> [UInt8]? {
-        guard let pointer else { return nil }
-        return Array(UnsafeRawBufferPointer(start: pointer, count: count))
-    }
-
-    private static func headers(_ message: UnsafeMutablePointer<rd_kafka_message_t>) -> KafkaHeaders {
-        var list: OpaquePointer?
-        guard rd_kafka_message_headers(message, &list) == RD_KAFKA_RESP_ERR_NO_ERROR, let list else { return [] }
-        var result = KafkaHeaders()
-        var index = 0
-        var name: UnsafePointer<CChar>?
-        var value: UnsafeRawPointer?
-        var size = 0
-        while rd_kafka_header_get_all(list, index, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR {
-            let bytes = value.map { Array(UnsafeRawBufferPointer(start: $0, count: size)) }
-            // Keys are C strings here; one that is not UTF-8 keeps its bytes.
-            let key = name.map { name in
-                String(validatingCString: name).map { KafkaHeader(key: $0, value: bytes) }
-                    ?? KafkaHeader(keyBytes: Array(UnsafeRawBufferPointer(start: name, count: strlen(name))), value: bytes)
-            }
-            result.append(key ?? KafkaHeader(key: "", value: bytes))
-            index += 1
+        guard err == RD_KAFKA_RESP_ERR_NO_ERROR else {
+            throw KafkaError.rdKafka(err, context: "Could not read the offsets of \(partition)")
         }
-        return result
+        return (low, high)
     }
 
-    /// A consumer error event: fatal ones end the message sequence, the rest become events.
-    private static func report(
-        _ message: UnsafeMutablePointer<rd_kafka_message_t>,
-        client: RDClient,
-        buffer: ConsumerMessageBuffer,
-        logger: Logger,
-        events: AsyncStream<KafkaConsumerEvent>.Continuation?
-    ) {
+    /// A consumer error event: fatal ones end the messages, the rest become events.
+    private func report(_ message: UnsafeMutablePointer<rd_kafka_message_t>) {
         let err = message.pointee.err
         if err == RD_KAFKA_RESP_ERR__PARTITION_EOF { return }
         let text = String(cString: rd_kafka_message_errstr(message))
@@ -186,19 +209,20 @@ final class RDConsumer: KafkaConsumerBackend, @unchecked Sendable {
             let fatal = rd_kafka_fatal_error(client.handle, &errstr, errstr.count)
             let fatalError = KafkaError(code: .rdKafka, reason: String(rdErrorBuffer: errstr), rdKafkaCode: fatal.rawValue)
             logger.error("Fatal consumer error, the consumer stops: \(fatalError)")
-            buffer.finish(error: fatalError)
+            core.fail(fatalError, deliveringBuffered: false)
             return
         }
         logger.warning("Consumer error: \(error)")
-        events?.yield(.error(error))
+        core.emit(.error(error))
     }
+
+    // MARK: - Callbacks (on the thread that serves the consumer queue)
 
     fileprivate static func rebalance(
         _ handle: OpaquePointer,
         _ err: rd_kafka_resp_err_t,
         _ partitions: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>,
-        buffer: ConsumerMessageBuffer,
-        events: AsyncStream<KafkaConsumerEvent>.Continuation?,
+        core: ConsumerCore,
         logger: Logger
     ) {
         let cooperative = String(cString: rd_kafka_rebalance_protocol(handle)) == "COOPERATIVE"
@@ -213,11 +237,14 @@ final class RDConsumer: KafkaConsumerBackend, @unchecked Sendable {
                 rd_kafka_assign(handle, partitions)
             }
             logger.debug("Partitions assigned: \(list)")
-            events?.yield(.partitionsAssigned(list))
+            core.assigned(list)
         default:
-            // Revoked (or lost): messages of these partitions still buffered were not handled; another member
-            // will read them from the committed offset.
-            buffer.drop(partitions: Set(list))
+            // Revoked, or lost (thrown out of the group: their commits would be refused). What was handled of
+            // revoked partitions is stored first, so librdkafka commits it as it lets them go; buffered messages
+            // were not handled and are dropped: another member reads them from the committed offset.
+            let lost = rd_kafka_assignment_lost(handle) != 0
+            let pending = core.revoked(list, lost: lost)
+            if !pending.isEmpty { store(pending, on: handle) }
             if cooperative {
                 if let error = rd_kafka_incremental_unassign(handle, partitions) {
                     logger.error("Incremental unassign failed: \(KafkaError.consuming(error))")
@@ -225,44 +252,16 @@ final class RDConsumer: KafkaConsumerBackend, @unchecked Sendable {
             } else {
                 rd_kafka_assign(handle, nil)
             }
-            logger.debug("Partitions revoked: \(list)")
-            events?.yield(.partitionsRevoked(list))
+            logger.debug("Partitions \(lost ? "lost" : "revoked"): \(list)")
         }
-    }
-
-    func storeOffsets(after messages: [KafkaConsumerMessage]) {
-        guard let first = messages.first else { return }
-        _ = try? client.withOpenHandle("The consumer") { handle in
-            // The handler API's case, once per message: no dictionary.
-            guard messages.count > 1 else { return storeOffset(after: first.offset, of: first.topic, first.partition, handle) }
-            var highest: [KafkaTopicPartition: Int64] = [:]
-            for message in messages {
-                let partition = KafkaTopicPartition(topic: message.topic, partition: message.partition)
-                highest[partition] = max(highest[partition] ?? message.offset, message.offset)
-            }
-            for (partition, offset) in highest { storeOffset(after: offset, of: partition.topic, partition.partition, handle) }
-        }
-    }
-
-    /// Stores `offset + 1`, the next to read, through the topic's handle (no partition list per call). Fails only
-    /// for a partition no longer assigned: its new owner re-reads the message (at-least-once). Call inside
-    /// `client.withOpenHandle`.
-    private func storeOffset(after offset: Int64, of topic: String, _ partition: Int, _ handle: OpaquePointer) {
-        var rkt = offsetTopics[topic]
-        if rkt == nil {
-            rkt = rd_kafka_topic_new(handle, topic, nil)
-            offsetTopics[topic] = rkt
-        }
-        // rd_kafka_offset_store adds the 1 itself.
-        if let rkt { _ = rd_kafka_offset_store(rkt, Int32(clamping: partition), offset) }
     }
 
     /// A failed commit that librdkafka made by itself (its interval, or partitions let go) becomes an error
     /// event and a warning; nothing to commit is no failure.
-    private static func reportCommit(
+    fileprivate static func reportCommit(
         _ err: rd_kafka_resp_err_t,
         _ offsets: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?,
-        events: AsyncStream<KafkaConsumerEvent>.Continuation?,
+        core: ConsumerCore,
         logger: Logger
     ) {
         guard err != RD_KAFKA_RESP_ERR__NO_OFFSET else { return }
@@ -277,7 +276,13 @@ final class RDConsumer: KafkaConsumerBackend, @unchecked Sendable {
         }
         guard let error else { return }
         logger.warning("Commit failed: \(error)")
-        events?.yield(.error(error))
+        core.emit(.error(error))
+    }
+
+    // MARK: - Calls
+
+    func wakeFetcher() {
+        rd_kafka_queue_yield(queue.value)
     }
 
     func commit(_ offsets: [KafkaTopicPartitionOffset]) async throws {
@@ -295,6 +300,40 @@ final class RDConsumer: KafkaConsumerBackend, @unchecked Sendable {
                 throw KafkaError.rdKafka(err, context: "Commit failed")
             }
             if let error = outcome.error { throw error }
+        }
+    }
+
+    func committed(_ partitions: [KafkaTopicPartition], timeout: Duration) async throws -> [KafkaTopicPartition: Int64] {
+        guard !partitions.isEmpty else { return [:] }
+        return try await client.blocking("The consumer") { handle in
+            try RDTopicPartitionList.with(partitions) { list in
+                let err = rd_kafka_committed(handle, list, Int32(clamping: timeout.milliseconds))
+                guard err == RD_KAFKA_RESP_ERR_NO_ERROR else {
+                    throw KafkaError(
+                        code: err == RD_KAFKA_RESP_ERR__TIMED_OUT ? .timedOut : .rdKafka,
+                        reason: "Could not read the committed offsets of \(partitions): \(String(cString: rd_kafka_err2str(err)))",
+                        rdKafkaCode: err.rawValue
+                    )
+                }
+                if let error = RDTopicPartitionList.firstError(list) { throw error }
+                var result: [KafkaTopicPartition: Int64] = [:]
+                for index in 0..<Int(list.pointee.cnt) where list.pointee.elems[index].offset >= 0 {
+                    let element = list.pointee.elems[index]
+                    result[KafkaTopicPartition(topic: String(cString: element.topic), partition: Int(element.partition))] = element.offset
+                }
+                return result
+            }
+        }
+    }
+
+    func fetchPosition(_ partition: KafkaTopicPartition) throws -> Int64? {
+        try client.withOpenHandle("The consumer") { handle in
+            try RDTopicPartitionList.with([partition]) { list in
+                let err = rd_kafka_position(handle, list)
+                guard err == RD_KAFKA_RESP_ERR_NO_ERROR else { throw KafkaError.rdKafka(err, context: "Could not read the position of \(partition)") }
+                let offset = list.pointee.elems[0].offset
+                return offset >= 0 ? offset : nil
+            }
         }
     }
 
@@ -320,27 +359,33 @@ final class RDConsumer: KafkaConsumerBackend, @unchecked Sendable {
         }
     }
 
+    /// Closes once the core's fetcher has stopped: stores what is left to commit, then lets librdkafka revoke the
+    /// assignment (the rebalance callback runs here), commit and leave the group.
     func close() async {
-        let pollThread: RDPollThread? = fetchState.withLock { state in
-            defer { state = .closed }
-            if case .running(let thread) = state { return thread }
-            return nil
-        }
-        let logger = self.logger
-        await client.close { [self] handle in
-            pollThread?.stopAndJoin()
-            // Revokes the assignment (the rebalance callback runs here), commits stored offsets when auto-commit
-            // is on, and leaves the group.
+        let logger = self.logger, core = self.core, queue = self.queue
+        await client.close { handle in
+            let offsets = core.takeStoredOffsets()
+            if !offsets.isEmpty { RDConsumer.store(offsets, on: handle) }
             let err = rd_kafka_consumer_close(handle)
             if err != RD_KAFKA_RESP_ERR_NO_ERROR {
                 logger.warning("Closing the consumer: \(KafkaError.rdKafka(err))")
             }
-            // No store can start now (the client is marked closed); topic handles must go before the handle.
-            for topic in offsetTopics.values { rd_kafka_topic_destroy(topic) }
-            offsetTopics = [:]
+            // Queues must go before their handle.
+            rd_kafka_queue_destroy(queue.value)
         }
-        buffer.finish()
-        events?.finish()
+    }
+}
+
+extension KafkaOffset {
+    /// The offset as librdkafka writes a starting position (logical offsets are negative).
+    var rdKafkaValue: Int64 {
+        switch position {
+        case .beginning: return Int64(RD_KAFKA_OFFSET_BEGINNING)
+        case .end: return Int64(RD_KAFKA_OFFSET_END)
+        case .committed: return Int64(RD_KAFKA_OFFSET_STORED)
+        case .tail(let count): return Int64(RD_KAFKA_OFFSET_TAIL_BASE) - count
+        case .absolute(let offset): return offset
+        }
     }
 }
 

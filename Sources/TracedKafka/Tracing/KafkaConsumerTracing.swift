@@ -5,7 +5,8 @@ import Tracing
 /// Not API: visible to the benchmarks through `@_spi(Benchmarks) import TracedKafka`, and free to change.
 @_spi(Benchmarks) public struct KafkaConsumerTracing: Sendable {
     let configuration: KafkaTracingConfiguration
-    let groupID: String
+    /// The group recorded on spans; `nil` for a consumer of given partitions without one.
+    let groupID: String?
     let clientID: String?
     let server: KafkaServerAddress?
 
@@ -14,7 +15,7 @@ import Tracing
 
     /// The producer's context carried in a message's headers, or `nil` (propagation off, no or hostile headers).
     @_spi(Benchmarks) public func extractContext(from message: KafkaConsumerMessage) -> InstrumentationContext? {
-        guard configuration.propagatesContext, !message.headers.isEmpty, let tracer = configuration.currentTracer else {
+        guard configuration.propagatesContext, message.hasHeaders, let tracer = configuration.currentTracer else {
             return nil
         }
         // Always into a fresh context, never into one that already carries a span.
@@ -28,7 +29,7 @@ import Tracing
     ///   - message: The message handled, its `traceContext` already extracted (``extractContext(from:)``, which the
     ///     consumer calls once as it takes the message; a message whose headers carry no context is not parsed again).
     ///   - handler: The user's handler.
-    @_spi(Benchmarks) public func withProcessSpan(
+    @_spi(Benchmarks) nonisolated(nonsending) public func withProcessSpan(
         _ message: KafkaConsumerMessage,
         _ handler: (KafkaConsumerMessage) async throws -> Void
     ) async throws {
@@ -48,7 +49,7 @@ import Tracing
                 attributes["messaging.kafka.offset"] = message.offset
                 if let key = message.keyString { attributes["messaging.kafka.message.key"] = key }
                 if message.isTombstone { attributes["messaging.kafka.message.tombstone"] = true }
-                attributes["messaging.message.body.size"] = message.value?.count ?? 0
+                attributes["messaging.message.body.size"] = message.valueCount
                 KafkaTracingAttributes.captureHeaders(configuration, from: message.headers, into: &attributes)
             }
             if let producerContext { span.addLink(SpanLink(context: producerContext, attributes: [:])) }
@@ -58,7 +59,7 @@ import Tracing
 
     /// Runs `handler` inside one `process {topic}` span for a batch, with one link per message whose extracted
     /// `traceContext` it carries.
-    func withBatchSpan(
+    nonisolated(nonsending) func withBatchSpan(
         _ messages: [KafkaConsumerMessage],
         _ handler: ([KafkaConsumerMessage]) async throws -> Void
     ) async throws {
@@ -111,12 +112,12 @@ import Tracing
         attributes["messaging.system"] = "kafka"
         attributes["messaging.operation.name"] = "process"
         attributes["messaging.operation.type"] = "process"
-        attributes["messaging.consumer.group.name"] = groupID
+        if let groupID { attributes["messaging.consumer.group.name"] = groupID }
         if let clientID { attributes["messaging.client.id"] = clientID }
         server?.apply(to: &attributes)
     }
 
-    private func run(in span: any Span, _ body: () async throws -> Void) async throws {
+    private nonisolated(nonsending) func run(in span: any Span, _ body: nonisolated(nonsending) () async throws -> Void) async throws {
         defer { span.end() }
         do {
             try await InstrumentationContext.withValue(span.context) { try await body() }

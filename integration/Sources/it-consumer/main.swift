@@ -41,7 +41,7 @@ try await withThrowingTaskGroup(of: Void.self) { group in
     group.addTask { try await consumer.run() }
     group.addTask {
         for await event in events {
-            if case .partitionsAssigned(let partitions) = event, !partitions.isEmpty { emit("assigned") }
+            if event.kind == .partitionsAssigned, !event.partitions.isEmpty { emit("assigned") }
         }
     }
     group.addTask {

@@ -41,7 +41,7 @@ struct FaultTests {
                 tasks.addTask { try await consumer.run(); return [] }
                 tasks.addTask {
                     for await event in consumerEvents {
-                        if case .partitionsAssigned(let partitions) = event, !partitions.isEmpty { assigned.withLock { $0 = true } }
+                        if event.kind == .partitionsAssigned, !event.partitions.isEmpty { assigned.withLock { $0 = true } }
                     }
                     return []
                 }
