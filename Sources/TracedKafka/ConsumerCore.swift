@@ -34,8 +34,9 @@ final class ConsumerCore: ClientLifecycleLocking {
     /// What the reader gets now after `handled`, without waiting: a message (the fetcher already woken when it
     /// asked for that), `.wait` (then ``waitForMessages()`` and ask again), or the end.
     func take(after handled: ConsumerPosition?) -> ConsumerStateMachine.NextAction {
-        let action = machine.withLock { $0.next(after: handled) }
+        let (action, idle) = machine.withLock { ($0.next(after: handled), $0.takeIdleWaitersIfIdle()) }
         if case .message(_, _, wakeFetcher: true) = action { fetcherGate.signal() }
+        for waiter in idle { waiter.resume() }
         return action
     }
 
@@ -63,7 +64,9 @@ final class ConsumerCore: ClientLifecycleLocking {
     nonisolated(nonsending) func nextBatch(after handled: [ConsumerPosition], max: Int, onWait: () -> Void) async throws -> [ConsumerStateMachine.Entry]? {
         var handled = handled
         while true {
-            switch machine.withLock({ $0.nextBatch(after: handled, max: max) }) {
+            let (action, idle) = machine.withLock { ($0.nextBatch(after: handled, max: max), $0.takeIdleWaitersIfIdle()) }
+            for waiter in idle { waiter.resume() }
+            switch action {
             case .messages(let entries, let wakeFetcher):
                 if wakeFetcher { fetcherGate.signal() }
                 return entries

@@ -219,6 +219,12 @@ struct ConsumerStateMachine: ~Copyable {
         return true
     }
 
+    /// The shutdown waiters to resume now that the reader holds no message (none while it does).
+    mutating func takeIdleWaitersIfIdle() -> [CheckedContinuation<Void, Never>] {
+        guard !readerIsHolding, !idleWaiters.isEmpty else { return [] }
+        return takeIdleWaiters()
+    }
+
     /// Shutdown stops waiting (its timeout passed): the waiters to resume.
     mutating func takeIdleWaiters() -> [CheckedContinuation<Void, Never>] {
         defer { idleWaiters = [] }

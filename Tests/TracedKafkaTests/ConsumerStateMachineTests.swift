@@ -1,0 +1,244 @@
+import Synchronization
+import Testing
+@testable import TracedKafka
+import TracedKafkaTesting
+
+/// The consumer's state machine alone: no broker, no file queue, no threads but the test's.
+@Suite("The consumer's state machine")
+struct ConsumerStateMachineTests {
+    static let p0 = KafkaTopicPartition(topic: "orders", partition: 0)
+    static let p1 = KafkaTopicPartition(topic: "orders", partition: 1)
+
+    static func message(_ partition: KafkaTopicPartition, _ offset: Int64, bytes: Int = 10) -> ConsumerStateMachine.FetchedMessage {
+        ConsumerStateMachine.FetchedMessage(
+            message: KafkaConsumerMessage(
+                topic: partition.topic, partition: partition.partition, offset: offset,
+                key: nil, value: [UInt8](repeating: 1, count: bytes), headers: [], timestamp: nil
+            ),
+            size: bytes
+        )
+    }
+
+    /// A machine that has started `run()`, registered its reader, owns `partitions` and was handed `offsets` of p0.
+    static func running(
+        _ mode: ConsumerStateMachine.StoreMode = .whenHandled,
+        maxMessages: Int = 100,
+        owning partitions: [KafkaTopicPartition] = [p0],
+        fetched offsets: [Int64] = []
+    ) -> ConsumerStateMachine {
+        var machine = ConsumerStateMachine(storeMode: mode, maxMessages: maxMessages, maxBytes: 1 << 20)
+        _ = try? machine.lifecycle.run()
+        let registered = machine.registerReader(), started = machine.startFetcher()
+        #expect(registered && started)
+        machine.assigned(partitions)
+        var batch = offsets.map { message(p0, $0) }
+        _ = machine.fetched(&batch)
+        return machine
+    }
+
+    /// A core that has started `run()`, registered its reader, started its fetcher and owns p0.
+    static func runningCore() -> ConsumerCore {
+        let core = ConsumerCore(storeMode: .whenHandled, maxMessages: 10, maxBytes: 1 << 20, events: nil)
+        _ = try? core.withLifecycle { try $0.run() }
+        let registered = core.machine.withLock { $0.registerReader() }
+        #expect(registered && core.startFetcher())
+        core.assigned([Self.p0])
+        return core
+    }
+
+    static func take(_ machine: inout ConsumerStateMachine, after handled: ConsumerPosition?) -> (KafkaConsumerMessage, ConsumerPosition)? {
+        guard case .message(let message, let position, _) = machine.next(after: handled) else { return nil }
+        return (message, position)
+    }
+
+    @Test("A handled message's offset is stored once the reader asks for the next one, and taken once")
+    func storesWhenHandled() throws {
+        var machine = Self.running(fetched: [0, 1, 2])
+        let (first, position) = try #require(Self.take(&machine, after: nil))
+        #expect(first.offset == 0)
+        let before = machine.takeStoredOffsets()
+        #expect(before.isEmpty, "nothing is handled yet")
+        _ = Self.take(&machine, after: position)
+        let stored = machine.takeStoredOffsets(), again = machine.takeStoredOffsets()
+        #expect(stored == [KafkaTopicPartitionOffset(topic: "orders", partition: 0, offset: 1)])
+        #expect(again.isEmpty, "taken once")
+    }
+
+    @Test("Automatic mode stores at hand-out, manual never")
+    func storeModes() throws {
+        var automatic = Self.running(.whenHandedOut, fetched: [0, 1])
+        _ = Self.take(&automatic, after: nil)
+        let automaticStored = automatic.takeStoredOffsets().map(\.offset)
+        #expect(automaticStored == [1])
+        var manual = Self.running(.never, fetched: [0, 1])
+        let (_, position) = try #require(Self.take(&manual, after: nil))
+        _ = Self.take(&manual, after: position)
+        let manualStored = manual.takeStoredOffsets()
+        #expect(manualStored.isEmpty)
+    }
+
+    @Test("A revoke while a handler runs: its late 'handled' stores nothing, buffered messages are dropped")
+    func revokeWhileHandling() throws {
+        var machine = Self.running(fetched: [0, 1, 2])
+        let (_, position) = try #require(Self.take(&machine, after: nil))
+        let pending = machine.revoked([Self.p0], lost: false)
+        #expect(pending.isEmpty, "nothing was handled before the revoke")
+        guard case .wait = machine.next(after: position) else {
+            Issue.record("the buffered messages of a revoked partition were handed out")
+            return
+        }
+        let stored = machine.takeStoredOffsets()
+        #expect(stored.isEmpty, "a message of a partition let go is not committed by this member")
+        // Assigned again (a new generation): a message fetched now is delivered and its offset stored.
+        machine.assigned([Self.p0])
+        var batch = [Self.message(Self.p0, 1)]
+        _ = machine.fetched(&batch)
+        let (again, second) = try #require(Self.take(&machine, after: nil))
+        #expect(again.offset == 1)
+        _ = machine.next(after: second)
+        let storedAgain = machine.takeStoredOffsets().map(\.offset)
+        #expect(storedAgain == [2])
+    }
+
+    @Test("A revoke hands back what was handled of the partition and not yet taken, to commit before it goes; a loss does not")
+    func revokeHandsBackStored() throws {
+        var machine = Self.running(fetched: [0, 1])
+        let (_, position) = try #require(Self.take(&machine, after: nil))
+        _ = Self.take(&machine, after: position)
+        let handedBack = machine.revoked([Self.p0], lost: false).map(\.offset)
+        #expect(handedBack == [1])
+        var lost = Self.running(fetched: [0, 1])
+        let (_, lostPosition) = try #require(Self.take(&lost, after: nil))
+        _ = Self.take(&lost, after: lostPosition)
+        let lostBack = lost.revoked([Self.p0], lost: true), lostStored = lost.takeStoredOffsets()
+        #expect(lostBack.isEmpty && lostStored.isEmpty)
+    }
+
+    @Test("A message out during shutdown: shutdown waits for it; the reader's next request frees the waiter")
+    func messageOutDuringShutdown() async throws {
+        let core = Self.runningCore()
+        var batch = [Self.message(Self.p0, 0), Self.message(Self.p0, 1)]
+        core.fetched(&batch)
+        guard case .message(_, let position, _) = core.take(after: nil) else {
+            Issue.record("no message")
+            return
+        }
+        // Shutdown begins while the message is out with the handler.
+        _ = core.withLifecycle { $0.triggerShutdown() }
+        let done = Shared(false)
+        async let waited: Void = {
+            await core.waitUntilReaderIdle(timeout: .seconds(3600))
+            done.withLock { $0 = true }
+        }()
+        try await Task.sleep(for: .milliseconds(100))
+        #expect(!done.withLock { $0 }, "shutdown did not wait for the handler")
+        // The handler returns: its message is handled, nothing more is handed out (m1 stays unhandled).
+        guard case .end(nil) = core.take(after: position) else {
+            Issue.record("a message was handed out after shutdown began")
+            return
+        }
+        try await withDeadline("the handler's next request frees shutdown", .seconds(30)) {
+            while !done.withLock({ $0 }) { try await Task.sleep(for: .milliseconds(10)) }
+        }
+        await waited
+        #expect(core.takeStoredOffsets().map(\.offset) == [1])
+    }
+
+    @Test("Cancellation while waiting resumes the reader with CancellationError; a later message finds no stale waiter")
+    func cancelWhileWaiting() async throws {
+        let core = Self.runningCore()
+        let waiting = Task { try await core.next(after: nil, onWait: {}) }
+        try await Task.sleep(for: .milliseconds(100))
+        waiting.cancel()
+        await #expect(throws: CancellationError.self) { _ = try await waiting.value }
+        var batch = [Self.message(Self.p0, 0)]
+        core.fetched(&batch)
+        let next = try await core.next(after: nil, onWait: {})
+        #expect(next?.0.offset == 0)
+    }
+
+    @Test("Close while fetching starts: the fetcher starts at most once, never after close, and close waits for a started one")
+    func closeWhileStarting() async throws {
+        var notStarted = ConsumerStateMachine(storeMode: .whenHandled, maxMessages: 10, maxBytes: 1 << 20)
+        guard case .none = notStarted.stopFetcher() else { Issue.record("a never-started fetcher must need no wait"); return }
+        let startedAfterClose = notStarted.startFetcher(), shouldStop = notStarted.fetcherShouldStop
+        #expect(!startedAfterClose, "a fetcher starting after close began")
+        #expect(shouldStop)
+
+        let core = ConsumerCore(storeMode: .whenHandled, maxMessages: 10, maxBytes: 1 << 20, events: nil)
+        #expect(core.startFetcher())
+        #expect(!core.startFetcher(), "started twice")
+        let stopped = Shared(false)
+        async let closing: Void = {
+            await core.stopFetcher(wake: {})
+            stopped.withLock { $0 = true }
+        }()
+        try await Task.sleep(for: .milliseconds(100))
+        #expect(core.fetcherShouldStop)
+        #expect(!stopped.withLock { $0 }, "close did not wait for the running fetcher")
+        core.fetcherStopped()
+        await closing
+        #expect(stopped.withLock { $0 })
+    }
+
+    @Test("A request for the fetcher after it stopped fails with shutDown instead of waiting forever")
+    func requestAfterStop() async throws {
+        let core = ConsumerCore(storeMode: .whenHandled, maxMessages: 10, maxBytes: 1 << 20, events: nil)
+        await core.stopFetcher(wake: {})
+        let error = await #expect(throws: KafkaError.self) {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                core.request(.seek(Self.p0, .beginning, continuation), start: { Issue.record("started after stop") }, wake: {})
+            }
+        }
+        #expect(error?.code == .shutDown)
+    }
+
+    @Test("The buffer holds the fetcher at its bound and wakes it only once drained to half")
+    func bufferBounds() throws {
+        var machine = Self.running(maxMessages: 4)
+        var batch = (0..<4).map { Self.message(Self.p0, Int64($0)) }
+        let action = machine.fetched(&batch)
+        let room = machine.room
+        #expect(action.waitForRoom)
+        #expect(room == (0, 0))
+        guard case .message(_, let first, wakeFetcher: false) = machine.next(after: nil) else { Issue.record("woke at 3 of 4"); return }
+        guard case .message(_, _, wakeFetcher: true) = machine.next(after: first) else { Issue.record("not woken at 2 of 4"); return }
+    }
+
+    @Test("Seek: only an owned partition; its buffered messages and the message out count no more; the target is the position to commit")
+    func seek() throws {
+        var machine = Self.running(owning: [Self.p0], fetched: [10, 11, 12])
+        let (_, position) = try #require(Self.take(&machine, after: nil))
+        var refused: KafkaError?
+        do { try machine.seek(Self.p1, to: 0) } catch { refused = error as? KafkaError }
+        #expect(refused?.code == .notAssigned)
+        try machine.seek(Self.p0, to: 3)
+        guard case .wait = machine.next(after: position) else { Issue.record("messages from before the seek"); return }
+        let stored = machine.takeStoredOffsets().map(\.offset), position3 = machine.position(of: Self.p0)
+        #expect(stored == [3], "the seek's target, not the handled message before it")
+        #expect(position3 == 3)
+    }
+
+    @Test("Pause and resume name owned partitions only")
+    func pauseNamesOwned() throws {
+        var machine = Self.running(owning: [Self.p0])
+        var refused: KafkaError?
+        do { try machine.setPaused([Self.p0, Self.p1], true) } catch { refused = error as? KafkaError }
+        let pausedAfterRefusal = machine.isPaused(Self.p0)
+        #expect(refused?.code == .notAssigned)
+        #expect(!pausedAfterRefusal, "nothing changes when one partition is not owned")
+        try machine.setPaused([Self.p0], true)
+        let paused = machine.isPaused(Self.p0)
+        #expect(paused)
+    }
+
+    @Test("A failure with delivery of what is buffered hands those out first, then the error")
+    func failureAfterBuffered() throws {
+        var machine = Self.running(fetched: [0, 1])
+        _ = machine.endMessages(.failure(KafkaError(code: .corruptRecord, reason: "damaged")), deliveringBuffered: true)
+        let (_, first) = try #require(Self.take(&machine, after: nil))
+        let (_, second) = try #require(Self.take(&machine, after: first))
+        guard case .end(let error?) = machine.next(after: second) else { Issue.record("no error after the buffered messages"); return }
+        #expect(error.code == .corruptRecord)
+    }
+}
