@@ -190,4 +190,10 @@ public struct KafkaProtocolError: Sendable, Hashable {
     public static let topicAuthorizationFailed = KafkaProtocolError(rawValue: 29)
     /// UNKNOWN_SERVER_ERROR (-1), not retriable.
     public static let unknownServerError = KafkaProtocolError(rawValue: -1)
+    /// ILLEGAL_GENERATION (22): a group member's generation is stale.
+    public static let illegalGeneration = KafkaProtocolError(rawValue: 22)
+    /// UNKNOWN_MEMBER_ID (25): the group does not know the member (it was thrown out; its assignment is lost).
+    public static let unknownMemberID = KafkaProtocolError(rawValue: 25)
+    /// REBALANCE_IN_PROGRESS (27): the group is rebalancing.
+    public static let rebalanceInProgress = KafkaProtocolError(rawValue: 27)
 }
