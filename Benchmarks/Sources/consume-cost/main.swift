@@ -2,8 +2,9 @@
 //
 //   consume-cost produce --bootstrap B --topic T --count N [--partitions P]
 //       N records of 100 bytes round-robin over P partitions, each with a sampled W3C `traceparent` header
-//   consume-cost consume --bootstrap B --topic T --count N --mode raw|off|sampled [--group G]
-//       reads the N records in a new group from the earliest offset and prints one line:
+//   consume-cost consume --bootstrap B --topic T --count N --mode raw|off|lagging|sampled [--group G] [--properties k=v,…]
+//       reads the N records in a new group from the earliest offset and prints one line (`lagging`: tracing off,
+//       the handler busy for 2 µs a message, so the consumer runs behind librdkafka's fetcher):
 //       "<mode> <count> msg/s <rate without the longest pause> pause-ms <longest pause> cpu-us <user+sys µs per message>"
 //
 // The work runs in a task while the main thread waits on a semaphore, so the program runs under
@@ -147,13 +148,27 @@ func consumeRaw(bootstrap: String, topic: String, group: String, meter: Meter) {
 }
 
 /// TracedKafka's handler API, the way a service uses it; tracing off, or a sampled process span per message.
-func consumeTraced(bootstrap: String, topic: String, group: String, sampled: Bool, meter: Meter) async throws {
+func consumeTraced(bootstrap: String, topic: String, group: String, sampled: Bool, busy: Duration, meter: Meter) async throws {
+    var properties = ["session.timeout.ms": "6000"]
+    for pair in (argument("properties") ?? "").split(separator: ",") {
+        let parts = pair.split(separator: "=", maxSplits: 1).map(String.init)
+        if parts.count == 2 { properties[parts[0]] = parts[1] }
+    }
     let consumer = try KafkaConsumer(configuration: KafkaConsumerConfiguration(
         bootstrapServers: [bootstrap], groupID: group, topics: [topic],
         tracing: sampled ? KafkaTracingConfiguration(tracer: W3CRecordingTracer(sampler: .always)) : .disabled,
-        metrics: .disabled, properties: ["session.timeout.ms": "6000"]
+        metrics: .disabled, properties: properties
     ))
+    guard busy > .zero else {
+        try await consumer.run { _ in
+            if meter.tick() { consumer.triggerGracefulShutdown() }
+        }
+        return
+    }
+    let clock = ContinuousClock()
     try await consumer.run { _ in
+        let until = clock.now + busy
+        while clock.now < until {}
         if meter.tick() { consumer.triggerGracefulShutdown() }
     }
 }
@@ -173,10 +188,12 @@ Task.detached {
         let meter = Meter(target: count)
         switch mode {
         case "raw": consumeRaw(bootstrap: bootstrap, topic: topic, group: group, meter: meter)
-        case "off", "sampled":
-            do { try await consumeTraced(bootstrap: bootstrap, topic: topic, group: group, sampled: mode == "sampled", meter: meter) }
-            catch { fail("consume: \(error)") }
-        default: fail("--mode takes raw, off or sampled")
+        case "off", "lagging", "sampled":
+            do {
+                try await consumeTraced(bootstrap: bootstrap, topic: topic, group: group, sampled: mode == "sampled",
+                                        busy: mode == "lagging" ? .microseconds(2) : .zero, meter: meter)
+            } catch { fail("consume: \(error)") }
+        default: fail("--mode takes raw, off, lagging or sampled")
         }
         print(meter.report(mode))
     default:
