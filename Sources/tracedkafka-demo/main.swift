@@ -2,8 +2,9 @@
 //
 //   checkout ──orders──▶ order service ──payments──▶ payment service ──notifications──▶ notification service
 //
-// each consumer a ServiceLifecycle Service, all traced with a W3C recording tracer. It sends one order and prints
-// the waterfall of its single trace across the three Kafka hops.
+// each consumer a ServiceLifecycle Service, all traced with a W3C recording tracer. Once every service has joined its
+// group it sends one order and prints the waterfall of its single trace across the three Kafka hops: each span's
+// bar on one time axis, so the time between a send and the next process shows.
 import Foundation
 import Logging
 import ServiceLifecycle
@@ -29,12 +30,21 @@ struct Demo {
             logger: logger
         )
         func consumer(_ topic: String, group: String) throws -> KafkaConsumer {
+            // librdkafka's mock broker answers a waiting Fetch only when fetch.wait.max.ms (500 ms by default) runs
+            // out, even when records arrive meanwhile; a real broker answers at once. The waterfall shows that wait as
+            // the gap between each send and the next process span, so the demo keeps it short.
             try KafkaConsumer(
-                configuration: .init(bootstrapServers: cluster.bootstrapServerList, groupID: "\(group)-\(run)", topics: [topic]),
+                configuration: .init(
+                    bootstrapServers: cluster.bootstrapServerList, groupID: "\(group)-\(run)", topics: [topic],
+                    properties: cluster.embedded == nil ? [:] : ["fetch.wait.max.ms": "10"]
+                ),
                 logger: logger
             )
         }
         let (delivered, notify) = AsyncStream.makeStream(of: String.self)
+        // Each service says when its warm-up record reached it: it has joined its group, so the order's trace shows
+        // the hops themselves, not the groups forming.
+        let (ready, joined) = AsyncStream.makeStream(of: String.self)
         // One untraced record per topic first, so the trace shows steady-state sends rather than the first lookup
         // of a new topic's metadata. The handlers skip it.
         for topic in [orders, payments, notifications] {
@@ -44,17 +54,17 @@ struct Demo {
         let services: [any Service] = [
             producer,
             try consumer(orders, group: "order-service").service { message in
-                guard message.keyString != "warm-up" else { return }
+                guard message.keyString != "warm-up" else { joined.yield(orders); return }
                 try await withSpan("reserve stock") { _ in try await Task.sleep(for: .milliseconds(2)) }
                 try await producer.send(KafkaProducerRecord(topic: payments, key: message.key, value: message.value))
             },
             try consumer(payments, group: "payment-service").service { message in
-                guard message.keyString != "warm-up" else { return }
+                guard message.keyString != "warm-up" else { joined.yield(payments); return }
                 try await withSpan("charge card", ofKind: .client) { _ in try await Task.sleep(for: .milliseconds(3)) }
                 try await producer.send(KafkaProducerRecord(topic: notifications, key: message.key, value: message.value))
             },
             try consumer(notifications, group: "notification-service").service { message in
-                guard message.keyString != "warm-up" else { return }
+                guard message.keyString != "warm-up" else { joined.yield(notifications); return }
                 try await withSpan("send email", ofKind: .client) { _ in try await Task.sleep(for: .milliseconds(1)) }
                 notify.yield(message.valueString ?? "")
             },
@@ -66,6 +76,11 @@ struct Demo {
         try await withTracer(tracer) {
             try await withThrowingTaskGroup(of: Void.self) { tasks in
                 tasks.addTask { try await group.run() }
+                var waiting = Set([orders, payments, notifications])
+                for await topic in ready {
+                    waiting.remove(topic)
+                    if waiting.isEmpty { break }
+                }
                 try await withSpan("checkout", ofKind: .server) { _ in
                     let report = try await producer.send(
                         KafkaProducerRecord(topic: orders, key: "customer-42", value: #"{"order":1001,"item":"espresso"}"#)

@@ -141,7 +141,7 @@ struct HostileHeaderTests {
 
 @Suite("The waterfall renderer")
 struct WaterfallTests {
-    @Test("A trace renders as an indented timeline with kinds and durations")
+    @Test("A trace renders as an indented timeline with kinds, durations and bars on one time axis")
     func render() {
         func span(_ name: String, _ kind: SpanKind, id: String, parent: String?, start: UInt64, ms: Double) -> RecordedSpan {
             RecordedSpan(
@@ -154,8 +154,18 @@ struct WaterfallTests {
             span("send orders", .producer, id: "b", parent: "a", start: 1_000_000, ms: 3.1),
             span("send payments", .producer, id: "d", parent: "c", start: 5_000_000, ms: 2.2),
         ]
+        // 20 columns for 12.4 ms: 0.62 ms each. send orders runs from 1.0 to 4.1 ms: columns 1–6; process orders
+        // from 4.0 to 12.0 ms: columns 6–19; send payments from 5.0 to 7.2 ms: columns 8–11.
         #expect(
-            TraceWaterfall.render(spans) == """
+            TraceWaterfall.render(spans, barWidth: 20) == """
+                checkout                            12.4 ms  |████████████████████|
+                └─ send orders          (producer)   3.1 ms  | ██████             |
+                   └─ process orders    (consumer)   8.0 ms  |      ██████████████|
+                      └─ send payments  (producer)   2.2 ms  |        ████        |
+                                                             0              12.4 ms
+                """)
+        #expect(
+            TraceWaterfall.render(spans, barWidth: 0) == """
                 checkout                            12.4 ms
                 └─ send orders          (producer)   3.1 ms
                    └─ process orders    (consumer)   8.0 ms
