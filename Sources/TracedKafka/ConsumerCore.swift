@@ -9,7 +9,7 @@ import Synchronization
 final class ConsumerCore: ClientLifecycleLocking {
     let machine: Mutex<ConsumerStateMachine>
     /// Where events go, when the consumer was made with them.
-    let events: AsyncStream<KafkaConsumerEvent>.Continuation?
+    let events: BoundedEventStream<KafkaConsumerEvent>?
     /// The fetcher waits here while the buffer is full; the reader signals it once there is room.
     private let fetcherGate = DispatchSemaphore(value: 0)
 
@@ -17,7 +17,7 @@ final class ConsumerCore: ClientLifecycleLocking {
         storeMode: ConsumerStateMachine.StoreMode,
         maxMessages: Int,
         maxBytes: Int,
-        events: AsyncStream<KafkaConsumerEvent>.Continuation?
+        events: BoundedEventStream<KafkaConsumerEvent>?
     ) {
         machine = Mutex(ConsumerStateMachine(storeMode: storeMode, maxMessages: maxMessages, maxBytes: maxBytes))
         self.events = events

@@ -46,26 +46,32 @@ public final class KafkaConsumer: Service, Sendable {
     }
 
     /// Creates a consumer and the sequence of its events (partitions assigned, revoked and lost; errors).
+    ///
+    /// At most `maxBufferedEvents` events wait unread; past that the oldest unread event is dropped for each new one
+    /// (and counted in ``droppedEventCount``), so an unread stream never grows without bound.
     /// - Parameters:
     ///   - configuration: How to connect, what to read and how to commit.
+    ///   - maxBufferedEvents: How many events wait unread at most (1,000 by default).
     ///   - logger: Where the consumer and librdkafka log.
     /// - Returns: The consumer and its events, which end when the consumer has shut down.
     /// - Throws: as ``init(configuration:logger:)``.
     public static func makeConsumerWithEvents(
         configuration: KafkaConsumerConfiguration,
+        maxBufferedEvents: Int = 1_000,
         logger: Logger = Logger(label: "TracedKafka.consumer")
     ) throws -> (KafkaConsumer, AsyncStream<KafkaConsumerEvent>) {
-        let (stream, continuation) = AsyncStream.makeStream(
-            of: KafkaConsumerEvent.self,
-            bufferingPolicy: .bufferingNewest(1_000)
-        )
-        return (try KafkaConsumer(configuration: configuration, logger: logger, events: continuation), stream)
+        let (stream, events) = BoundedEventStream<KafkaConsumerEvent>.make(limit: maxBufferedEvents)
+        return (try KafkaConsumer(configuration: configuration, logger: logger, events: events), stream)
     }
+
+    /// How many events of ``makeConsumerWithEvents(configuration:maxBufferedEvents:logger:)``'s stream were dropped
+    /// because more than its bound waited unread; 0 for a consumer made without events.
+    public var droppedEventCount: Int { core.events?.droppedCount ?? 0 }
 
     private init(
         configuration: KafkaConsumerConfiguration,
         logger: Logger,
-        events: AsyncStream<KafkaConsumerEvent>.Continuation?
+        events: BoundedEventStream<KafkaConsumerEvent>?
     ) throws {
         try configuration.validateConsumption()
         self.configuration = configuration

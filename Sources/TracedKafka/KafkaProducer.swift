@@ -18,7 +18,7 @@ import Tracing
 public final class KafkaProducer: Service, Sendable {
     private let backend: any KafkaProducerBackend
     private let configuration: KafkaProducerConfiguration
-    private let events: AsyncStream<KafkaProducerEvent>.Continuation?
+    private let events: BoundedEventStream<KafkaProducerEvent>?
     private let lifecycle = ClientLifecycleLock()
     private let nextMessageID = Atomic<UInt64>(0)
     private let tracing: KafkaProducerTracing
@@ -40,25 +40,33 @@ public final class KafkaProducer: Service, Sendable {
 
     /// Creates a producer and the sequence of outcomes of records sent with ``enqueue(_:)``.
     ///
-    /// Read the events: they are buffered until read.
+    /// Read the events: at most `maxBufferedEvents` wait unread; past that the oldest unread event is dropped for
+    /// each new one (and counted in ``droppedEventCount``), so an unread stream never grows without bound. Use
+    /// ``send(_:)`` where every outcome matters to the sender.
     /// - Parameters:
     ///   - configuration: How to connect and send.
+    ///   - maxBufferedEvents: How many events wait unread at most (10,000 by default).
     ///   - logger: Where the producer and librdkafka log.
     /// - Returns: The producer and its events, which end when the producer has shut down.
     /// - Throws: ``KafkaError/Code/configuration`` with librdkafka's message for an unknown property or bad value.
     public static func makeProducerWithEvents(
         configuration: KafkaProducerConfiguration,
+        maxBufferedEvents: Int = 10_000,
         logger: Logger = Logger(label: "TracedKafka.producer")
     ) throws -> (KafkaProducer, AsyncStream<KafkaProducerEvent>) {
-        let (stream, continuation) = AsyncStream.makeStream(of: KafkaProducerEvent.self)
-        let producer = try KafkaProducer(configuration: configuration, logger: logger, events: continuation)
+        let (stream, events) = BoundedEventStream<KafkaProducerEvent>.make(limit: maxBufferedEvents)
+        let producer = try KafkaProducer(configuration: configuration, logger: logger, events: events)
         return (producer, stream)
     }
+
+    /// How many events of ``makeProducerWithEvents(configuration:maxBufferedEvents:logger:)``'s stream were dropped
+    /// because more than its bound waited unread; 0 for a producer made without events.
+    public var droppedEventCount: Int { events?.droppedCount ?? 0 }
 
     private init(
         configuration: KafkaProducerConfiguration,
         logger: Logger,
-        events: AsyncStream<KafkaProducerEvent>.Continuation?
+        events: BoundedEventStream<KafkaProducerEvent>?
     ) throws {
         self.configuration = configuration
         self.events = events
@@ -202,7 +210,7 @@ public final class KafkaProducer: Service, Sendable {
     }
 
     private static func eventHandler(
-        _ events: AsyncStream<KafkaProducerEvent>.Continuation,
+        _ events: BoundedEventStream<KafkaProducerEvent>,
         id: KafkaProducerMessageID,
         topic: String
     ) -> DeliveryHandler {

@@ -115,3 +115,23 @@ struct SameOnBothBackendsTests {
         #expect(extractor.extract(key: "other", from: headers) == nil, "control characters stay refused elsewhere")
     }
 }
+
+@Suite("Event streams are bounded")
+struct BoundedEventTests {
+    @Test("An unread producer event stream keeps the newest events only and counts what it dropped", arguments: TestBackend.allCases)
+    func unreadProducerEvents(backend: TestBackend) async throws {
+        let topic = try await backend.newTopic("unread")
+        let (producer, events) = try KafkaProducer.makeProducerWithEvents(configuration: producerConfiguration(backend), maxBufferedEvents: 100)
+        try await withRunning(producer) { producer in
+            for index in 0..<3_000 { try await producer.enqueue(KafkaProducerRecord(topic: topic, value: "\(index)")) }
+            try await producer.flush()
+        }
+        #expect(producer.droppedEventCount == 2_900)
+        var kept: [UInt64] = []
+        for await event in events {
+            guard case .delivered(let report) = event else { continue }
+            kept.append(report.messageID.rawValue)
+        }
+        #expect(kept == Array(2_901...3_000), "the newest 100, nothing else waited")
+    }
+}
