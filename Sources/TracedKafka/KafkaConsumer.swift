@@ -90,7 +90,7 @@ public final class KafkaConsumer: Service, Sendable {
             events: events
         )
         self.core = core
-        switch configuration.backend {
+        switch configuration.backend.kind {
         case .librdkafka:
             try KafkaServerAddress.requireBootstrapServers(configuration.bootstrapServers)
             self.backend = try RDConsumer(configuration: configuration, core: core, logger: logger, metrics: metrics)
@@ -397,7 +397,7 @@ public final class KafkaConsumer: Service, Sendable {
             } catch {
                 metrics.recordProcess(messages, startedAt: started, error: error)
                 if error is CancellationError || Task.isCancelled { throw error }
-                switch configuration.handlerFailure {
+                switch configuration.handlerFailure.kind {
                 case .skip:
                     return
                 case .stop:

@@ -5,43 +5,86 @@
 /// Anything librdkafka understands that the typed fields lack goes into ``properties`` under librdkafka's own
 /// names; a raw property wins over a typed field that maps to the same name.
 public struct KafkaConsumerConfiguration: Sendable {
-    /// Where to start in a partition that has no committed offset for the group (`auto.offset.reset`).
-    public enum AutoOffsetReset: String, Sendable {
+    /// Where to start in a partition that has no committed offset for the group (`auto.offset.reset`). A struct
+    /// with static members, so values can be added without breaking anybody's `switch`.
+    public struct AutoOffsetReset: Sendable, Hashable, CustomStringConvertible {
+        enum Kind: String, Hashable { case earliest, latest, error }
+        let kind: Kind
+        private init(_ kind: Kind) { self.kind = kind }
+
         /// The oldest record still in the partition.
-        case earliest
+        public static let earliest = AutoOffsetReset(.earliest)
         /// Only records produced from now on.
-        case latest
+        public static let latest = AutoOffsetReset(.latest)
         /// Fail with an error event.
-        case error
+        public static let error = AutoOffsetReset(.error)
+
+        /// librdkafka's value for `auto.offset.reset`.
+        public var description: String { kind.rawValue }
     }
 
-    /// When the consumer commits offsets.
-    public enum CommitMode: Sendable, Hashable {
+    /// When the consumer commits offsets. A struct with static members, so modes can be added without breaking
+    /// anybody's `switch`.
+    public struct CommitMode: Sendable, Hashable {
+        enum Kind: Hashable {
+            case afterHandled(interval: Duration)
+            case manual
+            case automatic(interval: Duration)
+        }
+
+        let kind: Kind
+        private init(_ kind: Kind) { self.kind = kind }
+
         /// The offset of a message is stored once it has been handled — when the loop over ``KafkaConsumer/messages``
         /// asks for the next message (or ends) — and stored offsets are committed in the background every
         /// `interval`, when partitions are revoked, and at shutdown. A message is never committed before it is
         /// handled (at-least-once). The default.
-        case afterHandled(interval: Duration = .seconds(5))
+        /// - Parameter interval: How often stored offsets are committed (5 s by default).
+        public static func afterHandled(interval: Duration = .seconds(5)) -> CommitMode { CommitMode(.afterHandled(interval: interval)) }
         /// Nothing is committed unless you call ``KafkaConsumer/commit(_:)`` or ``KafkaConsumer/commit(offsets:)``.
-        case manual
+        public static let manual = CommitMode(.manual)
         /// Auto-commit without waiting for the handler: a message's offset is stored as soon as it is handed to the
         /// application, before it is handled, and committed every `interval` (at-most-once on a crash).
-        case automatic(interval: Duration = .seconds(5))
+        /// - Parameter interval: How often stored offsets are committed (5 s by default).
+        public static func automatic(interval: Duration = .seconds(5)) -> CommitMode { CommitMode(.automatic(interval: interval)) }
 
         /// Stores after handling, commits every 5 seconds.
         public static var afterHandled: CommitMode { .afterHandled() }
+
+        /// How often offsets are committed in the background, for the modes that do.
+        var interval: Duration? {
+            switch kind {
+            case .afterHandled(let interval), .automatic(let interval): return interval
+            case .manual: return nil
+            }
+        }
     }
 
     /// What ``KafkaConsumer/run(_:)`` does when the handler throws. The failed message is never committed by the
-    /// failure itself; its span records the error either way.
-    public enum HandlerFailurePolicy: Sendable, Hashable {
+    /// failure itself; its span records the error either way. A struct with static members, so policies can be added
+    /// without breaking anybody's `switch`.
+    public struct HandlerFailurePolicy: Sendable, Hashable {
+        enum Kind: Hashable {
+            case stop
+            case skip
+            case retry(attempts: Int, backoff: Duration)
+        }
+
+        let kind: Kind
+        private init(_ kind: Kind) { self.kind = kind }
+
         /// Stop: the consumer shuts down gracefully (committing what was handled before) and `run(_:)` rethrows the
         /// handler's error. The failed message is delivered again after a restart. The default.
-        case stop
+        public static let stop = HandlerFailurePolicy(.stop)
         /// Count the message as handled and go on with the next one.
-        case skip
+        public static let skip = HandlerFailurePolicy(.skip)
         /// Call the handler again, up to `attempts` times in all, waiting `backoff` between attempts; then stop.
-        case retry(attempts: Int, backoff: Duration)
+        /// - Parameters:
+        ///   - attempts: How many calls in all.
+        ///   - backoff: The wait between two calls.
+        public static func retry(attempts: Int, backoff: Duration) -> HandlerFailurePolicy {
+            HandlerFailurePolicy(.retry(attempts: attempts, backoff: backoff))
+        }
     }
 
     /// The brokers to bootstrap from, as `host:port` strings (for the librdkafka backend).
@@ -195,7 +238,7 @@ public struct KafkaConsumerConfiguration: Sendable {
     /// When the consumer stores offsets for commit.
     var storeMode: ConsumerStateMachine.StoreMode {
         guard hasGroup else { return .never }
-        switch commitMode {
+        switch commitMode.kind {
         case .afterHandled: return .whenHandled
         case .automatic: return .whenHandedOut
         case .manual: return .never
@@ -251,9 +294,9 @@ public struct KafkaConsumerConfiguration: Sendable {
             // A consumer of given partitions without a group still gets one: librdkafka's assign path wants a
             // group id (its issue #3261); nothing is ever committed to it.
             ("group.id", hasGroup ? groupID : "tracedkafka-no-group-\(UInt64.random(in: 0...UInt64.max))"),
-            ("auto.offset.reset", autoOffsetReset.rawValue),
+            ("auto.offset.reset", autoOffsetReset.kind.rawValue),
         ]
-        switch hasGroup ? commitMode : .manual {
+        switch (hasGroup ? commitMode : .manual).kind {
         case .afterHandled(let interval):
             result += [
                 ("enable.auto.commit", "true"), ("enable.auto.offset.store", "false"),

@@ -77,7 +77,7 @@ public final class KafkaProducer: Service, Sendable {
             clientID: configuration.clientID,
             server: KafkaServerAddress(backend: configuration.backend, bootstrapServers: configuration.bootstrapServers)
         )
-        switch configuration.backend {
+        switch configuration.backend.kind {
         case .librdkafka:
             try KafkaServerAddress.requireBootstrapServers(configuration.bootstrapServers)
             self.backend = try RDProducer(configuration: configuration, logger: logger, metrics: metrics)

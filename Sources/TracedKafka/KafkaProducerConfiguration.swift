@@ -6,28 +6,44 @@ import Logging
 /// batching…) goes into ``properties`` under librdkafka's own names
 /// (see librdkafka's CONFIGURATION.md); a raw property wins over a typed field that maps to the same name.
 public struct KafkaProducerConfiguration: Sendable {
-    /// How many acknowledgements the leader waits for before it answers a produce request.
-    public enum Acks: String, Sendable {
+    /// How many acknowledgements the leader waits for before it answers a produce request. A struct with static
+    /// members, so values can be added without breaking anybody's `switch`.
+    public struct Acks: Sendable, Hashable, CustomStringConvertible {
+        /// librdkafka's value for `acks`.
+        let rawValue: String
+        private init(_ rawValue: String) { self.rawValue = rawValue }
+
         /// No acknowledgement (`acks=0`): fastest, records may be lost silently.
-        case none = "0"
+        public static let none = Acks("0")
         /// The leader's acknowledgement only (`acks=1`).
-        case leader = "1"
+        public static let leader = Acks("1")
         /// Every in-sync replica's acknowledgement (`acks=all`), the default.
-        case all = "all"
+        public static let all = Acks("all")
+
+        /// librdkafka's value.
+        public var description: String { rawValue }
     }
 
-    /// The compression codec for record batches.
-    public enum Compression: String, Sendable {
+    /// The compression codec for record batches. A struct with static members, so codecs can be added without
+    /// breaking anybody's `switch`.
+    public struct Compression: Sendable, Hashable, CustomStringConvertible {
+        /// librdkafka's value for `compression.codec`.
+        let rawValue: String
+        private init(_ rawValue: String) { self.rawValue = rawValue }
+
         /// No compression.
-        case none
+        public static let none = Compression("none")
         /// gzip.
-        case gzip
+        public static let gzip = Compression("gzip")
         /// Snappy.
-        case snappy
+        public static let snappy = Compression("snappy")
         /// LZ4.
-        case lz4
+        public static let lz4 = Compression("lz4")
         /// Zstandard.
-        case zstd
+        public static let zstd = Compression("zstd")
+
+        /// librdkafka's value.
+        public var description: String { rawValue }
     }
 
     /// The brokers to bootstrap from, as `host:port` strings (for the librdkafka backend).

@@ -7,7 +7,7 @@ struct KafkaServerAddress: Sendable {
     let port: Int?
 
     init?(backend: KafkaBackend, bootstrapServers: [String]) {
-        guard case .librdkafka = backend else { return nil }
+        guard case .librdkafka = backend.kind else { return nil }
         self.init(bootstrapServers: bootstrapServers)
     }
 

@@ -190,10 +190,7 @@ final class FQConsumer: KafkaConsumerBackend, @unchecked Sendable {
     }
 
     private var commitInterval: Duration {
-        switch configuration.commitMode {
-        case .afterHandled(let interval), .automatic(let interval): return max(interval, .milliseconds(1))
-        case .manual: return .seconds(3600)
-        }
+        configuration.commitMode.interval.map { max($0, .milliseconds(1)) } ?? .seconds(3600)
     }
 
     /// Reads new records of the owned, unpaused partitions into the core, no more than fits in `room`, starting
@@ -317,7 +314,7 @@ final class FQConsumer: KafkaConsumerBackend, @unchecked Sendable {
 
     private func startPosition(_ partition: KafkaTopicPartition) throws -> FQPartitionReader.Start {
         if configuration.hasGroup, let offset = try committedOffset(partition) { return .offset(offset) }
-        switch configuration.autoOffsetReset {
+        switch configuration.autoOffsetReset.kind {
         case .earliest: return .earliest
         case .latest: return .latest
         case .error:

@@ -159,7 +159,7 @@ final class FQProducer: KafkaProducerBackend, @unchecked Sendable {
     private func writerLoop() {
         while let batch = nextBatch() {
             write(batch)
-            if case .interval(let interval) = options.durability { syncIfDue(interval) }
+            if let interval = options.durability.syncInterval { syncIfDue(interval) }
             let ready = condition.withLock {
                 completed += UInt64(batch.count)
                 let ready = completionWaiters.filter { $0.target <= completed }
@@ -177,7 +177,7 @@ final class FQProducer: KafkaProducerBackend, @unchecked Sendable {
     private func nextBatch() -> [Item]? {
         let (batch, waiters): ([Item], [CheckedContinuation<Void, Never>]) = condition.withLock {
             while pending.isEmpty && !stopWriter {
-                if case .interval(let interval) = options.durability {
+                if let interval = options.durability.syncInterval {
                     condition.unlock()
                     syncIfDue(interval)
                     condition.lock()

@@ -90,7 +90,7 @@ import Tracing
     }
 
     private func parent(producerContext: InstrumentationContext?) -> InstrumentationContext {
-        switch configuration.consumerParent {
+        switch configuration.consumerParent.kind {
         case .linkOnly:
             return .topLevel
         case .producerContext:

@@ -3,14 +3,19 @@ import Tracing
 /// How a client traces: whether it creates spans, whether it carries trace context in record headers, and with
 /// which tracer.
 public struct KafkaTracingConfiguration: Sendable {
-    /// Where a consumer's process span gets its parent.
-    public enum ConsumerParent: Sendable, Hashable {
+    /// Where a consumer's process span gets its parent. A struct with static members, so choices can be added
+    /// without breaking anybody's `switch`.
+    public struct ConsumerParent: Sendable, Hashable {
+        enum Kind: Hashable { case producerContext, linkOnly }
+        let kind: Kind
+        private init(_ kind: Kind) { self.kind = kind }
+
         /// The ambient span when there is one, otherwise the producer's context from the headers: the process span
         /// is an automatic child of the send span. It links to the producer's context either way. The default.
-        case producerContext
+        public static let producerContext = ConsumerParent(.producerContext)
         /// A new root span with a link to the producer's context, for long consume-produce chains where one trace
         /// per hop reads better.
-        case linkOnly
+        public static let linkOnly = ConsumerParent(.linkOnly)
     }
 
     /// Whether the client creates spans. With `false` it neither creates spans nor touches headers.
