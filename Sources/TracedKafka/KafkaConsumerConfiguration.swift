@@ -117,6 +117,8 @@ public struct KafkaConsumerConfiguration: Sendable {
     public var maxBufferedBytes: Int
     /// Tracing: spans and trace context in record headers.
     public var tracing: KafkaTracingConfiguration
+    /// TLS and SASL (plaintext by default); raw ``properties`` win over what it sets.
+    public var security: KafkaSecurity
     /// What the handler API does when the handler throws.
     public var handlerFailure: HandlerFailurePolicy
     /// Raw librdkafka properties, applied after the typed fields. An unknown name or invalid value makes
@@ -135,6 +137,7 @@ public struct KafkaConsumerConfiguration: Sendable {
     ///   - maxBufferedMessages: How many messages are read ahead of the handler.
     ///   - maxBufferedBytes: How many bytes of messages are read ahead of the handler.
     ///   - tracing: Spans and trace context in record headers.
+    ///   - security: TLS and SASL settings.
     ///   - backend: librdkafka (the default) or the local file queue.
     ///   - metrics: Messaging metrics through swift-metrics.
     ///   - handlerFailure: What the handler API does when the handler throws.
@@ -150,12 +153,14 @@ public struct KafkaConsumerConfiguration: Sendable {
         maxBufferedMessages: Int = 10_000,
         maxBufferedBytes: Int = 32 << 20,
         tracing: KafkaTracingConfiguration = .enabled,
+        security: KafkaSecurity = .plaintext,
         backend: KafkaBackend = .librdkafka,
         metrics: KafkaMetricsConfiguration = .enabled,
         handlerFailure: HandlerFailurePolicy = .stop,
         properties: [String: String] = [:]
     ) {
         self.tracing = tracing
+        self.security = security
         self.backend = backend
         self.metrics = metrics
         self.handlerFailure = handlerFailure
@@ -187,6 +192,7 @@ public struct KafkaConsumerConfiguration: Sendable {
     ///   - maxBufferedMessages: How many messages are read ahead of the handler.
     ///   - maxBufferedBytes: How many bytes of messages are read ahead of the handler.
     ///   - tracing: Spans and trace context in record headers.
+    ///   - security: TLS and SASL settings.
     ///   - backend: librdkafka (the default) or the local file queue.
     ///   - metrics: Messaging metrics through swift-metrics.
     ///   - handlerFailure: What the handler API does when the handler throws.
@@ -202,6 +208,7 @@ public struct KafkaConsumerConfiguration: Sendable {
         maxBufferedMessages: Int = 10_000,
         maxBufferedBytes: Int = 32 << 20,
         tracing: KafkaTracingConfiguration = .enabled,
+        security: KafkaSecurity = .plaintext,
         backend: KafkaBackend = .librdkafka,
         metrics: KafkaMetricsConfiguration = .enabled,
         handlerFailure: HandlerFailurePolicy = .stop,
@@ -211,7 +218,7 @@ public struct KafkaConsumerConfiguration: Sendable {
             bootstrapServers: bootstrapServers, groupID: groupID, topics: [], autoOffsetReset: autoOffsetReset,
             commitMode: commitMode, clientID: clientID, shutdownTimeout: shutdownTimeout,
             maxBufferedMessages: maxBufferedMessages, maxBufferedBytes: maxBufferedBytes, tracing: tracing,
-            backend: backend, metrics: metrics, handlerFailure: handlerFailure, properties: properties
+            security: security, backend: backend, metrics: metrics, handlerFailure: handlerFailure, properties: properties
         )
         self.partitions = partitions
     }
@@ -288,7 +295,8 @@ public struct KafkaConsumerConfiguration: Sendable {
     }
 
     /// The librdkafka properties this configuration stands for, raw properties last.
-    var rdKafkaProperties: [(String, String)] {
+    /// - Throws: ``KafkaError/Code/configuration`` for security settings that cannot work.
+    func rdKafkaProperties() throws -> [(String, String)] {
         var result: [(String, String)] = [
             ("bootstrap.servers", bootstrapServers.joined(separator: ",")),
             // A consumer of given partitions without a group still gets one: librdkafka's assign path wants a
@@ -315,6 +323,7 @@ public struct KafkaConsumerConfiguration: Sendable {
         if let clientID { result.append(("client.id", clientID)) }
         if let statistics = metrics.rdKafkaStatisticsProperty { result.append(statistics) }
         result.append(contentsOf: rdKafkaFetchQueue)
+        result.append(contentsOf: try security.rdKafkaProperties())
         result.append(contentsOf: properties.sorted { $0.key < $1.key })
         return result
     }

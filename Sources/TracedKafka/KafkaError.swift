@@ -10,7 +10,7 @@ public struct KafkaError: Error, Sendable, CustomStringConvertible {
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         private enum Backing: String, Hashable, Sendable {
             case configuration, invalidRecord, shutDown, alreadyRunning, noTopics, timedOut, rdKafka, cancelled, fileQueue
-            case corruptRecord, unknownPartition, invalidOffset, notAssigned, noGroup
+            case corruptRecord, unknownPartition, invalidOffset, notAssigned, noGroup, topicAlreadyExists, notAuthorized
         }
 
         private let backing: Backing
@@ -47,6 +47,11 @@ public struct KafkaError: Error, Sendable, CustomStringConvertible {
         public static let notAssigned = Code(backing: .notAssigned)
         /// A call needs a consumer group (commit, committed offsets) and the consumer reads its partitions without one.
         public static let noGroup = Code(backing: .noGroup)
+        /// A topic to be created exists already.
+        public static let topicAlreadyExists = Code(backing: .topicAlreadyExists)
+        /// The cluster refused the call for lack of rights (`TOPIC_AUTHORIZATION_FAILED`,
+        /// `CLUSTER_AUTHORIZATION_FAILED`).
+        public static let notAuthorized = Code(backing: .notAuthorized)
 
         /// The name of the code, for logs.
         public var description: String { backing.rawValue }

@@ -71,6 +71,8 @@ public struct KafkaProducerConfiguration: Sendable {
     public var maxMessageBytes: Int
     /// Tracing: spans and trace context in record headers.
     public var tracing: KafkaTracingConfiguration
+    /// TLS and SASL (plaintext by default); raw ``properties`` win over what it sets.
+    public var security: KafkaSecurity
     /// Raw librdkafka properties, applied after the typed fields. An unknown name or invalid value makes
     /// ``KafkaProducer/init(configuration:logger:)`` throw with librdkafka's message.
     public var properties: [String: String]
@@ -86,6 +88,7 @@ public struct KafkaProducerConfiguration: Sendable {
     ///   - shutdownTimeout: How long shutdown waits for delivery of queued records.
     ///   - maxMessageBytes: The largest record accepted (key, value and headers).
     ///   - tracing: Spans and trace context in record headers.
+    ///   - security: TLS and SASL settings.
     ///   - backend: librdkafka (the default) or the local file queue.
     ///   - metrics: Messaging metrics through swift-metrics.
     ///   - properties: Raw librdkafka properties.
@@ -99,11 +102,13 @@ public struct KafkaProducerConfiguration: Sendable {
         shutdownTimeout: Duration = .seconds(30),
         maxMessageBytes: Int = 1_000_000,
         tracing: KafkaTracingConfiguration = .enabled,
+        security: KafkaSecurity = .plaintext,
         backend: KafkaBackend = .librdkafka,
         metrics: KafkaMetricsConfiguration = .enabled,
         properties: [String: String] = [:]
     ) {
         self.tracing = tracing
+        self.security = security
         self.backend = backend
         self.metrics = metrics
         self.bootstrapServers = bootstrapServers
@@ -121,7 +126,8 @@ public struct KafkaProducerConfiguration: Sendable {
     static let rdKafkaFramingAllowance = 16 << 10
 
     /// The librdkafka properties this configuration stands for, raw properties last.
-    var rdKafkaProperties: [(String, String)] {
+    /// - Throws: ``KafkaError/Code/configuration`` for security settings that cannot work.
+    func rdKafkaProperties() throws -> [(String, String)] {
         var result: [(String, String)] = [
             ("bootstrap.servers", bootstrapServers.joined(separator: ",")),
             ("acks", acks.rawValue),
@@ -135,6 +141,7 @@ public struct KafkaProducerConfiguration: Sendable {
         if let statistics = metrics.rdKafkaStatisticsProperty { result.append(statistics) }
         if let linger { result.append(("linger.ms", String(linger.milliseconds))) }
         if let compression { result.append(("compression.codec", compression.rawValue)) }
+        result.append(contentsOf: try security.rdKafkaProperties())
         result.append(contentsOf: properties.sorted { $0.key < $1.key })
         // Every awaited send is completed by its delivery report: success reports must not be switched off.
         result.append(("delivery.report.only.error", "false"))

@@ -101,20 +101,44 @@ struct FQDirectory: Sendable {
     }
 
     /// Creates the topic unless it exists; racing processes agree on one partition count.
-    /// - Returns: The topic's partition count.
-    func createTopic(_ topic: String, partitions: Int) throws -> Int {
-        if let count = try partitionCount(of: topic) { return count }
+    /// - Returns: The topic's partition count, and whether this call created it.
+    @discardableResult
+    func createTopic(_ topic: String, partitions: Int) throws -> (count: Int, created: Bool) {
+        if let count = try partitionCount(of: topic) { return (count, false) }
         // Built aside, then renamed into place: a reader sees the topic whole or not at all.
         let staging = "\(root)/topics/.staging-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         try FQFile.makeDirectory(staging)
         try FQFile(creating: "\(staging)/partitions").write(Array("\(partitions)\n".utf8), at: 0)
-        if rename(staging, topicDirectory(topic)) == 0 { return partitions }
+        if rename(staging, topicDirectory(topic)) == 0 { return (partitions, true) }
         unlink("\(staging)/partitions")
         rmdir(staging)
         guard let count = try partitionCount(of: topic) else {
             throw FQFile.error("Cannot create the topic directory \(topicDirectory(topic))")
         }
-        return count
+        return (count, false)
+    }
+
+    /// Deletes a topic: its directory is renamed aside (so nobody sees half of it), then removed with the groups'
+    /// committed offsets for it. Producers with the topic open notice at their next append and fail it.
+    /// - Throws: ``KafkaError/Code/unknownPartition`` when there is no such topic.
+    func deleteTopic(_ topic: String) throws {
+        guard try partitionCount(of: topic) != nil else {
+            throw KafkaError(code: .unknownPartition, reason: "No topic '\(topic)' in \(root)")
+        }
+        let aside = "\(root)/topics/.deleting-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        guard rename(topicDirectory(topic), aside) == 0 else {
+            if errno == ENOENT { throw KafkaError(code: .unknownPartition, reason: "No topic '\(topic)' in \(root)") }
+            throw FQFile.error("Cannot delete the topic directory \(topicDirectory(topic))")
+        }
+        try? FileManager.default.removeItem(atPath: aside)
+        for group in FQFile.names(in: "\(root)/groups") {
+            let offsets = "\(root)/groups/\(group)/offsets"
+            if version >= 2 {
+                try? FileManager.default.removeItem(atPath: "\(offsets)/\(topic)")
+            } else {
+                for name in FQFile.names(in: offsets) where name.hasPrefix("\(topic).") { unlink("\(offsets)/\(name)") }
+            }
+        }
     }
 
     // MARK: - Groups

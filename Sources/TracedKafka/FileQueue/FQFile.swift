@@ -42,6 +42,15 @@ final class FQFile {
         }
     }
 
+    /// Whether the file was removed from its directory since it was opened (its topic was deleted).
+    var isUnlinked: Bool {
+        get throws {
+            var info = stat()
+            guard fstat(descriptor, &info) == 0 else { throw FQFile.error("Cannot stat \(path)") }
+            return info.st_nlink == 0
+        }
+    }
+
     /// Reads up to `count` bytes at `position`; fewer at the end of the file.
     func read(at position: Int64, count: Int) throws -> [UInt8] {
         var bytes = [UInt8](repeating: 0, count: count)

@@ -42,6 +42,10 @@ final class FQPartitionWriter {
     /// - Returns: The offset of the first entry; the rest follow one by one.
     func append(_ entries: [Entry], syncEach: Bool) throws -> Int64 {
         try log.file.withExclusiveLock {
+            // The topic was deleted under this writer: its records would go into a file nobody reads.
+            if try log.file.isUnlinked {
+                throw KafkaError(code: .unknownPartition, reason: "The topic of \(log.file.path) was deleted")
+            }
             if !initialized {
                 _ = try log.checkHeader(writable: true)
                 initialized = true

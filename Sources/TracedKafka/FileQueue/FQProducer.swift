@@ -226,6 +226,11 @@ final class FQProducer: KafkaProducerBackend, @unchecked Sendable {
                 // Records appended whole before the failure are in the file: they are acknowledged, the rest fail.
                 acknowledge(items.prefix(failure.written), from: failure.first, in: partition)
                 fail(Array(items.dropFirst(failure.written)), with: failure.error)
+            } catch let error as KafkaError where error.code == .unknownPartition {
+                // Deleted: forget it, so a later record makes the topic afresh (as a broker creates topics on use).
+                writers = writers.filter { $0.key.topic != partition.topic }
+                partitionCounts[partition.topic] = nil
+                fail(items, with: error)
             } catch {
                 fail(items, with: error)
             }
@@ -247,7 +252,7 @@ final class FQProducer: KafkaProducerBackend, @unchecked Sendable {
         if let known = partitionCounts[record.topic] {
             count = known
         } else {
-            count = try directory.createTopic(record.topic, partitions: options.defaultPartitionCount)
+            count = try directory.createTopic(record.topic, partitions: options.defaultPartitionCount).count
             partitionCounts[record.topic] = count
         }
         if let explicit = record.partition {

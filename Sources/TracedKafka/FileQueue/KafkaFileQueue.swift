@@ -15,6 +15,6 @@ public enum KafkaFileQueue {
         guard partitions > 0 else {
             throw KafkaError(code: .configuration, reason: "A topic needs at least one partition, not \(partitions)")
         }
-        return try FQDirectory(path: directory).createTopic(topic, partitions: partitions)
+        return try FQDirectory(path: directory).createTopic(topic, partitions: partitions).count
     }
 }

@@ -37,7 +37,7 @@ final class RDConsumer: KafkaConsumerBackend, @unchecked Sendable {
         ) { handle, err, partitions in
             RDConsumer.rebalance(handle, err, partitions, core: core, logger: logger)
         }
-        client = try RDClient(type: RD_KAFKA_CONSUMER, properties: configuration.rdKafkaProperties, callbacks: callbacks) { conf in
+        client = try RDClient(type: RD_KAFKA_CONSUMER, properties: try configuration.rdKafkaProperties(), callbacks: callbacks) { conf in
             rd_kafka_conf_set_rebalance_cb(conf, rdRebalanceCallback)
         }
         // Every event (rebalances, errors, messages) comes through the consumer queue from here on.

@@ -16,7 +16,7 @@ final class RDProducer: KafkaProducerBackend, @unchecked Sendable {
     init(configuration: KafkaProducerConfiguration, logger: Logger, metrics: KafkaClientMetrics) throws {
         let client = try RDClient(
             type: RD_KAFKA_PRODUCER,
-            properties: configuration.rdKafkaProperties,
+            properties: try configuration.rdKafkaProperties(),
             callbacks: RDCallbacks(logger: logger, statistics: RDCallbacks.statisticsHandler(configuration.metrics, metrics, consumer: false))
         ) { conf in
             rd_kafka_conf_set_dr_msg_cb(conf, rdDeliveryReportCallback)

@@ -1,0 +1,43 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Foundation
+
+/// The file-queue admin backend: topics are directories of the queue.
+final class FQAdmin: KafkaAdminBackend {
+    private let directory: FQDirectory
+
+    init(options: KafkaFileQueueConfiguration) throws {
+        directory = try FQDirectory(path: options.directory)
+    }
+
+    func createTopic(_ name: String, partitions: Int, replicationFactor: Int?, configs: [String: String], timeout: Duration) async throws {
+        guard configs.isEmpty else {
+            throw KafkaError(code: .configuration, reason: "The file queue has no topic configuration (asked for \(configs.keys.sorted()))")
+        }
+        guard try directory.createTopic(name, partitions: partitions).created else {
+            throw KafkaError(code: .topicAlreadyExists, reason: "Topic '\(name)' already exists in \(directory.root)")
+        }
+    }
+
+    func deleteTopic(_ name: String, timeout: Duration) async throws {
+        try directory.deleteTopic(name)
+    }
+
+    func listTopics(timeout: Duration) async throws -> [String] {
+        FQFile.names(in: "\(directory.root)/topics").filter { !$0.hasPrefix(".") }.sorted()
+    }
+
+    func describeTopic(_ name: String, timeout: Duration) async throws -> KafkaTopicDescription {
+        guard let count = try directory.partitionCount(of: name) else {
+            throw KafkaError(code: .unknownPartition, reason: "No topic '\(name)' in \(directory.root)")
+        }
+        // One copy of each partition, in this directory: reported as broker 0.
+        let partitions = (0..<count).map { KafkaTopicDescription.Partition(id: $0, leader: 0, replicas: [0], inSyncReplicas: [0]) }
+        return KafkaTopicDescription(name: name, partitions: partitions, configs: [:])
+    }
+
+    func close() async {}
+}
