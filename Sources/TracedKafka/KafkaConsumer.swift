@@ -21,7 +21,7 @@ import Synchronization
 /// ```
 ///
 /// Its whole state — lifecycle, owned partitions, read-ahead buffer, the message out with the handler, stored
-/// offsets, the fetcher — is one state machine under one lock (``ConsumerCore``); the backend is I/O.
+/// offsets, the fetcher — is one state machine under one lock; the backend (librdkafka, or the file queue) is I/O.
 public final class KafkaConsumer: Service, Sendable {
     private let backend: any KafkaConsumerBackend
     private let configuration: KafkaConsumerConfiguration

@@ -1,7 +1,7 @@
 /// Where in a partition to read from: a given offset, or a position named by what is there.
 ///
 /// Used by ``KafkaConsumer/seek(_:to:)`` and by consumers that read given partitions
-/// (``KafkaConsumerConfiguration/init(bootstrapServers:partitions:groupID:commitMode:clientID:shutdownTimeout:maxBufferedMessages:maxBufferedBytes:tracing:backend:metrics:handlerFailure:properties:)``).
+/// (``KafkaConsumerConfiguration/partitions``).
 /// A struct with static members, so positions can be added without breaking anybody's `switch`.
 public struct KafkaOffset: Sendable, Hashable, CustomStringConvertible {
     enum Position: Hashable {

@@ -184,7 +184,7 @@ public final class KafkaProducer: Service, Sendable {
     }
 
     /// Sends a record without waiting for the broker; its outcome arrives on the events sequence of
-    /// ``makeProducerWithEvents(configuration:logger:)`` (and nowhere, for a producer made without one).
+    /// ``makeProducerWithEvents(configuration:maxBufferedEvents:logger:)`` (and nowhere, for a producer made without one).
     ///
     /// When the backend's queue is full, this waits for room; it neither fails nor drops the record.
     /// - Parameter record: The record to send.

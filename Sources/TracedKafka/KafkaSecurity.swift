@@ -1,8 +1,8 @@
 import Foundation
 
 /// How a client secures its connections: TLS, SASL authentication, both, or neither — mapped to librdkafka's
-/// `security.protocol`, `ssl.*` and `sasl.*` properties and checked when the client is made. Raw ``properties`` of a
-/// configuration still win over what this sets.
+/// `security.protocol`, `ssl.*` and `sasl.*` properties and checked when the client is made. A configuration's raw
+/// `properties` still win over what this sets.
 ///
 /// ```swift
 /// var configuration = KafkaProducerConfiguration(bootstrapServers: ["kafka.example.com:9093"])

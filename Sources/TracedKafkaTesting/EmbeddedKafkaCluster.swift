@@ -28,7 +28,7 @@ public final class EmbeddedKafkaCluster: Sendable {
 
     /// Starts a cluster.
     /// - Parameter brokers: How many brokers, 1 or more.
-    /// - Throws: ``KafkaError`` when librdkafka cannot start the cluster.
+    /// - Throws: `KafkaError` when librdkafka cannot start the cluster.
     public init(brokers: Int = 1) throws {
         guard brokers >= 1 else {
             throw KafkaError(code: .configuration, reason: "An embedded cluster needs at least one broker, not \(brokers)")
@@ -52,7 +52,7 @@ public final class EmbeddedKafkaCluster: Sendable {
 
     deinit { shutdown() }
 
-    /// The brokers' addresses as a list, for ``KafkaProducerConfiguration/bootstrapServers``.
+    /// The brokers' addresses as a list, for `KafkaProducerConfiguration/bootstrapServers`.
     public var bootstrapServerList: [String] { bootstrapServers.split(separator: ",").map(String.init) }
 
     /// Stops every broker and frees the cluster. Clients still connected see their connections fail.
@@ -68,7 +68,7 @@ public final class EmbeddedKafkaCluster: Sendable {
     ///   - name: The topic's name.
     ///   - partitions: How many partitions.
     ///   - replicationFactor: How many brokers hold each partition (at most ``brokerCount``).
-    /// - Throws: ``KafkaError`` when the cluster refuses (for example, the topic exists) or is shut down.
+    /// - Throws: `KafkaError` when the cluster refuses (for example, the topic exists) or is shut down.
     public func createTopic(_ name: String, partitions: Int = 1, replicationFactor: Int = 1) throws {
         try call("create topic '\(name)'") {
             rd_kafka_mock_topic_create($0, name, Int32(clamping: partitions), Int32(clamping: replicationFactor))
@@ -83,7 +83,7 @@ public final class EmbeddedKafkaCluster: Sendable {
     /// brokers down one at a time (the integration suite does), and use ``setRoundTripTime(_:_:)`` for a slow broker in
     /// tests that run in parallel.
     /// - Parameter brokerID: The broker's id, `1...brokerCount`.
-    /// - Throws: ``KafkaError`` for an unknown broker, or when the cluster is shut down.
+    /// - Throws: `KafkaError` for an unknown broker, or when the cluster is shut down.
     public func setBrokerDown(_ brokerID: Int) throws {
         try call("take broker \(brokerID) down") { rd_kafka_mock_broker_set_down($0, Int32(clamping: brokerID)) }
     }
@@ -93,7 +93,7 @@ public final class EmbeddedKafkaCluster: Sendable {
     /// - Parameters:
     ///   - brokerID: The broker's id, `1...brokerCount`.
     ///   - delay: The extra round-trip time.
-    /// - Throws: ``KafkaError`` for an unknown broker, or when the cluster is shut down.
+    /// - Throws: `KafkaError` for an unknown broker, or when the cluster is shut down.
     public func setRoundTripTime(_ brokerID: Int, _ delay: Duration) throws {
         try call("set broker \(brokerID)'s round-trip time") {
             rd_kafka_mock_broker_set_rtt($0, Int32(clamping: brokerID), Int32(clamping: delay.components.seconds * 1000 + delay.components.attoseconds / 1_000_000_000_000_000))
@@ -102,7 +102,7 @@ public final class EmbeddedKafkaCluster: Sendable {
 
     /// Brings a broker back up.
     /// - Parameter brokerID: The broker's id, `1...brokerCount`.
-    /// - Throws: ``KafkaError`` for an unknown broker, or when the cluster is shut down.
+    /// - Throws: `KafkaError` for an unknown broker, or when the cluster is shut down.
     public func setBrokerUp(_ brokerID: Int) throws {
         try call("bring broker \(brokerID) up") { rd_kafka_mock_broker_set_up($0, Int32(clamping: brokerID)) }
     }
@@ -111,7 +111,7 @@ public final class EmbeddedKafkaCluster: Sendable {
     /// - Parameters:
     ///   - apiKey: The kind of request.
     ///   - errors: Kafka protocol error codes, one per request.
-    /// - Throws: ``KafkaError/Code/shutDown`` when the cluster is shut down.
+    /// - Throws: `KafkaError/Code/shutDown` when the cluster is shut down.
     public func pushRequestErrors(_ apiKey: KafkaAPIKey, _ errors: [KafkaProtocolError]) throws {
         try withCluster { cluster in
             var codes = errors.map { rd_kafka_resp_err_t(rawValue: $0.rawValue) }

@@ -4,7 +4,7 @@ import TracedKafka
 /// The cluster a test suite runs against: the one named by the `KAFKA_BOOTSTRAP_SERVERS` environment variable, or,
 /// when it is unset, an ``EmbeddedKafkaCluster`` started for the purpose.
 ///
-/// Topics are created through the mock cluster's API on the embedded broker, and with ``KafkaAdminClient`` (Kafka's
+/// Topics are created through the mock cluster's API on the embedded broker, and with `KafkaAdminClient` (Kafka's
 /// CreateTopics request) on a real cluster, so the same test runs on both.
 public final class KafkaTestCluster: Sendable {
     /// The brokers' addresses.
@@ -14,7 +14,7 @@ public final class KafkaTestCluster: Sendable {
 
     /// The cluster named by `KAFKA_BOOTSTRAP_SERVERS`, or a new embedded one with `brokers` brokers.
     /// - Parameter brokers: Brokers of the embedded cluster, if one is started.
-    /// - Throws: ``KafkaError`` when the embedded cluster cannot start.
+    /// - Throws: `KafkaError` when the embedded cluster cannot start.
     public static func fromEnvironment(brokers: Int = 1) throws -> KafkaTestCluster {
         let named = ProcessInfo.processInfo.environment["KAFKA_BOOTSTRAP_SERVERS"] ?? ""
         if !named.isEmpty {
@@ -36,7 +36,7 @@ public final class KafkaTestCluster: Sendable {
     /// - Parameters:
     ///   - name: The topic's name.
     ///   - partitions: How many partitions.
-    /// - Throws: ``KafkaError`` with the broker's reason when the topic cannot be created.
+    /// - Throws: `KafkaError` with the broker's reason when the topic cannot be created.
     public func createTopic(_ name: String, partitions: Int = 1) async throws {
         if let embedded { return try embedded.createTopic(name, partitions: partitions) }
         let admin = try KafkaAdminClient(configuration: KafkaAdminConfiguration(bootstrapServers: bootstrapServerList))
