@@ -31,14 +31,10 @@ final class RDAdmin: KafkaAdminBackend {
                 guard err == RD_KAFKA_RESP_ERR_NO_ERROR else { throw Self.error(err, "Cannot set \(key) on topic '\(name)'") }
             }
             var topics: [OpaquePointer?] = [topic]
-            try Self.run(handle, RD_KAFKA_ADMIN_OP_CREATETOPICS, timeout, "Creating topic '\(name)'") { options, queue in
+            try Self.runTopicOperation(handle, RD_KAFKA_ADMIN_OP_CREATETOPICS, timeout, "Creating topic '\(name)'") { options, queue in
                 rd_kafka_CreateTopics(handle, &topics, 1, options, queue)
-            } result: { event in
-                var count = 0
-                guard let result = rd_kafka_event_CreateTopics_result(event),
-                    let results = rd_kafka_CreateTopics_result_topics(result, &count), count == 1
-                else { return }
-                try Self.check(results[0], "Cannot create topic '\(name)'")
+            } results: { event, count in
+                rd_kafka_event_CreateTopics_result(event).flatMap { rd_kafka_CreateTopics_result_topics($0, &count) }
             }
         }
     }
@@ -50,14 +46,10 @@ final class RDAdmin: KafkaAdminBackend {
             }
             defer { rd_kafka_DeleteTopic_destroy(topic) }
             var topics: [OpaquePointer?] = [topic]
-            try Self.run(handle, RD_KAFKA_ADMIN_OP_DELETETOPICS, timeout, "Deleting topic '\(name)'") { options, queue in
+            try Self.runTopicOperation(handle, RD_KAFKA_ADMIN_OP_DELETETOPICS, timeout, "Deleting topic '\(name)'") { options, queue in
                 rd_kafka_DeleteTopics(handle, &topics, 1, options, queue)
-            } result: { event in
-                var count = 0
-                guard let result = rd_kafka_event_DeleteTopics_result(event),
-                    let results = rd_kafka_DeleteTopics_result_topics(result, &count), count == 1
-                else { return }
-                try Self.check(results[0], "Cannot delete topic '\(name)'")
+            } results: { event, count in
+                rd_kafka_event_DeleteTopics_result(event).flatMap { rd_kafka_DeleteTopics_result_topics($0, &count) }
             }
         }
     }
@@ -152,11 +144,23 @@ final class RDAdmin: KafkaAdminBackend {
         try result(event)
     }
 
-    private static func check(_ result: OpaquePointer?, _ what: String) throws {
-        let err = rd_kafka_topic_result_error(result)
-        guard err == RD_KAFKA_RESP_ERR_NO_ERROR else {
-            let message = rd_kafka_topic_result_error_string(result).map { String(cString: $0) } ?? ""
-            throw error(err, message.isEmpty ? what : "\(what): \(message)")
+    /// ``run(_:_:_:_:send:result:)`` for a request about one topic, whose result is the topic's error or none.
+    private static func runTopicOperation(
+        _ handle: OpaquePointer,
+        _ operation: rd_kafka_admin_op_t,
+        _ timeout: Duration,
+        _ what: String,
+        send: (OpaquePointer?, OpaquePointer?) -> Void,
+        results: (OpaquePointer, inout Int) -> UnsafeMutablePointer<OpaquePointer?>?
+    ) throws {
+        try run(handle, operation, timeout, what, send: send) { event in
+            var count = 0
+            guard let topics = results(event, &count), count == 1 else { return }
+            let err = rd_kafka_topic_result_error(topics[0])
+            guard err == RD_KAFKA_RESP_ERR_NO_ERROR else {
+                let message = rd_kafka_topic_result_error_string(topics[0]).map { String(cString: $0) } ?? ""
+                throw error(err, message.isEmpty ? "\(what) failed" : "\(what) failed: \(message)")
+            }
         }
     }
 

@@ -76,23 +76,24 @@ final class RDMessage: Sendable {
         withExtendedLifetime(keeper) {}
     }
 
-    var key: [UInt8]? {
-        state.withLock { state in
-            if let key = state.key { return key }
-            let key = state.message.flatMap { Self.bytes($0.pointee.key, $0.pointee.key_len) }
-            state.key = .some(key)
-            state.releaseIfRead()
-            return key
-        }
-    }
+    var key: [UInt8]? { bytes(\.key) { ($0.key, $0.key_len) } }
 
-    var value: [UInt8]? {
+    var value: [UInt8]? { bytes(\.value) { ($0.payload, $0.len) } }
+
+    /// The bytes `field` of the message holds, copied on first read and kept in `cache`.
+    private func bytes(
+        _ cache: WritableKeyPath<State, [UInt8]??>,
+        _ field: (rd_kafka_message_t) -> (UnsafeMutableRawPointer?, Int)
+    ) -> [UInt8]? {
         state.withLock { state in
-            if let value = state.value { return value }
-            let value = state.message.flatMap { Self.bytes($0.pointee.payload, $0.pointee.len) }
-            state.value = .some(value)
+            if let cached = state[keyPath: cache] { return cached }
+            let bytes = state.message.flatMap { message in
+                let (pointer, count) = field(message.pointee)
+                return pointer.map { Array(UnsafeRawBufferPointer(start: $0, count: count)) }
+            }
+            state[keyPath: cache] = .some(bytes)
             state.releaseIfRead()
-            return value
+            return bytes
         }
     }
 
@@ -107,11 +108,6 @@ final class RDMessage: Sendable {
     }
 
     var hasHeaders: Bool { !headers.isEmpty }
-
-    private static func bytes(_ pointer: UnsafeMutableRawPointer?, _ count: Int) -> [UInt8]? {
-        guard let pointer else { return nil }
-        return Array(UnsafeRawBufferPointer(start: pointer, count: count))
-    }
 
     private static func headers(_ message: UnsafeMutablePointer<rd_kafka_message_t>) -> KafkaHeaders {
         var list: OpaquePointer?
