@@ -136,15 +136,7 @@ public final class KafkaConsumer: Service, Sendable {
     ///   without a group.
     public func commit(offsets: [KafkaTopicPartitionOffset]) async throws {
         try requireGroup(for: "commit")
-        for offset in offsets {
-            try KafkaTopicName.validate(offset.topic, code: .unknownPartition)
-            guard offset.partition >= 0, offset.partition <= Int(Int32.max) else {
-                throw KafkaError(code: .unknownPartition, reason: "Cannot commit \(offset.topic)[\(offset.partition)]: no such partition")
-            }
-            guard offset.offset >= 0 else {
-                throw KafkaError(code: .invalidOffset, reason: "Cannot commit offset \(offset.offset) of \(offset.topic)[\(offset.partition)]")
-            }
-        }
+        for offset in offsets { try offset.validateForCommit() }
         try await backend.commit(offsets)
     }
 
@@ -220,6 +212,22 @@ public final class KafkaConsumer: Service, Sendable {
 
     /// The partitions this consumer owns now.
     public var assignment: [KafkaTopicPartition] { core.machine.withLock { $0.ownedPartitions } }
+
+    /// The group metadata a transaction commits this consumer's offsets for.
+    /// - Throws: ``KafkaError/Code/noGroup`` without a group; ``KafkaError/Code/configuration`` unless the commit mode
+    ///   is ``KafkaConsumerConfiguration/CommitMode/manual`` (the consumer's own commits would race the
+    ///   transaction's); ``KafkaError/Code/unsupported`` on the file queue; ``KafkaError/Code/shutDown``.
+    func groupMetadataForTransaction() throws -> RDGroupMetadata {
+        try requireGroup(for: "send offsets to a transaction")
+        guard configuration.commitMode == .manual else {
+            throw KafkaError(
+                code: .configuration,
+                reason: "A consumer whose offsets a transaction commits needs commitMode .manual; this one commits by itself"
+            )
+        }
+        try requireRunning()
+        return try backend.groupMetadata()
+    }
 
     private func requireRunning() throws {
         guard core.acceptsWork else { throw KafkaError.shutDown("The consumer") }

@@ -17,6 +17,9 @@ protocol KafkaConsumerBackend: AnyObject, Sendable {
     func pause(_ partitions: [KafkaTopicPartition]) throws
     /// Resumes fetching from these partitions.
     func resume(_ partitions: [KafkaTopicPartition]) throws
+    /// The group's metadata (generation, member id) for a transaction's offsets.
+    /// - Throws: ``KafkaError/Code/unsupported`` on a backend without transactions.
+    func groupMetadata() throws -> RDGroupMetadata
     /// Called once the fetcher has stopped: commits what was stored (per the commit mode), leaves the group and
     /// frees resources. Safe to call more than once.
     func close() async

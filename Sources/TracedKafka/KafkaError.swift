@@ -11,6 +11,7 @@ public struct KafkaError: Error, Sendable, CustomStringConvertible {
         private enum Backing: String, Hashable, Sendable {
             case configuration, invalidRecord, shutDown, alreadyRunning, noTopics, timedOut, rdKafka, cancelled, fileQueue
             case corruptRecord, unknownPartition, invalidOffset, notAssigned, noGroup, topicAlreadyExists, notAuthorized
+            case unsupported, transactionAborted, notInTransaction, fatal
         }
 
         private let backing: Backing
@@ -52,6 +53,20 @@ public struct KafkaError: Error, Sendable, CustomStringConvertible {
         /// The cluster refused the call for lack of rights (`TOPIC_AUTHORIZATION_FAILED`,
         /// `CLUSTER_AUTHORIZATION_FAILED`).
         public static let notAuthorized = Code(backing: .notAuthorized)
+        /// The backend cannot do what was asked (transactions on the file queue).
+        public static let unsupported = Code(backing: .unsupported)
+        /// A transaction was aborted instead of committed: a record in it failed, the broker refused the commit
+        /// with an abortable error, or the commit did not finish in time. Its records are not visible to
+        /// `read_committed` consumers; the producer takes the next transaction. ``KafkaError/rdKafkaCode`` holds
+        /// the cause when librdkafka or the broker reported one.
+        public static let transactionAborted = Code(backing: .transactionAborted)
+        /// A call needs an open transaction and there is none: a plain send on a transactional producer, or a
+        /// ``KafkaTransaction`` used after its ``KafkaProducer/withTransaction(timeout:_:)`` returned.
+        public static let notInTransaction = Code(backing: .notInTransaction)
+        /// The client hit an error it cannot recover from (for a producer: fenced by a newer instance with the
+        /// same transactional id, or its producer id expired) and has stopped; every later call fails with this
+        /// same error. Make a new client.
+        public static let fatal = Code(backing: .fatal)
 
         /// The name of the code, for logs.
         public var description: String { backing.rawValue }

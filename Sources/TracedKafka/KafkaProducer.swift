@@ -16,13 +16,18 @@ import Tracing
 /// print(report.partition, report.offset)
 /// ```
 public final class KafkaProducer: Service, Sendable {
-    private let backend: any KafkaProducerBackend
-    private let configuration: KafkaProducerConfiguration
+    let backend: any KafkaProducerBackend
+    let configuration: KafkaProducerConfiguration
     private let events: BoundedEventStream<KafkaProducerEvent>?
-    private let lifecycle = ClientLifecycleLock()
+    let lifecycle = ClientLifecycleLock()
     private let nextMessageID = Atomic<UInt64>(0)
-    private let tracing: KafkaProducerTracing
+    let tracing: KafkaProducerTracing
     private let metrics: KafkaClientMetrics
+    let logger: Logger
+    /// Transactions: initialized, open, fatal (see ``withTransaction(timeout:_:)``).
+    let transactionState = Mutex(ProducerTransactionState())
+    /// Whether the producer has a transactional id (read once per record).
+    private let isTransactional: Bool
 
     /// Creates a producer on the configured backend (librdkafka, or the file queue).
     /// - Parameters:
@@ -72,6 +77,8 @@ public final class KafkaProducer: Service, Sendable {
         self.events = events
         self.metrics = KafkaClientMetrics(configuration: configuration.metrics, groupID: nil)
         let logger = logger.withClientMetadata(clientID: configuration.clientID, groupID: nil)
+        self.logger = logger
+        self.isTransactional = configuration.transactionalID != nil
         self.tracing = KafkaProducerTracing(
             configuration: configuration.tracing,
             clientID: configuration.clientID,
@@ -82,6 +89,13 @@ public final class KafkaProducer: Service, Sendable {
             try KafkaServerAddress.requireBootstrapServers(configuration.bootstrapServers)
             self.backend = try RDProducer(configuration: configuration, logger: logger, metrics: metrics)
         case .fileQueue(let options):
+            guard configuration.transactionalID == nil else {
+                throw KafkaError(
+                    code: .unsupported,
+                    reason: "The file queue has no transactions: its logs hold no transaction markers for read_committed "
+                        + "readers to skip aborted records by; use a producer without a transactionalID"
+                )
+            }
             guard configuration.maxMessageBytes <= FQRecordCodec.maxRecordBytes else {
                 throw KafkaError(
                     code: .configuration,
@@ -114,15 +128,33 @@ public final class KafkaProducer: Service, Sendable {
     /// - Parameter record: The record to send.
     /// - Returns: Where the record was stored.
     /// - Throws: ``KafkaError`` with librdkafka's code and text when the record cannot be delivered,
-    ///   ``KafkaError/Code/invalidRecord`` for a bad record, ``KafkaError/Code/shutDown`` after shutdown.
+    ///   ``KafkaError/Code/invalidRecord`` for a bad record, ``KafkaError/Code/shutDown`` after shutdown,
+    ///   ``KafkaError/Code/notInTransaction`` on a transactional producer (send through its
+    ///   ``KafkaTransaction``), ``KafkaError/Code/fatal`` after a fatal error.
     @discardableResult
     public func send(_ record: KafkaProducerRecord) async throws -> KafkaDeliveryReport {
-        let id = try admit(record)
+        try await send(record, in: nil)
+    }
+
+    /// ``send(_:)``, in a transaction or not.
+    func send(_ record: KafkaProducerRecord, in transaction: KafkaTransaction?) async throws -> KafkaDeliveryReport {
+        let id = try admit(record, in: transaction)
         let promise = DeliveryPromise()
-        if let full = try start(record, id: id, onDelivery: { result in promise.fulfil(result) }) {
+        try await hand(record, id: id, in: transaction, onDelivery: { result in promise.fulfil(result) })
+        return try await promise.value
+    }
+
+    /// Hands an admitted record to the backend, waiting for room when its queue is full.
+    private func hand(
+        _ record: KafkaProducerRecord,
+        id: KafkaProducerMessageID,
+        in transaction: KafkaTransaction?,
+        onDelivery: DeliveryHandler?
+    ) async throws {
+        if let full = try start(record, id: id, in: transaction, onDelivery: onDelivery) {
             try await offerWhenRoom(full)
         }
-        return try await promise.value
+        transaction?.countSent()
     }
 
     /// A record handed to the backend inside its send span (when tracing is on). The span ends with the delivery
@@ -134,11 +166,14 @@ public final class KafkaProducer: Service, Sendable {
         /// When the send began, for its duration; `nil` when metrics are off.
         let metricsStart: ContinuousClock.Instant?
         let handler: DeliveryHandler?
+        /// The span's hold in a transaction, which ends it once the outcome is known too.
+        let held: TransactionalSend?
     }
 
     /// The record was refused: the span and the metrics see the error that the caller gets; no delivery handler
     /// runs for it (the caller has the error).
     private func fail(_ send: Send, with error: any Error) {
+        send.held?.refuse()
         if let span = send.span {
             KafkaTracingAttributes.fail(span, with: error)
             span.end()
@@ -152,13 +187,16 @@ public final class KafkaProducer: Service, Sendable {
     private func start(
         _ record: consuming KafkaProducerRecord,
         id: KafkaProducerMessageID,
+        in transaction: KafkaTransaction?,
         onDelivery: DeliveryHandler?
     ) throws -> Send? {
         var record = record
         let span = tracing.startSend(&record)
         let metricsStart = metrics.started()
         let measured = metrics.measuringSend(of: record, startedAt: metricsStart, then: onDelivery)
-        let send = Send(record: record, id: id, span: span, metricsStart: metricsStart, handler: Self.endingSpan(span, then: measured))
+        let held = span.flatMap { transaction?.hold($0) }
+        let handler = held.map { Self.holdingSpan($0, then: measured) } ?? Self.endingSpan(span, then: measured)
+        let send = Send(record: record, id: id, span: span, metricsStart: metricsStart, handler: handler, held: held)
         do {
             return try backend.offer(send.record, id: id, onDelivery: send.handler) ? nil : send
         } catch {
@@ -190,13 +228,17 @@ public final class KafkaProducer: Service, Sendable {
     /// - Parameter record: The record to send.
     /// - Returns: The identifier its event will carry.
     /// - Throws: ``KafkaError/Code/invalidRecord`` for a bad record, ``KafkaError/Code/shutDown`` after shutdown,
-    ///   or librdkafka's error when it refuses the record at once.
+    ///   librdkafka's error when it refuses the record at once, ``KafkaError/Code/notInTransaction`` on a
+    ///   transactional producer, ``KafkaError/Code/fatal`` after a fatal error.
     @discardableResult
     public func enqueue(_ record: KafkaProducerRecord) async throws -> KafkaProducerMessageID {
-        let id = try admit(record)
-        if let full = try start(record, id: id, onDelivery: events.map { Self.eventHandler($0, id: id, topic: record.topic) }) {
-            try await offerWhenRoom(full)
-        }
+        try await enqueue(record, in: nil)
+    }
+
+    /// ``enqueue(_:)``, in a transaction or not.
+    func enqueue(_ record: KafkaProducerRecord, in transaction: KafkaTransaction?) async throws -> KafkaProducerMessageID {
+        let id = try admit(record, in: transaction)
+        try await hand(record, id: id, in: transaction, onDelivery: events.map { Self.eventHandler($0, id: id, topic: record.topic) })
         return id
     }
 
@@ -205,6 +247,14 @@ public final class KafkaProducer: Service, Sendable {
         guard let span else { return next }
         return { result in
             KafkaProducerTracing.end(span, with: result)
+            next?(result)
+        }
+    }
+
+    /// A delivery handler that gives the report to a transaction's held span, then calls `next`.
+    private static func holdingSpan(_ held: TransactionalSend, then next: DeliveryHandler?) -> DeliveryHandler {
+        { result in
+            held.deliver(result)
             next?(result)
         }
     }
@@ -232,9 +282,11 @@ public final class KafkaProducer: Service, Sendable {
 
     /// Runs until graceful shutdown (or until ``triggerGracefulShutdown()`` or task cancellation), then delivers
     /// what is queued within the configured shutdown timeout, fails the rest and frees librdkafka.
-    /// - Throws: ``KafkaError/Code/alreadyRunning`` on a second call.
+    /// - Throws: ``KafkaError/Code/alreadyRunning`` on a second call; the ``KafkaError/Code/fatal`` error that
+    ///   stopped the producer, after shutting down.
     public func run() async throws {
         try await lifecycle.run(start: {}, trigger: { [weak self] in self?.triggerGracefulShutdown() }, shutDown: shutDown)
+        if let fatal = transactionState.withLock({ $0.fatal }) { throw fatal }
     }
 
     /// Asks the producer to shut down: new sends fail with ``KafkaError/Code/shutDown``, ``run()`` delivers what is
@@ -249,7 +301,17 @@ public final class KafkaProducer: Service, Sendable {
     }
 
     /// Checks a record the same way on both backends, then gives it its id.
-    private func admit(_ record: KafkaProducerRecord) throws -> KafkaProducerMessageID {
+    private func admit(_ record: KafkaProducerRecord, in transaction: KafkaTransaction?) throws -> KafkaProducerMessageID {
+        if isTransactional {
+            if let fatal = transactionState.withLock({ $0.fatal }) { throw fatal }
+            guard let transaction else {
+                throw KafkaError(
+                    code: .notInTransaction,
+                    reason: "A transactional producer sends only inside withTransaction, through its KafkaTransaction"
+                )
+            }
+            try transaction.requireOpen()
+        }
         guard !record.topic.isEmpty else {
             throw KafkaError(code: .invalidRecord, reason: "The record's topic name is empty")
         }

@@ -58,6 +58,16 @@ public struct KafkaProducerConfiguration: Sendable {
     public var acks: Acks
     /// Idempotent delivery (`enable.idempotence`): no duplicates and per-partition order across retries.
     public var idempotence: Bool
+    /// The transactional id (`transactional.id`) that makes the producer transactional, or `nil` (the default).
+    ///
+    /// A transactional producer sends only inside ``KafkaProducer/withTransaction(timeout:_:)``; its records become
+    /// visible to `read_committed` consumers when the transaction commits. The id must stay the same across
+    /// restarts of one logical producer: a new instance with the same id fences the old one. It implies idempotence
+    /// and needs ``acks`` ``Acks/all``. The file queue has no transactions: it refuses a transactional id with
+    /// ``KafkaError/Code/unsupported``.
+    public var transactionalID: String?
+    /// How long the broker lets a transaction stay open before it aborts it (`transaction.timeout.ms`, 60 s).
+    public var transactionTimeout: Duration
     /// How long to wait for more records before sending a batch (`linger.ms`); `nil` keeps librdkafka's default.
     public var linger: Duration?
     /// The compression codec (`compression.codec`); `nil` keeps librdkafka's default.
@@ -83,6 +93,8 @@ public struct KafkaProducerConfiguration: Sendable {
     ///   - clientID: The client id, if any.
     ///   - acks: Acknowledgements to wait for.
     ///   - idempotence: Whether delivery is idempotent.
+    ///   - transactionalID: The transactional id, or `nil` for a producer without transactions.
+    ///   - transactionTimeout: How long the broker lets a transaction stay open.
     ///   - linger: Batching delay, or `nil` for librdkafka's default.
     ///   - compression: Compression codec, or `nil` for librdkafka's default.
     ///   - shutdownTimeout: How long shutdown waits for delivery of queued records.
@@ -97,6 +109,8 @@ public struct KafkaProducerConfiguration: Sendable {
         clientID: String? = nil,
         acks: Acks = .all,
         idempotence: Bool = false,
+        transactionalID: String? = nil,
+        transactionTimeout: Duration = .seconds(60),
         linger: Duration? = nil,
         compression: Compression? = nil,
         shutdownTimeout: Duration = .seconds(30),
@@ -115,6 +129,8 @@ public struct KafkaProducerConfiguration: Sendable {
         self.clientID = clientID
         self.acks = acks
         self.idempotence = idempotence
+        self.transactionalID = transactionalID
+        self.transactionTimeout = transactionTimeout
         self.linger = linger
         self.compression = compression
         self.shutdownTimeout = shutdownTimeout
@@ -126,18 +142,31 @@ public struct KafkaProducerConfiguration: Sendable {
     static let rdKafkaFramingAllowance = 16 << 10
 
     /// The librdkafka properties this configuration stands for, raw properties last.
-    /// - Throws: ``KafkaError/Code/configuration`` for security settings that cannot work.
+    /// - Throws: ``KafkaError/Code/configuration`` for security settings that cannot work, or a transactional id
+    ///   that is empty or comes with acks other than ``Acks/all``.
     func rdKafkaProperties() throws -> [(String, String)] {
+        if let transactionalID {
+            guard !transactionalID.isEmpty else {
+                throw KafkaError(code: .configuration, reason: "The transactional id is empty; use nil for a producer without transactions")
+            }
+            guard acks == .all else {
+                throw KafkaError(code: .configuration, reason: "A transactional producer needs acks .all (it has \(acks))")
+            }
+        }
         var result: [(String, String)] = [
             ("bootstrap.servers", bootstrapServers.joined(separator: ",")),
             ("acks", acks.rawValue),
-            ("enable.idempotence", idempotence ? "true" : "false"),
+            ("enable.idempotence", idempotence || transactionalID != nil ? "true" : "false"),
             // The Java client's partitioner, so a key lands on the same partition whichever language sends it.
             ("partitioner", "murmur2_random"),
             // librdkafka also counts header framing: a little room above the limit the producer checks itself.
             ("message.max.bytes", String(min(1_000_000_000, max(1_000, maxMessageBytes + Self.rdKafkaFramingAllowance)))),
         ]
         if let clientID { result.append(("client.id", clientID)) }
+        if let transactionalID {
+            result.append(("transactional.id", transactionalID))
+            result.append(("transaction.timeout.ms", String(max(1, transactionTimeout.milliseconds))))
+        }
         if let statistics = metrics.rdKafkaStatisticsProperty { result.append(statistics) }
         if let linger { result.append(("linger.ms", String(linger.milliseconds))) }
         if let compression { result.append(("compression.codec", compression.rawValue)) }

@@ -41,3 +41,18 @@ public struct KafkaTopicPartitionOffset: Sendable, Hashable, CustomStringConvert
     /// `topic[partition]@offset`.
     public var description: String { "\(topic)[\(partition)]@\(offset)" }
 }
+
+extension KafkaTopicPartitionOffset {
+    /// Checks a position to be committed (by the consumer or with a transaction).
+    /// - Throws: ``KafkaError/Code/unknownPartition`` for a topic name Kafka refuses or a partition out of range,
+    ///   ``KafkaError/Code/invalidOffset`` for a negative offset.
+    func validateForCommit() throws {
+        try KafkaTopicName.validate(topic, code: .unknownPartition)
+        guard partition >= 0, partition <= Int(Int32.max) else {
+            throw KafkaError(code: .unknownPartition, reason: "Cannot commit \(topic)[\(partition)]: no such partition")
+        }
+        guard offset >= 0 else {
+            throw KafkaError(code: .invalidOffset, reason: "Cannot commit offset \(offset) of \(topic)[\(partition)]")
+        }
+    }
+}

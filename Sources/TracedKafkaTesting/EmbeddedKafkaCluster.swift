@@ -165,6 +165,14 @@ public struct KafkaAPIKey: Sendable, Hashable {
     public static let syncGroup = KafkaAPIKey(rawValue: 14)
     /// InitProducerId (22).
     public static let initProducerID = KafkaAPIKey(rawValue: 22)
+    /// AddPartitionsToTxn (24): a transaction's first record for a partition.
+    public static let addPartitionsToTxn = KafkaAPIKey(rawValue: 24)
+    /// AddOffsetsToTxn (25): a transaction's consumer offsets, announced to the transaction coordinator.
+    public static let addOffsetsToTxn = KafkaAPIKey(rawValue: 25)
+    /// EndTxn (26): a transaction's commit or abort.
+    public static let endTxn = KafkaAPIKey(rawValue: 26)
+    /// TxnOffsetCommit (28): a transaction's consumer offsets, sent to the group coordinator.
+    public static let txnOffsetCommit = KafkaAPIKey(rawValue: 28)
 }
 
 /// A Kafka protocol error code a broker can answer with, for ``EmbeddedKafkaCluster/pushRequestErrors(_:_:)``.
@@ -196,4 +204,8 @@ public struct KafkaProtocolError: Sendable, Hashable {
     public static let unknownMemberID = KafkaProtocolError(rawValue: 25)
     /// REBALANCE_IN_PROGRESS (27): the group is rebalancing.
     public static let rebalanceInProgress = KafkaProtocolError(rawValue: 27)
+    /// CONCURRENT_TRANSACTIONS (51), retriable: the coordinator is still ending the previous transaction.
+    public static let concurrentTransactions = KafkaProtocolError(rawValue: 51)
+    /// PRODUCER_FENCED (90): a newer producer with the same transactional id exists; fatal for a transactional producer.
+    public static let producerFenced = KafkaProtocolError(rawValue: 90)
 }

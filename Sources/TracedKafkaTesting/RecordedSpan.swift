@@ -36,6 +36,8 @@ public struct RecordedSpan: Sendable {
     public var status: SpanStatus?
     /// The errors recorded on the span, described.
     public var errors: [String]
+    /// The names of the span's events, in the order they were added.
+    public var eventNames: [String]
     /// When it started, in nanoseconds since the epoch.
     public var startNanoseconds: UInt64
     /// When it ended, in nanoseconds since the epoch.
@@ -52,6 +54,7 @@ public struct RecordedSpan: Sendable {
     ///   - attributes: The span's attributes.
     ///   - status: The span's status.
     ///   - errors: The errors recorded, described.
+    ///   - eventNames: The names of the span's events.
     ///   - startNanoseconds: Start, nanoseconds since the epoch.
     ///   - endNanoseconds: End, nanoseconds since the epoch.
     public init(
@@ -64,6 +67,7 @@ public struct RecordedSpan: Sendable {
         attributes: SpanAttributes = [:],
         status: SpanStatus? = nil,
         errors: [String] = [],
+        eventNames: [String] = [],
         startNanoseconds: UInt64,
         endNanoseconds: UInt64
     ) {
@@ -76,6 +80,7 @@ public struct RecordedSpan: Sendable {
         self.attributes = attributes
         self.status = status
         self.errors = errors
+        self.eventNames = eventNames
         self.startNanoseconds = startNanoseconds
         self.endNanoseconds = endNanoseconds
     }

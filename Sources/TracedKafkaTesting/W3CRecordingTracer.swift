@@ -221,6 +221,7 @@ public final class W3CRecordingSpan: Tracing.Span, Sendable {
                 attributes: finished.attributes,
                 status: finished.status,
                 errors: finished.errors,
+                eventNames: finished.events.map(\.name),
                 startNanoseconds: start,
                 endNanoseconds: instant().nanosecondsSinceEpoch
             )

@@ -131,6 +131,10 @@ final class FQConsumer: KafkaConsumerBackend, @unchecked Sendable {
         startOffsets.withLock { $0[partition] }
     }
 
+    func groupMetadata() throws -> RDGroupMetadata {
+        throw KafkaError(code: .unsupported, reason: "The file queue has no transactions")
+    }
+
     func pause(_ partitions: [KafkaTopicPartition]) throws {
         guard !closed.withLock({ $0 }) else { throw KafkaError.shutDown("The consumer") }
     }

@@ -207,7 +207,7 @@ final class RDConsumer: KafkaConsumerBackend, @unchecked Sendable {
         if err == RD_KAFKA_RESP_ERR__FATAL {
             var errstr = [CChar](repeating: 0, count: 512)
             let fatal = rd_kafka_fatal_error(client.handle, &errstr, errstr.count)
-            let fatalError = KafkaError(code: .rdKafka, reason: String(rdErrorBuffer: errstr), rdKafkaCode: fatal.rawValue)
+            let fatalError = KafkaError(code: .fatal, reason: String(rdErrorBuffer: errstr), rdKafkaCode: fatal.rawValue)
             logger.error("Fatal consumer error, the consumer stops: \(fatalError)")
             core.fail(fatalError, deliveringBuffered: false)
             return
@@ -334,6 +334,15 @@ final class RDConsumer: KafkaConsumerBackend, @unchecked Sendable {
                 let offset = list.pointee.elems[0].offset
                 return offset >= 0 ? offset : nil
             }
+        }
+    }
+
+    func groupMetadata() throws -> RDGroupMetadata {
+        try client.withOpenHandle("The consumer") { handle in
+            guard let metadata = rd_kafka_consumer_group_metadata(handle) else {
+                throw KafkaError(code: .noGroup, reason: "librdkafka has no group metadata for this consumer")
+            }
+            return RDGroupMetadata(metadata)
         }
     }
 

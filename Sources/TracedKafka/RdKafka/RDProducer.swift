@@ -12,6 +12,8 @@ final class RDProducer: KafkaProducerBackend, @unchecked Sendable {
     private let client: RDClient
     private let space = RDQueueSpace()
     private let pollThread: RDPollThread
+    /// Whether a transaction has begun and not yet been committed or aborted; read at close, which aborts it.
+    private let transactionOpen = Atomic(false)
 
     init(configuration: KafkaProducerConfiguration, logger: Logger, metrics: KafkaClientMetrics) throws {
         let client = try RDClient(
@@ -131,11 +133,42 @@ final class RDProducer: KafkaProducerBackend, @unchecked Sendable {
         }
     }
 
+    func transactionCall(_ call: TransactionCall, timeout: Duration) async throws {
+        try await client.blocking("The producer") { [self] handle in
+            let milliseconds = Int32(clamping: timeout.milliseconds)
+            let error: OpaquePointer?
+            switch call {
+            case .initialize: error = rd_kafka_init_transactions(handle, milliseconds)
+            case .begin: error = rd_kafka_begin_transaction(handle)
+            case .sendOffsets(let offsets, let group):
+                let list = RDTopicPartitionList.make(offsets)
+                defer { rd_kafka_topic_partition_list_destroy(list) }
+                error = rd_kafka_send_offsets_to_transaction(handle, list, group.pointer, milliseconds)
+            case .commit: error = rd_kafka_commit_transaction(handle, milliseconds)
+            case .abort: error = rd_kafka_abort_transaction(handle, milliseconds)
+            }
+            guard let error else {
+                switch call {
+                case .begin: self.transactionOpen.store(true, ordering: .relaxed)
+                case .commit, .abort: self.transactionOpen.store(false, ordering: .relaxed)
+                case .initialize, .sendOffsets: break
+                }
+                return
+            }
+            throw TransactionCallFailure(consuming: error)
+        }
+    }
+
     func close(flushTimeout: Duration) async {
         let pollThread = self.pollThread, space = self.space
-        await client.close { handle in
+        await client.close { [self] handle in
             // New sends already fail (the client is closed). Deliver what is queued, then fail what is left:
             // purged records get a delivery report with an error, so no awaiting caller is left hanging.
+            // A transaction still open is aborted (its records purged; their senders get the error), not left for
+            // the broker to time out: its records never become visible, and the next instance starts at once.
+            if self.transactionOpen.load(ordering: .relaxed), let error = rd_kafka_abort_transaction(handle, Int32(clamping: flushTimeout.milliseconds)) {
+                rd_kafka_error_destroy(error)
+            }
             rd_kafka_flush(handle, Int32(clamping: flushTimeout.milliseconds))
             rd_kafka_purge(handle, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT)
             pollThread.stopAndJoin()
@@ -185,6 +218,30 @@ final class RDQueueSpace: Sendable {
             if resumeNow { continuation.resume() }
         }
     }
+}
+
+extension TransactionCallFailure {
+    /// Takes over an `rd_kafka_error_t` from a transactional call, reads librdkafka's classification and frees it.
+    init(consuming error: OpaquePointer) {
+        let kind: Kind =
+            rd_kafka_error_is_fatal(error) != 0 ? .fatal
+            : rd_kafka_error_txn_requires_abort(error) != 0 ? .abortable
+            : rd_kafka_error_is_retriable(error) != 0 ? .retriable
+            : .other
+        let code: KafkaError.Code = kind == .fatal ? .fatal : rd_kafka_error_code(error) == RD_KAFKA_RESP_ERR__TIMED_OUT ? .timedOut : .rdKafka
+        let failure = KafkaError.consuming(error)
+        self.init(error: KafkaError(code: code, reason: failure.reason, rdKafkaCode: failure.rdKafkaCode), kind: kind)
+    }
+}
+
+/// A consumer's group metadata (`rd_kafka_consumer_group_metadata_t`), which a transaction's offsets are committed
+/// for; freed with the last reference.
+final class RDGroupMetadata: @unchecked Sendable {
+    let pointer: OpaquePointer
+
+    init(_ pointer: OpaquePointer) { self.pointer = pointer }
+
+    deinit { rd_kafka_consumer_group_metadata_destroy(pointer) }
 }
 
 /// librdkafka's "unassigned partition": let the partitioner choose.

@@ -74,16 +74,52 @@ import Tracing
     ///   - span: The span ``startSend(_:)`` returned.
     ///   - result: The delivery report or the error.
     @_spi(Benchmarks) public static func end(_ span: any Span, with result: Result<KafkaDeliveryReport, KafkaError>) {
-        if span.isRecording {
-            switch result {
-            case .success(let report):
-                span.updateAttributes { attributes in
-                    attributes["messaging.destination.partition.id"] = String(report.partition)
-                    attributes["messaging.kafka.offset"] = report.offset
-                }
-            case .failure(let error):
-                KafkaTracingAttributes.fail(span, with: error)
+        record(result, on: span)
+        span.end()
+    }
+
+    /// Records a record's outcome on its send span: where it was stored, or the error.
+    static func record(_ result: Result<KafkaDeliveryReport, KafkaError>, on span: any Span) {
+        guard span.isRecording else { return }
+        switch result {
+        case .success(let report):
+            span.updateAttributes { attributes in
+                attributes["messaging.destination.partition.id"] = String(report.partition)
+                attributes["messaging.kafka.offset"] = report.offset
             }
+        case .failure(let error):
+            KafkaTracingAttributes.fail(span, with: error)
+        }
+    }
+
+    /// Starts the INTERNAL span `transaction`, a child of the ambient span, or returns `nil` when tracing is off.
+    ///
+    /// The conventions define no transaction operation: INTERNAL, because the span covers the application's work
+    /// (the sends inside it are its PRODUCER children); named after the operation, as kafkajs' instrumentation does.
+    /// - Parameter transactionalID: The producer's transactional id, recorded as `messaging.kafka.transaction.id`.
+    func startTransaction(_ transactionalID: String) -> (any Span)? {
+        guard let tracer = configuration.currentTracer else { return nil }
+        let span = tracer.startSpan("transaction", context: InstrumentationContext.current ?? .topLevel, ofKind: .internal)
+        if span.isRecording {
+            span.updateAttributes { attributes in
+                attributes["messaging.system"] = "kafka"
+                attributes["messaging.operation.name"] = "transaction"
+                attributes["messaging.kafka.transaction.id"] = transactionalID
+                if let clientID { attributes["messaging.client.id"] = clientID }
+                server?.apply(to: &attributes)
+            }
+        }
+        return span
+    }
+
+    /// Ends a transaction span with its outcome and the number of records sent in it.
+    static func endTransaction(_ span: any Span, outcome: TransactionOutcome, sentCount: Int) {
+        if span.isRecording {
+            span.updateAttributes { attributes in
+                attributes["messaging.kafka.transaction.outcome"] = outcome.name
+                attributes["messaging.batch.message_count"] = sentCount
+            }
+            if case .aborted(let error) = outcome { KafkaTracingAttributes.fail(span, with: error) }
         }
         span.end()
     }

@@ -1,0 +1,370 @@
+import Synchronization
+import Tracing
+
+/// An open transaction of a transactional ``KafkaProducer``: the records sent through it, and the consumer offsets
+/// sent with it, are committed together or not at all.
+///
+/// You get one from ``KafkaProducer/withTransaction(timeout:_:)``, which commits it when its closure returns and
+/// aborts it when the closure throws. Use it only inside that closure: afterwards its calls throw
+/// ``KafkaError/Code/notInTransaction``.
+///
+/// ```swift
+/// try await producer.withTransaction { transaction in
+///     try await transaction.send(KafkaProducerRecord(topic: "invoices", key: order.key, value: invoice))
+///     try await transaction.sendOffsets(after: message, of: consumer)
+/// }
+/// ```
+public final class KafkaTransaction: Sendable {
+    /// The producer's transactional id.
+    public let transactionalID: String
+    private let producer: KafkaProducer
+    /// The `transaction` span, when tracing records one.
+    private let span: (any Span)?
+    private let state = Mutex(State())
+
+    private struct State {
+        /// The outcome, once the transaction has ended.
+        var outcome: TransactionOutcome?
+        /// Records handed to the backend in this transaction.
+        var sentCount = 0
+        /// The recording send spans, held until the outcome is known.
+        var sends: [TransactionalSend] = []
+    }
+
+    init(producer: KafkaProducer, transactionalID: String, span: (any Span)?) {
+        self.producer = producer
+        self.transactionalID = transactionalID
+        self.span = span
+    }
+
+    /// Sends a record in the transaction and waits until the broker has written it.
+    ///
+    /// The record is in the partition's log once this returns, but `read_committed` consumers see it only when the
+    /// transaction commits (and never, if it aborts). Its send span is a child of the transaction span and ends
+    /// with the transaction, carrying the outcome.
+    /// - Parameter record: The record to send.
+    /// - Returns: Where the record was written.
+    /// - Throws: as ``KafkaProducer/send(_:)``; ``KafkaError/Code/notInTransaction`` after the transaction ended.
+    @discardableResult
+    public func send(_ record: KafkaProducerRecord) async throws -> KafkaDeliveryReport {
+        try await producer.send(record, in: self)
+    }
+
+    /// Sends a record in the transaction without waiting for the broker; the transaction's commit waits for it.
+    /// - Parameter record: The record to send.
+    /// - Returns: The identifier its event will carry (see ``KafkaProducer/enqueue(_:)``).
+    /// - Throws: as ``KafkaProducer/enqueue(_:)``; ``KafkaError/Code/notInTransaction`` after the transaction ended.
+    @discardableResult
+    public func enqueue(_ record: KafkaProducerRecord) async throws -> KafkaProducerMessageID {
+        try await producer.enqueue(record, in: self)
+    }
+
+    /// Commits a consumer's positions with the transaction: the exactly-once step of consume-transform-produce.
+    ///
+    /// The positions are committed for the consumer's group when the transaction commits, and not at all when it
+    /// aborts (the messages are then read again). The consumer must commit nothing itself
+    /// (``KafkaConsumerConfiguration/CommitMode/manual``).
+    /// - Parameters:
+    ///   - offsets: For each partition, the offset of the next message to read.
+    ///   - consumer: The consumer whose group the offsets belong to.
+    /// - Throws: ``KafkaError/Code/notInTransaction`` after the transaction ended; ``KafkaError/Code/configuration``
+    ///   for a consumer that commits by itself; ``KafkaError/Code/noGroup`` for one without a group;
+    ///   ``KafkaError/Code/unknownPartition`` or ``KafkaError/Code/invalidOffset`` for a bad position; librdkafka's
+    ///   error when the group coordinator refuses them (abortable: the transaction will not commit).
+    public func sendOffsets(_ offsets: [KafkaTopicPartitionOffset], of consumer: KafkaConsumer) async throws {
+        try requireOpen()
+        for offset in offsets { try offset.validateForCommit() }
+        guard !offsets.isEmpty else { return }
+        let metadata = try consumer.groupMetadataForTransaction()
+        try await producer.transactionStep(.sendOffsets(offsets, metadata), timeout: producer.transactionOperationTimeout)
+        if let span, span.isRecording {
+            span.addEvent(SpanEvent(name: "offsets sent", attributes: ["messaging.kafka.transaction.offset_count": .int64(Int64(offsets.count))]))
+        }
+    }
+
+    /// Commits a consumer's positions after the given messages with the transaction: for each partition, the
+    /// offset after the last of them.
+    /// - Parameters:
+    ///   - messages: Messages the consumer handled in this transaction.
+    ///   - consumer: The consumer that read them.
+    /// - Throws: as ``sendOffsets(_:of:)``.
+    public func sendOffsets(after messages: [KafkaConsumerMessage], of consumer: KafkaConsumer) async throws {
+        var next: [KafkaTopicPartition: Int64] = [:]
+        for message in messages {
+            let partition = KafkaTopicPartition(topic: message.topic, partition: message.partition)
+            next[partition] = max(next[partition] ?? 0, message.offset + 1)
+        }
+        let offsets = next.map { KafkaTopicPartitionOffset(topic: $0.key.topic, partition: $0.key.partition, offset: $0.value) }
+        try await sendOffsets(offsets.sorted { ($0.topic, $0.partition) < ($1.topic, $1.partition) }, of: consumer)
+    }
+
+    /// Commits a consumer's position after one message with the transaction.
+    /// - Parameters:
+    ///   - message: The message handled last in its partition.
+    ///   - consumer: The consumer that read it.
+    /// - Throws: as ``sendOffsets(_:of:)``.
+    public func sendOffsets(after message: KafkaConsumerMessage, of consumer: KafkaConsumer) async throws {
+        try await sendOffsets([message.nextOffset], of: consumer)
+    }
+
+    // MARK: - What the producer asks of it
+
+    /// Throws ``KafkaError/Code/notInTransaction`` once the transaction has ended.
+    func requireOpen() throws {
+        guard state.withLock({ $0.outcome == nil }) else {
+            throw KafkaError(
+                code: .notInTransaction,
+                reason: "The transaction has ended; use a KafkaTransaction only inside its withTransaction closure"
+            )
+        }
+    }
+
+    /// Holds a recording send span until the outcome is known.
+    func hold(_ span: any Span) -> TransactionalSend {
+        let send = TransactionalSend(span: span)
+        let outcome = state.withLock { state in
+            state.sends.append(send)
+            return state.outcome
+        }
+        // Ended while this record was on its way: it takes the outcome at once.
+        if let outcome { send.settle(outcome) }
+        return send
+    }
+
+    /// Counts a record the backend took.
+    func countSent() { state.withLock { $0.sentCount += 1 } }
+
+    /// Ends the transaction with its outcome: later calls throw, held send spans end once delivered.
+    /// - Returns: How many records were sent in it.
+    func settle(_ outcome: TransactionOutcome) -> Int {
+        let (sends, count) = state.withLock { state in
+            state.outcome = outcome
+            defer { state.sends = [] }
+            return (state.sends, state.sentCount)
+        }
+        for send in sends { send.settle(outcome) }
+        return count
+    }
+}
+
+/// How a transaction ended.
+enum TransactionOutcome: Sendable {
+    case committed
+    /// Aborted, with the error its records' spans record.
+    case aborted(KafkaError)
+
+    /// The value of `messaging.kafka.transaction.outcome`.
+    var name: String {
+        switch self {
+        case .committed: return "committed"
+        case .aborted: return "aborted"
+        }
+    }
+}
+
+/// A recording send span inside a transaction. It ends when both its delivery report and the transaction's outcome
+/// are known, in whichever order they come (an aborted transaction's purged records report after the abort).
+final class TransactionalSend: Sendable {
+    private struct State {
+        var delivery: Result<KafkaDeliveryReport, KafkaError>?
+        var outcome: TransactionOutcome?
+        /// The span was ended, or handed back to be ended by the caller.
+        var isDone = false
+    }
+
+    private let span: any Span
+    private let state = Mutex(State())
+
+    init(span: any Span) { self.span = span }
+
+    /// The record's delivery report.
+    func deliver(_ result: Result<KafkaDeliveryReport, KafkaError>) {
+        endIfComplete { $0.delivery = result }
+    }
+
+    /// The transaction's outcome.
+    func settle(_ outcome: TransactionOutcome) {
+        endIfComplete { $0.outcome = outcome }
+    }
+
+    /// The backend refused the record: it is not in the transaction and its span is ended by the caller.
+    func refuse() {
+        state.withLock { $0.isDone = true }
+    }
+
+    private func endIfComplete(_ update: (inout State) -> Void) {
+        let complete: (Result<KafkaDeliveryReport, KafkaError>, TransactionOutcome)? = state.withLock { state in
+            guard !state.isDone else { return nil }
+            update(&state)
+            guard let delivery = state.delivery, let outcome = state.outcome else { return nil }
+            state.isDone = true
+            return (delivery, outcome)
+        }
+        guard let (delivery, outcome) = complete else { return }
+        KafkaProducerTracing.record(delivery, on: span)
+        span.attributes["messaging.kafka.transaction.outcome"] = outcome.name
+        if case .aborted(let error) = outcome, case .success = delivery {
+            KafkaTracingAttributes.fail(span, with: error)
+        }
+        span.end()
+    }
+}
+
+/// The transactional state of a producer.
+struct ProducerTransactionState {
+    /// `rd_kafka_init_transactions` has succeeded.
+    var isInitialized = false
+    /// A ``KafkaProducer/withTransaction(timeout:_:)`` is under way.
+    var isOpen = false
+    /// The fatal error that stopped the producer, if any.
+    var fatal: KafkaError?
+}
+
+extension KafkaProducer {
+    /// Runs `body` in a transaction: commits it when `body` returns, aborts it when `body` throws.
+    ///
+    /// Send with the ``KafkaTransaction`` the closure gets, and hand it the consumer's positions with
+    /// ``KafkaTransaction/sendOffsets(after:of:)-(KafkaConsumerMessage,_)`` for exactly-once consume-transform-produce.
+    /// One transaction at a time per producer. The first call registers the transactional id with the cluster
+    /// (fencing an older instance with the same id).
+    ///
+    /// - Abortable failures (a record not delivered, the coordinator refusing the commit, the commit not finishing
+    ///   within `timeout`) abort the transaction and throw ``KafkaError/Code/transactionAborted``; the next
+    ///   transaction can run.
+    /// - Fatal failures (this producer was fenced by a newer instance, its producer id expired) throw
+    ///   ``KafkaError/Code/fatal``: the producer shuts down, ``KafkaProducer/run()`` throws the same error, and every
+    ///   later call fails with it.
+    /// - When `body` throws, the transaction is aborted and `body`'s error is rethrown.
+    ///
+    /// With tracing on, the transaction runs in an INTERNAL span `transaction`, a child of the ambient span, whose
+    /// children are the send spans inside it; it ends with the outcome (`messaging.kafka.transaction.outcome`), and
+    /// with error status and `error.type` when it aborts — as do the spans of its records.
+    /// - Parameters:
+    ///   - timeout: How long registering, committing or aborting may take each (librdkafka retries within it).
+    ///   - body: The work of the transaction.
+    /// - Returns: What `body` returns.
+    /// - Throws: `body`'s error; ``KafkaError/Code/transactionAborted``; ``KafkaError/Code/fatal``;
+    ///   ``KafkaError/Code/timedOut`` when the id could not be registered in time (try again);
+    ///   ``KafkaError/Code/configuration`` for a producer without ``KafkaProducerConfiguration/transactionalID``;
+    ///   ``KafkaError/Code/alreadyRunning`` while another transaction of this producer is open;
+    ///   ``KafkaError/Code/shutDown`` after shutdown (an open transaction is aborted by shutdown).
+    @discardableResult
+    nonisolated(nonsending) public func withTransaction<Value>(
+        timeout: Duration = .seconds(30),
+        _ body: (KafkaTransaction) async throws -> Value
+    ) async throws -> Value {
+        guard let transactionalID = configuration.transactionalID else {
+            throw KafkaError(code: .configuration, reason: "withTransaction needs a producer configured with a transactionalID")
+        }
+        let isInitialized = try transactionState.withLock { state in
+            if let fatal = state.fatal { throw fatal }
+            guard !state.isOpen else {
+                throw KafkaError(code: .alreadyRunning, reason: "A transaction of this producer is open; it runs one at a time")
+            }
+            state.isOpen = true
+            return state.isInitialized
+        }
+        defer { transactionState.withLock { $0.isOpen = false } }
+        guard lifecycle.acceptsWork else { throw KafkaError.shutDown("The producer") }
+        if !isInitialized {
+            try await transactionStep(.initialize, timeout: timeout)
+            transactionState.withLock { $0.isInitialized = true }
+        }
+        try await transactionStep(.begin, timeout: timeout)
+
+        let span = tracing.startTransaction(transactionalID)
+        let transaction = KafkaTransaction(producer: self, transactionalID: transactionalID, span: span)
+        let value: Value
+        do {
+            if let span {
+                value = try await InstrumentationContext.withValue(span.context) { try await body(transaction) }
+            } else {
+                value = try await body(transaction)
+            }
+        } catch {
+            let aborted = KafkaError(code: .transactionAborted, reason: "The transaction was aborted because its body threw: \(error)")
+            await abort(transaction, span: span, timeout: timeout, as: aborted)
+            throw error
+        }
+        do {
+            try await transactionCall(.commit, timeout: timeout)
+        } catch let failure as TransactionCallFailure {
+            let aborted = KafkaError(
+                code: .transactionAborted,
+                reason: "The transaction was aborted: its commit failed: \(failure.error.reason)",
+                rdKafkaCode: failure.error.rdKafkaCode
+            )
+            await abort(transaction, span: span, timeout: timeout, as: aborted)
+            throw aborted
+        } catch {
+            // Fatal (the producer stops), or shut down (which aborted the transaction).
+            let cause = error as? KafkaError ?? KafkaError(code: .transactionAborted, reason: "\(error)")
+            finish(transaction, span: span, .aborted(cause))
+            throw cause
+        }
+        finish(transaction, span: span, .committed)
+        return value
+    }
+
+    /// Aborts after a failure, then ends the transaction's spans with `error`.
+    private func abort(_ transaction: KafkaTransaction, span: (any Span)?, timeout: Duration, as error: KafkaError) async {
+        do {
+            try await transactionCall(.abort, timeout: timeout)
+        } catch {
+            logger.error("Aborting the transaction failed: \(error)")
+        }
+        finish(transaction, span: span, .aborted(error))
+    }
+
+    private func finish(_ transaction: KafkaTransaction, span: (any Span)?, _ outcome: TransactionOutcome) {
+        let sent = transaction.settle(outcome)
+        if let span { KafkaProducerTracing.endTransaction(span, outcome: outcome, sentCount: sent) }
+    }
+
+    /// How long a transactional call made inside a transaction (sending offsets) may take.
+    var transactionOperationTimeout: Duration { .seconds(30) }
+
+    /// A transactional call whose failure the caller hands on as it is.
+    /// - Throws: ``KafkaError``.
+    func transactionStep(_ call: TransactionCall, timeout: Duration) async throws {
+        do {
+            try await transactionCall(call, timeout: timeout)
+        } catch let failure as TransactionCallFailure {
+            throw failure.error
+        }
+    }
+
+    /// Makes a transactional call, again while librdkafka calls its error retriable and `timeout` has not passed;
+    /// a fatal error stops the producer.
+    /// - Throws: ``TransactionCallFailure`` for a failure that leaves the producer usable; ``KafkaError`` for a
+    ///   fatal one (code ``KafkaError/Code/fatal``) or after shutdown.
+    func transactionCall(_ call: TransactionCall, timeout: Duration) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while true {
+            do {
+                return try await backend.transactionCall(call, timeout: max(.milliseconds(1), deadline - .now))
+            } catch let failure as TransactionCallFailure {
+                switch failure.kind {
+                case .retriable where ContinuousClock.now < deadline:
+                    try? await Task.sleep(for: .milliseconds(50))
+                case .fatal:
+                    becomeFatal(failure.error)
+                    throw failure.error
+                default:
+                    throw failure
+                }
+            }
+        }
+    }
+
+    /// Stops the producer for good after a fatal error: every later call throws it, and so does ``run()``.
+    private func becomeFatal(_ error: KafkaError) {
+        let first = transactionState.withLock { state in
+            defer { if state.fatal == nil { state.fatal = error } }
+            return state.fatal == nil
+        }
+        guard first else { return }
+        logger.critical("Fatal producer error, the producer stops: \(error)")
+        triggerGracefulShutdown()
+    }
+}
