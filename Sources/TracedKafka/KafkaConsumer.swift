@@ -26,7 +26,7 @@ public final class KafkaConsumer: Service, Sendable {
     private let backend: any KafkaConsumerBackend
     private let configuration: KafkaConsumerConfiguration
     let core: ConsumerCore
-    private let tracing: KafkaConsumerTracing
+    let tracing: KafkaConsumerTracing
     private let metrics: KafkaClientMetrics
 
     /// Creates a consumer on the configured backend (librdkafka, or the file queue) and subscribes it to the
@@ -95,7 +95,7 @@ public final class KafkaConsumer: Service, Sendable {
             try KafkaServerAddress.requireBootstrapServers(configuration.bootstrapServers)
             self.backend = try RDConsumer(configuration: configuration, core: core, logger: logger, metrics: metrics)
         case .fileQueue(let options):
-            self.backend = try FQConsumer(configuration: configuration, options: options, core: core, logger: logger)
+            self.backend = try FQConsumer(configuration: configuration, options: options, core: core, logger: logger, metrics: metrics)
         }
     }
 
@@ -137,7 +137,14 @@ public final class KafkaConsumer: Service, Sendable {
     public func commit(offsets: [KafkaTopicPartitionOffset]) async throws {
         try requireGroup(for: "commit")
         for offset in offsets { try offset.validateForCommit() }
-        try await backend.commit(offsets)
+        let started = metrics.started()
+        do {
+            try await tracing.withCommitSpan(offsets) { try await backend.commit(offsets) }
+            metrics.recordCommit(offsets, startedAt: started, error: nil)
+        } catch {
+            metrics.recordCommit(offsets, startedAt: started, error: error)
+            throw error
+        }
     }
 
     /// The group's committed offsets: for each partition that has one, the offset of the next message to read.
@@ -358,10 +365,13 @@ public final class KafkaConsumer: Service, Sendable {
         let maxMessages = max(1, maxMessages)
         try await whileRunning {
             var handled: [ConsumerPosition] = []
-            while let entries = try await self.core.nextBatch(after: handled, max: maxMessages, onWait: self.startFetching) {
+            while true {
+                let pollStart = self.tracing.pollStarted()
+                guard let entries = try await self.core.nextBatch(after: handled, max: maxMessages, onWait: self.startFetching) else { break }
                 handled = []
                 var messages = entries.map(\.message)
                 for index in messages.indices { self.prepare(&messages[index]) }
+                self.tracing.recordPoll(messages, startedAt: pollStart)
                 try await self.processWithPolicy(messages) { [messages] in
                     try await self.tracing.withBatchSpan(messages, handler)
                 }
@@ -466,8 +476,10 @@ public struct KafkaConsumerMessages: AsyncSequence, Sendable {
         func next() async throws -> KafkaConsumerMessage? {
             guard isReader else { throw KafkaConsumer.secondReader }
             let previous = handled.withLock { $0.take() }
+            let pollStart = consumer.tracing.pollStarted()
             guard let (message, position) = try await consumer.nextMessage(after: previous) else { return nil }
             handled.withLock { $0 = position }
+            consumer.tracing.recordPoll(CollectionOfOne(message), startedAt: pollStart)
             return message
         }
     }

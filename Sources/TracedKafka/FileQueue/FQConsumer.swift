@@ -23,6 +23,7 @@ final class FQConsumer: KafkaConsumerBackend, @unchecked Sendable {
     private let options: KafkaFileQueueConfiguration
     private let core: ConsumerCore
     private let logger: Logger
+    private let metrics: KafkaClientMetrics
     /// This member's id and file (`nil` for a consumer of given partitions, which joins no group).
     private let membership: (id: String, directory: String, file: FQFile)?
     private let monitor: FQChangeMonitor
@@ -46,9 +47,11 @@ final class FQConsumer: KafkaConsumerBackend, @unchecked Sendable {
         configuration: KafkaConsumerConfiguration,
         options: KafkaFileQueueConfiguration,
         core: ConsumerCore,
-        logger: Logger
+        logger: Logger,
+        metrics: KafkaClientMetrics
     ) throws {
         let directory = try FQDirectory(path: options.directory)
+        self.metrics = metrics
         self.directory = directory
         self.configuration = configuration
         self.options = options
@@ -365,7 +368,9 @@ final class FQConsumer: KafkaConsumerBackend, @unchecked Sendable {
         guard !stored.isEmpty, configuration.hasGroup else { return }
         do {
             try commitQueue.sync { try write(stored) }
+            metrics.recordOwnCommit(error: nil)
         } catch {
+            metrics.recordOwnCommit(error: error)
             logger.error("Commit failed", metadata: ["error": "\(error)", "partitions": "\(partitions)"])
             core.emit(.error(error as? KafkaError ?? KafkaError(code: .fileQueue, reason: "\(error)")))
         }

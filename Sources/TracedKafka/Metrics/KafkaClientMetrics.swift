@@ -69,6 +69,35 @@ final class KafkaClientMetrics: Sendable {
     }
 
     /// A message was handed to the application.
+    /// An application's commit has its answer: counted in `tracedkafka.consumer.commits` (origin `application`)
+    /// and timed in `messaging.client.operation.duration` (operation `commit`).
+    func recordCommit(_ offsets: [KafkaTopicPartitionOffset], startedAt started: ContinuousClock.Instant?, error: (any Error)?) {
+        guard let started, let first = offsets.first else { return }
+        let singleTopic = offsets.allSatisfy { $0.topic == first.topic }
+        let singlePartition = singleTopic && offsets.allSatisfy { $0.partition == first.partition }
+        let dimensions = self.dimensions(
+            operation: "commit",
+            topic: singleTopic ? first.topic : nil,
+            partition: singlePartition ? first.partition : nil,
+            errorType: error.map(KafkaError.errorType(of:))
+        )
+        timer("messaging.client.operation.duration", dimensions).recordNanoseconds((ContinuousClock.now - started).nanoseconds)
+        countCommit(origin: "application", error: error)
+    }
+
+    /// A commit the consumer made by itself (on its interval, at rebalance or shutdown) has its answer: counted in
+    /// `tracedkafka.consumer.commits` (origin `consumer`).
+    func recordOwnCommit(error: (any Error)?) {
+        guard isEnabled else { return }
+        countCommit(origin: "consumer", error: error)
+    }
+
+    private func countCommit(origin: String, error: (any Error)?) {
+        var dimensions = self.dimensions(operation: "commit", topic: nil, partition: nil, errorType: error.map(KafkaError.errorType(of:)))
+        dimensions.append(("tracedkafka.commit.origin", origin))
+        counter("tracedkafka.consumer.commits", dimensions).increment()
+    }
+
     func recordConsumed(_ message: KafkaConsumerMessage) {
         guard isEnabled else { return }
         recordConsumed(CollectionOfOne(message))

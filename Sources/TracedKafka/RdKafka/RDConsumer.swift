@@ -33,7 +33,7 @@ final class RDConsumer: KafkaConsumerBackend, @unchecked Sendable {
         let callbacks = RDCallbacks(
             logger: logger,
             statistics: statistics,
-            offsetCommit: { err, offsets in RDConsumer.reportCommit(err, offsets, core: core, logger: logger) }
+            offsetCommit: { err, offsets in RDConsumer.reportCommit(err, offsets, core: core, logger: logger, metrics: metrics) }
         ) { handle, err, partitions in
             RDConsumer.rebalance(handle, err, partitions, core: core, logger: logger)
         }
@@ -262,7 +262,8 @@ final class RDConsumer: KafkaConsumerBackend, @unchecked Sendable {
         _ err: rd_kafka_resp_err_t,
         _ offsets: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?,
         core: ConsumerCore,
-        logger: Logger
+        logger: Logger,
+        metrics: KafkaClientMetrics
     ) {
         guard err != RD_KAFKA_RESP_ERR__NO_OFFSET else { return }
         let error: KafkaError?
@@ -274,6 +275,7 @@ final class RDConsumer: KafkaConsumerBackend, @unchecked Sendable {
                 KafkaError(code: $0.code, reason: "Automatic commit failed: \($0.reason)", rdKafkaCode: $0.rdKafkaCode)
             }
         }
+        metrics.recordOwnCommit(error: error)
         guard let error else { return }
         logger.warning("Commit failed: \(error)")
         core.emit(.error(error))

@@ -35,6 +35,11 @@ import Tracing
     ) async throws {
         guard let tracer = configuration.currentTracer else { return try await handler(message) }
         let producerContext = message.traceContext
+        if configuration.isUntraced(message.topic) {
+            // No span; the handler continues the producer's trace.
+            guard let producerContext else { return try await handler(message) }
+            return try await InstrumentationContext.withValue(producerContext) { try await handler(message) }
+        }
         let span = tracer.startSpan(
             "process \(message.topic)",
             context: parent(producerContext: producerContext),
@@ -51,6 +56,7 @@ import Tracing
                 if message.isTombstone { attributes["messaging.kafka.message.tombstone"] = true }
                 attributes["messaging.message.body.size"] = message.valueCount
                 KafkaTracingAttributes.captureHeaders(configuration, from: message.headers, into: &attributes)
+                configuration.processAttributes?(message, &attributes)
             }
             if let producerContext { span.addLink(SpanLink(context: producerContext, attributes: [:])) }
         }
@@ -65,6 +71,7 @@ import Tracing
     ) async throws {
         guard let tracer = configuration.currentTracer, let first = messages.first else { return try await handler(messages) }
         let topics = Set(messages.map(\.topic))
+        if topics.allSatisfy(configuration.isUntraced) { return try await handler(messages) }
         let name = topics.count == 1 ? "process \(first.topic)" : "process"
         let span = tracer.startSpan(name, context: InstrumentationContext.current ?? .topLevel, ofKind: .consumer)
         if span.isRecording {
@@ -73,20 +80,98 @@ import Tracing
                 if topics.count == 1 { attributes["messaging.destination.name"] = first.topic }
                 attributes["messaging.batch.message_count"] = messages.count
             }
-            for message in messages {
-                guard let context = message.traceContext else { continue }
-                span.addLink(
-                    SpanLink(
-                        context: context,
-                        attributes: [
-                            "messaging.destination.partition.id": .string(String(message.partition)),
-                            "messaging.kafka.offset": .int64(message.offset),
-                        ]
-                    )
-                )
-            }
+            linkProducerContexts(of: messages, to: span)
         }
         try await run(in: span) { try await handler(messages) }
+    }
+
+    /// Runs an application's commit inside a CLIENT span `commit {topic}` (when ``KafkaTracingConfiguration/commitSpans``
+    /// is on), a child of the ambient span.
+    /// - Parameters:
+    ///   - offsets: The positions committed.
+    ///   - commit: The commit itself.
+    nonisolated(nonsending) func withCommitSpan(
+        _ offsets: [KafkaTopicPartitionOffset],
+        _ commit: nonisolated(nonsending) () async throws -> Void
+    ) async throws {
+        guard configuration.commitSpans, let tracer = configuration.currentTracer, let first = offsets.first,
+            !offsets.allSatisfy({ configuration.isUntraced($0.topic) })
+        else { return try await commit() }
+        let singleTopic = offsets.allSatisfy { $0.topic == first.topic }
+        let span = tracer.startSpan(
+            singleTopic ? "commit \(first.topic)" : "commit",
+            context: InstrumentationContext.current ?? .topLevel,
+            ofKind: .client
+        )
+        defer { span.end() }
+        if span.isRecording {
+            span.updateAttributes { attributes in
+                setCommon(&attributes, operation: "commit", type: "settle")
+                if singleTopic { attributes["messaging.destination.name"] = first.topic }
+                if offsets.count == 1 {
+                    attributes["messaging.destination.partition.id"] = String(first.partition)
+                    attributes["messaging.kafka.offset"] = first.offset
+                } else {
+                    attributes["messaging.kafka.commit.partition_count"] = offsets.count
+                }
+            }
+        }
+        do {
+            try await commit()
+        } catch {
+            KafkaTracingAttributes.fail(span, with: error)
+            throw error
+        }
+    }
+
+    /// When a receive began, if poll spans are on (read before waiting for messages).
+    func pollStarted() -> DefaultTracerClock.Instant? {
+        configuration.pollSpans && configuration.isEnabled ? DefaultTracerClock.now : nil
+    }
+
+    /// Records a CLIENT span `poll {topic}` from `start` to now for messages just handed to the application, with
+    /// a link to each one's producer context; nothing when no message (of a traced topic) was handed out.
+    func recordPoll(_ messages: some Collection<KafkaConsumerMessage>, startedAt start: DefaultTracerClock.Instant?) {
+        guard let start, let tracer = configuration.currentTracer else { return }
+        let traced = messages.filter { !configuration.isUntraced($0.topic) }
+        guard let first = traced.first else { return }
+        let singleTopic = traced.allSatisfy { $0.topic == first.topic }
+        let span = tracer.startSpan(
+            singleTopic ? "poll \(first.topic)" : "poll",
+            context: InstrumentationContext.current ?? .topLevel,
+            ofKind: .client,
+            at: start
+        )
+        if span.isRecording {
+            span.updateAttributes { attributes in
+                setCommon(&attributes, operation: "poll", type: "receive")
+                if singleTopic { attributes["messaging.destination.name"] = first.topic }
+                if traced.count == 1 {
+                    attributes["messaging.destination.partition.id"] = String(first.partition)
+                    attributes["messaging.kafka.offset"] = first.offset
+                } else {
+                    attributes["messaging.batch.message_count"] = traced.count
+                }
+            }
+            linkProducerContexts(of: traced, to: span)
+        }
+        span.end()
+    }
+
+    /// Links a span to each message's producer context, the link carrying the message's partition and offset.
+    private func linkProducerContexts(of messages: some Sequence<KafkaConsumerMessage>, to span: any Span) {
+        for message in messages {
+            guard let context = message.traceContext else { continue }
+            span.addLink(
+                SpanLink(
+                    context: context,
+                    attributes: [
+                        "messaging.destination.partition.id": .string(String(message.partition)),
+                        "messaging.kafka.offset": .int64(message.offset),
+                    ]
+                )
+            )
+        }
     }
 
     private func parent(producerContext: InstrumentationContext?) -> InstrumentationContext {
@@ -108,10 +193,10 @@ import Tracing
         return !probe.isEmpty
     }
 
-    private func setCommon(_ attributes: inout SpanAttributes) {
+    private func setCommon(_ attributes: inout SpanAttributes, operation: String = "process", type: String = "process") {
         attributes["messaging.system"] = "kafka"
-        attributes["messaging.operation.name"] = "process"
-        attributes["messaging.operation.type"] = "process"
+        attributes["messaging.operation.name"] = operation
+        attributes["messaging.operation.type"] = type
         if let groupID { attributes["messaging.consumer.group.name"] = groupID }
         if let clientID { attributes["messaging.client.id"] = clientID }
         server?.apply(to: &attributes)

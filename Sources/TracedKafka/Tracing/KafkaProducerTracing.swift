@@ -20,6 +20,10 @@ import Tracing
     ///   delivery-report work for it.
     @_spi(Benchmarks) public func startSend(_ record: inout KafkaProducerRecord) -> (any Span)? {
         guard let tracer = configuration.currentTracer else { return nil }
+        if configuration.isUntraced(record.topic) {
+            propagateWithoutSpan(&record, tracer: tracer)
+            return nil
+        }
         var previous: InstrumentationContext?
         var previousKeys: Set<String> = []
         if configuration.propagatesContext, !record.headers.isEmpty {
@@ -51,6 +55,7 @@ import Tracing
                 if let clientID { attributes["messaging.client.id"] = clientID }
                 server?.apply(to: &attributes)
                 KafkaTracingAttributes.captureHeaders(configuration, from: record.headers, into: &attributes)
+                configuration.sendAttributes?(record, &attributes)
             }
             if let previous { span.addLink(SpanLink(context: previous, attributes: [:])) }
         }
@@ -67,6 +72,18 @@ import Tracing
             return nil
         }
         return span
+    }
+
+    /// A send to an untraced topic: no span; a record that carries a context keeps it as it is, any other gets the
+    /// ambient context.
+    private func propagateWithoutSpan(_ record: inout KafkaProducerRecord, tracer: any Tracer) {
+        guard configuration.propagatesContext, let ambient = InstrumentationContext.current else { return }
+        if !record.headers.isEmpty {
+            var carried = InstrumentationContext.topLevel
+            tracer.extract(record.headers, into: &carried, using: KafkaHeadersExtractor())
+            if !carried.isEmpty { return }
+        }
+        tracer.inject(ambient, into: &record.headers, using: KafkaHeadersInjector())
     }
 
     /// Ends a send span with the record's outcome.
@@ -149,23 +166,35 @@ final class KeyRecordingExtractor: Extractor, Sendable {
 
 /// Attribute helpers shared by the producer's and the consumer's spans.
 enum KafkaTracingAttributes {
-    /// Records headers chosen by name as `messaging.header.<name>` (the last value, when it is UTF-8), each cut to
-    /// the configured length.
+    /// Records headers chosen by name or `*` pattern as `messaging.header.<name>` (the last value of each, when it is
+    /// UTF-8), each cut to the configured length.
     static func captureHeaders(
         _ configuration: KafkaTracingConfiguration,
         from headers: KafkaHeaders,
         into attributes: inout SpanAttributes
     ) {
-        guard !configuration.capturedHeaders.isEmpty else { return }
+        guard !configuration.capturedHeaders.isEmpty, !headers.isEmpty else { return }
         let limit = max(0, configuration.maxCapturedHeaderLength)
-        for name in configuration.capturedHeaders {
-            guard let value = headers.lastValue(forKey: name) else { continue }
-            var end = min(value.count, limit)
-            // Back off to a character boundary: never cut between a UTF-8 lead byte and its continuation bytes.
-            while end < value.count, end > 0, value[end] & 0xC0 == 0x80 { end -= 1 }
-            if let text = String(validating: value[..<end], as: UTF8.self) {
-                attributes["messaging.header.\(name)"] = text
+        for entry in configuration.capturedHeaders {
+            if entry.utf8.contains(UInt8(ascii: "*")) {
+                // Later headers win, as for a name: walk from the end and take each matching key once.
+                var seen: Set<String> = []
+                for header in headers.reversed() where header.keyIsUTF8 && seen.insert(header.key).inserted {
+                    guard HeaderPattern.matches(header.key, entry), let value = header.value else { continue }
+                    record(value, as: header.key, limit: limit, into: &attributes)
+                }
+            } else if let value = headers.lastValue(forKey: entry) {
+                record(value, as: entry, limit: limit, into: &attributes)
             }
+        }
+    }
+
+    private static func record(_ value: [UInt8], as name: String, limit: Int, into attributes: inout SpanAttributes) {
+        var end = min(value.count, limit)
+        // Back off to a character boundary: never cut between a UTF-8 lead byte and its continuation bytes.
+        while end < value.count, end > 0, value[end] & 0xC0 == 0x80 { end -= 1 }
+        if let text = String(validating: value[..<end], as: UTF8.self) {
+            attributes["messaging.header.\(name)"] = text
         }
     }
 
@@ -175,5 +204,36 @@ enum KafkaTracingAttributes {
         span.recordError(error)
         span.attributes["error.type"] = KafkaError.errorType(of: error)
         span.setStatus(SpanStatus(code: .error, message: "\(error)"))
+    }
+}
+
+/// Header-name patterns where `*` stands for any run of characters.
+enum HeaderPattern {
+    /// Whether `name` matches `pattern`, byte by byte (case-sensitive).
+    static func matches(_ name: String, _ pattern: String) -> Bool {
+        let name = Array(name.utf8), pattern = Array(pattern.utf8)
+        let star = UInt8(ascii: "*")
+        var n = 0, p = 0
+        // Where the last `*` was, and where in the name its run would end if the rest fails to match.
+        var lastStar: Int?, resume = 0
+        while n < name.count {
+            if p < pattern.count, pattern[p] == star {
+                lastStar = p
+                resume = n
+                p += 1
+            } else if p < pattern.count, pattern[p] == name[n] {
+                p += 1
+                n += 1
+            } else if let star = lastStar {
+                // Let the last `*` take one more byte and try again.
+                p = star + 1
+                resume += 1
+                n = resume
+            } else {
+                return false
+            }
+        }
+        while p < pattern.count, pattern[p] == star { p += 1 }
+        return p == pattern.count
     }
 }

@@ -28,12 +28,35 @@ public struct KafkaTracingConfiguration: Sendable {
     public var tracer: (any Tracer)?
     /// Where a process span gets its parent.
     public var consumerParent: ConsumerParent
-    /// Header names recorded as `messaging.header.<name>` span attributes (as text when the value is UTF-8).
-    /// Nothing is captured by default.
+    /// Headers recorded as `messaging.header.<name>` span attributes (as text when the value is UTF-8), by name or
+    /// by pattern: `*` stands for any run of characters (`"x-*"`, `"*-id"`, `"*"`). Names are matched exactly
+    /// (Kafka header keys are case-sensitive). Nothing is captured by default.
     public var capturedHeaders: Set<String>
     /// The longest captured header value, in bytes: a longer one is recorded cut to this length (at a character
     /// boundary), so a large header never becomes a large span attribute. 256 by default.
     public var maxCapturedHeaderLength: Int
+    /// Whether the application's commits (``KafkaConsumer/commit(_:)``, ``KafkaConsumer/commit(offsets:)``) run in
+    /// a CLIENT span `commit {topic}` (`messaging.operation.type` `settle`), a child of the ambient span — the process
+    /// span, inside a handler. On by default: a commit waits for the coordinator anyway, so the span costs nothing
+    /// a user would notice. The commits the consumer makes by itself (on its interval, at rebalance and shutdown)
+    /// get no span: nothing the application does is their parent, so each would be a detached root. They are
+    /// counted in the `tracedkafka.consumer.commits` metric instead.
+    public var commitSpans: Bool
+    /// Whether handing messages to the application makes a CLIENT span `poll {topic}` (`messaging.operation.type`
+    /// `receive`): one per `next()` of ``KafkaConsumer/messages`` and one per batch of
+    /// ``KafkaConsumer/runBatches(maxMessages:_:)``, covering the call, with a link to each message's producer
+    /// context. Never for a call that hands out nothing. Off by default (a span per message).
+    public var pollSpans: Bool
+    /// Topics whose records get no spans while their trace context still flows: a send to one writes the ambient
+    /// context into the record's headers (and leaves a context the record already carries as it is); a message
+    /// from one is handled with its producer's context as the current context, without a process span.
+    public var untracedTopics: Set<String>
+    /// Adds the application's attributes to each send span, given the record (called after the library has set its
+    /// own, only for spans that record).
+    public var sendAttributes: (@Sendable (KafkaProducerRecord, inout SpanAttributes) -> Void)?
+    /// Adds the application's attributes to each process span of one message, given the message (called after the
+    /// library has set its own, only for spans that record; batch spans do not call it).
+    public var processAttributes: (@Sendable (KafkaConsumerMessage, inout SpanAttributes) -> Void)?
 
     /// Creates a tracing configuration.
     /// - Parameters:
@@ -41,15 +64,25 @@ public struct KafkaTracingConfiguration: Sendable {
     ///   - propagatesContext: Whether trace context crosses the hop in headers.
     ///   - tracer: A fixed tracer, or `nil` for `InstrumentationSystem.tracer` at each operation.
     ///   - consumerParent: Where process spans get their parent.
-    ///   - capturedHeaders: Header names to record as span attributes.
+    ///   - capturedHeaders: Header names or `*` patterns to record as span attributes.
     ///   - maxCapturedHeaderLength: The longest captured value, in bytes.
+    ///   - commitSpans: Whether the application's commits get spans.
+    ///   - pollSpans: Whether handing out messages makes receive spans.
+    ///   - untracedTopics: Topics whose records get no spans but keep their context.
+    ///   - sendAttributes: Adds attributes to send spans.
+    ///   - processAttributes: Adds attributes to process spans.
     public init(
         isEnabled: Bool = true,
         propagatesContext: Bool = true,
         tracer: (any Tracer)? = nil,
         consumerParent: ConsumerParent = .producerContext,
         capturedHeaders: Set<String> = [],
-        maxCapturedHeaderLength: Int = 256
+        maxCapturedHeaderLength: Int = 256,
+        commitSpans: Bool = true,
+        pollSpans: Bool = false,
+        untracedTopics: Set<String> = [],
+        sendAttributes: (@Sendable (KafkaProducerRecord, inout SpanAttributes) -> Void)? = nil,
+        processAttributes: (@Sendable (KafkaConsumerMessage, inout SpanAttributes) -> Void)? = nil
     ) {
         self.isEnabled = isEnabled
         self.propagatesContext = propagatesContext
@@ -57,12 +90,20 @@ public struct KafkaTracingConfiguration: Sendable {
         self.consumerParent = consumerParent
         self.capturedHeaders = capturedHeaders
         self.maxCapturedHeaderLength = maxCapturedHeaderLength
+        self.commitSpans = commitSpans
+        self.pollSpans = pollSpans
+        self.untracedTopics = untracedTopics
+        self.sendAttributes = sendAttributes
+        self.processAttributes = processAttributes
     }
 
     /// Tracing on, with the tracer resolved per operation.
     public static var enabled: KafkaTracingConfiguration { KafkaTracingConfiguration() }
     /// No spans, no headers.
     public static var disabled: KafkaTracingConfiguration { KafkaTracingConfiguration(isEnabled: false) }
+
+    /// Whether records of `topic` get no spans.
+    func isUntraced(_ topic: String) -> Bool { !untracedTopics.isEmpty && untracedTopics.contains(topic) }
 
     /// The tracer for one operation, or `nil` when tracing is off.
     var currentTracer: (any Tracer)? {
