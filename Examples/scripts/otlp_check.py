@@ -10,7 +10,8 @@
     otlp_check.py verify --dump DIR --orders N [--wait SECONDS] [--watch-pid PID]
         Checks what was received: N traces of the order pipeline, each spanning orders-api, payments and
         notifications (three service.name resources), with PRODUCER and CONSUMER spans where each consumer's
-        `process T` span is the child of the upstream service's `send T` span and links to it; and log records
+        `process T` span is the child of the upstream service's `send T` span and links to it, payments' send
+        inside a committed `transaction` span that is the child of its process span; and log records
         from every service that carry the trace_id/span_id of a span they were written in.
         With --wait it retries until the checks pass or SECONDS pass (or PID exits); exits 1 with the reasons
         when they fail.
@@ -45,6 +46,16 @@ HOPS = [  # (topic, upstream service, downstream service)
     ("orders.placed", ORDERS_API, PAYMENTS),
     ("payments.captured", PAYMENTS, NOTIFICATIONS),
 ]
+
+TRANSACTION_SPAN = "transaction"  # payments' exactly-once transaction, around its send
+
+
+def string_attribute(span, key):
+    for attribute in span.attributes:
+        if attribute.key == key:
+            return attribute.value.string_value
+    return None
+
 
 KIND_NAMES = {value: name.removeprefix("SPAN_KIND_").lower() for name, value in Span.SpanKind.items()}
 
@@ -207,6 +218,14 @@ def check_trace(trace_id, spans):
         problems.append(f"{request.describe()} should be the root")
     upstream_parent = request
     for topic, upstream, downstream in HOPS:
+        if upstream == PAYMENTS:
+            # payments sends in a transaction: its `transaction` span sits between its process span and its send.
+            transaction = find(TRANSACTION_SPAN, Span.SPAN_KIND_INTERNAL, PAYMENTS)
+            if transaction and upstream_parent and transaction.parent != upstream_parent.id:
+                problems.append(f"{transaction.describe()} is not a child of {upstream_parent.describe()}")
+            if transaction and string_attribute(transaction.span, "messaging.kafka.transaction.outcome") != "committed":
+                problems.append(f"{transaction.describe()} does not say committed")
+            upstream_parent = transaction
         send = find(f"send {topic}", Span.SPAN_KIND_PRODUCER, upstream)
         process = find(f"process {topic}", Span.SPAN_KIND_CONSUMER, downstream)
         if send and upstream_parent and send.parent != upstream_parent.id:

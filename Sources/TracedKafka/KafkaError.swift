@@ -109,8 +109,9 @@ extension KafkaError {
     static func rdKafka(_ err: rd_kafka_resp_err_t, context: String? = nil) -> KafkaError {
         let text = String(cString: rd_kafka_err2str(err))
         let unknown = [RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART, RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION, RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC]
+        let fatal = [RD_KAFKA_RESP_ERR__FATAL, RD_KAFKA_RESP_ERR__FENCED]
         return KafkaError(
-            code: unknown.contains(err) ? .unknownPartition : .rdKafka,
+            code: unknown.contains(err) ? .unknownPartition : fatal.contains(err) ? .fatal : .rdKafka,
             reason: context.map { "\($0): \(text)" } ?? text,
             rdKafkaCode: err.rawValue
         )

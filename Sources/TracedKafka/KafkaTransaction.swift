@@ -20,6 +20,8 @@ public final class KafkaTransaction: Sendable {
     private let producer: KafkaProducer
     /// The `transaction` span, when tracing records one.
     private let span: (any Span)?
+    /// How long a call to the coordinator may take (the `timeout` of ``KafkaProducer/withTransaction(timeout:_:)``).
+    private let timeout: Duration
     private let state = Mutex(State())
 
     private struct State {
@@ -31,10 +33,11 @@ public final class KafkaTransaction: Sendable {
         var sends: [TransactionalSend] = []
     }
 
-    init(producer: KafkaProducer, transactionalID: String, span: (any Span)?) {
+    init(producer: KafkaProducer, transactionalID: String, span: (any Span)?, timeout: Duration) {
         self.producer = producer
         self.transactionalID = transactionalID
         self.span = span
+        self.timeout = timeout
     }
 
     /// Sends a record in the transaction and waits until the broker has written it.
@@ -76,7 +79,7 @@ public final class KafkaTransaction: Sendable {
         for offset in offsets { try offset.validateForCommit() }
         guard !offsets.isEmpty else { return }
         let metadata = try consumer.groupMetadataForTransaction()
-        try await producer.transactionStep(.sendOffsets(offsets, metadata), timeout: producer.transactionOperationTimeout)
+        try await producer.transactionStep(.sendOffsets(offsets, metadata), timeout: timeout)
         if let span, span.isRecording {
             span.addEvent(SpanEvent(name: "offsets sent", attributes: ["messaging.kafka.transaction.offset_count": .int64(Int64(offsets.count))]))
         }
@@ -216,6 +219,8 @@ struct ProducerTransactionState {
     var isInitialized = false
     /// A ``KafkaProducer/withTransaction(timeout:_:)`` is under way.
     var isOpen = false
+    /// The last abort did not finish (it timed out): the next transaction aborts again before it begins.
+    var abortPending = false
     /// The fatal error that stopped the producer, if any.
     var fatal: KafkaError?
 }
@@ -234,13 +239,15 @@ extension KafkaProducer {
     /// - Fatal failures (this producer was fenced by a newer instance, its producer id expired) throw
     ///   ``KafkaError/Code/fatal``: the producer shuts down, ``KafkaProducer/run()`` throws the same error, and every
     ///   later call fails with it.
-    /// - When `body` throws, the transaction is aborted and `body`'s error is rethrown.
+    /// - When `body` throws, the transaction is aborted and `body`'s error is rethrown — unless the producer hit a
+    ///   fatal error meanwhile (a send in `body` failed because the producer was fenced): then that fatal error.
     ///
     /// With tracing on, the transaction runs in an INTERNAL span `transaction`, a child of the ambient span, whose
     /// children are the send spans inside it; it ends with the outcome (`messaging.kafka.transaction.outcome`), and
     /// with error status and `error.type` when it aborts — as do the spans of its records.
     /// - Parameters:
-    ///   - timeout: How long registering, committing or aborting may take each (librdkafka retries within it).
+    ///   - timeout: How long each call to the transaction coordinator may take — registering the id, sending
+    ///     offsets, committing, aborting — retries of retriable errors included.
     ///   - body: The work of the transaction.
     /// - Returns: What `body` returns.
     /// - Throws: `body`'s error; ``KafkaError/Code/transactionAborted``; ``KafkaError/Code/fatal``;
@@ -256,13 +263,13 @@ extension KafkaProducer {
         guard let transactionalID = configuration.transactionalID else {
             throw KafkaError(code: .configuration, reason: "withTransaction needs a producer configured with a transactionalID")
         }
-        let isInitialized = try transactionState.withLock { state in
+        let (isInitialized, abortPending) = try transactionState.withLock { state in
             if let fatal = state.fatal { throw fatal }
             guard !state.isOpen else {
                 throw KafkaError(code: .alreadyRunning, reason: "A transaction of this producer is open; it runs one at a time")
             }
             state.isOpen = true
-            return state.isInitialized
+            return (state.isInitialized, state.abortPending)
         }
         defer { transactionState.withLock { $0.isOpen = false } }
         guard lifecycle.acceptsWork else { throw KafkaError.shutDown("The producer") }
@@ -270,10 +277,14 @@ extension KafkaProducer {
             try await transactionStep(.initialize, timeout: timeout)
             transactionState.withLock { $0.isInitialized = true }
         }
+        if abortPending {
+            try await transactionStep(.abort, timeout: timeout)
+            transactionState.withLock { $0.abortPending = false }
+        }
         try await transactionStep(.begin, timeout: timeout)
 
         let span = tracing.startTransaction(transactionalID)
-        let transaction = KafkaTransaction(producer: self, transactionalID: transactionalID, span: span)
+        let transaction = KafkaTransaction(producer: self, transactionalID: transactionalID, span: span, timeout: timeout)
         let value: Value
         do {
             if let span {
@@ -284,6 +295,8 @@ extension KafkaProducer {
         } catch {
             let aborted = KafkaError(code: .transactionAborted, reason: "The transaction was aborted because its body threw: \(error)")
             await abort(transaction, span: span, timeout: timeout, as: aborted)
+            // A send that failed because the producer was fenced meanwhile: the fatal error is what the caller must see.
+            if let fatal = transactionState.withLock({ $0.fatal }) { throw fatal }
             throw error
         }
         do {
@@ -311,6 +324,8 @@ extension KafkaProducer {
         do {
             try await transactionCall(.abort, timeout: timeout)
         } catch {
+            // Not finished (a fatal error has stopped the producer already): the next transaction tries again first.
+            transactionState.withLock { $0.abortPending = true }
             logger.error("Aborting the transaction failed: \(error)")
         }
         finish(transaction, span: span, .aborted(error))
@@ -320,9 +335,6 @@ extension KafkaProducer {
         let sent = transaction.settle(outcome)
         if let span { KafkaProducerTracing.endTransaction(span, outcome: outcome, sentCount: sent) }
     }
-
-    /// How long a transactional call made inside a transaction (sending offsets) may take.
-    var transactionOperationTimeout: Duration { .seconds(30) }
 
     /// A transactional call whose failure the caller hands on as it is.
     /// - Throws: ``KafkaError``.

@@ -121,7 +121,10 @@ struct BoundedEventTests {
     @Test("An unread producer event stream keeps the newest events only and counts what it dropped", arguments: TestBackend.allCases)
     func unreadProducerEvents(backend: TestBackend) async throws {
         let topic = try await backend.newTopic("unread")
-        let (producer, events) = try KafkaProducer.makeProducerWithEvents(configuration: producerConfiguration(backend), maxBufferedEvents: 100)
+        var configuration = producerConfiguration(backend)
+        // Delivery reports in send order even when a request is retried on a loaded machine.
+        configuration.idempotence = true
+        let (producer, events) = try KafkaProducer.makeProducerWithEvents(configuration: configuration, maxBufferedEvents: 100)
         try await withRunning(producer) { producer in
             for index in 0..<3_000 { try await producer.enqueue(KafkaProducerRecord(topic: topic, value: "\(index)")) }
             try await producer.flush()

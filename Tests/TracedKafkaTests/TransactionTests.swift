@@ -21,6 +21,14 @@ struct TransactionTests {
         return try KafkaProducer(configuration: configuration)
     }
 
+    /// A one-broker embedded cluster for a test that injects errors, with a one-partition topic.
+    func clusterOfItsOwn(_ prefix: String) throws -> (EmbeddedKafkaCluster, String) {
+        let cluster = try EmbeddedKafkaCluster(brokers: 1)
+        let topic = uniqueName(prefix)
+        try cluster.createTopic(topic)
+        return (cluster, topic)
+    }
+
     @Test("A committed transaction's records arrive; its span parents the sends and says committed")
     func commitWithSpans() async throws {
         let tracer = W3CRecordingTracer()
@@ -96,10 +104,8 @@ struct TransactionTests {
 
     @Test("An abortable broker error aborts with transactionAborted, and the producer takes the next transaction")
     func abortableErrorAborts() async throws {
-        let cluster = try EmbeddedKafkaCluster(brokers: 1)
+        let (cluster, topic) = try clusterOfItsOwn("tx-abortable")
         defer { cluster.shutdown() }
-        let topic = uniqueName("tx-abortable")
-        try cluster.createTopic(topic)
         let tracer = W3CRecordingTracer()
         let producer = try transactionalProducer(cluster, tracer: tracer)
         let report = try await withRunning(producer) { producer in
@@ -120,18 +126,39 @@ struct TransactionTests {
         #expect(refused.status?.code == .error)
     }
 
-    @Test("A fenced producer stops: the transaction throws fatal, so does every later call and run()")
-    func fencedIsFatal() async throws {
-        let cluster = try EmbeddedKafkaCluster(brokers: 1)
+    @Test("An abort the coordinator refuses is retried before the next transaction, which then commits")
+    func failedAbortIsRetried() async throws {
+        struct Declined: Error {}
+        let (cluster, topic) = try clusterOfItsOwn("tx-abort-retry")
         defer { cluster.shutdown() }
-        let topic = uniqueName("tx-fenced")
-        try cluster.createTopic(topic)
+        let producer = try transactionalProducer(cluster)
+        let report = try await withRunning(producer) { producer in
+            try await producer.withTransaction { try await $0.send(KafkaProducerRecord(topic: topic, value: "warm-up")) }
+            try cluster.pushRequestErrors(.endTxn, [.unknownServerError])
+            await #expect(throws: Declined.self) {
+                try await producer.withTransaction { transaction in
+                    try await transaction.send(KafkaProducerRecord(topic: topic, value: "doomed"))
+                    throw Declined()
+                }
+            }
+            return try await producer.withTransaction { try await $0.send(KafkaProducerRecord(topic: topic, value: "after")) }
+        }
+        #expect(report.offset >= 2)
+    }
+
+    @Test(
+        "A fenced producer stops: the transaction throws fatal, so does every later call and run()",
+        arguments: [(KafkaAPIKey.endTxn, "at commit"), (KafkaAPIKey.addPartitionsToTxn, "at its first send")]
+    )
+    func fencedIsFatal(fencedOn request: KafkaAPIKey, when: String) async throws {
+        let (cluster, topic) = try clusterOfItsOwn("tx-fenced")
+        defer { cluster.shutdown() }
         let tracer = W3CRecordingTracer()
         let producer = try transactionalProducer(cluster, tracer: tracer)
         let run = Task { try await producer.run() }
         try await producer.withTransaction { try await $0.send(KafkaProducerRecord(topic: topic, value: "first")) }
-        // The mock does not fence; the coordinator's answer to a fenced producer's commit is injected instead.
-        try cluster.pushRequestErrors(.endTxn, [.producerFenced])
+        // The mock does not fence; the coordinator's answer to a fenced producer is injected instead.
+        try cluster.pushRequestErrors(request, [.producerFenced])
         let error = await #expect(throws: KafkaError.self) {
             try await producer.withTransaction { try await $0.send(KafkaProducerRecord(topic: topic, value: "second")) }
         }

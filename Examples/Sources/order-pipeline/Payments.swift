@@ -5,10 +5,13 @@ import TracedKafka
 import Tracing
 
 /// payments: consumes `orders.placed`, charges the card with a (simulated) payment provider, and publishes the
-/// payment to `payments.captured`.
+/// payment to `payments.captured` — exactly once: the payment record and the consumer's position after the order
+/// are committed in one Kafka transaction, so a crash between the two can neither lose the payment nor publish it
+/// twice.
 ///
 /// The handler runs inside TracedKafka's `process orders.placed` CONSUMER span, a child of orders-api's
-/// `send orders.placed`, so the provider call and the next send land in the same trace.
+/// `send orders.placed`; the transaction runs in a `transaction` span inside it, which parents the send, so the
+/// provider call, the transaction and the next service's processing land in the same trace.
 enum Payments {
     /// The `service.name` this process reports.
     static let serviceName = "payments"
@@ -19,8 +22,11 @@ enum Payments {
     static func run() async throws {
         let process = try await PipelineProcess(serviceName: serviceName)
         let logger = process.logger
-        let producer = try process.makeProducer()
-        let consumer = try process.makeConsumer(of: Topic.ordersPlaced)
+        // One transactional id per instance of the service: a restarted instance fences its predecessor's
+        // unfinished transaction. (Run several instances with ids of their own.)
+        let producer = try process.makeProducer(transactionalID: "\(serviceName)-1")
+        // The transaction commits the consumer's position, so the consumer commits nothing itself.
+        let consumer = try process.makeConsumer(of: Topic.ordersPlaced, commitMode: .manual)
         let provider = PaymentProvider()
 
         let handler = consumer.service { message in
@@ -33,11 +39,14 @@ enum Payments {
                 amountCents: order.amountCents,
                 reference: reference
             )
-            try await producer.send(KafkaProducerRecord(
-                topic: Topic.paymentsCaptured,
-                key: message.key,
-                value: try Wire.encode(payment)
-            ))
+            try await producer.withTransaction { transaction in
+                try await transaction.send(KafkaProducerRecord(
+                    topic: Topic.paymentsCaptured,
+                    key: message.key,
+                    value: try Wire.encode(payment)
+                ))
+                try await transaction.sendOffsets(after: message, of: consumer)
+            }
             logger.info("payment captured", metadata: ["order": "\(order.id)", "reference": "\(reference)"])
         }
 

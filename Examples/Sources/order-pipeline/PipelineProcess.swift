@@ -28,21 +28,34 @@ struct PipelineProcess: Sendable {
     }
 
     /// A producer named after the service.
-    func makeProducer() throws -> KafkaProducer {
+    /// - Parameter transactionalID: The transactional id of a producer that sends in transactions, or `nil`.
+    func makeProducer(transactionalID: String? = nil) throws -> KafkaProducer {
         try KafkaProducer(
-            configuration: .init(bootstrapServers: broker.bootstrapServers, clientID: serviceName, linger: .milliseconds(5)),
+            configuration: .init(
+                bootstrapServers: broker.bootstrapServers,
+                clientID: serviceName,
+                transactionalID: transactionalID,
+                linger: .milliseconds(5)
+            ),
             logger: logger
         )
     }
 
     /// A consumer of `topic` in the service's own group, from the earliest record.
-    func makeConsumer(of topic: String) throws -> KafkaConsumer {
+    /// - Parameters:
+    ///   - topic: The topic to consume.
+    ///   - commitMode: How it commits (`.manual` for one whose offsets a transaction commits).
+    func makeConsumer(
+        of topic: String,
+        commitMode: KafkaConsumerConfiguration.CommitMode = .afterHandled
+    ) throws -> KafkaConsumer {
         try KafkaConsumer(
             configuration: .init(
                 bootstrapServers: broker.bootstrapServers,
                 groupID: serviceName,
                 topics: [topic],
                 autoOffsetReset: .earliest,
+                commitMode: commitMode,
                 clientID: serviceName
             ),
             logger: logger

@@ -107,13 +107,10 @@ import Tracing
         if span.isRecording {
             span.updateAttributes { attributes in
                 setCommon(&attributes, operation: "commit", type: "settle")
-                if singleTopic { attributes["messaging.destination.name"] = first.topic }
-                if offsets.count == 1 {
-                    attributes["messaging.destination.partition.id"] = String(first.partition)
-                    attributes["messaging.kafka.offset"] = first.offset
-                } else {
-                    attributes["messaging.kafka.commit.partition_count"] = offsets.count
-                }
+                setPositions(
+                    &attributes, topic: singleTopic ? first.topic : nil, partition: first.partition, offset: first.offset,
+                    count: offsets.count, countKey: "messaging.kafka.commit.partition_count"
+                )
             }
         }
         do {
@@ -145,17 +142,33 @@ import Tracing
         if span.isRecording {
             span.updateAttributes { attributes in
                 setCommon(&attributes, operation: "poll", type: "receive")
-                if singleTopic { attributes["messaging.destination.name"] = first.topic }
-                if traced.count == 1 {
-                    attributes["messaging.destination.partition.id"] = String(first.partition)
-                    attributes["messaging.kafka.offset"] = first.offset
-                } else {
-                    attributes["messaging.batch.message_count"] = traced.count
-                }
+                setPositions(
+                    &attributes, topic: singleTopic ? first.topic : nil, partition: first.partition, offset: first.offset,
+                    count: traced.count, countKey: "messaging.batch.message_count"
+                )
             }
             linkProducerContexts(of: traced, to: span)
         }
         span.end()
+    }
+
+    /// Where an operation on `count` positions happened: the topic when there is one; the partition and offset when
+    /// there is one position, else the count under `countKey`.
+    private func setPositions(
+        _ attributes: inout SpanAttributes,
+        topic: String?,
+        partition: Int,
+        offset: Int64,
+        count: Int,
+        countKey: String
+    ) {
+        if let topic { attributes["messaging.destination.name"] = topic }
+        if count == 1 {
+            attributes["messaging.destination.partition.id"] = String(partition)
+            attributes["messaging.kafka.offset"] = offset
+        } else {
+            attributes[countKey] = count
+        }
     }
 
     /// Links a span to each message's producer context, the link carrying the message's partition and offset.

@@ -119,6 +119,34 @@ struct CrossLanguageTests {
         #expect(messages.first { $0.value == "plain" }?.extracted.trace_state == "")
     }
 
+    @Test("A Swift transaction → Python OpenTelemetry consumer: OTel extracts the send span, child of the transaction span")
+    func transactionToPython() async throws {
+        let topic = try await Integration.topic("tx-to-python", partitions: 1)
+        let tracer = W3CRecordingTracer()
+        var configuration = producerConfiguration()
+        configuration.transactionalID = "it-\(Integration.runID)-to-python"
+        configuration.tracing.tracer = tracer
+        let producer = try KafkaProducer(configuration: configuration)
+        _ = try await withRunning(producer) { producer in
+            try await tracer.withSpan("checkout", context: .topLevel) { _ in
+                try await producer.withTransaction { transaction in
+                    try await transaction.send(KafkaProducerRecord(topic: topic, key: "a", value: "in a transaction"))
+                }
+            }
+        }
+        let checkout = try span(tracer, "checkout"), transaction = try span(tracer, "transaction"), send = try span(tracer, "send \(topic)")
+        #expect(transaction.isChild(of: checkout) && send.isChild(of: transaction))
+        #expect(transaction.string("messaging.kafka.transaction.outcome") == "committed")
+
+        // confluent-kafka reads read_committed, as librdkafka does by default: it gets the record once the transaction committed.
+        let output = try await Self.python(["consume", "--topic", topic, "--group", Integration.group("python-tx"), "--count", "1"])
+        let message = try #require(output.messages?.first)
+        #expect(message.value == "in a transaction")
+        #expect(message.extracted.valid && message.extracted.sampled)
+        #expect(message.extracted.trace_id == send.traceID)
+        #expect(message.extracted.span_id == send.spanID)
+    }
+
     @Test("Python OpenTelemetry producer → Swift consumer: the Swift process span is a child of the Python send span and links to it")
     func pythonToSwift() async throws {
         let topic = try await Integration.topic("from-python")
