@@ -197,11 +197,18 @@ struct TransactionTests {
                 }
             }
         }
-        // Consume-transform-produce in one trace: process span -> transaction span -> send span.
+        // The next service reads the output.
+        var next = consumerConfiguration(SharedCluster.cluster, group: uniqueName("next"), topics: [output])
+        next.tracing.tracer = tracer
+        try await handle(try KafkaConsumer(configuration: next), count: 1)
+
+        // Consume-transform-produce in one trace: process span -> transaction span -> send span -> the next process span.
         let process = try span(tracer, "process \(input)")
         let send = try span(tracer, "send \(output)")
         let transaction = try span(tracer, "transaction")
-        #expect(transaction.isChild(of: process) && send.isChild(of: transaction))
+        let nextProcess = try span(tracer, "process \(output)")
+        #expect(transaction.isChild(of: process) && send.isChild(of: transaction) && nextProcess.isChild(of: send))
+        #expect(nextProcess.links(to: send))
         #expect(transaction.eventNames == ["offsets sent"])
         #expect(transaction.string("messaging.kafka.transaction.outcome") == "committed")
 
