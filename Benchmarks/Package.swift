@@ -5,6 +5,10 @@ import PackageDescription
 let package = Package(
     name: "TracedKafkaBenchmarks",
     platforms: [.macOS(.v15)],
+    products: [
+        // For Benchmarks/OTel, the swift-otel cost tool, which lives in a package of its own.
+        .library(name: "BenchmarkSupport", targets: ["BenchmarkSupport"]),
+    ],
     dependencies: [
         .package(name: "TracedKafka", path: ".."),
         .package(url: "https://github.com/ordo-one/benchmark", exact: "1.38.1", traits: ["MallocInterposer"]),
@@ -22,6 +26,8 @@ let package = Package(
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
         ),
         .systemLibrary(name: "CRdKafkaBench", pkgConfig: "rdkafka", providers: [.apt(["librdkafka-dev"])]),
+        // What the cost tools share: arguments, metering, raw librdkafka loops.
+        .target(name: "BenchmarkSupport", dependencies: ["CRdKafkaBench"]),
         .executableTarget(
             name: "kafka-throughput",
             dependencies: [
@@ -33,7 +39,7 @@ let package = Package(
         .executableTarget(
             name: "consume-cost",
             dependencies: [
-                "CRdKafkaBench",
+                "BenchmarkSupport",
                 .product(name: "TracedKafka", package: "TracedKafka"),
                 .product(name: "TracedKafkaTesting", package: "TracedKafka"),
             ]

@@ -322,6 +322,8 @@ public final class KafkaConsumer: Service, Sendable {
         let direct = !metrics.isEnabled && configuration.handlerFailure == .stop && !configuration.tracing.isEnabled
         try await whileRunning {
             var handled: ConsumerPosition?
+            // Where process spans get their parent, for every message of this loop.
+            let scope = self.configuration.tracing.isEnabled ? self.tracing.processScope() : nil
             while true {
                 // Taken without suspending while messages are buffered: one lock, no async hop per message.
                 switch self.core.take(after: handled) {
@@ -332,7 +334,7 @@ public final class KafkaConsumer: Service, Sendable {
                         try await handler(message)
                     } else {
                         try await self.processWithPolicy(CollectionOfOne(message)) { [message] in
-                            try await self.tracing.withProcessSpan(message, handler)
+                            try await self.tracing.withProcessSpan(message, in: scope, handler)
                         }
                     }
                     handled = position

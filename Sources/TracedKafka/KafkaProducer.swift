@@ -162,7 +162,7 @@ public final class KafkaProducer: Service, Sendable {
     private struct Send {
         let record: KafkaProducerRecord
         let id: KafkaProducerMessageID
-        let span: (any Span)?
+        let span: KafkaProducerTracing.SendSpan?
         /// When the send began, for its duration; `nil` when metrics are off.
         let metricsStart: ContinuousClock.Instant?
         let handler: DeliveryHandler?
@@ -174,8 +174,8 @@ public final class KafkaProducer: Service, Sendable {
     /// runs for it (the caller has the error).
     private func fail(_ send: Send, with error: any Error) {
         send.held?.refuse()
-        if let span = send.span {
-            KafkaTracingAttributes.fail(span, with: error)
+        if var span = send.span {
+            span.fail(with: error)
             span.end()
         }
         let refusal = error as? KafkaError ?? KafkaError(code: .invalidRecord, reason: "\(error)")
@@ -243,7 +243,7 @@ public final class KafkaProducer: Service, Sendable {
     }
 
     /// A delivery handler that ends the send span (if any), then calls `next`.
-    private static func endingSpan(_ span: (any Span)?, then next: DeliveryHandler?) -> DeliveryHandler? {
+    private static func endingSpan(_ span: KafkaProducerTracing.SendSpan?, then next: DeliveryHandler?) -> DeliveryHandler? {
         guard let span else { return next }
         return { result in
             KafkaProducerTracing.end(span, with: result)

@@ -43,7 +43,7 @@ struct KafkaServerAddress: Sendable {
     }
 
     func apply(to attributes: inout SpanAttributes) {
-        attributes["server.address"] = host
-        if let port { attributes["server.port"] = port }
+        attributes.set("server.address", value: .string(host))
+        if let port { attributes.set("server.port", value: .int64(Int64(port))) }
     }
 }

@@ -123,7 +123,7 @@ public final class KafkaTransaction: Sendable {
     }
 
     /// Holds a recording send span until the outcome is known.
-    func hold(_ span: any Span) -> TransactionalSend {
+    func hold(_ span: KafkaProducerTracing.SendSpan) -> TransactionalSend {
         let send = TransactionalSend(span: span)
         let outcome = state.withLock { state in
             state.sends.append(send)
@@ -175,10 +175,10 @@ final class TransactionalSend: Sendable {
         var isDone = false
     }
 
-    private let span: any Span
+    private let span: KafkaProducerTracing.SendSpan
     private let state = Mutex(State())
 
-    init(span: any Span) { self.span = span }
+    init(span: KafkaProducerTracing.SendSpan) { self.span = span }
 
     /// The record's delivery report.
     func deliver(_ result: Result<KafkaDeliveryReport, KafkaError>) {
@@ -204,11 +204,10 @@ final class TransactionalSend: Sendable {
             return (delivery, outcome)
         }
         guard let (delivery, outcome) = complete else { return }
-        KafkaProducerTracing.record(delivery, on: span)
-        span.attributes["messaging.kafka.transaction.outcome"] = outcome.name
-        if case .aborted(let error) = outcome, case .success = delivery {
-            KafkaTracingAttributes.fail(span, with: error)
-        }
+        var span = self.span
+        span.record(delivery)
+        span.attributes.set("messaging.kafka.transaction.outcome", value: .string(outcome.name))
+        if case .aborted(let error) = outcome, case .success = delivery { span.fail(with: error) }
         span.end()
     }
 }

@@ -128,11 +128,11 @@ struct TracingFeatureTests {
         #expect(batchPolls.reduce(0) { $0 + $1.links.count } == 2)
     }
 
-    @Test("Attribute hooks add the application's attributes to send and process spans", arguments: TestBackend.allCases)
+    @Test("Attribute hooks add the application's attributes to send and process spans; the body size is opt-in", arguments: TestBackend.allCases)
     func attributeHooks(backend: TestBackend) async throws {
         let tracer = W3CRecordingTracer()
         let topic = try await backend.newTopic("hooks")
-        var tracing = KafkaTracingConfiguration(tracer: tracer)
+        var tracing = KafkaTracingConfiguration(tracer: tracer, recordsBodySize: true)
         tracing.sendAttributes = { record, attributes in attributes["app.value.length"] = record.value?.count ?? 0 }
         tracing.processAttributes = { message, attributes in attributes["app.tenant"] = message.keyString ?? "none" }
         let producer = try tracedProducer(backend, tracing: tracing)
@@ -140,6 +140,8 @@ struct TracingFeatureTests {
         try await handle(try consumer(backend, topic: topic, tracing: tracing), count: 1)
         #expect(try span(tracer, "send \(topic)").int("app.value.length") == 5)
         #expect(try span(tracer, "process \(topic)").string("app.tenant") == "acme")
+        #expect(try span(tracer, "send \(topic)").int("messaging.message.body.size") == 5)
+        #expect(try span(tracer, "process \(topic)").int("messaging.message.body.size") == 5)
     }
 
     @Test("An untraced topic makes no spans, and its messages carry and hand on the incoming context", arguments: TestBackend.allCases)

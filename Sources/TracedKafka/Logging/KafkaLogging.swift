@@ -27,7 +27,7 @@ extension Logger.MetadataProvider {
         Logger.MetadataProvider {
             guard let context = InstrumentationContext.current else { return [:] }
             var carrier: KafkaHeaders = []
-            (tracer ?? InstrumentationSystem.tracer).inject(context, into: &carrier, using: KafkaHeadersInjector())
+            (tracer ?? GlobalTracer.current).inject(context, into: &carrier, using: KafkaHeadersInjector())
             guard let traceparent = carrier.lastValue(forKey: "traceparent").flatMap({ String(validating: $0, as: UTF8.self) })
             else { return [:] }
             // version-traceid-spanid-flags; the extractor's W3C checks already hold for what a tracer writes.

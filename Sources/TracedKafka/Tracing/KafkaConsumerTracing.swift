@@ -9,6 +9,32 @@ import Tracing
     let groupID: String?
     let clientID: String?
     let server: KafkaServerAddress?
+    /// The attributes every process span of this consumer has, made once.
+    private let constantProcessAttributes: SpanAttributes
+    private let processNames = SpanNames(operation: "process")
+
+    init(configuration: KafkaTracingConfiguration, groupID: String?, clientID: String?, server: KafkaServerAddress?) {
+        self.configuration = configuration
+        self.groupID = groupID
+        self.clientID = clientID
+        self.server = server
+        var attributes = SpanAttributes()
+        Self.setCommon(&attributes, operation: "process", type: "process", groupID: groupID, clientID: clientID, server: server)
+        constantProcessAttributes = attributes
+    }
+
+    /// Where the process spans of one reading loop get their parent, decided once per loop: whether the loop's
+    /// ambient context carries a span can only be learnt by asking the tracer to write it out.
+    @_spi(Benchmarks) public struct ProcessScope: Sendable {
+        /// The ambient context, when it carries a span the tracer would propagate.
+        let ambientSpan: InstrumentationContext?
+    }
+
+    /// The scope of the reading loop running in the current task.
+    @_spi(Benchmarks) public func processScope() -> ProcessScope {
+        guard let ambient = InstrumentationContext.current, !ambient.isEmpty, carriesSpan(ambient) else { return ProcessScope(ambientSpan: nil) }
+        return ProcessScope(ambientSpan: ambient)
+    }
 
     /// Whether ``extractContext(from:)`` can find anything: tracing and propagation are on.
     var extractsContext: Bool { configuration.isEnabled && configuration.propagatesContext }
@@ -28,9 +54,11 @@ import Tracing
     /// - Parameters:
     ///   - message: The message handled, its `traceContext` already extracted (``extractContext(from:)``, which the
     ///     consumer calls once as it takes the message; a message whose headers carry no context is not parsed again).
+    ///   - scope: The reading loop's ``processScope()``, or `nil` to find it now.
     ///   - handler: The user's handler.
     @_spi(Benchmarks) nonisolated(nonsending) public func withProcessSpan(
         _ message: KafkaConsumerMessage,
+        in scope: ProcessScope? = nil,
         _ handler: (KafkaConsumerMessage) async throws -> Void
     ) async throws {
         guard let tracer = configuration.currentTracer else { return try await handler(message) }
@@ -41,22 +69,24 @@ import Tracing
             return try await InstrumentationContext.withValue(producerContext) { try await handler(message) }
         }
         let span = tracer.startSpan(
-            "process \(message.topic)",
-            context: parent(producerContext: producerContext),
+            processNames.name(for: message.topic),
+            context: parent(producerContext: producerContext, scope: scope ?? processScope()),
             ofKind: .consumer
         )
         if span.isRecording {
-            span.updateAttributes { attributes in
-                attributes.reserveCapacity(attributes.count + 13)  // one allocation instead of one per doubling
-                setCommon(&attributes)
-                attributes["messaging.destination.name"] = message.topic
-                attributes["messaging.destination.partition.id"] = String(message.partition)
-                attributes["messaging.kafka.offset"] = message.offset
-                if let key = message.keyString { attributes["messaging.kafka.message.key"] = key }
-                if message.isTombstone { attributes["messaging.kafka.message.tombstone"] = true }
-                attributes["messaging.message.body.size"] = message.valueCount
-                KafkaTracingAttributes.captureHeaders(configuration, from: message.headers, into: &attributes)
-                configuration.processAttributes?(message, &attributes)
+            var attributes = constantProcessAttributes
+            attributes.reserveCapacity(constantProcessAttributes.count + 8)  // the copy and its room in one allocation
+            attributes.set("messaging.destination.name", value: .string(message.topic))
+            attributes.set("messaging.destination.partition.id", value: .string(String(message.partition)))
+            attributes.set("messaging.kafka.offset", value: .int64(message.offset))
+            if let key = message.keyString { attributes.set("messaging.kafka.message.key", value: .string(key)) }
+            if message.isTombstone { attributes.set("messaging.kafka.message.tombstone", value: .bool(true)) }
+            if configuration.recordsBodySize { attributes.set("messaging.message.body.size", value: .int64(Int64(message.valueCount))) }
+            KafkaTracingAttributes.captureHeaders(configuration, from: message.headers, into: &attributes)
+            configuration.processAttributes?(message, &attributes)
+            // One assignment: the span holds no attributes yet (or only its sampler's), so nothing is copied.
+            span.updateAttributes { current in
+                if current.isEmpty { current = attributes } else { current.merge(attributes) }
             }
             if let producerContext { span.addLink(SpanLink(context: producerContext, attributes: [:])) }
         }
@@ -187,13 +217,12 @@ import Tracing
         }
     }
 
-    private func parent(producerContext: InstrumentationContext?) -> InstrumentationContext {
+    private func parent(producerContext: InstrumentationContext?, scope: @autoclosure () -> ProcessScope) -> InstrumentationContext {
         switch configuration.consumerParent.kind {
         case .linkOnly:
             return .topLevel
         case .producerContext:
-            if let ambient = InstrumentationContext.current, !ambient.isEmpty, carriesSpan(ambient) { return ambient }
-            return producerContext ?? .topLevel
+            return scope().ambientSpan ?? producerContext ?? .topLevel
         }
     }
 
@@ -207,11 +236,22 @@ import Tracing
     }
 
     private func setCommon(_ attributes: inout SpanAttributes, operation: String = "process", type: String = "process") {
-        attributes["messaging.system"] = "kafka"
-        attributes["messaging.operation.name"] = operation
-        attributes["messaging.operation.type"] = type
-        if let groupID { attributes["messaging.consumer.group.name"] = groupID }
-        if let clientID { attributes["messaging.client.id"] = clientID }
+        Self.setCommon(&attributes, operation: operation, type: type, groupID: groupID, clientID: clientID, server: server)
+    }
+
+    private static func setCommon(
+        _ attributes: inout SpanAttributes,
+        operation: String,
+        type: String,
+        groupID: String?,
+        clientID: String?,
+        server: KafkaServerAddress?
+    ) {
+        attributes.set("messaging.system", value: .string("kafka"))
+        attributes.set("messaging.operation.name", value: .string(operation))
+        attributes.set("messaging.operation.type", value: .string(type))
+        if let groupID { attributes.set("messaging.consumer.group.name", value: .string(groupID)) }
+        if let clientID { attributes.set("messaging.client.id", value: .string(clientID)) }
         server?.apply(to: &attributes)
     }
 

@@ -14,7 +14,7 @@ public struct KafkaHeadersInjector: Injector {
     ///   - key: The header key.
     ///   - carrier: The headers to change.
     public func inject(_ value: String, forKey key: String, into carrier: inout KafkaHeaders) {
-        carrier.removeAll { $0.hasKey(key) }
+        if !carrier.isEmpty { carrier.removeAll { $0.hasKey(key) } }
         carrier.append(KafkaHeader(key: key, value: value))
     }
 }

@@ -9,6 +9,59 @@ import Tracing
     let configuration: KafkaTracingConfiguration
     let clientID: String?
     let server: KafkaServerAddress?
+    /// The attributes every send span of this producer has, made once.
+    private let constantAttributes: SpanAttributes
+    private let names = SpanNames(operation: "send")
+
+    init(configuration: KafkaTracingConfiguration, clientID: String?, server: KafkaServerAddress?) {
+        self.configuration = configuration
+        self.clientID = clientID
+        self.server = server
+        var attributes = SpanAttributes()
+        attributes.set("messaging.system", value: .string("kafka"))
+        attributes.set("messaging.operation.name", value: .string("send"))
+        attributes.set("messaging.operation.type", value: .string("send"))
+        if let clientID { attributes.set("messaging.client.id", value: .string(clientID)) }
+        server?.apply(to: &attributes)
+        constantAttributes = attributes
+    }
+
+    /// A recording send span and the attributes it gets when it ends.
+    ///
+    /// The attributes are handed to the span once, when it ends: a span's `updateAttributes` copies the whole
+    /// dictionary (swift-distributed-tracing's default, which swift-otel keeps), so setting the delivery report's
+    /// partition and offset on a span that already held the rest would copy them all. No sampler sees attributes at
+    /// start anyway: swift-distributed-tracing's `startSpan` takes none.
+    @_spi(Benchmarks) public struct SendSpan: Sendable {
+        let span: any Span
+        var attributes: SpanAttributes
+
+        /// Marks the span failed (error status, the error recorded, `error.type`).
+        mutating func fail(with error: any Error) {
+            attributes.set("error.type", value: .string(KafkaError.errorType(of: error)))
+            span.recordError(error)
+            span.setStatus(SpanStatus(code: .error, message: "\(error)"))
+        }
+
+        /// Records the delivery report's partition and offset, or the error.
+        mutating func record(_ result: Result<KafkaDeliveryReport, KafkaError>) {
+            switch result {
+            case .success(let report):
+                attributes.set("messaging.destination.partition.id", value: .string(String(report.partition)))
+                attributes.set("messaging.kafka.offset", value: .int64(report.offset))
+            case .failure(let error):
+                fail(with: error)
+            }
+        }
+
+        /// Hands the attributes to the span and ends it.
+        func end() {
+            span.updateAttributes { attributes in
+                if attributes.isEmpty { attributes = self.attributes } else { attributes.merge(self.attributes) }
+            }
+            span.end()
+        }
+    }
 
     /// Starts the send span for a record and writes its context into the record's headers.
     ///
@@ -18,7 +71,7 @@ import Tracing
     /// - Returns: The span to end at the delivery report, or `nil` when tracing is off or the span is not sampled:
     ///   a span that records nothing is ended here, once its context is written, so the record needs no
     ///   delivery-report work for it.
-    @_spi(Benchmarks) public func startSend(_ record: inout KafkaProducerRecord) -> (any Span)? {
+    @_spi(Benchmarks) public func startSend(_ record: inout KafkaProducerRecord) -> SendSpan? {
         guard let tracer = configuration.currentTracer else { return nil }
         if configuration.isUntraced(record.topic) {
             propagateWithoutSpan(&record, tracer: tracer)
@@ -34,30 +87,25 @@ import Tracing
             previousKeys = extractor.keys
         }
         let span = tracer.startSpan(
-            "send \(record.topic)",
+            names.name(for: record.topic),
             context: InstrumentationContext.current ?? .topLevel,
             ofKind: .producer
         )
-        let recording = span.isRecording
-        if recording {
-            span.updateAttributes { attributes in
-                attributes.reserveCapacity(attributes.count + 12)  // one allocation instead of one per doubling
-                attributes["messaging.system"] = "kafka"
-                attributes["messaging.operation.name"] = "send"
-                attributes["messaging.operation.type"] = "send"
-                attributes["messaging.destination.name"] = record.topic
-                if let partition = record.partition { attributes["messaging.destination.partition.id"] = String(partition) }
-                if let key = record.key, let text = String(validating: key, as: UTF8.self) {
-                    attributes["messaging.kafka.message.key"] = text
-                }
-                if record.value == nil { attributes["messaging.kafka.message.tombstone"] = true }
-                attributes["messaging.message.body.size"] = record.value?.count ?? 0
-                if let clientID { attributes["messaging.client.id"] = clientID }
-                server?.apply(to: &attributes)
-                KafkaTracingAttributes.captureHeaders(configuration, from: record.headers, into: &attributes)
-                configuration.sendAttributes?(record, &attributes)
+        var send: SendSpan?
+        if span.isRecording {
+            var attributes = constantAttributes
+            attributes.reserveCapacity(constantAttributes.count + 8)  // the copy and its room in one allocation
+            attributes.set("messaging.destination.name", value: .string(record.topic))
+            if let partition = record.partition { attributes.set("messaging.destination.partition.id", value: .string(String(partition))) }
+            if let key = record.key, let text = String(validating: key, as: UTF8.self) {
+                attributes.set("messaging.kafka.message.key", value: .string(text))
             }
+            if record.value == nil { attributes.set("messaging.kafka.message.tombstone", value: .bool(true)) }
+            if configuration.recordsBodySize { attributes.set("messaging.message.body.size", value: .int64(Int64(record.value?.count ?? 0))) }
+            KafkaTracingAttributes.captureHeaders(configuration, from: record.headers, into: &attributes)
+            configuration.sendAttributes?(record, &attributes)
             if let previous { span.addLink(SpanLink(context: previous, attributes: [:])) }
+            send = SendSpan(span: span, attributes: attributes)
         }
         if configuration.propagatesContext {
             // Drop every trace header the old context came from, so none outlives the new one; a W3C tracestate
@@ -67,11 +115,8 @@ import Tracing
             }
             tracer.inject(span.context, into: &record.headers, using: KafkaHeadersInjector())
         }
-        guard recording else {
-            span.end()
-            return nil
-        }
-        return span
+        if send == nil { span.end() }
+        return send
     }
 
     /// A send to an untraced topic: no span; a record that carries a context keeps it as it is, any other gets the
@@ -88,25 +133,12 @@ import Tracing
 
     /// Ends a send span with the record's outcome.
     /// - Parameters:
-    ///   - span: The span ``startSend(_:)`` returned.
+    ///   - send: The span ``startSend(_:)`` returned.
     ///   - result: The delivery report or the error.
-    @_spi(Benchmarks) public static func end(_ span: any Span, with result: Result<KafkaDeliveryReport, KafkaError>) {
-        record(result, on: span)
-        span.end()
-    }
-
-    /// Records a record's outcome on its send span: where it was stored, or the error.
-    static func record(_ result: Result<KafkaDeliveryReport, KafkaError>, on span: any Span) {
-        guard span.isRecording else { return }
-        switch result {
-        case .success(let report):
-            span.updateAttributes { attributes in
-                attributes["messaging.destination.partition.id"] = String(report.partition)
-                attributes["messaging.kafka.offset"] = report.offset
-            }
-        case .failure(let error):
-            KafkaTracingAttributes.fail(span, with: error)
-        }
+    @_spi(Benchmarks) public static func end(_ send: SendSpan, with result: Result<KafkaDeliveryReport, KafkaError>) {
+        var send = send
+        send.record(result)
+        send.end()
     }
 
     /// Starts the INTERNAL span `transaction`, a child of the ambient span, or returns `nil` when tracing is off.
@@ -152,6 +184,23 @@ extension KafkaProducerTracing {
     }
 }
 
+/// `"<operation> <topic>"` span names, made once per topic (up to 1,000 topics; others each time).
+final class SpanNames: Sendable {
+    private let operation: String
+    private let names = Mutex<[String: String]>([:])
+
+    init(operation: String) { self.operation = operation }
+
+    func name(for topic: String) -> String {
+        names.withLock { names in
+            if let name = names[topic] { return name }
+            let name = "\(operation) \(topic)"
+            if names.count < 1_000 { names[topic] = name }
+            return name
+        }
+    }
+}
+
 /// An extractor that also notes which keys the tracer found, so a re-send can drop exactly those headers.
 final class KeyRecordingExtractor: Extractor, Sendable {
     private let found = Mutex<Set<String>>([])
@@ -194,7 +243,7 @@ enum KafkaTracingAttributes {
         // Back off to a character boundary: never cut between a UTF-8 lead byte and its continuation bytes.
         while end < value.count, end > 0, value[end] & 0xC0 == 0x80 { end -= 1 }
         if let text = String(validating: value[..<end], as: UTF8.self) {
-            attributes["messaging.header.\(name)"] = text
+            attributes.set("messaging.header.\(name)", value: .string(text))
         }
     }
 

@@ -51,6 +51,9 @@ public struct KafkaTracingConfiguration: Sendable {
     /// context into the record's headers (and leaves a context the record already carries as it is); a message
     /// from one is handled with its producer's context as the current context, without a process span.
     public var untracedTopics: Set<String>
+    /// Whether send and process spans record `messaging.message.body.size` (the value's size in bytes), which the
+    /// conventions make opt-in. Off by default.
+    public var recordsBodySize: Bool
     /// Adds the application's attributes to each send span, given the record (called after the library has set its
     /// own, only for spans that record).
     public var sendAttributes: (@Sendable (KafkaProducerRecord, inout SpanAttributes) -> Void)?
@@ -69,6 +72,7 @@ public struct KafkaTracingConfiguration: Sendable {
     ///   - commitSpans: Whether the application's commits get spans.
     ///   - pollSpans: Whether handing out messages makes receive spans.
     ///   - untracedTopics: Topics whose records get no spans but keep their context.
+    ///   - recordsBodySize: Whether spans record `messaging.message.body.size`.
     ///   - sendAttributes: Adds attributes to send spans.
     ///   - processAttributes: Adds attributes to process spans.
     public init(
@@ -81,6 +85,7 @@ public struct KafkaTracingConfiguration: Sendable {
         commitSpans: Bool = true,
         pollSpans: Bool = false,
         untracedTopics: Set<String> = [],
+        recordsBodySize: Bool = false,
         sendAttributes: (@Sendable (KafkaProducerRecord, inout SpanAttributes) -> Void)? = nil,
         processAttributes: (@Sendable (KafkaConsumerMessage, inout SpanAttributes) -> Void)? = nil
     ) {
@@ -93,6 +98,7 @@ public struct KafkaTracingConfiguration: Sendable {
         self.commitSpans = commitSpans
         self.pollSpans = pollSpans
         self.untracedTopics = untracedTopics
+        self.recordsBodySize = recordsBodySize
         self.sendAttributes = sendAttributes
         self.processAttributes = processAttributes
     }
@@ -108,6 +114,6 @@ public struct KafkaTracingConfiguration: Sendable {
     /// The tracer for one operation, or `nil` when tracing is off.
     var currentTracer: (any Tracer)? {
         guard isEnabled else { return nil }
-        return tracer ?? InstrumentationSystem.tracer
+        return tracer ?? GlobalTracer.current
     }
 }

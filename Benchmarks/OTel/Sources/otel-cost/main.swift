@@ -1,0 +1,218 @@
+// otel-cost: what a record costs with swift-otel, the tracer services run, against raw librdkafka.
+//
+//   otel-cost produce --bootstrap B --topic T --count N --mode M [--partitions 16] [--linger-ms 5] [--senders S]
+//       raw          rd_kafka_produceva, no header
+//       raw-header   rd_kafka_produceva with one 55-byte traceparent header (the bytes a traced record carries)
+//       off          KafkaProducer.enqueue, tracing off
+//       unsampled    enqueue with swift-otel bootstrapped, sampler traceidratio 0: spans dropped, context still written
+//       sampled      enqueue with swift-otel bootstrapped, every span sampled and exported over OTLP/HTTP
+//       null-unsampled / null-sampled   enqueue with a tracer that does no work (a shared span, a constant
+//                    traceparent): what remains is the library's own share of a traced record
+//       --senders S: S tasks each awaiting `send` instead of one loop of `enqueue` (the modes but raw*)
+//   otel-cost consume --bootstrap B --topic T --count N --mode off|unsampled|sampled|null-sampled
+//       reads N records (made by `produce --mode raw-header`) in a new group with `consumer.run { }`
+//
+// One line per run: "<mode> <count> msg/s <rate> cpu-us <user+sys µs per record> spans <spans the run ended>
+// otel-shutdown-ms <time the exporter took to flush at shutdown>". swift-otel reads the OTEL_* variables as a service
+// would (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_BSP_MAX_QUEUE_SIZE, OTEL_BSP_SCHEDULE_DELAY, OTEL_BSP_MAX_EXPORT_BATCH_SIZE).
+// The work runs in a task while the main thread waits on a semaphore, so the program runs under
+// `valgrind --tool=callgrind` (which crashes on a main thread in dispatch_main). Benchmarks/otel-cost drives it.
+import BenchmarkSupport
+import Foundation
+import Logging
+import OTel
+import ServiceLifecycle
+import Synchronization
+import TracedKafka
+import Tracing
+
+/// A tracer that does no work: one shared span, a constant `traceparent` written, headers read but not parsed.
+/// Bootstrapped like a
+/// real tracer (and, like swift-otel's, a class), so the library finds it as it finds swift-otel's.
+final class NullTracer: Tracer {
+    let span: NullSpan
+    static let traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+    init(recording: Bool) { span = NullSpan(isRecording: recording) }
+
+    func startSpan<Instant: TracerInstant>(
+        _ operationName: String,
+        context: @autoclosure () -> InstrumentationContext,
+        ofKind kind: SpanKind,
+        at instant: @autoclosure () -> Instant,
+        function: String,
+        file fileID: String,
+        line: UInt
+    ) -> NullSpan { span }
+
+    func forceFlush() {}
+
+    func inject<Carrier, Inject: Injector>(_ context: InstrumentationContext, into carrier: inout Carrier, using injector: Inject)
+    where Inject.Carrier == Carrier {
+        injector.inject(Self.traceparent, forKey: "traceparent", into: &carrier)
+    }
+
+    /// Asks for what a W3C propagator asks for (the library validates each header it is asked for), and marks the
+    /// context as carrying a span when a `traceparent` came back, so the library links to it as it would.
+    func extract<Carrier, Extract: Extractor>(_ carrier: Carrier, into context: inout InstrumentationContext, using extractor: Extract)
+    where Extract.Carrier == Carrier {
+        guard extractor.extract(key: "traceparent", from: carrier) != nil else { return }
+        _ = extractor.extract(key: "tracestate", from: carrier)
+        context[NullSpanKey.self] = true
+    }
+}
+
+/// What the null tracer's `extract` leaves in a context.
+enum NullSpanKey: InstrumentationContextKey {
+    typealias Value = Bool
+}
+
+/// The null tracer's span: takes everything, keeps nothing.
+final class NullSpan: Span, Sendable {
+    let isRecording: Bool
+    init(isRecording: Bool) { self.isRecording = isRecording }
+    var context: InstrumentationContext { .topLevel }
+    var operationName: String { get { "" } set {} }
+    var attributes: SpanAttributes { get { [:] } set {} }
+    func setStatus(_ status: SpanStatus) {}
+    func addEvent(_ event: SpanEvent) {}
+    func recordError<Instant: TracerInstant>(_ error: any Error, attributes: SpanAttributes, at instant: @autoclosure () -> Instant) {}
+    func addLink(_ link: SpanLink) {}
+    func end<Instant: TracerInstant>(at instant: @autoclosure () -> Instant) {}
+}
+
+/// swift-otel, bootstrapped as a service does: tracing only, its batch span processor and OTLP/HTTP exporter.
+func bootstrapOTel(sampled: Bool) throws -> ServiceGroup {
+    var configuration = OTel.Configuration.default
+    configuration.serviceName = "otel-cost"
+    configuration.diagnosticLogLevel = .error
+    configuration.metrics.enabled = false
+    configuration.logs.enabled = false
+    configuration.traces.sampler = sampled ? .alwaysOn : .traceIDRatio(ratio: 0)!
+    configuration.traces.exporter = .otlp
+    configuration.traces.otlpExporter.protocol = .httpProtobuf
+    let service = try OTel.bootstrap(configuration: configuration)
+    return ServiceGroup(configuration: .init(services: [.init(service: service)], logger: Logger(label: "otel-cost")))
+}
+
+/// The tracing a mode runs with.
+func tracing(for mode: String) -> KafkaTracingConfiguration {
+    switch mode {
+    case "off": return .disabled
+    default: return .enabled  // swift-otel's or the null tracer, through InstrumentationSystem
+    }
+}
+
+/// Wall clock and process CPU between `start()` and `line(count:)`.
+struct Stopwatch {
+    private let clock = ContinuousClock()
+    private var started = ContinuousClock.now
+    private var cpu = Duration.zero
+
+    mutating func start() {
+        started = clock.now
+        cpu = processCPU()
+    }
+
+    func line(_ mode: String, count: Int) -> String {
+        let elapsed = seconds(clock.now - started), used = seconds(processCPU() - cpu)
+        return String(format: "%@ %d msg/s %.0f cpu-us %.3f", mode, count, Double(count) / max(elapsed, 1e-9), used * 1e6 / Double(count))
+    }
+}
+
+/// Sends `count` records of 100 bytes round-robin over the partitions, after one untimed warm-up record.
+func produceTraced(mode: String, bootstrap: String, topic: String, count: Int, partitions: Int, linger: Int, senders: Int) async throws -> String {
+    let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(
+        bootstrapServers: [bootstrap], linger: .milliseconds(linger), tracing: tracing(for: mode), metrics: .disabled
+    ))
+    let value = [UInt8](repeating: 0x61, count: 100)
+    return try await withThrowingTaskGroup(of: Void.self) { group in
+        group.addTask { try await producer.run() }
+        try await producer.send(KafkaProducerRecord(topic: topic, value: value, partition: 0))
+        var stopwatch = Stopwatch()
+        stopwatch.start()
+        if senders > 0 {
+            try await withThrowingTaskGroup(of: Void.self) { sending in
+                for sender in 0..<senders {
+                    sending.addTask {
+                        for index in stride(from: sender, to: count, by: senders) {
+                            try await producer.send(KafkaProducerRecord(topic: topic, value: value, partition: index % partitions))
+                        }
+                    }
+                }
+                try await sending.waitForAll()
+            }
+        } else {
+            for index in 0..<count {
+                try await producer.enqueue(KafkaProducerRecord(topic: topic, value: value, partition: index % partitions))
+            }
+            try await producer.flush(timeout: .seconds(300))
+        }
+        let line = stopwatch.line(mode, count: count)
+        producer.triggerGracefulShutdown()
+        try await group.waitForAll()
+        return line
+    }
+}
+
+/// Reads `count` records in a new group with the handler API.
+func consumeTraced(mode: String, bootstrap: String, topic: String, count: Int) async throws -> String {
+    let meter = Meter(target: count)
+    let consumer = try KafkaConsumer(configuration: KafkaConsumerConfiguration(
+        bootstrapServers: [bootstrap], groupID: "otel-cost-\(mode)-\(getpid())", topics: [topic],
+        tracing: tracing(for: mode), metrics: .disabled, properties: ["session.timeout.ms": "6000"]
+    ))
+    try await consumer.run { _ in
+        if meter.tick() { consumer.triggerGracefulShutdown() }
+    }
+    return meter.report(mode)
+}
+
+guard let command = CommandLine.arguments.dropFirst().first, let bootstrap = argument("bootstrap"), let topic = argument("topic"),
+    let count = argument("count").flatMap(Int.init), let mode = argument("mode")
+else { fail("usage: otel-cost produce|consume --bootstrap B --topic T --count N --mode M [--partitions P] [--linger-ms L] [--senders S]") }
+let partitions = argument("partitions").flatMap(Int.init) ?? 16
+
+let done = DispatchSemaphore(value: 0)
+Task.detached {
+    do {
+        let otel = mode == "sampled" || mode == "unsampled" ? try bootstrapOTel(sampled: mode == "sampled") : nil
+        if mode.hasPrefix("null-") { InstrumentationSystem.bootstrap(NullTracer(recording: mode == "null-sampled")) }
+        let line: String = try await withThrowingTaskGroup(of: Void.self) { group in
+            if let otel { group.addTask { try await otel.run() } }
+            var line: String
+            switch (command, mode) {
+            case ("produce", "raw"), ("produce", "raw-header"):
+                var stopwatch = Stopwatch()
+                stopwatch.start()
+                rawProduce(bootstrap: bootstrap, topic: topic, count: count, partitions: partitions,
+                           header: mode == "raw" ? nil : sampledTraceparent, linger: argument("linger-ms").flatMap(Int.init) ?? 5)
+                line = stopwatch.line(mode, count: count)
+            case ("produce", _):
+                line = try await produceTraced(mode: mode, bootstrap: bootstrap, topic: topic, count: count, partitions: partitions,
+                                               linger: argument("linger-ms").flatMap(Int.init) ?? 5,
+                                               senders: argument("senders").flatMap(Int.init) ?? 0)
+                if mode == "sampled" { line += " spans \(count + 1)" }  // the warm-up record's too
+            case ("consume", _):
+                line = try await consumeTraced(mode: mode, bootstrap: bootstrap, topic: topic, count: count)
+                if mode == "sampled" { line += " spans \(count)" }
+            default:
+                fail("unknown command or mode: \(command) \(mode)")
+            }
+            if let otel {
+                // A service's graceful shutdown: swift-otel exports what it still holds.
+                let clock = ContinuousClock(), before = clock.now, cpu = processCPU()
+                await otel.triggerGracefulShutdown()
+                try await group.waitForAll()
+                line += String(format: " otel-shutdown-ms %.0f otel-shutdown-cpu-ms %.0f", seconds(clock.now - before) * 1000,
+                               seconds(processCPU() - cpu) * 1000)
+            }
+            return line
+        }
+        print(line)
+    } catch {
+        fail("\(command) \(mode): \(error)")
+    }
+    done.signal()
+}
+done.wait()
