@@ -174,7 +174,7 @@ public final class KafkaProducer: Service, Sendable {
     /// runs for it (the caller has the error).
     private func fail(_ send: Send, with error: any Error) {
         send.held?.refuse()
-        if var span = send.span {
+        if let span = send.span {
             span.fail(with: error)
             span.end()
         }

@@ -204,7 +204,6 @@ final class TransactionalSend: Sendable {
             return (delivery, outcome)
         }
         guard let (delivery, outcome) = complete else { return }
-        var span = self.span
         span.record(delivery)
         span.attributes.set("messaging.kafka.transaction.outcome", value: .string(outcome.name))
         if case .aborted(let error) = outcome, case .success = delivery { span.fail(with: error) }

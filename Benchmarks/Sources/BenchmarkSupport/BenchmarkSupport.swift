@@ -99,7 +99,8 @@ public func rdConfiguration(_ properties: [(String, String)]) -> OpaquePointer {
 public let sampledTraceparent = Array("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".utf8)
 
 /// Produces `count` records of `value` with raw `rd_kafka_produceva` (`RD_KAFKA_MSG_F_COPY`), round-robin over
-/// `partitions`, `rd_kafka_poll(0)` after each, optionally with one `traceparent` header, then flushes.
+/// `partitions`, `rd_kafka_poll(0)` after each, optionally with one `traceparent` header, then flushes. With
+/// `inFlight`, never more than that many records wait for their delivery report.
 /// - Parameter onDelivered: Called for each acknowledged record, on the producing thread.
 public func rawProduce(
     bootstrap: String,
@@ -109,19 +110,28 @@ public func rawProduce(
     value: [UInt8] = [UInt8](repeating: 0x61, count: 100),
     header: [UInt8]? = sampledTraceparent,
     linger: Int = 5,
+    inFlight: Int? = nil,
     onDelivered: (@Sendable () -> Void)? = nil
 ) {
-    final class Box: @unchecked Sendable { let body: (@Sendable () -> Void)?; init(_ body: (@Sendable () -> Void)?) { self.body = body } }
+    final class Box: @unchecked Sendable {
+        let body: (@Sendable () -> Void)?
+        var delivered = 0
+        init(_ body: (@Sendable () -> Void)?) { self.body = body }
+    }
     let box = Box(onDelivered)
     let conf = rdConfiguration([("bootstrap.servers", bootstrap), ("linger.ms", String(linger))])
     rd_kafka_conf_set_opaque(conf, Unmanaged.passUnretained(box).toOpaque())
     rd_kafka_conf_set_dr_msg_cb(conf) { _, message, opaque in
         guard message!.pointee.err == RD_KAFKA_RESP_ERR_NO_ERROR else { fail("raw delivery: \(String(cString: rd_kafka_err2str(message!.pointee.err)))") }
-        Unmanaged<Box>.fromOpaque(opaque!).takeUnretainedValue().body?()
+        let box = Unmanaged<Box>.fromOpaque(opaque!).takeUnretainedValue()
+        box.delivered += 1  // served by rd_kafka_poll on the producing thread only
+        box.body?()
     }
     var errstr = [CChar](repeating: 0, count: 512)
     let handle = rd_kafka_new(RD_KAFKA_PRODUCER, conf, &errstr, errstr.count)!
     for index in 0..<count {
+        // At most `inFlight` records without their report, as that many senders each awaiting theirs would have.
+        if let inFlight { while index - box.delivered >= inFlight { rd_kafka_poll(handle, 10) } }
         while true {
             let headers = header.map { header in
                 let list = rd_kafka_headers_new(1)!

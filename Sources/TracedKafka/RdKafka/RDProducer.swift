@@ -5,13 +5,18 @@ import Synchronization
 
 /// The librdkafka producer backend.
 ///
-/// A dedicated poll thread serves delivery reports as soon as librdkafka has them (`rd_kafka_poll` wakes on the
-/// event; its timeout only bounds shutdown). Each record carries a retained ``RDDeliveryTicket`` as its
-/// msg_opaque; the delivery callback takes it back, so every ticket is released exactly once.
+/// Delivery reports come as librdkafka events (`RD_KAFKA_EVENT_DR`, a batch of records per event), served by one
+/// dedicated poll thread as soon as librdkafka has them (`rd_kafka_queue_poll` wakes on the event; its timeout only
+/// bounds shutdown), and by nothing else: `rd_kafka_flush` then waits for that thread instead of serving reports
+/// itself on the caller's thread, so every outcome is reported from one thread, in librdkafka's order. Each
+/// record carries a retained ``RDDeliveryTicket`` as its msg_opaque; its report takes it back, so every ticket is
+/// released exactly once.
 final class RDProducer: KafkaProducerBackend, @unchecked Sendable {
     private let client: RDClient
     private let space = RDQueueSpace()
     private let pollThread: RDPollThread
+    /// librdkafka's main queue, where the delivery report events arrive.
+    private let events: UncheckedSendable<OpaquePointer>
     /// Whether a transaction has begun and not yet been committed or aborted; read at close, which aborts it.
     private let transactionOpen = Atomic(false)
 
@@ -21,20 +26,58 @@ final class RDProducer: KafkaProducerBackend, @unchecked Sendable {
             properties: try configuration.rdKafkaProperties(),
             callbacks: RDCallbacks(logger: logger, statistics: RDCallbacks.statisticsHandler(configuration.metrics, metrics, consumer: false))
         ) { conf in
-            rd_kafka_conf_set_dr_msg_cb(conf, rdDeliveryReportCallback)
+            rd_kafka_conf_set_events(conf, Int32(RD_KAFKA_EVENT_DR))
         }
         let space = self.space
+        let events = UncheckedSendable(rd_kafka_queue_get_main(client.handle)!)
         self.client = client
+        self.events = events
         self.pollThread = RDPollThread(name: "TracedKafka.producer.poll") { thread in
             while !thread.shouldStop {
-                if rd_kafka_poll(client.handle, 100) > 0 { space.wake() }
+                if RDProducer.serve(events.value, client: client, timeout: 100) { space.wake() }
             }
+        }
+    }
+
+    /// Serves what the main queue holds, waiting up to `timeout` ms for the first event: delivery reports (each
+    /// event a batch), statistics, errors. Returns whether anything was served.
+    private static func serve(_ queue: OpaquePointer, client: RDClient, timeout: Int32) -> Bool {
+        guard var event = rd_kafka_queue_poll(queue, timeout) else { return false }
+        while true {
+            switch Int32(rd_kafka_event_type(event)) {
+            case Int32(RD_KAFKA_EVENT_DR):
+                // The messages belong to the event: read them all before it is destroyed.
+                withUnsafeTemporaryAllocation(of: UnsafePointer<rd_kafka_message_t>?.self, capacity: 256) { batch in
+                    while case let count = rd_kafka_event_message_array(event, batch.baseAddress, batch.count), count > 0 {
+                        for index in 0..<count { if let message = batch[index] { rdDeliver(message) } }
+                    }
+                }
+            case Int32(RD_KAFKA_EVENT_STATS):
+                if let statistics = client.callbacks.statistics, !client.callbacks.isSilenced, let json = rd_kafka_event_stats(event) {
+                    statistics(Data(bytes: json, count: strlen(json)))
+                }
+            case Int32(RD_KAFKA_EVENT_ERROR):
+                if !client.callbacks.isSilenced {
+                    let error = KafkaError(
+                        code: rd_kafka_event_error_is_fatal(event) != 0 ? .fatal : .rdKafka,
+                        reason: String(cString: rd_kafka_event_error_string(event)),
+                        rdKafkaCode: rd_kafka_event_error(event).rawValue
+                    )
+                    client.callbacks.logger.log(level: error.code == .fatal ? .critical : .error, "Producer error: \(error)")
+                }
+            default:
+                break
+            }
+            rd_kafka_event_destroy(event)
+            // Whatever else is already there, without waiting: the senders of a burst of reports resume together.
+            guard let next = rd_kafka_queue_poll(queue, 0) else { return true }
+            event = next
         }
     }
 
     func offer(_ record: KafkaProducerRecord, id: KafkaProducerMessageID, onDelivery: DeliveryHandler?) throws -> Bool {
         let err = try client.withOpenHandle("The producer") { handle in
-            RDProducer.enqueue(record, ticket: onDelivery.map { RDDeliveryTicket(id: id, handler: $0) }, on: handle)
+            RDProducer.enqueue(record, ticket: onDelivery.map { RDDeliveryTicket(id: id, topic: record.topic, handler: $0) }, on: handle)
         }
         switch err {
         case RD_KAFKA_RESP_ERR_NO_ERROR: return true
@@ -176,8 +219,9 @@ final class RDProducer: KafkaProducerBackend, @unchecked Sendable {
             // senders would wait forever.
             let deadline = ContinuousClock.now + .seconds(60)
             while rd_kafka_outq_len(handle) > 0, ContinuousClock.now < deadline {
-                rd_kafka_poll(handle, 100)
+                _ = RDProducer.serve(self.events.value, client: self.client, timeout: 100)
             }
+            rd_kafka_queue_destroy(self.events.value)
             space.wake()
         }
     }
@@ -250,21 +294,23 @@ let rdPartitionUnassigned: Int32 = -1
 /// What a sent record carries to its delivery report.
 final class RDDeliveryTicket: Sendable {
     let id: KafkaProducerMessageID
+    /// The record's topic, for its report (no string made from librdkafka's per report).
+    let topic: String
     let handler: DeliveryHandler
 
-    init(id: KafkaProducerMessageID, handler: @escaping DeliveryHandler) {
+    init(id: KafkaProducerMessageID, topic: String, handler: @escaping DeliveryHandler) {
         self.id = id
+        self.topic = topic
         self.handler = handler
     }
 }
 
-/// Called on the poll thread (or the closing thread) once per record.
-private let rdDeliveryReportCallback: @convention(c) (OpaquePointer?, UnsafePointer<rd_kafka_message_t>?, UnsafeMutableRawPointer?) -> Void = {
-    _, message, _ in
-    guard let message, let opaque = message.pointee._private else { return }
+/// One record's delivery report, on the poll thread (or the closing thread).
+private func rdDeliver(_ message: UnsafePointer<rd_kafka_message_t>) {
+    guard let opaque = message.pointee._private else { return }
     // Balances the passRetained in enqueue: each ticket is taken back exactly once.
     let ticket = Unmanaged<RDDeliveryTicket>.fromOpaque(opaque).takeRetainedValue()
-    let topic = message.pointee.rkt.map { String(cString: rd_kafka_topic_name($0)) } ?? ""
+    let topic = ticket.topic
     let err = message.pointee.err
     guard err == RD_KAFKA_RESP_ERR_NO_ERROR else {
         ticket.handler(.failure(KafkaError.rdKafka(err, context: "Delivery to topic '\(topic)' failed")))

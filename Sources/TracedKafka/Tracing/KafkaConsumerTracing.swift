@@ -9,9 +9,8 @@ import Tracing
     let groupID: String?
     let clientID: String?
     let server: KafkaServerAddress?
-    /// The attributes every process span of this consumer has, made once.
-    private let constantProcessAttributes: SpanAttributes
-    private let processNames = SpanNames(operation: "process")
+    /// Per topic, the name and the first attributes of its process spans.
+    private let processTemplates: TopicSpanTemplates
 
     init(configuration: KafkaTracingConfiguration, groupID: String?, clientID: String?, server: KafkaServerAddress?) {
         self.configuration = configuration
@@ -20,7 +19,7 @@ import Tracing
         self.server = server
         var attributes = SpanAttributes()
         Self.setCommon(&attributes, operation: "process", type: "process", groupID: groupID, clientID: clientID, server: server)
-        constantProcessAttributes = attributes
+        processTemplates = TopicSpanTemplates(operation: "process", attributes: attributes)
     }
 
     /// Where the process spans of one reading loop get their parent, decided once per loop: whether the loop's
@@ -68,16 +67,15 @@ import Tracing
             guard let producerContext else { return try await handler(message) }
             return try await InstrumentationContext.withValue(producerContext) { try await handler(message) }
         }
+        let template = processTemplates.template(for: message.topic)
         let span = tracer.startSpan(
-            processNames.name(for: message.topic),
+            template.name,
             context: parent(producerContext: producerContext, scope: scope ?? processScope()),
             ofKind: .consumer
         )
         if span.isRecording {
-            var attributes = constantProcessAttributes
-            attributes.reserveCapacity(constantProcessAttributes.count + 8)  // the copy and its room in one allocation
-            attributes.set("messaging.destination.name", value: .string(message.topic))
-            attributes.set("messaging.destination.partition.id", value: .string(String(message.partition)))
+            var attributes = template.attributes
+            attributes.set("messaging.destination.partition.id", value: .string(PartitionID.text(message.partition)))
             attributes.set("messaging.kafka.offset", value: .int64(message.offset))
             if let key = message.keyString { attributes.set("messaging.kafka.message.key", value: .string(key)) }
             if message.isTombstone { attributes.set("messaging.kafka.message.tombstone", value: .bool(true)) }
@@ -209,7 +207,7 @@ import Tracing
                 SpanLink(
                     context: context,
                     attributes: [
-                        "messaging.destination.partition.id": .string(String(message.partition)),
+                        "messaging.destination.partition.id": .string(PartitionID.text(message.partition)),
                         "messaging.kafka.offset": .int64(message.offset),
                     ]
                 )

@@ -9,9 +9,8 @@ import Tracing
     let configuration: KafkaTracingConfiguration
     let clientID: String?
     let server: KafkaServerAddress?
-    /// The attributes every send span of this producer has, made once.
-    private let constantAttributes: SpanAttributes
-    private let names = SpanNames(operation: "send")
+    /// Per topic, the name and the first attributes of its send spans.
+    private let templates: TopicSpanTemplates
 
     init(configuration: KafkaTracingConfiguration, clientID: String?, server: KafkaServerAddress?) {
         self.configuration = configuration
@@ -23,7 +22,7 @@ import Tracing
         attributes.set("messaging.operation.type", value: .string("send"))
         if let clientID { attributes.set("messaging.client.id", value: .string(clientID)) }
         server?.apply(to: &attributes)
-        constantAttributes = attributes
+        templates = TopicSpanTemplates(operation: "send", attributes: attributes)
     }
 
     /// A recording send span and the attributes it gets when it ends.
@@ -32,22 +31,37 @@ import Tracing
     /// dictionary (swift-distributed-tracing's default, which swift-otel keeps), so setting the delivery report's
     /// partition and offset on a span that already held the rest would copy them all. No sampler sees attributes at
     /// start anyway: swift-distributed-tracing's `startSpan` takes none.
-    @_spi(Benchmarks) public struct SendSpan: Sendable {
+    ///
+    /// A class, so the delivery report's attributes are added in place: a struct captured by the delivery handler
+    /// would copy the dictionary on the first change.
+    @_spi(Benchmarks) public final class SendSpan: @unchecked Sendable {
+        // Changed by the sending thread until the record is handed over, then only by the thread that serves its
+        // delivery report (or its transaction's outcome, under the transaction's lock).
         let span: any Span
         var attributes: SpanAttributes
 
+        init(span: any Span, attributes: SpanAttributes) {
+            self.span = span
+            self.attributes = attributes
+        }
+
         /// Marks the span failed (error status, the error recorded, `error.type`).
-        mutating func fail(with error: any Error) {
+        func fail(with error: any Error) {
             attributes.set("error.type", value: .string(KafkaError.errorType(of: error)))
             span.recordError(error)
             span.setStatus(SpanStatus(code: .error, message: "\(error)"))
         }
 
+        /// The partition the record was sent to, when the sender chose it (already an attribute).
+        var chosenPartition: Int?
+
         /// Records the delivery report's partition and offset, or the error.
-        mutating func record(_ result: Result<KafkaDeliveryReport, KafkaError>) {
+        func record(_ result: Result<KafkaDeliveryReport, KafkaError>) {
             switch result {
             case .success(let report):
-                attributes.set("messaging.destination.partition.id", value: .string(String(report.partition)))
+                if report.partition != chosenPartition {
+                    attributes.set("messaging.destination.partition.id", value: .string(PartitionID.text(report.partition)))
+                }
                 attributes.set("messaging.kafka.offset", value: .int64(report.offset))
             case .failure(let error):
                 fail(with: error)
@@ -86,17 +100,12 @@ import Tracing
             if !context.isEmpty { previous = context }
             previousKeys = extractor.keys
         }
-        let span = tracer.startSpan(
-            names.name(for: record.topic),
-            context: InstrumentationContext.current ?? .topLevel,
-            ofKind: .producer
-        )
+        let template = templates.template(for: record.topic)
+        let span = tracer.startSpan(template.name, context: InstrumentationContext.current ?? .topLevel, ofKind: .producer)
         var send: SendSpan?
         if span.isRecording {
-            var attributes = constantAttributes
-            attributes.reserveCapacity(constantAttributes.count + 8)  // the copy and its room in one allocation
-            attributes.set("messaging.destination.name", value: .string(record.topic))
-            if let partition = record.partition { attributes.set("messaging.destination.partition.id", value: .string(String(partition))) }
+            var attributes = template.attributes
+            if let partition = record.partition { attributes.set("messaging.destination.partition.id", value: .string(PartitionID.text(partition))) }
             if let key = record.key, let text = String(validating: key, as: UTF8.self) {
                 attributes.set("messaging.kafka.message.key", value: .string(text))
             }
@@ -106,6 +115,7 @@ import Tracing
             configuration.sendAttributes?(record, &attributes)
             if let previous { span.addLink(SpanLink(context: previous, attributes: [:])) }
             send = SendSpan(span: span, attributes: attributes)
+            send?.chosenPartition = record.partition
         }
         if configuration.propagatesContext {
             // Drop every trace header the old context came from, so none outlives the new one; a W3C tracestate
@@ -136,7 +146,6 @@ import Tracing
     ///   - send: The span ``startSend(_:)`` returned.
     ///   - result: The delivery report or the error.
     @_spi(Benchmarks) public static func end(_ send: SendSpan, with result: Result<KafkaDeliveryReport, KafkaError>) {
-        var send = send
         send.record(result)
         send.end()
     }
@@ -184,19 +193,43 @@ extension KafkaProducerTracing {
     }
 }
 
-/// `"<operation> <topic>"` span names, made once per topic (up to 1,000 topics; others each time).
-final class SpanNames: Sendable {
+/// `messaging.destination.partition.id` values: the text of a partition number, made once for the first 1,024.
+enum PartitionID {
+    private static let texts: [String] = (0..<1_024).map { String($0) }
+
+    static func text(_ partition: Int) -> String {
+        partition >= 0 && partition < texts.count ? texts[partition] : String(partition)
+    }
+}
+
+/// Per topic, a span's name (`"<operation> <topic>"`) and the attributes every span of it starts with (the client's
+/// own and `messaging.destination.name`), made once per topic (up to 1,000 topics; others each time). The
+/// attributes have room for a record's own: a copy keeps the capacity, so adding them rehashes nothing.
+final class TopicSpanTemplates: Sendable {
+    struct Template: Sendable {
+        let name: String
+        let attributes: SpanAttributes
+    }
+
     private let operation: String
-    private let names = Mutex<[String: String]>([:])
+    private let constant: SpanAttributes
+    private let templates = Mutex<[String: Template]>([:])
 
-    init(operation: String) { self.operation = operation }
+    init(operation: String, attributes: SpanAttributes) {
+        self.operation = operation
+        self.constant = attributes
+    }
 
-    func name(for topic: String) -> String {
-        names.withLock { names in
-            if let name = names[topic] { return name }
-            let name = "\(operation) \(topic)"
-            if names.count < 1_000 { names[topic] = name }
-            return name
+    func template(for topic: String) -> Template {
+        templates.withLock { templates in
+            if let template = templates[topic] { return template }
+            var attributes = SpanAttributes()
+            attributes.reserveCapacity(16)
+            attributes.merge(constant)
+            attributes.set("messaging.destination.name", value: .string(topic))
+            let template = Template(name: "\(operation) \(topic)", attributes: attributes)
+            if templates.count < 1_000 { templates[topic] = template }
+            return template
         }
     }
 }

@@ -8,7 +8,8 @@
 //       sampled      enqueue with swift-otel bootstrapped, every span sampled and exported over OTLP/HTTP
 //       null-unsampled / null-sampled   enqueue with a tracer that does no work (a shared span, a constant
 //                    traceparent): what remains is the library's own share of a traced record
-//       --senders S: S tasks each awaiting `send` instead of one loop of `enqueue` (the modes but raw*)
+//       --senders S: S tasks each awaiting `send` instead of one loop of `enqueue`; for raw*, at most S records
+//                    without their delivery report (what S awaiting senders allow)
 //   otel-cost consume --bootstrap B --topic T --count N --mode off|unsampled|sampled|null-sampled
 //       reads N records (made by `produce --mode raw-header`) in a new group with `consumer.run { }`
 //
@@ -186,7 +187,8 @@ Task.detached {
                 var stopwatch = Stopwatch()
                 stopwatch.start()
                 rawProduce(bootstrap: bootstrap, topic: topic, count: count, partitions: partitions,
-                           header: mode == "raw" ? nil : sampledTraceparent, linger: argument("linger-ms").flatMap(Int.init) ?? 5)
+                           header: mode == "raw" ? nil : sampledTraceparent, linger: argument("linger-ms").flatMap(Int.init) ?? 5,
+                           inFlight: argument("senders").flatMap(Int.init))
                 line = stopwatch.line(mode, count: count)
             case ("produce", _):
                 line = try await produceTraced(mode: mode, bootstrap: bootstrap, topic: topic, count: count, partitions: partitions,
