@@ -10,7 +10,7 @@
 //                    traceparent): what remains is the library's own share of a traced record
 //       --senders S: S tasks each awaiting `send` instead of one loop of `enqueue`; for raw*, at most S records
 //                    without their delivery report (what S awaiting senders allow)
-//   otel-cost consume --bootstrap B --topic T --count N --mode off|unsampled|sampled|null-sampled
+//   otel-cost consume --bootstrap B --topic T --count N --mode off|unsampled|sampled|null-unsampled|null-sampled
 //       reads N records (made by `produce --mode raw-header`) in a new group with `consumer.run { }`
 //
 // One line per run: "<mode> <count> msg/s <rate> cpu-us <user+sys µs per record> spans <spans the run ended>
@@ -173,6 +173,11 @@ guard let command = CommandLine.arguments.dropFirst().first, let bootstrap = arg
     let count = argument("count").flatMap(Int.init), let mode = argument("mode")
 else { fail("usage: otel-cost produce|consume --bootstrap B --topic T --count N --mode M [--partitions P] [--linger-ms L] [--senders S]") }
 let partitions = argument("partitions").flatMap(Int.init) ?? 16
+
+let modes = command == "produce" ? ["raw", "raw-header", "off", "unsampled", "sampled", "null-unsampled", "null-sampled"]
+    : ["off", "unsampled", "sampled", "null-unsampled", "null-sampled"]
+guard command == "produce" || command == "consume" else { fail("unknown command \(command): produce or consume") }
+guard modes.contains(mode) else { fail("unknown \(command) mode \(mode): one of \(modes.joined(separator: ", "))") }
 
 let done = DispatchSemaphore(value: 0)
 Task.detached {
