@@ -27,7 +27,7 @@ let package = Package(
         ),
         .systemLibrary(name: "CRdKafkaBench", pkgConfig: "rdkafka", providers: [.apt(["librdkafka-dev"])]),
         // What the cost tools share: arguments, metering, raw librdkafka loops.
-        .target(name: "BenchmarkSupport", dependencies: ["CRdKafkaBench"]),
+        .target(name: "BenchmarkSupport", dependencies: ["CRdKafkaBench", .product(name: "TracedKafka", package: "TracedKafka")]),
         .executableTarget(
             name: "kafka-throughput",
             dependencies: [

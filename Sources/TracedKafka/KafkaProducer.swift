@@ -136,7 +136,8 @@ public final class KafkaProducer: Service, Sendable {
         try await send(record, in: nil)
     }
 
-    /// ``send(_:)``, in a transaction or not.
+    /// ``send(_:)``, in a transaction or not (inlined: an async call allocates a frame per record).
+    @inline(__always)
     func send(_ record: KafkaProducerRecord, in transaction: KafkaTransaction?) async throws -> KafkaDeliveryReport {
         let id = try admit(record, in: transaction)
         let promise = DeliveryPromise()
@@ -145,6 +146,7 @@ public final class KafkaProducer: Service, Sendable {
     }
 
     /// Hands an admitted record to the backend, waiting for room when its queue is full.
+    @inline(__always)
     private func hand(
         _ record: KafkaProducerRecord,
         id: KafkaProducerMessageID,
@@ -159,7 +161,8 @@ public final class KafkaProducer: Service, Sendable {
 
     /// A record handed to the backend inside its send span (when tracing is on). The span ends with the delivery
     /// report, before `onDelivery` runs, or at once with the error when the record is refused.
-    private struct Send {
+    @usableFromInline
+    struct Send {
         let record: KafkaProducerRecord
         let id: KafkaProducerMessageID
         let span: KafkaProducerTracing.SendSpan?
@@ -206,7 +209,8 @@ public final class KafkaProducer: Service, Sendable {
     }
 
     /// The queue was full: waits for room and offers again until the backend takes the record.
-    private func offerWhenRoom(_ send: Send) async throws {
+    @usableFromInline
+    func offerWhenRoom(_ send: Send) async throws {
         do {
             while true {
                 let token = backend.roomToken
@@ -231,11 +235,24 @@ public final class KafkaProducer: Service, Sendable {
     ///   librdkafka's error when it refuses the record at once, ``KafkaError/Code/notInTransaction`` on a
     ///   transactional producer, ``KafkaError/Code/fatal`` after a fatal error.
     @discardableResult
+    @inlinable
     public func enqueue(_ record: KafkaProducerRecord) async throws -> KafkaProducerMessageID {
-        try await enqueue(record, in: nil)
+        // Inlined into the caller, so that a record offered at once costs no async frame: only a full queue
+        // makes the caller suspend.
+        let (id, waiting) = try enqueueIfRoom(record)
+        if let waiting { try await offerWhenRoom(waiting) }
+        return id
     }
 
-    /// ``enqueue(_:)``, in a transaction or not.
+    /// Admits the record and offers it once; returns its id and, when the queue is full, the send still to offer.
+    @usableFromInline
+    func enqueueIfRoom(_ record: KafkaProducerRecord) throws -> (KafkaProducerMessageID, Send?) {
+        let id = try admit(record, in: nil)
+        return (id, try start(record, id: id, in: nil, onDelivery: events.map { Self.eventHandler($0, id: id, topic: record.topic) }))
+    }
+
+    /// ``enqueue(_:)``, in a transaction or not (inlined: an async call allocates a frame per record).
+    @inline(__always)
     func enqueue(_ record: KafkaProducerRecord, in transaction: KafkaTransaction?) async throws -> KafkaProducerMessageID {
         let id = try admit(record, in: transaction)
         try await hand(record, id: id, in: transaction, onDelivery: events.map { Self.eventHandler($0, id: id, topic: record.topic) })
@@ -319,7 +336,7 @@ public final class KafkaProducer: Service, Sendable {
         if let partition = record.partition, partition < 0 || partition > Int(Int32.max) {
             throw KafkaError(code: .invalidRecord, reason: "Partition \(partition) is out of range")
         }
-        var size = (record.key?.count ?? 0) + (record.value?.count ?? 0)
+        var size = (record.keyBytes?.count ?? 0) + (record.valueBytes?.count ?? 0)
         for header in record.headers {
             size += header.keyByteCount + (header.value?.count ?? 0)
             // librdkafka passes header keys as C strings, which end at the first NUL.

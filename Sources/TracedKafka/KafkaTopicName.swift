@@ -18,12 +18,12 @@ enum KafkaTopicName {
     }
 
     static func isValid(_ topic: String) -> Bool {
-        var count = 0
-        for byte in topic.utf8 {
-            guard isLegal(byte) else { return false }
-            count += 1
+        var topic = topic  // withUTF8 reads a native string's bytes in place (this runs once per record)
+        return topic.withUTF8 { bytes in
+            guard !bytes.isEmpty, bytes.count <= maxLength else { return false }
+            for byte in bytes where !isLegal(byte) { return false }
+            return !(bytes.count <= 2 && bytes.allSatisfy { $0 == 0x2E })  // neither "." nor ".."
         }
-        return count > 0 && count <= maxLength && topic != "." && topic != ".."
     }
 
     /// An ASCII letter or digit, `.`, `_` or `-`.

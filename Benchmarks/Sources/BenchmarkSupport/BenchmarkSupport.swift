@@ -3,6 +3,7 @@
 import CRdKafkaBench
 import Foundation
 import Synchronization
+import TracedKafka
 
 /// The value after `--name` on the command line.
 public func argument(_ name: String) -> String? {
@@ -95,35 +96,38 @@ public func rdConfiguration(_ properties: [(String, String)]) -> OpaquePointer {
     return conf
 }
 
+/// What raw producing's delivery callback counts; served by `rd_kafka_poll` on the producing thread only.
+private final class DeliveryCounter: @unchecked Sendable {
+    let body: (@Sendable () -> Void)?
+    var delivered = 0
+    init(_ body: (@Sendable () -> Void)?) { self.body = body }
+}
+
 /// A sampled W3C `traceparent`, as a traced service sends it (55 bytes).
 public let sampledTraceparent = Array("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".utf8)
 
 /// Produces `count` records of `value` with raw `rd_kafka_produceva` (`RD_KAFKA_MSG_F_COPY`), round-robin over
 /// `partitions`, `rd_kafka_poll(0)` after each, optionally with one `traceparent` header, then flushes. With
-/// `inFlight`, never more than that many records wait for their delivery report.
+/// `inFlight`, never more than that many records wait for their delivery report. The value's bytes are read in place
+/// (a String's UTF-8, Data's bytes), as the library reads them.
 /// - Parameter onDelivered: Called for each acknowledged record, on the producing thread.
 public func rawProduce(
     bootstrap: String,
     topic: String,
     count: Int,
     partitions: Int,
-    value: [UInt8] = [UInt8](repeating: 0x61, count: 100),
+    value: some KafkaContiguousBytes = [UInt8](repeating: 0x61, count: 100),
     header: [UInt8]? = sampledTraceparent,
     linger: Int = 5,
     inFlight: Int? = nil,
     onDelivered: (@Sendable () -> Void)? = nil
 ) {
-    final class Box: @unchecked Sendable {
-        let body: (@Sendable () -> Void)?
-        var delivered = 0
-        init(_ body: (@Sendable () -> Void)?) { self.body = body }
-    }
-    let box = Box(onDelivered)
+    let box = DeliveryCounter(onDelivered)
     let conf = rdConfiguration([("bootstrap.servers", bootstrap), ("linger.ms", String(linger))])
     rd_kafka_conf_set_opaque(conf, Unmanaged.passUnretained(box).toOpaque())
     rd_kafka_conf_set_dr_msg_cb(conf) { _, message, opaque in
         guard message!.pointee.err == RD_KAFKA_RESP_ERR_NO_ERROR else { fail("raw delivery: \(String(cString: rd_kafka_err2str(message!.pointee.err)))") }
-        let box = Unmanaged<Box>.fromOpaque(opaque!).takeUnretainedValue()
+        let box = Unmanaged<DeliveryCounter>.fromOpaque(opaque!).takeUnretainedValue()
         box.delivered += 1  // served by rd_kafka_poll on the producing thread only
         box.body?()
     }

@@ -29,8 +29,8 @@ final class FQPartitionWriter {
 
     /// One record to append.
     struct Entry {
-        var key: [UInt8]?
-        var value: [UInt8]?
+        var key: KafkaBytes?
+        var value: KafkaBytes?
         var headers: KafkaHeaders
         var timestampMilliseconds: Int64
         /// ``FQRecordCodec/encodedSize(key:value:headers:)``, measured when the record was offered.

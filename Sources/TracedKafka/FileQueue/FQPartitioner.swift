@@ -2,13 +2,13 @@
 /// murmur2 of the key, positive, modulo the partition count; a random partition for a record without a key.
 /// So a key lands on the same partition number on the file queue as on Kafka.
 enum FQPartitioner {
-    static func partition(forKey key: [UInt8]?, partitionCount: Int) -> Int {
+    static func partition(forKey key: (some KafkaContiguousBytes)?, partitionCount: Int) -> Int {
         guard let key else { return Int.random(in: 0..<partitionCount) }
-        return Int(murmur2(key) & 0x7FFF_FFFF) % partitionCount
+        return Int(key.withUnsafeBytes(murmur2) & 0x7FFF_FFFF) % partitionCount
     }
 
     /// Kafka's 32-bit murmur2 (seed 0x9747b28c).
-    static func murmur2(_ data: [UInt8]) -> UInt32 {
+    static func murmur2(_ data: UnsafeRawBufferPointer) -> UInt32 {
         let m: UInt32 = 0x5BD1_E995
         let length = data.count
         var h: UInt32 = 0x9747_B28C ^ UInt32(truncatingIfNeeded: length)

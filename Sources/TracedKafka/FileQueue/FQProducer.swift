@@ -50,7 +50,7 @@ final class FQProducer: KafkaProducerBackend, @unchecked Sendable {
     }
 
     func offer(_ record: KafkaProducerRecord, id: KafkaProducerMessageID, onDelivery: DeliveryHandler?) throws -> Bool {
-        let size = FQRecordCodec.encodedSize(key: record.key, value: record.value, headers: record.headers)
+        let size = FQRecordCodec.encodedSize(key: record.keyBytes, value: record.valueBytes, headers: record.headers)
         guard size <= FQRecordCodec.maxBodySize else {
             throw KafkaError(code: .invalidRecord, reason: "The record is \(size) bytes; the file queue takes at most "
                 + "\(FQRecordCodec.maxBodySize)")
@@ -215,7 +215,7 @@ final class FQProducer: KafkaProducerBackend, @unchecked Sendable {
                 let writer = try writer(for: partition)
                 let entries = items.map {
                     FQPartitionWriter.Entry(
-                        key: $0.record.key, value: $0.record.value, headers: $0.record.headers,
+                        key: $0.record.keyBytes, value: $0.record.valueBytes, headers: $0.record.headers,
                         timestampMilliseconds: $0.timestampMilliseconds, size: $0.size
                     )
                 }
@@ -266,7 +266,7 @@ final class FQProducer: KafkaProducerBackend, @unchecked Sendable {
         }
         return KafkaTopicPartition(
             topic: record.topic,
-            partition: FQPartitioner.partition(forKey: record.key, partitionCount: count)
+            partition: FQPartitioner.partition(forKey: record.keyBytes, partitionCount: count)
         )
     }
 

@@ -40,7 +40,7 @@ enum FQRecordCodec {
     }
 
     /// The encoded size of a record, frame included.
-    static func encodedSize(key: [UInt8]?, value: [UInt8]?, headers: KafkaHeaders) -> Int {
+    static func encodedSize(key: KafkaBytes?, value: KafkaBytes?, headers: KafkaHeaders) -> Int {
         var size = frameSize + 8 + 8 + 4 + (key?.count ?? 0) + 4 + (value?.count ?? 0) + 4
         for header in headers { size += 4 + header.keyByteCount + 4 + (header.value?.count ?? 0) }
         return size
@@ -50,8 +50,8 @@ enum FQRecordCodec {
     static func encode(
         offset: Int64,
         timestampMilliseconds: Int64,
-        key: [UInt8]?,
-        value: [UInt8]?,
+        key: KafkaBytes?,
+        value: KafkaBytes?,
         headers: KafkaHeaders,
         into bytes: inout [UInt8]
     ) {
@@ -134,10 +134,12 @@ enum FQRecordCodec {
         withUnsafeBytes(of: value.littleEndian) { bytes.append(contentsOf: $0) }
     }
 
-    private static func appendOptional(_ value: [UInt8]?, to bytes: inout [UInt8]) {
+    private static func appendOptional(_ value: (some KafkaContiguousBytes)?, to bytes: inout [UInt8]) {
         guard let value else { return append(Int32(-1), to: &bytes) }
-        append(Int32(value.count), to: &bytes)
-        bytes.append(contentsOf: value)
+        value.withUnsafeBytes { value in
+            append(Int32(value.count), to: &bytes)
+            bytes.append(contentsOf: value)
+        }
     }
 
     private static func patch(_ value: UInt32, in bytes: inout [UInt8], at index: Int) {

@@ -107,8 +107,8 @@ final class RDProducer: KafkaProducerBackend, @unchecked Sendable {
         let headers = record.headers.isEmpty ? nil : makeHeaders(record.headers)
         let opaque = ticket.map { Unmanaged.passRetained($0).toOpaque() }
         let err: rd_kafka_resp_err_t = record.topic.withCString { topic in
-            withOptionalBytes(record.key) { key, keyCount in
-                withOptionalBytes(record.value) { value, valueCount in
+            withOptionalBytes(record.keyBytes) { key, keyCount in
+                withOptionalBytes(record.valueBytes) { value, valueCount in
                     // At most 8 arguments, on the stack: this runs once per record.
                     withUnsafeTemporaryAllocation(of: rd_kafka_vu_t.self, capacity: 8) { args in
                         var count = 0
@@ -339,10 +339,12 @@ func rdTimestamp(_ message: UnsafePointer<rd_kafka_message_t>) -> Date? {
 
 /// A pointer and count for optional bytes: `nil` for `nil`, a non-null pointer for an empty array (Kafka tells
 /// an empty value from a null one by the pointer).
-func withOptionalBytes<R>(_ bytes: [UInt8]?, _ body: (UnsafeRawPointer?, Int) -> R) -> R {
+func withOptionalBytes<R>(_ bytes: (some KafkaContiguousBytes)?, _ body: (UnsafeRawPointer?, Int) -> R) -> R {
     guard let bytes else { return body(nil, 0) }
-    if bytes.isEmpty {
-        return withUnsafeBytes(of: UInt8(0)) { body($0.baseAddress, 0) }
+    return bytes.withUnsafeBytes { buffer in
+        guard let base = buffer.baseAddress, buffer.count > 0 else {
+            return withUnsafeBytes(of: UInt8(0)) { body($0.baseAddress, 0) }
+        }
+        return body(base, buffer.count)
     }
-    return bytes.withUnsafeBytes { body($0.baseAddress, $0.count) }
 }

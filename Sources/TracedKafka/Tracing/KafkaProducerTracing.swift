@@ -106,11 +106,11 @@ import Tracing
         if span.isRecording {
             var attributes = template.attributes
             if let partition = record.partition { attributes.set("messaging.destination.partition.id", value: .string(PartitionID.text(partition))) }
-            if let key = record.key, let text = String(validating: key, as: UTF8.self) {
+            if let text = record.keyBytes?.string {
                 attributes.set("messaging.kafka.message.key", value: .string(text))
             }
-            if record.value == nil { attributes.set("messaging.kafka.message.tombstone", value: .bool(true)) }
-            if configuration.recordsBodySize { attributes.set("messaging.message.body.size", value: .int64(Int64(record.value?.count ?? 0))) }
+            if record.valueBytes == nil { attributes.set("messaging.kafka.message.tombstone", value: .bool(true)) }
+            if configuration.recordsBodySize { attributes.set("messaging.message.body.size", value: .int64(Int64(record.valueBytes?.count ?? 0))) }
             KafkaTracingAttributes.captureHeaders(configuration, from: record.headers, into: &attributes)
             configuration.sendAttributes?(record, &attributes)
             if let previous { span.addLink(SpanLink(context: previous, attributes: [:])) }

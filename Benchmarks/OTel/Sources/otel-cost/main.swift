@@ -1,6 +1,6 @@
 // otel-cost: what a record costs with swift-otel, the tracer services run, against raw librdkafka.
 //
-//   otel-cost produce --bootstrap B --topic T --count N --mode M [--partitions 16] [--linger-ms 5] [--senders S]
+//   otel-cost produce --bootstrap B --topic T --count N --mode M [--partitions 16] [--linger-ms 5] [--senders S] [--value array|string|data]
 //       raw          rd_kafka_produceva, no header
 //       raw-header   rd_kafka_produceva with one 55-byte traceparent header (the bytes a traced record carries)
 //       off          KafkaProducer.enqueue, tracing off
@@ -8,6 +8,7 @@
 //       sampled      enqueue with swift-otel bootstrapped, every span sampled and exported over OTLP/HTTP
 //       null-unsampled / null-sampled   enqueue with a tracer that does no work (a shared span, a constant
 //                    traceparent): what remains is the library's own share of a traced record
+//       --value K:   the value as an array (default), a String or Data, kept by the record without a copy
 //       --senders S: S tasks each awaiting `send` instead of one loop of `enqueue`; for raw*, at most S records
 //                    without their delivery report (what S awaiting senders allow)
 //   otel-cost consume --bootstrap B --topic T --count N --mode off|unsampled|sampled|null-unsampled|null-sampled
@@ -96,6 +97,40 @@ func bootstrapOTel(sampled: Bool) throws -> ServiceGroup {
     return ServiceGroup(configuration: .init(services: [.init(service: service)], logger: Logger(label: "otel-cost")))
 }
 
+/// Every produced record's 100-byte value, as the kind of bytes `--value` names: what a service holds when it sends.
+enum ValueKind {
+    case array([UInt8])
+    case string(String)
+    case data(Data)
+
+    init?(_ name: String) {
+        switch name {
+        case "array": self = .array([UInt8](repeating: 0x61, count: 100))
+        case "string": self = .string(String(repeating: "a", count: 100))
+        case "data": self = .data(Data(repeating: 0x61, count: 100))
+        default: return nil
+        }
+    }
+
+    /// The bytes, for raw librdkafka (read in place, as the library reads them).
+    var bytes: any KafkaContiguousBytes {
+        switch self {
+        case .array(let array): array
+        case .string(let text): text
+        case .data(let data): data
+        }
+    }
+
+    /// A record made from the value as a service makes it.
+    func record(topic: String, partition: Int) -> KafkaProducerRecord {
+        switch self {
+        case .array(let array): KafkaProducerRecord(topic: topic, value: array, partition: partition)
+        case .string(let text): KafkaProducerRecord(topic: topic, value: text, partition: partition)
+        case .data(let data): KafkaProducerRecord(topic: topic, value: data, partition: partition)
+        }
+    }
+}
+
 /// The tracing a mode runs with.
 func tracing(for mode: String) -> KafkaTracingConfiguration {
     switch mode {
@@ -122,14 +157,13 @@ struct Stopwatch {
 }
 
 /// Sends `count` records of 100 bytes round-robin over the partitions, after one untimed warm-up record.
-func produceTraced(mode: String, bootstrap: String, topic: String, count: Int, partitions: Int, linger: Int, senders: Int) async throws -> String {
+func produceTraced(mode: String, bootstrap: String, topic: String, count: Int, partitions: Int, linger: Int, senders: Int, value: ValueKind) async throws -> String {
     let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(
         bootstrapServers: [bootstrap], linger: .milliseconds(linger), tracing: tracing(for: mode), metrics: .disabled
     ))
-    let value = [UInt8](repeating: 0x61, count: 100)
     return try await withThrowingTaskGroup(of: Void.self) { group in
         group.addTask { try await producer.run() }
-        try await producer.send(KafkaProducerRecord(topic: topic, value: value, partition: 0))
+        try await producer.send(value.record(topic: topic, partition: 0))
         var stopwatch = Stopwatch()
         stopwatch.start()
         if senders > 0 {
@@ -137,7 +171,7 @@ func produceTraced(mode: String, bootstrap: String, topic: String, count: Int, p
                 for sender in 0..<senders {
                     sending.addTask {
                         for index in stride(from: sender, to: count, by: senders) {
-                            try await producer.send(KafkaProducerRecord(topic: topic, value: value, partition: index % partitions))
+                            try await producer.send(value.record(topic: topic, partition: index % partitions))
                         }
                     }
                 }
@@ -145,7 +179,7 @@ func produceTraced(mode: String, bootstrap: String, topic: String, count: Int, p
             }
         } else {
             for index in 0..<count {
-                try await producer.enqueue(KafkaProducerRecord(topic: topic, value: value, partition: index % partitions))
+                try await producer.enqueue(value.record(topic: topic, partition: index % partitions))
             }
             try await producer.flush(timeout: .seconds(300))
         }
@@ -179,6 +213,8 @@ let modes = command == "produce" ? ["raw", "raw-header", "off", "unsampled", "sa
 guard command == "produce" || command == "consume" else { fail("unknown command \(command): produce or consume") }
 guard modes.contains(mode) else { fail("unknown \(command) mode \(mode): one of \(modes.joined(separator: ", "))") }
 
+guard let valueKind = ValueKind(argument("value") ?? "array") else { fail("unknown --value: array, string or data") }
+
 let done = DispatchSemaphore(value: 0)
 Task.detached {
     do {
@@ -191,14 +227,14 @@ Task.detached {
             case ("produce", "raw"), ("produce", "raw-header"):
                 var stopwatch = Stopwatch()
                 stopwatch.start()
-                rawProduce(bootstrap: bootstrap, topic: topic, count: count, partitions: partitions,
+                rawProduce(bootstrap: bootstrap, topic: topic, count: count, partitions: partitions, value: valueKind.bytes,
                            header: mode == "raw" ? nil : sampledTraceparent, linger: argument("linger-ms").flatMap(Int.init) ?? 5,
                            inFlight: argument("senders").flatMap(Int.init))
                 line = stopwatch.line(mode, count: count)
             case ("produce", _):
                 line = try await produceTraced(mode: mode, bootstrap: bootstrap, topic: topic, count: count, partitions: partitions,
                                                linger: argument("linger-ms").flatMap(Int.init) ?? 5,
-                                               senders: argument("senders").flatMap(Int.init) ?? 0)
+                                               senders: argument("senders").flatMap(Int.init) ?? 0, value: valueKind)
                 if mode == "sampled" { line += " spans \(count + 1)" }  // the warm-up record's too
             case ("consume", _):
                 line = try await consumeTraced(mode: mode, bootstrap: bootstrap, topic: topic, count: count)

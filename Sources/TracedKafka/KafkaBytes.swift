@@ -1,0 +1,153 @@
+import struct Foundation.Data
+
+/// Bytes a record's key or value can be made of, handed to Kafka without an intermediate copy.
+///
+/// `[UInt8]`, `ArraySlice<UInt8>`, `ContiguousArray<UInt8>`, `String`, `Substring` and Foundation's `Data` conform.
+/// Conform your own type (a buffer from your serializer, for example) by lending its bytes:
+///
+/// ```swift
+/// struct Frame: KafkaContiguousBytes {
+///     let storage: [UInt8]
+///     func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+///         try storage.withUnsafeBytes(body)
+///     }
+/// }
+/// ```
+///
+/// The producer reads the bytes once, while it enqueues the record (librdkafka copies them then); the pointer must
+/// not escape `body`.
+public protocol KafkaContiguousBytes: Sendable {
+    /// Calls `body` with the bytes, contiguous in memory and valid only while `body` runs.
+    /// - Parameter body: A closure that reads the bytes.
+    /// - Returns: What `body` returns.
+    func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R
+}
+
+extension Array: KafkaContiguousBytes where Element == UInt8 {}
+extension ArraySlice: KafkaContiguousBytes where Element == UInt8 {}
+extension ContiguousArray: KafkaContiguousBytes where Element == UInt8 {}
+extension Data: KafkaContiguousBytes {}
+
+extension String: KafkaContiguousBytes {
+    /// Calls `body` with the string's UTF-8 bytes (a native string lends its own storage; a bridged one is made
+    /// contiguous first).
+    /// - Parameter body: A closure that reads the bytes.
+    /// - Returns: What `body` returns.
+    public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        var text = self
+        return try text.withUTF8 { try body(UnsafeRawBufferPointer($0)) }
+    }
+}
+
+extension Substring: KafkaContiguousBytes {
+    /// Calls `body` with the substring's UTF-8 bytes.
+    /// - Parameter body: A closure that reads the bytes.
+    /// - Returns: What `body` returns.
+    public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        var text = self
+        return try text.withUTF8 { try body(UnsafeRawBufferPointer($0)) }
+    }
+}
+
+/// A record's key or value: the bytes it was made from, kept as they were given.
+///
+/// A record made from a `String`, `Data` or any ``KafkaContiguousBytes`` keeps that value; its bytes are read in
+/// place when the record is enqueued. Two `KafkaBytes` are equal when their bytes are, whatever they were made from.
+public struct KafkaBytes: KafkaContiguousBytes, Hashable, CustomStringConvertible {
+    @usableFromInline
+    enum Storage: Sendable {
+        case array([UInt8])
+        case string(String)
+        case data(Data)
+        /// Boxed, so that the storage stays two words and copies without the runtime's help.
+        case other(Other)
+    }
+
+    /// Bytes of a type other than the three kept inline.
+    @usableFromInline
+    final class Other: Sendable {
+        @usableFromInline
+        let bytes: any KafkaContiguousBytes
+        @usableFromInline
+        init(_ bytes: any KafkaContiguousBytes) { self.bytes = bytes }
+    }
+
+    @usableFromInline
+    let storage: Storage
+
+    /// Keeps `bytes` as they are (no copy for `[UInt8]`, `String`, `Data` and `KafkaBytes`). Inlinable, so that
+    /// the kind of bytes is known where the record is made rather than found by a dynamic cast.
+    /// - Parameter bytes: The bytes.
+    @inlinable
+    public init(_ bytes: some KafkaContiguousBytes) {
+        switch bytes {
+        case let bytes as KafkaBytes: self = bytes
+        case let array as [UInt8]: storage = .array(array)
+        case let text as String: storage = .string(text)
+        case let data as Data: storage = .data(data)
+        default: storage = .other(Other(bytes))
+        }
+    }
+
+    /// Keeps an array (no copy).
+    /// - Parameter array: The bytes.
+    public init(_ array: [UInt8]) { storage = .array(array) }
+
+    /// Keeps a string, whose UTF-8 bytes are the value (no copy).
+    /// - Parameter text: The string.
+    public init(_ text: String) { storage = .string(text) }
+
+    /// Keeps Foundation `Data` (no copy).
+    /// - Parameter data: The bytes.
+    public init(_ data: Data) { storage = .data(data) }
+
+    /// Calls `body` with the bytes, valid only while `body` runs.
+    /// - Parameter body: A closure that reads the bytes.
+    /// - Returns: What `body` returns.
+    public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        switch storage {
+        case .array(let array): return try array.withUnsafeBytes(body)
+        case .string(let text): return try text.withUnsafeBytes(body)
+        case .data(let data): return try data.withUnsafeBytes(body)
+        case .other(let other): return try other.bytes.withUnsafeBytes(body)
+        }
+    }
+
+    /// The number of bytes.
+    public var count: Int {
+        switch storage {
+        case .array(let array): return array.count
+        case .string(let text): return text.utf8.count
+        case .data(let data): return data.count
+        case .other(let other): return other.bytes.withUnsafeBytes { $0.count }
+        }
+    }
+
+    /// The bytes as an array: the array itself if the value was made from one, else a copy.
+    public var array: [UInt8] {
+        if case .array(let array) = storage { return array }
+        return withUnsafeBytes { Array($0) }
+    }
+
+    /// The bytes as text, if they are valid UTF-8 (the string itself if the value was made from one).
+    public var string: String? {
+        if case .string(let text) = storage { return text }
+        return withUnsafeBytes { String(validating: $0, as: UTF8.self) }
+    }
+
+    /// A short description: the byte count, and the text if the bytes are UTF-8.
+    public var description: String {
+        guard let text = string else { return "\(count) bytes" }
+        return String(reflecting: text)
+    }
+
+    /// Whether two values hold the same bytes.
+    public static func == (lhs: KafkaBytes, rhs: KafkaBytes) -> Bool {
+        lhs.withUnsafeBytes { left in rhs.withUnsafeBytes { right in left.elementsEqual(right) } }
+    }
+
+    /// Hashes the bytes.
+    public func hash(into hasher: inout Hasher) {
+        withUnsafeBytes { hasher.combine(bytes: $0) }
+    }
+}

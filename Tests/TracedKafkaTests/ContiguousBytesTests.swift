@@ -1,0 +1,96 @@
+import Foundation
+import Testing
+import TracedKafka
+import TracedKafkaTesting
+
+/// A serializer's own buffer type, conforming by lending its bytes.
+private struct Frame: KafkaContiguousBytes {
+    let storage: [UInt8]
+    func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try storage.withUnsafeBytes(body)
+    }
+}
+
+@Suite("Records of any contiguous bytes")
+struct ContiguousBytesTests {
+    @Test("Data, String, Substring, slices and a custom type arrive byte for byte; an empty Data is an empty value, not a tombstone", arguments: TestBackend.allCases)
+    func everyKindArrives(backend: TestBackend) async throws {
+        let topic = try await backend.newTopic("bytes", partitions: 1)
+        let text = "grüße, \u{1F600}"
+        let bytes: [UInt8] = [0, 1, 2, 0xFF, 0xFE]
+        let records = [
+            KafkaProducerRecord(topic: topic, key: Data([9, 8]), value: Data(bytes)),
+            KafkaProducerRecord(topic: topic, key: Substring("k-sub"), value: text.dropFirst(2)),
+            KafkaProducerRecord(topic: topic, key: bytes[1...], value: ContiguousArray(bytes)),
+            KafkaProducerRecord(topic: topic, value: Frame(storage: bytes)),
+            KafkaProducerRecord(topic: topic, key: "text", value: Data()),
+            KafkaProducerRecord(topic: topic, key: Data("dead".utf8), value: Data?.none),
+        ]
+        try await withRunning(try KafkaProducer(configuration: producerConfiguration(backend))) { producer in
+            for record in records { _ = try await producer.send(record) }
+        }
+        let messages = try await handle(try KafkaConsumer(configuration: consumerConfiguration(backend, group: uniqueName("g"), topics: [topic])), count: records.count)
+        #expect(messages.map(\.key) == [[9, 8], Array("k-sub".utf8), [1, 2, 0xFF, 0xFE], nil, Array("text".utf8), Array("dead".utf8)])
+        #expect(messages.map(\.value) == [bytes, Array(text.dropFirst(2).utf8), bytes, bytes, [], nil])
+        #expect(messages[4].isTombstone == false)
+        #expect(messages[5].isTombstone)
+    }
+
+    @Test("A record keeps the bytes it was given without copying them, and reads them as an array or text")
+    func keptWithoutCopy() throws {
+        let array = [UInt8](repeating: 7, count: 1000)
+        let data = Data(repeating: 3, count: 1000)
+        let fromArray = KafkaProducerRecord(topic: "t", key: "key", value: array)
+        let fromData = KafkaProducerRecord(topic: "t", value: data)
+        let arrayAddress = array.withUnsafeBytes { $0.baseAddress }
+        let dataAddress = data.withUnsafeBytes { $0.baseAddress }
+        #expect(fromArray.valueBytes?.withUnsafeBytes { $0.baseAddress } == arrayAddress)
+        #expect(fromData.valueBytes?.withUnsafeBytes { $0.baseAddress } == dataAddress)
+        #expect(fromArray.value == array)
+        #expect(fromData.value == [UInt8](repeating: 3, count: 1000))
+        #expect(fromArray.keyBytes?.string == "key")
+        #expect(fromArray.key == Array("key".utf8))
+        #expect(fromData.valueBytes?.count == 1000)
+        #expect(KafkaBytes([0xFF]).string == nil)
+        #expect(KafkaBytes([0xFF]).description == "1 bytes")
+        #expect(KafkaBytes("hi").description == "\"hi\"")
+    }
+
+    @Test("Equal bytes are equal records and hash alike, whatever they were made from; setting key or value replaces the bytes")
+    func equalityIsByBytes() {
+        let fromString = KafkaProducerRecord(topic: "t", key: "k", value: "hello")
+        let fromArray = KafkaProducerRecord(topic: "t", key: Array("k".utf8), value: Array("hello".utf8))
+        let fromData = KafkaProducerRecord(topic: "t", key: Data("k".utf8), value: Data("hello".utf8))
+        #expect(fromString == fromArray)
+        #expect(fromArray == fromData)
+        #expect(Set([fromString, fromArray, fromData]).count == 1)
+        #expect(KafkaBytes("hello") != KafkaBytes("hellO"))
+        var changed = fromString
+        changed.value = [1, 2]
+        #expect(changed.valueBytes == KafkaBytes([1, 2]))
+        changed.key = nil
+        #expect(changed.keyBytes == nil)
+        #expect(changed != fromString)
+    }
+
+    @Test("A key made from a String, Data or an array lands on the same partition on the file queue")
+    func keyPartitionIndependentOfKind() async throws {
+        let topic = try await TestBackend.fileQueue.newTopic("bytes-key", partitions: 8)
+        let keys = (0..<20).map { "customer-\($0)" }
+        let reports = try await withRunning(try KafkaProducer(configuration: producerConfiguration(.fileQueue))) { producer in
+            var partitions: [[Int]] = []
+            for key in keys {
+                partitions.append([
+                    try await producer.send(KafkaProducerRecord(topic: topic, key: key, value: "v")).partition,
+                    try await producer.send(KafkaProducerRecord(topic: topic, key: Data(key.utf8), value: Data("v".utf8))).partition,
+                    try await producer.send(KafkaProducerRecord(topic: topic, key: Array(key.utf8), value: Array("v".utf8))).partition,
+                ])
+            }
+            return partitions
+        }
+        for (key, partitions) in zip(keys, reports) {
+            #expect(Set(partitions).count == 1, "\(key): \(partitions)")
+        }
+        #expect(Set(reports.map(\.[0])).count > 1)
+    }
+}
