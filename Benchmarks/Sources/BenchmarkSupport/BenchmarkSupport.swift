@@ -96,6 +96,25 @@ public func rdConfiguration(_ properties: [(String, String)]) -> OpaquePointer {
     return conf
 }
 
+/// Holds a loop to a rate: records go out on schedule in steps of 1 ms, never more than a step ahead.
+public struct Pacer {
+    private let rate: Int?
+    private let clock = ContinuousClock()
+    private var start: ContinuousClock.Instant?
+
+    /// - Parameter rate: Records per second, or `nil` for no limit.
+    public init(rate: Int?) { self.rate = rate }
+
+    /// How long to wait before record `index` (the first call starts the schedule); `nil` when on time.
+    public mutating func delay(before index: Int) -> Duration? {
+        guard let rate, rate > 0, index % max(rate / 1000, 1) == 0 else { return nil }
+        let now = clock.now
+        guard let start else { start = now; return nil }
+        let due = start + .seconds(Double(index) / Double(rate))
+        return due > now ? due - now : nil
+    }
+}
+
 /// What raw producing's delivery callback counts; served by `rd_kafka_poll` on the producing thread only.
 private final class DeliveryCounter: @unchecked Sendable {
     let body: (@Sendable () -> Void)?
@@ -108,7 +127,8 @@ public let sampledTraceparent = Array("00-0af7651916cd43dd8448eb211c80319c-b7ad6
 
 /// Produces `count` records of `value` with raw `rd_kafka_produceva` (`RD_KAFKA_MSG_F_COPY`), round-robin over
 /// `partitions`, `rd_kafka_poll(0)` after each, optionally with one `traceparent` header, then flushes. With
-/// `inFlight`, never more than that many records wait for their delivery report. The value's bytes are read in place
+/// `inFlight`, never more than that many records wait for their delivery report; with `rate`, at most that many
+/// records a second. The value's bytes are read in place
 /// (a String's UTF-8, Data's bytes), as the library reads them.
 /// - Parameter onDelivered: Called for each acknowledged record, on the producing thread.
 public func rawProduce(
@@ -120,6 +140,7 @@ public func rawProduce(
     header: [UInt8]? = sampledTraceparent,
     linger: Int = 5,
     inFlight: Int? = nil,
+    rate: Int? = nil,
     onDelivered: (@Sendable () -> Void)? = nil
 ) {
     let box = DeliveryCounter(onDelivered)
@@ -133,7 +154,11 @@ public func rawProduce(
     }
     var errstr = [CChar](repeating: 0, count: 512)
     let handle = rd_kafka_new(RD_KAFKA_PRODUCER, conf, &errstr, errstr.count)!
+    var pacer = Pacer(rate: rate)
     for index in 0..<count {
+        if let delay = pacer.delay(before: index) {
+            usleep(UInt32(delay.components.attoseconds / 1_000_000_000_000) + UInt32(delay.components.seconds) * 1_000_000)
+        }
         // At most `inFlight` records without their report, as that many senders each awaiting theirs would have.
         if let inFlight { while index - box.delivered >= inFlight { rd_kafka_poll(handle, 10) } }
         while true {

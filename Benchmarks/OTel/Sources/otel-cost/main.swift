@@ -9,6 +9,9 @@
 //       null-unsampled / null-sampled   enqueue with a tracer that does no work (a shared span, a constant
 //                    traceparent): what remains is the library's own share of a traced record
 //       --value K:   the value as an array (default), a String or Data, kept by the record without a copy
+//       --rate R:    at most R records a second (enqueue and raw*), paced in 1 ms steps
+//       --ratio P:   sampled mode samples with swift-otel's traceidratio P (default 1: always on); the spans
+//                    counted are those the tracer sampled (the library's attribute hooks run for those only)
 //       --senders S: S tasks each awaiting `send` instead of one loop of `enqueue`; for raw*, at most S records
 //                    without their delivery report (what S awaiting senders allow)
 //   otel-cost consume --bootstrap B --topic T --count N --mode off|unsampled|sampled|null-unsampled|null-sampled
@@ -84,13 +87,13 @@ final class NullSpan: Span, Sendable {
 }
 
 /// swift-otel, bootstrapped as a service does: tracing only, its batch span processor and OTLP/HTTP exporter.
-func bootstrapOTel(sampled: Bool) throws -> ServiceGroup {
+func bootstrapOTel(sampled: Bool, ratio: Double) throws -> ServiceGroup {
     var configuration = OTel.Configuration.default
     configuration.serviceName = "otel-cost"
     configuration.diagnosticLogLevel = .error
     configuration.metrics.enabled = false
     configuration.logs.enabled = false
-    configuration.traces.sampler = sampled ? .alwaysOn : .traceIDRatio(ratio: 0)!
+    configuration.traces.sampler = !sampled ? .traceIDRatio(ratio: 0)! : ratio >= 1 ? .alwaysOn : .traceIDRatio(ratio: ratio)!
     configuration.traces.exporter = .otlp
     configuration.traces.otlpExporter.protocol = .httpProtobuf
     let service = try OTel.bootstrap(configuration: configuration)
@@ -131,10 +134,18 @@ enum ValueKind {
     }
 }
 
-/// The tracing a mode runs with.
+/// How many send and process spans were sampled: the hooks run for recording spans only.
+let sampledSpans = Atomic<Int>(0)
+
+/// The tracing a mode runs with. In sampled mode the hooks count the sampled spans (exact, whatever the ratio).
 func tracing(for mode: String) -> KafkaTracingConfiguration {
     switch mode {
     case "off": return .disabled
+    case "sampled":
+        var tracing = KafkaTracingConfiguration.enabled
+        tracing.sendAttributes = { _, _ in sampledSpans.add(1, ordering: .relaxed) }
+        tracing.processAttributes = { _, _ in sampledSpans.add(1, ordering: .relaxed) }
+        return tracing
     default: return .enabled  // swift-otel's or the null tracer, through InstrumentationSystem
     }
 }
@@ -157,7 +168,8 @@ struct Stopwatch {
 }
 
 /// Sends `count` records of 100 bytes round-robin over the partitions, after one untimed warm-up record.
-func produceTraced(mode: String, bootstrap: String, topic: String, count: Int, partitions: Int, linger: Int, senders: Int, value: ValueKind) async throws -> String {
+func produceTraced(mode: String, bootstrap: String, topic: String, count: Int, partitions: Int, linger: Int, senders: Int, value: ValueKind,
+                   rate: Int?) async throws -> String {
     let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(
         bootstrapServers: [bootstrap], linger: .milliseconds(linger), tracing: tracing(for: mode), metrics: .disabled
     ))
@@ -178,7 +190,9 @@ func produceTraced(mode: String, bootstrap: String, topic: String, count: Int, p
                 try await sending.waitForAll()
             }
         } else {
+            var pacer = Pacer(rate: rate)
             for index in 0..<count {
+                if let delay = pacer.delay(before: index) { try await Task.sleep(for: delay) }
                 try await producer.enqueue(value.record(topic: topic, partition: index % partitions))
             }
             try await producer.flush(timeout: .seconds(300))
@@ -218,7 +232,8 @@ guard let valueKind = ValueKind(argument("value") ?? "array") else { fail("unkno
 let done = DispatchSemaphore(value: 0)
 Task.detached {
     do {
-        let otel = mode == "sampled" || mode == "unsampled" ? try bootstrapOTel(sampled: mode == "sampled") : nil
+        let ratio = argument("ratio").flatMap(Double.init) ?? 1
+        let otel = mode == "sampled" || mode == "unsampled" ? try bootstrapOTel(sampled: mode == "sampled", ratio: ratio) : nil
         if mode.hasPrefix("null-") { InstrumentationSystem.bootstrap(NullTracer(recording: mode == "null-sampled")) }
         let line: String = try await withThrowingTaskGroup(of: Void.self) { group in
             if let otel { group.addTask { try await otel.run() } }
@@ -229,16 +244,17 @@ Task.detached {
                 stopwatch.start()
                 rawProduce(bootstrap: bootstrap, topic: topic, count: count, partitions: partitions, value: valueKind.bytes,
                            header: mode == "raw" ? nil : sampledTraceparent, linger: argument("linger-ms").flatMap(Int.init) ?? 5,
-                           inFlight: argument("senders").flatMap(Int.init))
+                           inFlight: argument("senders").flatMap(Int.init), rate: argument("rate").flatMap(Int.init))
                 line = stopwatch.line(mode, count: count)
             case ("produce", _):
                 line = try await produceTraced(mode: mode, bootstrap: bootstrap, topic: topic, count: count, partitions: partitions,
                                                linger: argument("linger-ms").flatMap(Int.init) ?? 5,
-                                               senders: argument("senders").flatMap(Int.init) ?? 0, value: valueKind)
-                if mode == "sampled" { line += " spans \(count + 1)" }  // the warm-up record's too
+                                               senders: argument("senders").flatMap(Int.init) ?? 0, value: valueKind,
+                                               rate: argument("rate").flatMap(Int.init))
+                if mode == "sampled" { line += " spans \(sampledSpans.load(ordering: .relaxed))" }  // the warm-up record's too
             case ("consume", _):
                 line = try await consumeTraced(mode: mode, bootstrap: bootstrap, topic: topic, count: count)
-                if mode == "sampled" { line += " spans \(count)" }
+                if mode == "sampled" { line += " spans \(sampledSpans.load(ordering: .relaxed))" }
             default:
                 fail("unknown command or mode: \(command) \(mode)")
             }
