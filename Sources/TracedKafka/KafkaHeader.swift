@@ -43,8 +43,15 @@ public struct KafkaHeader: Sendable, Hashable {
         return false
     }
 
-    /// The value, or `nil` for a header without a value.
-    public var value: [UInt8]?
+    /// The value as it was given (a `String` or array kept without a copy), or `nil` for a header without a value.
+    public var valueBytes: KafkaBytes?
+
+    /// The value's bytes as an array, or `nil` for a header without a value. Reading it copies a value that was
+    /// given as text; setting it sets ``valueBytes``.
+    public var value: [UInt8]? {
+        get { valueBytes?.array }
+        set { valueBytes = newValue.map(KafkaBytes.init) }
+    }
 
     /// Creates a header from bytes.
     /// - Parameters:
@@ -52,15 +59,16 @@ public struct KafkaHeader: Sendable, Hashable {
     ///   - value: The header's value, or `nil` for a header without a value.
     public init(key: String, value: [UInt8]?) {
         self.storedKey = .text(key)
-        self.value = value
+        self.valueBytes = value.map(KafkaBytes.init)
     }
 
-    /// Creates a header whose value is the UTF-8 bytes of a string.
+    /// Creates a header whose value is the UTF-8 bytes of a string (kept as the string, not copied).
     /// - Parameters:
     ///   - key: The header's key.
     ///   - value: The header's value as text, or `nil` for a header without a value.
     public init(key: String, value: String?) {
-        self.init(key: key, value: value.map { Array($0.utf8) })
+        self.storedKey = .text(key)
+        self.valueBytes = value.map(KafkaBytes.init)
     }
 
     /// Creates a header whose key is given as bytes, which need not be valid UTF-8.
@@ -69,12 +77,12 @@ public struct KafkaHeader: Sendable, Hashable {
     ///   - value: The header's value, or `nil` for a header without a value.
     public init(keyBytes: [UInt8], value: [UInt8]?) {
         self.storedKey = Self.key(from: keyBytes)
-        self.value = value
+        self.valueBytes = value.map(KafkaBytes.init)
     }
 
     /// The value decoded as UTF-8, or `nil` when there is no value or it is not valid UTF-8.
     public var stringValue: String? {
-        value.flatMap { String(validating: $0, as: UTF8.self) }
+        valueBytes?.string
     }
 
     /// Whether the key is exactly `key` (a key that is not UTF-8 matches no text).

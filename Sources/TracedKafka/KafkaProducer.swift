@@ -338,7 +338,7 @@ public final class KafkaProducer: Service, Sendable {
         }
         var size = (record.keyBytes?.count ?? 0) + (record.valueBytes?.count ?? 0)
         for header in record.headers {
-            size += header.keyByteCount + (header.value?.count ?? 0)
+            size += header.keyByteCount + (header.valueBytes?.count ?? 0)
             // librdkafka passes header keys as C strings, which end at the first NUL.
             if header.withKeyBytes({ $0.contains(0) }) {
                 throw KafkaError(code: .invalidRecord, reason: "Header key \(String(reflecting: header.key)) holds a NUL byte")

@@ -98,17 +98,18 @@ public func rdConfiguration(_ properties: [(String, String)]) -> OpaquePointer {
 
 /// Holds a loop to a rate: records go out on schedule in steps of 1 ms, never more than a step ahead.
 public struct Pacer {
-    private let rate: Int?
-    private let clock = ContinuousClock()
-    private var start: ContinuousClock.Instant?
+    @usableFromInline let rate: Int?
+    @usableFromInline var start: ContinuousClock.Instant?
 
     /// - Parameter rate: Records per second, or `nil` for no limit.
     public init(rate: Int?) { self.rate = rate }
 
-    /// How long to wait before record `index` (the first call starts the schedule); `nil` when on time.
+    /// How long to wait before record `index` (the first call starts the schedule); `nil` when on time. Inlinable,
+    /// so that an unpaced loop pays nothing for it.
+    @inlinable
     public mutating func delay(before index: Int) -> Duration? {
         guard let rate, rate > 0, index % max(rate / 1000, 1) == 0 else { return nil }
-        let now = clock.now
+        let now = ContinuousClock.now
         guard let start else { start = now; return nil }
         let due = start + .seconds(Double(index) / Double(rate))
         return due > now ? due - now : nil

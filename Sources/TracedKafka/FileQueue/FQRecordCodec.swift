@@ -42,7 +42,7 @@ enum FQRecordCodec {
     /// The encoded size of a record, frame included.
     static func encodedSize(key: KafkaBytes?, value: KafkaBytes?, headers: KafkaHeaders) -> Int {
         var size = frameSize + 8 + 8 + 4 + (key?.count ?? 0) + 4 + (value?.count ?? 0) + 4
-        for header in headers { size += 4 + header.keyByteCount + 4 + (header.value?.count ?? 0) }
+        for header in headers { size += 4 + header.keyByteCount + 4 + (header.valueBytes?.count ?? 0) }
         return size
     }
 
@@ -69,7 +69,7 @@ enum FQRecordCodec {
                 append(UInt32(key.count), to: &bytes)
                 bytes.append(contentsOf: key)
             }
-            appendOptional(header.value, to: &bytes)
+            appendOptional(header.valueBytes, to: &bytes)
         }
         let bodyStart = start + frameSize
         let crc = bytes.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[bodyStart...])) }

@@ -45,20 +45,24 @@ public struct KafkaHeadersExtractor: Extractor {
     ///   - key: The header key the tracer asks for.
     ///   - carrier: The record's headers.
     public func extract(key: String, from carrier: KafkaHeaders) -> String? {
-        var last: [UInt8]?
+        var last: KafkaBytes?
         var found = false
         for header in carrier where header.hasKey(key) {
             // A key repeated with different values is ambiguous: trust none of them.
-            if found, header.value != last { return nil }
-            last = header.value
+            if found, header.valueBytes != last { return nil }
+            last = header.valueBytes
             found = true
         }
+        return last.flatMap { $0.withUnsafeBytes { sanitized($0, key: key) } }
+    }
+
+    /// The value of `key` if it passes the checks for that key, as text.
+    private func sanitized(_ bytes: UnsafeRawBufferPointer, key: String) -> String? {
         // Checked on the bytes, so the one allocation is the String handed back. In UTF-8, bytes below 0x80 are
         // ASCII, so a control character is exactly a byte below 0x20 or 0x7F. The W3C lists (tracestate, baggage)
         // allow tabs as optional whitespace around their separators; the members are trimmed of them below.
         let allowsTabs = key == "tracestate" || key == "baggage"
-        guard let bytes = last,
-            !bytes.contains(where: { ($0 < 0x20 && !(allowsTabs && $0 == 0x09)) || $0 == 0x7F })
+        guard !bytes.contains(where: { ($0 < 0x20 && !(allowsTabs && $0 == 0x09)) || $0 == 0x7F })
         else { return nil }
         switch key {
         case "traceparent":
@@ -78,7 +82,7 @@ public struct KafkaHeadersExtractor: Extractor {
 
     /// W3C `traceparent`: `version-traceid-parentid-flags` in lowercase hex; version `ff` and all-zero ids are
     /// invalid; version `00` has exactly four fields, later versions may append fields after a `-`.
-    static func isValidTraceParent(_ bytes: [UInt8]) -> Bool {
+    static func isValidTraceParent(_ bytes: UnsafeRawBufferPointer) -> Bool {
         guard bytes.count >= 55, bytes.count <= maxValueLength else { return false }
         func isHex(_ range: Range<Int>) -> Bool {
             bytes[range].allSatisfy { (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }

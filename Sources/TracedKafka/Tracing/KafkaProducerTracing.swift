@@ -213,7 +213,14 @@ final class TopicSpanTemplates: Sendable {
 
     private let operation: String
     private let constant: SpanAttributes
-    private let templates = Mutex<[String: Template]>([:])
+    /// Every topic's template, and the last one handed out: a producer mostly sends to one topic in a row, and
+    /// comparing a name with the last (the same string, usually) is cheaper than hashing it.
+    private struct Cache {
+        var byTopic: [String: Template] = [:]
+        var last: (topic: String, template: Template)?
+    }
+
+    private let templates = Mutex(Cache())
 
     init(operation: String, attributes: SpanAttributes) {
         self.operation = operation
@@ -221,14 +228,19 @@ final class TopicSpanTemplates: Sendable {
     }
 
     func template(for topic: String) -> Template {
-        templates.withLock { templates in
-            if let template = templates[topic] { return template }
+        templates.withLock { cache in
+            if let last = cache.last, last.topic == topic { return last.template }
+            if let template = cache.byTopic[topic] {
+                cache.last = (topic, template)
+                return template
+            }
             var attributes = SpanAttributes()
             attributes.reserveCapacity(16)
             attributes.merge(constant)
             attributes.set("messaging.destination.name", value: .string(topic))
             let template = Template(name: "\(operation) \(topic)", attributes: attributes)
-            if templates.count < 1_000 { templates[topic] = template }
+            if cache.byTopic.count < 1_000 { cache.byTopic[topic] = template }
+            cache.last = (topic, template)
             return template
         }
     }
