@@ -20,6 +20,9 @@ public enum Observability {
     /// backend while you watch; swift-otel's default is 5 s for spans and 1 s for logs.
     public static let exportDelay: Duration = .milliseconds(250)
 
+    /// The most spans exported per tick (swift-otel's default is 512); the queue holds four batches.
+    public static let spanBatchSize = 2_048
+
     /// Bootstraps swift-otel's tracer and the logging system, once per process, before any `Logger` is made.
     ///
     /// Run the returned service first in your `ServiceGroup`: a group shuts its services down in reverse order, so
@@ -45,6 +48,10 @@ public enum Observability {
         configuration.traces.exporter = exportsTraces ? .otlp : .none
         configuration.traces.otlpExporter.protocol = .httpProtobuf
         configuration.traces.batchSpanProcessor.scheduleDelay = exportDelay
+        // swift-otel exports one batch per tick and drops spans that find its queue full: a batch of 2,048 every
+        // 250 ms carries ~8,000 spans/s, and a queue of four batches absorbs a burst (README, "Tracing at volume").
+        configuration.traces.batchSpanProcessor.maxExportBatchSize = spanBatchSize
+        configuration.traces.batchSpanProcessor.maxQueueSize = 4 * spanBatchSize
         configuration.logs.otlpExporter.protocol = .httpProtobuf
         configuration.logs.batchLogRecordProcessor.scheduleDelay = exportDelay
 
