@@ -31,6 +31,7 @@ let package = Package(
         .executableTarget(
             name: "kafka-throughput",
             dependencies: [
+                "BenchmarkSupport",
                 "CRdKafkaBench",
                 .product(name: "TracedKafka", package: "TracedKafka"),
                 .product(name: "TracedKafkaTesting", package: "TracedKafka"),

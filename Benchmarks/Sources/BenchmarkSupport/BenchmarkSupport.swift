@@ -91,7 +91,7 @@ public func rdConfiguration(_ properties: [(String, String)]) -> OpaquePointer {
     let conf = rd_kafka_conf_new()!
     var errstr = [CChar](repeating: 0, count: 512)
     for (name, value) in properties where rd_kafka_conf_set(conf, name, value, &errstr, errstr.count) != RD_KAFKA_CONF_OK {
-        fail("\(name)=\(value) refused")
+        fail("\(name)=\(value): \(String(decoding: errstr.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))")
     }
     return conf
 }
@@ -195,9 +195,9 @@ public func rawProduce(
     rd_kafka_destroy(handle)
 }
 
-/// A bare `rd_kafka_consumer_poll` loop with librdkafka's default commits (offsets stored at poll, auto-commit),
-/// until `meter` has its records.
-public func rawConsume(bootstrap: String, topic: String, group: String, meter: Meter) {
+/// A raw consumer in `group`, subscribed to `topic` from the earliest offset, with librdkafka's default committing
+/// (auto commit, offsets stored at poll) and its messages served by `rd_kafka_consumer_poll`.
+public func rawSubscribedConsumer(bootstrap: String, topic: String, group: String) -> OpaquePointer {
     let conf = rdConfiguration([
         ("bootstrap.servers", bootstrap), ("group.id", group), ("auto.offset.reset", "earliest"), ("session.timeout.ms", "6000"),
     ])
@@ -208,6 +208,13 @@ public func rawConsume(bootstrap: String, topic: String, group: String, meter: M
     rd_kafka_topic_partition_list_add(list, topic, RD_KAFKA_PARTITION_UA)
     rd_kafka_subscribe(handle, list)
     rd_kafka_topic_partition_list_destroy(list)
+    return handle
+}
+
+/// A bare `rd_kafka_consumer_poll` loop with librdkafka's default commits (offsets stored at poll, auto-commit),
+/// until `meter` has its records.
+public func rawConsume(bootstrap: String, topic: String, group: String, meter: Meter) {
+    let handle = rawSubscribedConsumer(bootstrap: bootstrap, topic: topic, group: group)
     var done = false
     while !done {
         guard let message = rd_kafka_consumer_poll(handle, 100) else { continue }

@@ -1,3 +1,4 @@
+import BenchmarkSupport
 import CRdKafkaBench
 import Foundation
 import Synchronization
@@ -11,20 +12,9 @@ enum RawLibrdkafka {
         var total: Int { delivered.load(ordering: .relaxed) + failed.load(ordering: .relaxed) }
     }
 
-    static func configuration(_ properties: [(String, String)]) -> OpaquePointer {
-        let conf = rd_kafka_conf_new()!
-        var errstr = [CChar](repeating: 0, count: 512)
-        for (name, value) in properties {
-            guard rd_kafka_conf_set(conf, name, value, &errstr, errstr.count) == RD_KAFKA_CONF_OK else {
-                fatalError("\(name)=\(value): \(String(decoding: errstr.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))")
-            }
-        }
-        return conf
-    }
-
     /// A producer whose delivery reports are counted in `deliveries` (which must outlive it), and its topic handle.
     static func producer(_ bootstrap: String, topic: String, linger: String, deliveries: Deliveries) -> (OpaquePointer, OpaquePointer) {
-        let conf = configuration([("bootstrap.servers", bootstrap), ("linger.ms", linger), ("partitioner", "murmur2_random")])
+        let conf = rdConfiguration([("bootstrap.servers", bootstrap), ("linger.ms", linger), ("partitioner", "murmur2_random")])
         rd_kafka_conf_set_opaque(conf, Unmanaged.passUnretained(deliveries).toOpaque())
         rd_kafka_conf_set_dr_msg_cb(conf) { _, message, opaque in
             let deliveries = Unmanaged<Deliveries>.fromOpaque(opaque!).takeUnretainedValue()
@@ -114,17 +104,7 @@ enum RawLibrdkafka {
     /// Reads `count` messages of `topic` from the beginning in a new group with a bare poll loop.
     /// - Returns: The time from the first message to the last, and the longest pause between two messages.
     static func consume(bootstrap: String, topic: String, group: String, count: Int) -> ConsumeTiming {
-        let conf = configuration([
-            ("bootstrap.servers", bootstrap), ("group.id", group), ("auto.offset.reset", "earliest"),
-            ("session.timeout.ms", "6000"),  // committing: librdkafka's defaults (auto commit, offsets stored at poll)
-        ])
-        var errstr = [CChar](repeating: 0, count: 512)
-        let handle = rd_kafka_new(RD_KAFKA_CONSUMER, conf, &errstr, errstr.count)!
-        rd_kafka_poll_set_consumer(handle)
-        let list = rd_kafka_topic_partition_list_new(1)!
-        rd_kafka_topic_partition_list_add(list, topic, RD_KAFKA_PARTITION_UA)
-        rd_kafka_subscribe(handle, list)
-        rd_kafka_topic_partition_list_destroy(list)
+        let handle = rawSubscribedConsumer(bootstrap: bootstrap, topic: topic, group: group)
         let clock = ContinuousClock()
         var timing = ConsumeTiming()
         var received = 0
