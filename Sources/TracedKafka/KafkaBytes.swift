@@ -14,8 +14,11 @@ import struct Foundation.Data
 /// }
 /// ```
 ///
-/// The producer reads the bytes once, while it enqueues the record (librdkafka copies them then); the pointer must
-/// not escape `body`.
+/// The producer reads the bytes in place, possibly more than once (their size when the record is admitted, the key
+/// for a partition, attributes for a span) and, on the file queue, again on its writer thread after `enqueue` has
+/// returned. So a conforming value must lend the same bytes every time, from any thread, until the record's outcome
+/// is known: an immutable value, as `Sendable` suggests. (librdkafka copies the bytes when the record is enqueued; the
+/// file queue copies a value of your own type when it takes the record.) The pointer must not escape `body`.
 public protocol KafkaContiguousBytes: Sendable {
     /// Calls `body` with the bytes, contiguous in memory and valid only while `body` runs.
     /// - Parameter body: A closure that reads the bytes.
@@ -82,12 +85,15 @@ public struct KafkaBytes: KafkaContiguousBytes, Hashable, CustomStringConvertibl
     public init(_ bytes: some KafkaContiguousBytes) {
         switch bytes {
         case let bytes as KafkaBytes: self = bytes
-        case let array as [UInt8]: storage = .array(array)
-        case let text as String: storage = .string(text)
-        case let data as Data: storage = .data(data)
-        default: storage = .other(Other(bytes))
+        case let array as [UInt8]: self.init(array)
+        case let text as String: self.init(text)
+        case let data as Data: self.init(data)
+        default: self.init(storage: .other(Other(bytes)))
         }
     }
+
+    @usableFromInline
+    init(storage: Storage) { self.storage = storage }
 
     /// Keeps an array (no copy).
     /// - Parameter array: The bytes.
@@ -129,16 +135,27 @@ public struct KafkaBytes: KafkaContiguousBytes, Hashable, CustomStringConvertibl
         return withUnsafeBytes { Array($0) }
     }
 
+    /// The same bytes, held by a value that no one else can change: itself unless it was made from a type of your
+    /// own, which is copied into an array (for a record the file queue writes after `enqueue` has returned).
+    var owned: KafkaBytes { isOwned ? self : KafkaBytes(array) }
+
+    /// Whether the bytes are held by an array, a string or `Data` (not by a type of the caller's own).
+    var isOwned: Bool {
+        if case .other = storage { return false }
+        return true
+    }
+
     /// The bytes as text, if they are valid UTF-8 (the string itself if the value was made from one).
     public var string: String? {
         if case .string(let text) = storage { return text }
         return withUnsafeBytes { String(validating: $0, as: UTF8.self) }
     }
 
-    /// A short description: the byte count, and the text if the bytes are UTF-8.
+    /// A short description: the byte count, and before it the text when the bytes are valid UTF-8.
     public var description: String {
-        guard let text = string else { return "\(count) bytes" }
-        return String(reflecting: text)
+        let size = count == 1 ? "1 byte" : "\(count) bytes"
+        guard let text = string else { return size }
+        return "\(String(reflecting: text)) (\(size))"
     }
 
     /// Whether two values hold the same bytes.
@@ -148,6 +165,9 @@ public struct KafkaBytes: KafkaContiguousBytes, Hashable, CustomStringConvertibl
 
     /// Hashes the bytes.
     public func hash(into hasher: inout Hasher) {
-        withUnsafeBytes { hasher.combine(bytes: $0) }
+        withUnsafeBytes {
+            hasher.combine($0.count)  // so that where a key ends and a value begins counts in a record's hash
+            hasher.combine(bytes: $0)
+        }
     }
 }

@@ -51,6 +51,13 @@ public struct KafkaHeader: Sendable, Hashable {
     public var value: [UInt8]? {
         get { valueBytes?.array }
         set { valueBytes = newValue.map(KafkaBytes.init) }
+        _modify {
+            // Changed in place: an array is moved out and back (no copy), a string copied once.
+            var array = valueBytes?.array
+            valueBytes = nil
+            defer { valueBytes = array.map(KafkaBytes.init) }
+            yield &array
+        }
     }
 
     /// Creates a header from bytes.

@@ -16,12 +16,25 @@ public struct KafkaProducerRecord: Sendable, Hashable {
     public var key: [UInt8]? {
         get { keyBytes?.array }
         set { keyBytes = newValue.map(KafkaBytes.init) }
+        _modify {
+            // Changed in place: an array is moved out and back (no copy), other bytes copied once.
+            var array = keyBytes?.array
+            keyBytes = nil
+            defer { keyBytes = array.map(KafkaBytes.init) }
+            yield &array
+        }
     }
     /// The value's bytes as an array, or `nil` for a tombstone. Reading it copies a value that was not made from an
     /// array; setting it sets ``valueBytes``.
     public var value: [UInt8]? {
         get { valueBytes?.array }
         set { valueBytes = newValue.map(KafkaBytes.init) }
+        _modify {
+            var array = valueBytes?.array
+            valueBytes = nil
+            defer { valueBytes = array.map(KafkaBytes.init) }
+            yield &array
+        }
     }
     /// The headers, in order; a key may repeat and a value may be `nil`.
     public var headers: KafkaHeaders
@@ -76,7 +89,8 @@ public struct KafkaProducerRecord: Sendable, Hashable {
 
     /// Creates a record from any contiguous bytes (`Data`, `[UInt8]`, `String`, your own ``KafkaContiguousBytes``),
     /// kept as they are: the producer reads them in place when it enqueues the record. (Inlinable, so that the
-    /// kind of bytes is known where the record is made.)
+    /// kind of bytes is known where the record is made.) For a tombstone with such a key, give the value's type:
+    /// `value: nil as Data?`, or use ``init(topic:keyBytes:valueBytes:headers:partition:timestamp:)``.
     /// - Parameters:
     ///   - topic: The topic to send to.
     ///   - key: The key, or `nil`.

@@ -52,8 +52,6 @@ struct ContiguousBytesTests {
         #expect(fromArray.key == Array("key".utf8))
         #expect(fromData.valueBytes?.count == 1000)
         #expect(KafkaBytes([0xFF]).string == nil)
-        #expect(KafkaBytes([0xFF]).description == "1 bytes")
-        #expect(KafkaBytes("hi").description == "\"hi\"")
     }
 
     @Test("Equal bytes are equal records and hash alike, whatever they were made from; setting key or value replaces the bytes")
@@ -65,12 +63,79 @@ struct ContiguousBytesTests {
         #expect(fromArray == fromData)
         #expect(Set([fromString, fromArray, fromData]).count == 1)
         #expect(KafkaBytes("hello") != KafkaBytes("hellO"))
+        // Where a key ends and a value begins counts: these differ, and so do their hashes.
+        let split1 = KafkaProducerRecord(topic: "t", key: [0x61], value: [0x01, 0x62])
+        let split2 = KafkaProducerRecord(topic: "t", key: [0x61, 0x01], value: [0x62])
+        #expect(split1 != split2)
+        #expect(split1.hashValue != split2.hashValue)
         var changed = fromString
         changed.value = [1, 2]
         #expect(changed.valueBytes == KafkaBytes([1, 2]))
         changed.key = nil
         #expect(changed.keyBytes == nil)
         #expect(changed != fromString)
+    }
+
+    @Test("An empty String value and an empty String header value arrive empty, not null; a multibyte String is measured in UTF-8 bytes", arguments: TestBackend.allCases)
+    func emptyAndMultibyteStrings(backend: TestBackend) async throws {
+        let topic = try await backend.newTopic("bytes-text", partitions: 1)
+        let text = String(repeating: "ü", count: 10)  // 20 bytes of UTF-8
+        var configuration = producerConfiguration(backend)
+        configuration.maxMessageBytes = 25
+        try await withRunning(try KafkaProducer(configuration: configuration)) { producer in
+            _ = try await producer.send(KafkaProducerRecord(topic: topic, key: "", value: "", headers: [KafkaHeader(key: "h", value: "")]))
+            _ = try await producer.send(KafkaProducerRecord(topic: topic, value: text))
+            // 22 characters but 44 bytes: over the 25-byte limit, refused by its bytes, not its characters.
+            let refused = await #expect(throws: KafkaError.self) {
+                try await producer.send(KafkaProducerRecord(topic: topic, value: String(repeating: "ü", count: 22)))
+            }
+            #expect(refused?.code == .invalidRecord)
+        }
+        let messages = try await handle(try KafkaConsumer(configuration: consumerConfiguration(backend, group: uniqueName("g"), topics: [topic])), count: 2)
+        #expect(messages[0].key == [])
+        #expect(messages[0].value == [])
+        #expect(messages[0].headers.first?.value == [])
+        #expect(messages[1].value == Array(text.utf8))
+        #expect(messages[1].value?.count == 20)
+    }
+
+    @Test("Key, value and a header's value can be changed in place, whatever they were made from")
+    func changedInPlace() {
+        var record = KafkaProducerRecord(topic: "t", key: "ab", value: [1, 2, 3], headers: [KafkaHeader(key: "h", value: "xy")])
+        record.value![0] = 9
+        record.value?.append(4)
+        record.key?.append(0x63)
+        record.headers[0].value?[1] = 0x7A
+        #expect(record.value == [9, 2, 3, 4])
+        #expect(record.keyBytes?.string == "abc")
+        #expect(record.headers[0].stringValue == "xz")
+        record.value = nil
+        #expect(record.isTombstone)
+    }
+
+    @Test("Bytes of a caller's own type are copied when the file queue takes the record, so a later change is not written")
+    func ownTypeCopiedByFileQueue() async throws {
+        final class Buffer: KafkaContiguousBytes, @unchecked Sendable {
+            var bytes: [UInt8]
+            init(_ bytes: [UInt8]) { self.bytes = bytes }
+            func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R { try bytes.withUnsafeBytes(body) }
+        }
+        let topic = try await TestBackend.fileQueue.newTopic("bytes-own", partitions: 1)
+        let buffer = Buffer([1, 2, 3])
+        try await withRunning(try KafkaProducer(configuration: producerConfiguration(.fileQueue))) { producer in
+            _ = try await producer.enqueue(KafkaProducerRecord(topic: topic, value: buffer))
+            buffer.bytes = [7, 7, 7, 7, 7, 7, 7, 7]  // a misbehaving caller reuses its buffer before the write
+            try await producer.flush(timeout: .seconds(10))
+        }
+        let messages = try await handle(try KafkaConsumer(configuration: consumerConfiguration(.fileQueue, group: uniqueName("g"), topics: [topic])), count: 1)
+        #expect(messages[0].value == [1, 2, 3])
+    }
+
+    @Test("A description shows the text of UTF-8 bytes and always the count")
+    func descriptions() {
+        #expect(KafkaBytes([0xFF]).description == "1 byte")
+        #expect(KafkaBytes("hi").description == "\"hi\" (2 bytes)")
+        #expect(KafkaBytes([0xFF, 0xFE]).description == "2 bytes")
     }
 
     @Test("A key made from a String, Data or an array lands on the same partition on the file queue")

@@ -193,4 +193,18 @@ struct TracingFeatureTests {
         #expect(send.attributes.get("messaging.header.X-Upper") == nil)
         #expect(send.attributes.get("messaging.header.traceparent") == nil)
     }
+
+    @Test("Sends alternating between topics get each topic's span name and destination (the per-topic templates)")
+    func alternatingTopics() async throws {
+        let tracer = W3CRecordingTracer()
+        let a = try await TestBackend.librdkafka.newTopic("alt-a"), b = try await TestBackend.librdkafka.newTopic("alt-b")
+        try await sendTraced(
+            KafkaProducerRecord(topic: a, value: "1"), KafkaProducerRecord(topic: b, value: "2"),
+            KafkaProducerRecord(topic: a, value: "3"), KafkaProducerRecord(topic: b, value: "4"),
+            tracing: KafkaTracingConfiguration(tracer: tracer)
+        )
+        let sends = tracer.finishedSpans.filter { $0.operationName.hasPrefix("send ") }
+        #expect(sends.map(\.operationName) == ["send \(a)", "send \(b)", "send \(a)", "send \(b)"])
+        #expect(sends.map { $0.attributes.get("messaging.destination.name") } == [a, b, a, b].map { SpanAttribute.string($0) })
+    }
 }

@@ -50,6 +50,14 @@ final class FQProducer: KafkaProducerBackend, @unchecked Sendable {
     }
 
     func offer(_ record: KafkaProducerRecord, id: KafkaProducerMessageID, onDelivery: DeliveryHandler?) throws -> Bool {
+        // The writer thread encodes the record after this returns: bytes of a caller's own type are copied now, so
+        // that nothing the caller does later changes what is written, or the size measured here.
+        var record = record
+        if record.keyBytes?.isOwned == false { record.keyBytes = record.keyBytes?.owned }
+        if record.valueBytes?.isOwned == false { record.valueBytes = record.valueBytes?.owned }
+        for index in record.headers.indices where record.headers[index].valueBytes?.isOwned == false {
+            record.headers[index].valueBytes = record.headers[index].valueBytes?.owned
+        }
         let size = FQRecordCodec.encodedSize(key: record.keyBytes, value: record.valueBytes, headers: record.headers)
         guard size <= FQRecordCodec.maxBodySize else {
             throw KafkaError(code: .invalidRecord, reason: "The record is \(size) bytes; the file queue takes at most "
