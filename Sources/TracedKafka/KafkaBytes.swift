@@ -171,3 +171,18 @@ public struct KafkaBytes: KafkaContiguousBytes, Hashable, CustomStringConvertibl
         }
     }
 }
+
+extension Optional where Wrapped == KafkaBytes {
+    /// Optional bytes seen as an optional array: the view behind a record's `key` and `value` and a header's
+    /// `value`. Changed in place, an array is moved out and back (no copy) and other bytes are copied once.
+    var arrayView: [UInt8]? {
+        get { self?.array }
+        set { self = newValue.map(KafkaBytes.init) }
+        _modify {
+            var array = self?.array
+            self = nil  // the array is now the only reference to its buffer
+            defer { self = array.map(KafkaBytes.init) }
+            yield &array
+        }
+    }
+}

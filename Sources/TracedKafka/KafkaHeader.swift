@@ -50,14 +50,8 @@ public struct KafkaHeader: Sendable, Hashable {
     /// given as text; setting it sets ``valueBytes``.
     public var value: [UInt8]? {
         get { valueBytes?.array }
-        set { valueBytes = newValue.map(KafkaBytes.init) }
-        _modify {
-            // Changed in place: an array is moved out and back (no copy), a string copied once.
-            var array = valueBytes?.array
-            valueBytes = nil
-            defer { valueBytes = array.map(KafkaBytes.init) }
-            yield &array
-        }
+        set { valueBytes.arrayView = newValue }
+        _modify { yield &valueBytes.arrayView }
     }
 
     /// Creates a header from bytes.

@@ -15,26 +15,15 @@ public struct KafkaProducerRecord: Sendable, Hashable {
     /// sets ``keyBytes``.
     public var key: [UInt8]? {
         get { keyBytes?.array }
-        set { keyBytes = newValue.map(KafkaBytes.init) }
-        _modify {
-            // Changed in place: an array is moved out and back (no copy), other bytes copied once.
-            var array = keyBytes?.array
-            keyBytes = nil
-            defer { keyBytes = array.map(KafkaBytes.init) }
-            yield &array
-        }
+        set { keyBytes.arrayView = newValue }
+        _modify { yield &keyBytes.arrayView }
     }
     /// The value's bytes as an array, or `nil` for a tombstone. Reading it copies a value that was not made from an
     /// array; setting it sets ``valueBytes``.
     public var value: [UInt8]? {
         get { valueBytes?.array }
-        set { valueBytes = newValue.map(KafkaBytes.init) }
-        _modify {
-            var array = valueBytes?.array
-            valueBytes = nil
-            defer { valueBytes = array.map(KafkaBytes.init) }
-            yield &array
-        }
+        set { valueBytes.arrayView = newValue }
+        _modify { yield &valueBytes.arrayView }
     }
     /// The headers, in order; a key may repeat and a value may be `nil`.
     public var headers: KafkaHeaders
