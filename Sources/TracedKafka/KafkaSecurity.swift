@@ -200,11 +200,9 @@ public struct KafkaSecurity: Sendable, Hashable {
         if let sasl {
             switch sasl.mechanism {
             case .plain(let username, let password):
-                result += [("sasl.mechanisms", "PLAIN"), ("sasl.username", try Self.nonEmpty(username, "the SASL user name")),
-                           ("sasl.password", try Self.nonEmpty(password, "the SASL password"))]
+                result += try Self.passwordLogin("PLAIN", username: username, password: password)
             case .scram(let sha, let username, let password):
-                result += [("sasl.mechanisms", "SCRAM-SHA-\(sha)"), ("sasl.username", try Self.nonEmpty(username, "the SASL user name")),
-                           ("sasl.password", try Self.nonEmpty(password, "the SASL password"))]
+                result += try Self.passwordLogin("SCRAM-SHA-\(sha)", username: username, password: password)
             case .oauthBearerOIDC(let clientID, let clientSecret, let tokenEndpoint, let scope):
                 guard let url = URL(string: tokenEndpoint), url.scheme == "https" || url.scheme == "http", url.host != nil else {
                     throw KafkaError(code: .configuration, reason: "The OAuth token endpoint \(String(reflecting: tokenEndpoint)) is not an http(s) URL")
@@ -224,6 +222,12 @@ public struct KafkaSecurity: Sendable, Hashable {
             throw KafkaError(code: .configuration, reason: "Cannot read \(what) \(path)")
         }
         return path
+    }
+
+    /// A user name and password login with `mechanism`, neither of them empty.
+    private static func passwordLogin(_ mechanism: String, username: String, password: String) throws -> [(String, String)] {
+        [("sasl.mechanisms", mechanism), ("sasl.username", try nonEmpty(username, "the SASL user name")),
+         ("sasl.password", try nonEmpty(password, "the SASL password"))]
     }
 
     private static func nonEmpty(_ value: String, _ what: String) throws -> String {

@@ -92,13 +92,14 @@ public final class KafkaTransaction: Sendable {
     ///   - consumer: The consumer that read them.
     /// - Throws: as ``sendOffsets(_:of:)``.
     public func sendOffsets(after messages: [KafkaConsumerMessage], of consumer: KafkaConsumer) async throws {
-        var next: [KafkaTopicPartition: Int64] = [:]
+        // Per partition, the position after its last message.
+        var next: [KafkaTopicPartition: KafkaTopicPartitionOffset] = [:]
         for message in messages {
-            let partition = KafkaTopicPartition(topic: message.topic, partition: message.partition)
-            next[partition] = max(next[partition] ?? 0, message.offset + 1)
+            let position = message.nextOffset
+            let partition = KafkaTopicPartition(topic: position.topic, partition: position.partition)
+            if position.offset > next[partition]?.offset ?? -1 { next[partition] = position }
         }
-        let offsets = next.map { KafkaTopicPartitionOffset(topic: $0.key.topic, partition: $0.key.partition, offset: $0.value) }
-        try await sendOffsets(offsets.sorted { ($0.topic, $0.partition) < ($1.topic, $1.partition) }, of: consumer)
+        try await sendOffsets(next.values.sorted { ($0.topic, $0.partition) < ($1.topic, $1.partition) }, of: consumer)
     }
 
     /// Commits a consumer's position after one message with the transaction.
@@ -370,8 +371,9 @@ extension KafkaProducer {
     /// Stops the producer for good after a fatal error: every later call throws it, and so does ``run()``.
     private func becomeFatal(_ error: KafkaError) {
         let first = transactionState.withLock { state in
-            defer { if state.fatal == nil { state.fatal = error } }
-            return state.fatal == nil
+            guard state.fatal == nil else { return false }
+            state.fatal = error
+            return true
         }
         guard first else { return }
         logger.critical("Fatal producer error, the producer stops: \(error)")

@@ -36,6 +36,12 @@ struct AdminClientTests {
         #expect(missing?.code == .unknownPartition)
         let undescribed = await #expect(throws: KafkaError.self) { _ = try await admin.describeTopic("never") }
         #expect(undescribed?.code == .unknownPartition)
+        // A name Kafka allows may begin with a dot; it is listed like any other.
+        try await admin.createTopic(".audit", partitions: 1)
+        #expect(try await admin.listTopics() == [".audit", "orders", "payments"])
+        await admin.close()
+        let closed = await #expect(throws: KafkaError.self) { _ = try await admin.listTopics() }
+        #expect(closed?.code == .shutDown)
     }
 
     @Test("On the embedded broker: list and describe (partitions, leaders, replicas); an unknown topic is unknownPartition")

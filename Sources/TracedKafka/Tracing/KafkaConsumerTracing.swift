@@ -82,10 +82,7 @@ import Tracing
             if configuration.recordsBodySize { attributes.set("messaging.message.body.size", value: .int64(Int64(message.valueCount))) }
             KafkaTracingAttributes.captureHeaders(configuration, from: message.headers, into: &attributes)
             configuration.processAttributes?(message, &attributes)
-            // One assignment: the span holds no attributes yet (or only its sampler's), so nothing is copied.
-            span.updateAttributes { current in
-                if current.isEmpty { current = attributes } else { current.merge(attributes) }
-            }
+            KafkaTracingAttributes.hand(attributes, to: span)
             if let producerContext { span.addLink(SpanLink(context: producerContext, attributes: [:])) }
         }
         try await run(in: span) { try await handler(message) }
@@ -125,22 +122,11 @@ import Tracing
         guard configuration.commitSpans, let tracer = configuration.currentTracer, let first = offsets.first,
             !offsets.allSatisfy({ configuration.isUntraced($0.topic) })
         else { return try await commit() }
-        let singleTopic = offsets.allSatisfy { $0.topic == first.topic }
-        let span = tracer.startSpan(
-            singleTopic ? "commit \(first.topic)" : "commit",
-            context: InstrumentationContext.current ?? .topLevel,
-            ofKind: .client
+        let span = startClientSpan(
+            tracer, operation: "commit", type: "settle", topics: offsets.lazy.map(\.topic),
+            first: (first.partition, first.offset), count: offsets.count, countKey: "messaging.kafka.commit.partition_count"
         )
         defer { span.end() }
-        if span.isRecording {
-            span.updateAttributes { attributes in
-                setCommon(&attributes, operation: "commit", type: "settle")
-                setPositions(
-                    &attributes, topic: singleTopic ? first.topic : nil, partition: first.partition, offset: first.offset,
-                    count: offsets.count, countKey: "messaging.kafka.commit.partition_count"
-                )
-            }
-        }
         do {
             try await commit()
         } catch {
@@ -160,43 +146,47 @@ import Tracing
         guard let start, let tracer = configuration.currentTracer else { return }
         let traced = messages.filter { !configuration.isUntraced($0.topic) }
         guard let first = traced.first else { return }
-        let singleTopic = traced.allSatisfy { $0.topic == first.topic }
+        let span = startClientSpan(
+            tracer, operation: "poll", type: "receive", topics: traced.lazy.map(\.topic),
+            first: (first.partition, first.offset), count: traced.count, countKey: "messaging.batch.message_count", at: start
+        )
+        if span.isRecording { linkProducerContexts(of: traced, to: span) }
+        span.end()
+    }
+
+    /// Starts a CLIENT span `<operation> {topic}` (`<operation>` across topics), a child of the ambient span, for an
+    /// operation on `count` positions: its attributes name the topic when there is one, and the partition and offset
+    /// when there is one position, else the count under `countKey`.
+    private func startClientSpan(
+        _ tracer: any Tracer,
+        operation: String,
+        type: String,
+        topics: some Collection<String>,
+        first: (partition: Int, offset: Int64),
+        count: Int,
+        countKey: String,
+        at start: DefaultTracerClock.Instant = DefaultTracerClock.now
+    ) -> any Span {
+        let topic = topics.first.flatMap { first in topics.allSatisfy { $0 == first } ? first : nil }
         let span = tracer.startSpan(
-            singleTopic ? "poll \(first.topic)" : "poll",
+            topic.map { "\(operation) \($0)" } ?? operation,
             context: InstrumentationContext.current ?? .topLevel,
             ofKind: .client,
             at: start
         )
         if span.isRecording {
             span.updateAttributes { attributes in
-                setCommon(&attributes, operation: "poll", type: "receive")
-                setPositions(
-                    &attributes, topic: singleTopic ? first.topic : nil, partition: first.partition, offset: first.offset,
-                    count: traced.count, countKey: "messaging.batch.message_count"
-                )
+                setCommon(&attributes, operation: operation, type: type)
+                if let topic { attributes["messaging.destination.name"] = topic }
+                if count == 1 {
+                    attributes["messaging.destination.partition.id"] = PartitionID.text(first.partition)
+                    attributes["messaging.kafka.offset"] = first.offset
+                } else {
+                    attributes[countKey] = count
+                }
             }
-            linkProducerContexts(of: traced, to: span)
         }
-        span.end()
-    }
-
-    /// Where an operation on `count` positions happened: the topic when there is one; the partition and offset when
-    /// there is one position, else the count under `countKey`.
-    private func setPositions(
-        _ attributes: inout SpanAttributes,
-        topic: String?,
-        partition: Int,
-        offset: Int64,
-        count: Int,
-        countKey: String
-    ) {
-        if let topic { attributes["messaging.destination.name"] = topic }
-        if count == 1 {
-            attributes["messaging.destination.partition.id"] = String(partition)
-            attributes["messaging.kafka.offset"] = offset
-        } else {
-            attributes[countKey] = count
-        }
+        return span
     }
 
     /// Links a span to each message's producer context, the link carrying the message's partition and offset.

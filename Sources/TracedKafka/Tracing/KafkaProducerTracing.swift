@@ -48,8 +48,7 @@ import Tracing
         /// Marks the span failed (error status, the error recorded, `error.type`).
         func fail(with error: any Error) {
             attributes.set("error.type", value: .string(KafkaError.errorType(of: error)))
-            span.recordError(error)
-            span.setStatus(SpanStatus(code: .error, message: "\(error)"))
+            KafkaTracingAttributes.recordFailure(of: span, error)
         }
 
         /// The partition the record was sent to, when the sender chose it (already an attribute).
@@ -70,9 +69,7 @@ import Tracing
 
         /// Hands the attributes to the span and ends it.
         func end() {
-            span.updateAttributes { attributes in
-                if attributes.isEmpty { attributes = self.attributes } else { attributes.merge(self.attributes) }
-            }
+            KafkaTracingAttributes.hand(attributes, to: span)
             span.end()
         }
     }
@@ -295,9 +292,22 @@ enum KafkaTracingAttributes {
     /// Marks a span failed: the error recorded, `error.type`, error status.
     static func fail(_ span: any Span, with error: any Error) {
         guard span.isRecording else { return }
-        span.recordError(error)
         span.attributes["error.type"] = KafkaError.errorType(of: error)
+        recordFailure(of: span, error)
+    }
+
+    /// The error recorded on the span and its error status (`error.type` is set by the caller).
+    static func recordFailure(of span: any Span, _ error: any Error) {
+        span.recordError(error)
         span.setStatus(SpanStatus(code: .error, message: "\(error)"))
+    }
+
+    /// Gives a span the attributes built for it in one assignment: it holds none yet (or only its sampler's, which
+    /// are kept), so no dictionary is copied.
+    static func hand(_ attributes: SpanAttributes, to span: any Span) {
+        span.updateAttributes { current in
+            if current.isEmpty { current = attributes } else { current.merge(attributes) }
+        }
     }
 }
 
