@@ -314,10 +314,14 @@ public final class KafkaConsumer: Service, Sendable {
     /// span records the error and ``KafkaConsumerConfiguration/handlerFailure`` decides what follows.
     ///
     /// Use this instead of ``run()`` plus ``messages``, not beside them.
+    ///
+    /// The handler is `nonisolated(nonsending)`: it runs where the consumer's reading loop runs (in the task that
+    /// called this, on the global executor), so a call costs no executor hop. An actor's method passed as the handler
+    /// still runs on its actor (the call hops there).
     /// - Parameter handler: Handles one message.
     /// - Throws: The handler's error under the `stop` and `retry` policies (after committing what was handled
     ///   before it), or ``KafkaError/Code/alreadyRunning``.
-    public func run(_ handler: @escaping @Sendable (KafkaConsumerMessage) async throws -> Void) async throws {
+    public func run(_ handler: nonisolated(nonsending) @escaping @Sendable (KafkaConsumerMessage) async throws -> Void) async throws {
         // The handler itself is all the processing when nothing is measured or traced and a failure stops.
         let direct = !metrics.isEnabled && configuration.handlerFailure == .stop && !configuration.tracing.isEnabled
         try await whileRunning {
@@ -355,14 +359,15 @@ public final class KafkaConsumer: Service, Sendable {
     /// A batch is the next message plus whatever is already buffered, up to `maxMessages`. With tracing on, each
     /// call runs inside one CONSUMER span `process {topic}` (child of the ambient span, else a root) with
     /// `messaging.batch.message_count` and one link per message to its producer's context, each link carrying the
-    /// message's partition and offset. The whole batch counts as handled when the handler returns.
+    /// message's partition and offset. The whole batch counts as handled when the handler returns. The handler runs
+    /// as ``run(_:)``'s does (`nonisolated(nonsending)`, without an executor hop).
     /// - Parameters:
     ///   - maxMessages: The largest batch.
     ///   - handler: Handles one batch.
     /// - Throws: as ``run(_:)``.
     public func runBatches(
         maxMessages: Int = 500,
-        _ handler: @escaping @Sendable ([KafkaConsumerMessage]) async throws -> Void
+        _ handler: nonisolated(nonsending) @escaping @Sendable ([KafkaConsumerMessage]) async throws -> Void
     ) async throws {
         let maxMessages = max(1, maxMessages)
         try await whileRunning {

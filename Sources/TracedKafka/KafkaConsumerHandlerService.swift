@@ -12,13 +12,13 @@ import ServiceLifecycle
 public struct KafkaConsumerHandlerService: Service {
     /// The consumer.
     public let consumer: KafkaConsumer
-    private let handler: @Sendable (KafkaConsumerMessage) async throws -> Void
+    private let handler: nonisolated(nonsending) @Sendable (KafkaConsumerMessage) async throws -> Void
 
     /// Pairs a consumer with a handler.
     /// - Parameters:
     ///   - consumer: The consumer; don't run it elsewhere.
     ///   - handler: Handles one message inside its process span.
-    public init(consumer: KafkaConsumer, handler: @escaping @Sendable (KafkaConsumerMessage) async throws -> Void) {
+    public init(consumer: KafkaConsumer, handler: nonisolated(nonsending) @escaping @Sendable (KafkaConsumerMessage) async throws -> Void) {
         self.consumer = consumer
         self.handler = handler
     }
@@ -35,7 +35,7 @@ extension KafkaConsumer {
     /// - Parameter handler: Handles one message inside its process span.
     /// - Returns: The service; run it instead of the consumer itself.
     public func service(
-        handling handler: @escaping @Sendable (KafkaConsumerMessage) async throws -> Void
+        handling handler: nonisolated(nonsending) @escaping @Sendable (KafkaConsumerMessage) async throws -> Void
     ) -> KafkaConsumerHandlerService {
         KafkaConsumerHandlerService(consumer: self, handler: handler)
     }

@@ -4,9 +4,10 @@ import Tracing
 /// A record read from Kafka, with its position.
 ///
 /// A message read through librdkafka keeps librdkafka's copy of the record and copies its key, value and headers
-/// out of it only when they are first read, so a handler that reads less pays for less. Until every copy of the
-/// message is gone it keeps that record's memory (and its consumer's librdkafka handle, past shutdown) alive:
-/// copy out what you keep for long.
+/// out of it each time they are read, so a handler that reads less pays for less (read each once and keep the
+/// result). Until every copy of the message is gone it keeps the records fetched with it (up to 512, which share
+/// librdkafka's fetch memory anyway) and its consumer's librdkafka handle, past shutdown, alive: copy out what you
+/// keep for long.
 public struct KafkaConsumerMessage: Sendable, Hashable {
     /// The topic it was read from.
     public var topic: String
@@ -26,7 +27,8 @@ public struct KafkaConsumerMessage: Sendable, Hashable {
 
     private enum Body: Sendable {
         case owned(key: [UInt8]?, value: [UInt8]?, headers: KafkaHeaders)
-        case librdkafka(RDMessage)
+        /// Message `index` of a fetched batch.
+        case librdkafka(RDMessageBatch, index: Int)
     }
 
     /// Creates a message; the consumer does this, tests may too.
@@ -55,12 +57,12 @@ public struct KafkaConsumerMessage: Sendable, Hashable {
     }
 
     /// A message still held by librdkafka.
-    init(topic: String, partition: Int, offset: Int64, timestamp: Date?, librdkafka message: RDMessage) {
+    init(topic: String, partition: Int, offset: Int64, timestamp: Date?, librdkafka batch: RDMessageBatch, index: Int) {
         self.topic = topic
         self.partition = partition
         self.offset = offset
         self.timestamp = timestamp
-        self.body = .librdkafka(message)
+        self.body = .librdkafka(batch, index: index)
     }
 
     /// The key, or `nil`.
@@ -68,7 +70,7 @@ public struct KafkaConsumerMessage: Sendable, Hashable {
         get {
             switch body {
             case .owned(let key, _, _): return key
-            case .librdkafka(let message): return message.key
+            case .librdkafka(let batch, let index): return batch.key(index)
             }
         }
         set {
@@ -82,7 +84,7 @@ public struct KafkaConsumerMessage: Sendable, Hashable {
         get {
             switch body {
             case .owned(_, let value, _): return value
-            case .librdkafka(let message): return message.value
+            case .librdkafka(let batch, let index): return batch.value(index)
             }
         }
         set {
@@ -96,7 +98,7 @@ public struct KafkaConsumerMessage: Sendable, Hashable {
         get {
             switch body {
             case .owned(_, _, let headers): return headers
-            case .librdkafka(let message): return message.headers
+            case .librdkafka(let batch, let index): return batch.headers(index)
             }
         }
         set {
@@ -108,7 +110,7 @@ public struct KafkaConsumerMessage: Sendable, Hashable {
     private var contents: (key: [UInt8]?, value: [UInt8]?, headers: KafkaHeaders) {
         switch body {
         case .owned(let key, let value, let headers): return (key, value, headers)
-        case .librdkafka(let message): return (message.key, message.value, message.headers)
+        case .librdkafka(let batch, let index): return (batch.key(index), batch.value(index), batch.headers(index))
         }
     }
 
@@ -116,7 +118,7 @@ public struct KafkaConsumerMessage: Sendable, Hashable {
     var hasHeaders: Bool {
         switch body {
         case .owned(_, _, let headers): return !headers.isEmpty
-        case .librdkafka(let message): return message.hasHeaders
+        case .librdkafka(let batch, let index): return batch.hasHeaders(index)
         }
     }
 
@@ -124,7 +126,7 @@ public struct KafkaConsumerMessage: Sendable, Hashable {
     var valueCount: Int {
         switch body {
         case .owned(_, let value, _): return value?.count ?? 0
-        case .librdkafka(let message): return message.valueCount
+        case .librdkafka(let batch, let index): return batch.valueCount(index)
         }
     }
 
@@ -136,7 +138,7 @@ public struct KafkaConsumerMessage: Sendable, Hashable {
     public var isTombstone: Bool {
         switch body {
         case .owned(_, let value, _): return value == nil
-        case .librdkafka(let message): return message.isTombstone
+        case .librdkafka(let batch, let index): return batch.isTombstone(index)
         }
     }
 

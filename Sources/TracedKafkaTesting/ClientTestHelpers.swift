@@ -79,7 +79,7 @@ public func handle(
     _ consumer: KafkaConsumer,
     count: Int,
     limit: Duration = .seconds(90),
-    _ handler: @escaping @Sendable (KafkaConsumerMessage) async throws -> Void = { _ in }
+    _ handler: nonisolated(nonsending) @escaping @Sendable (KafkaConsumerMessage) async throws -> Void = { _ in }
 ) async throws -> [KafkaConsumerMessage] {
     let seen = Mutex<[KafkaConsumerMessage]>([])
     try await withDeadline("handling \(count) messages", limit) {
@@ -108,7 +108,7 @@ public func consume(
     _ consumer: KafkaConsumer,
     count: Int,
     limit: Duration = .seconds(90),
-    onMessage: @escaping @Sendable (KafkaConsumerMessage) async throws -> Void = { _ in }
+    onMessage: nonisolated(nonsending) @escaping @Sendable (KafkaConsumerMessage) async throws -> Void = { _ in }
 ) async throws -> [KafkaConsumerMessage] {
     try await withDeadline("consuming \(count) messages", limit) {
         try await withThrowingTaskGroup(of: [KafkaConsumerMessage].self) { group in

@@ -115,4 +115,36 @@ struct RoundTripTests {
             #expect(values == Array(stride(from: partition, to: 600, by: 2)), "partition \(partition)")
         }
     }
+
+    @Test("Messages fetched together stay whole when most are dropped, after close, and when read from many tasks at once",
+          arguments: TestBackend.allCases)
+    func messagesOutliveTheirBatch(backend: TestBackend) async throws {
+        let topic = try await backend.newTopic("batch-lifetime")
+        let producer = try KafkaProducer(configuration: producerConfiguration(backend))
+        try await withRunning(producer) { producer in
+            for index in 0..<300 {
+                let headers: KafkaHeaders = [KafkaHeader(key: "index", value: "\(index)"), KafkaHeader(key: "twice", value: "\(index * 2)")]
+                try await producer.enqueue(KafkaProducerRecord(topic: topic, key: "k\(index)", value: "v\(index)", headers: headers, partition: 0))
+            }
+            try await producer.flush()
+        }
+        let consumer = try KafkaConsumer(configuration: consumerConfiguration(backend, group: uniqueName("g"), topics: [topic]))
+        // Keep every seventh message only; the consumer is closed once consume returns.
+        let kept = try await consume(consumer, count: 300).filter { $0.offset % 7 == 0 }
+        #expect(kept.count == 43)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<8 {
+                group.addTask {
+                    for message in kept.shuffled() {
+                        let index = Int(message.offset)
+                        #expect(message.keyString == "k\(index)")
+                        #expect(message.valueString == "v\(index)")
+                        #expect(message.headers.map(\.key) == ["index", "twice"])
+                        #expect(message.headers.lastValue(forKey: "twice") == Array("\(index * 2)".utf8))
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+    }
 }

@@ -7,7 +7,7 @@ import Synchronization
 ///
 /// Subscribes (or assigns the configured partitions) at creation. A dedicated poll thread, spawned when the core
 /// says so, fetches batches from the consumer queue — serving rebalance callbacks on the way — and hands them to the
-/// core without copying the records (``RDMessage``); between batches it stores the offsets the core has for
+/// core without copying the records (one ``RDMessageBatch`` per fetch); between batches it stores the offsets the core has for
 /// commit (librdkafka's auto-commit then commits them on its interval) and carries out seeks.
 final class RDConsumer: KafkaConsumerBackend, @unchecked Sendable {
     private let client: RDClient
@@ -89,6 +89,8 @@ final class RDConsumer: KafkaConsumerBackend, @unchecked Sendable {
         guard let keeper = client.hold() else { return }
         let queue = self.queue.value
         var raw = [UnsafeMutablePointer<rd_kafka_message_t>?](repeating: nil, count: Self.batchSize)
+        var good: [UnsafeMutablePointer<rd_kafka_message_t>] = []
+        good.reserveCapacity(Self.batchSize)
         var batch: [ConsumerStateMachine.FetchedMessage] = []
         batch.reserveCapacity(Self.batchSize)
         var topics = TopicNames()
@@ -112,6 +114,8 @@ final class RDConsumer: KafkaConsumerBackend, @unchecked Sendable {
             let more = wanted <= 0 ? 0 : raw.withUnsafeMutableBufferPointer { buffer in
                 rd_kafka_consume_batch_queue(queue, 0, buffer.baseAddress! + 1, wanted)
             }
+            // Errors are reported and destroyed; the messages go into one object for the batch.
+            good.removeAll(keepingCapacity: true)
             for index in 0..<(1 + max(0, more)) {
                 guard let message = raw[index] else { continue }
                 guard message.pointee.err == RD_KAFKA_RESP_ERR_NO_ERROR else {
@@ -119,12 +123,18 @@ final class RDConsumer: KafkaConsumerBackend, @unchecked Sendable {
                     rd_kafka_message_destroy(message)
                     continue
                 }
+                good.append(message)
+            }
+            guard !good.isEmpty else { continue }
+            let messages = RDMessageBatch(good, keeper: keeper)
+            for (index, message) in good.enumerated() {
                 let converted = KafkaConsumerMessage(
                     topic: topics.name(of: message.pointee.rkt),
                     partition: Int(message.pointee.partition),
                     offset: message.pointee.offset,
                     timestamp: rdTimestamp(message),
-                    librdkafka: RDMessage(message, keeper: keeper)
+                    librdkafka: messages,
+                    index: index
                 )
                 batch.append(ConsumerStateMachine.FetchedMessage(message: converted, size: message.pointee.len + message.pointee.key_len))
             }

@@ -35,89 +35,71 @@ struct UncheckedSendable<Value>: @unchecked Sendable {
     init(_ value: Value) { self.value = value }
 }
 
-/// A message librdkafka handed over, kept as it is: its key, value and headers are copied into Swift when each is
-/// first read (and headers parsed only then), so a handler that reads less pays for less. The message is destroyed
-/// once everything was copied out, or with the last reference.
-final class RDMessage: Sendable {
-    /// The message pointer belongs to this object alone and is only touched under the lock.
-    private struct State: @unchecked Sendable {
-        var message: UnsafeMutablePointer<rd_kafka_message_t>?
-        var key: [UInt8]??
-        var value: [UInt8]??
-        var headers: KafkaHeaders?
-
-        /// Destroys the message once nothing more is to be read from it.
-        mutating func releaseIfRead() {
-            guard key != nil, value != nil, headers != nil, let message else { return }
-            rd_kafka_message_destroy(message)
-            self.message = nil
-        }
-    }
-
-    private let state: Mutex<State>
+/// The messages librdkafka handed over in one fetch, kept as they are: a message's key, value and headers are
+/// copied into Swift when they are read, so a handler that reads less pays for less. One object for the whole batch
+/// (not one per message): the messages are destroyed together, with the last reference to any of them.
+///
+/// librdkafka already shares one fetch response's memory between the messages read from it, so holding one message
+/// of a batch keeps about what holding its fetch response did.
+final class RDMessageBatch: Sendable {
+    /// The messages, owned by this object; immutable except for the header parse (under `headerLock`).
+    private let messages: UncheckedSendable<UnsafeMutableBufferPointer<UnsafeMutablePointer<rd_kafka_message_t>>>
+    /// `rd_kafka_message_headers` parses a message's headers on its first call and keeps them in the message.
+    private let headerLock = Mutex(())
     private let keeper: RDHandleKeeper
-    /// The value's length (0 for a tombstone), read at once: no copy.
-    let valueCount: Int
-    /// Whether the value is absent.
-    let isTombstone: Bool
 
-    /// Takes over `message` (destroyed by this object).
-    init(_ message: UnsafeMutablePointer<rd_kafka_message_t>, keeper: RDHandleKeeper) {
+    /// Takes over `messages` (destroyed by this object).
+    init(_ messages: some Collection<UnsafeMutablePointer<rd_kafka_message_t>>, keeper: RDHandleKeeper) {
+        let buffer = UnsafeMutableBufferPointer<UnsafeMutablePointer<rd_kafka_message_t>>.allocate(capacity: messages.count)
+        _ = buffer.initialize(from: messages)
+        self.messages = UncheckedSendable(buffer)
         self.keeper = keeper
-        self.isTombstone = message.pointee.payload == nil
-        self.valueCount = message.pointee.payload == nil ? 0 : message.pointee.len
-        self.state = Mutex(State(message: message))
     }
 
     deinit {
-        state.withLock { state in
-            if let message = state.message { rd_kafka_message_destroy(message) }
-        }
+        for message in messages.value { rd_kafka_message_destroy(message) }
+        messages.value.deallocate()
         withExtendedLifetime(keeper) {}
     }
 
-    var key: [UInt8]? { bytes(\.key) { ($0.key, $0.key_len) } }
+    /// How many messages the batch holds.
+    var count: Int { messages.value.count }
 
-    var value: [UInt8]? { bytes(\.value) { ($0.payload, $0.len) } }
-
-    /// The bytes `field` of the message holds, copied on first read and kept in `cache`.
-    private func bytes(
-        _ cache: WritableKeyPath<State, [UInt8]??>,
-        _ field: (rd_kafka_message_t) -> (UnsafeMutableRawPointer?, Int)
-    ) -> [UInt8]? {
-        state.withLock { state in
-            if let cached = state[keyPath: cache] { return cached }
-            let bytes = state.message.flatMap { message in
-                let (pointer, count) = field(message.pointee)
-                return pointer.map { Array(UnsafeRawBufferPointer(start: $0, count: count)) }
-            }
-            state[keyPath: cache] = .some(bytes)
-            state.releaseIfRead()
-            return bytes
-        }
+    /// The key of message `index`, copied, or `nil`.
+    func key(_ index: Int) -> [UInt8]? {
+        let message = messages.value[index].pointee
+        return message.key.map { Array(UnsafeRawBufferPointer(start: $0, count: message.key_len)) }
     }
 
-    var headers: KafkaHeaders {
-        state.withLock { state in
-            if let headers = state.headers { return headers }
-            let headers = state.message.map(Self.headers) ?? []
-            state.headers = headers
-            state.releaseIfRead()
-            return headers
-        }
+    /// The value of message `index`, copied, or `nil` for a tombstone.
+    func value(_ index: Int) -> [UInt8]? {
+        let message = messages.value[index].pointee
+        return message.payload.map { Array(UnsafeRawBufferPointer(start: $0, count: message.len)) }
     }
 
-    var hasHeaders: Bool { !headers.isEmpty }
+    /// The value's length (0 for a tombstone), without a copy.
+    func valueCount(_ index: Int) -> Int {
+        let message = messages.value[index].pointee
+        return message.payload == nil ? 0 : message.len
+    }
 
-    private static func headers(_ message: UnsafeMutablePointer<rd_kafka_message_t>) -> KafkaHeaders {
-        var list: OpaquePointer?
-        guard rd_kafka_message_headers(message, &list) == RD_KAFKA_RESP_ERR_NO_ERROR, let list else { return [] }
+    /// Whether the value of message `index` is absent.
+    func isTombstone(_ index: Int) -> Bool { messages.value[index].pointee.payload == nil }
+
+    /// Whether message `index` has headers, without copying them.
+    func hasHeaders(_ index: Int) -> Bool {
+        headerList(index).map { rd_kafka_header_cnt($0) > 0 } ?? false
+    }
+
+    /// The headers of message `index`, copied, in the order they were produced.
+    func headers(_ index: Int) -> KafkaHeaders {
+        guard let list = headerList(index) else { return [] }
         var result = KafkaHeaders()
-        var index = 0
+        var position = 0
         var name: UnsafePointer<CChar>?
         var value: UnsafeRawPointer?
         var size = 0
-        while rd_kafka_header_get_all(list, index, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR {
+        while rd_kafka_header_get_all(list, position, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR {
             let bytes = value.map { Array(UnsafeRawBufferPointer(start: $0, count: size)) }
             // Keys are C strings here; one that is not UTF-8 keeps its bytes.
             let header = name.map { name in
@@ -125,8 +107,19 @@ final class RDMessage: Sendable {
                     ?? KafkaHeader(keyBytes: Array(UnsafeRawBufferPointer(start: name, count: strlen(name))), value: bytes)
             }
             result.append(header ?? KafkaHeader(key: "", value: bytes))
-            index += 1
+            position += 1
         }
         return result
+    }
+
+    /// The parsed header list of message `index` (parsed on first use, under the lock; read-only after), or `nil`.
+    private func headerList(_ index: Int) -> OpaquePointer? {
+        let message = messages.value[index]
+        let list = headerLock.withLock { _ in
+            var list: OpaquePointer?
+            guard rd_kafka_message_headers(message, &list) == RD_KAFKA_RESP_ERR_NO_ERROR else { return UncheckedSendable<OpaquePointer?>(nil) }
+            return UncheckedSendable(list)
+        }
+        return list.value
     }
 }

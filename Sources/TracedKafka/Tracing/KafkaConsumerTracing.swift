@@ -58,7 +58,7 @@ import Tracing
     @_spi(Benchmarks) nonisolated(nonsending) public func withProcessSpan(
         _ message: KafkaConsumerMessage,
         in scope: ProcessScope? = nil,
-        _ handler: (KafkaConsumerMessage) async throws -> Void
+        _ handler: nonisolated(nonsending) (KafkaConsumerMessage) async throws -> Void
     ) async throws {
         guard let tracer = configuration.currentTracer else { return try await handler(message) }
         let producerContext = message.traceContext
@@ -92,7 +92,7 @@ import Tracing
     /// `traceContext` it carries.
     nonisolated(nonsending) func withBatchSpan(
         _ messages: [KafkaConsumerMessage],
-        _ handler: ([KafkaConsumerMessage]) async throws -> Void
+        _ handler: nonisolated(nonsending) ([KafkaConsumerMessage]) async throws -> Void
     ) async throws {
         guard let tracer = configuration.currentTracer, let first = messages.first else { return try await handler(messages) }
         let topics = Set(messages.map(\.topic))
