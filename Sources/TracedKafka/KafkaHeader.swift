@@ -154,6 +154,27 @@ public struct KafkaHeaders: Sendable, Hashable, RandomAccessCollection, MutableC
         storage.replaceSubrange(subrange, with: newElements)
     }
 
+    /// Appends a header (the array's own append, not the generic range replacement).
+    /// - Parameter header: The header to add at the end.
+    public mutating func append(_ header: KafkaHeader) { storage.append(header) }
+
+    /// Removes every header `shouldBeRemoved` picks, keeping the order of the rest.
+    /// - Parameter shouldBeRemoved: Whether a header goes.
+    public mutating func removeAll(where shouldBeRemoved: (KafkaHeader) throws -> Bool) rethrows {
+        try storage.removeAll(where: shouldBeRemoved)
+    }
+
+    /// Makes room for `minimumCapacity` headers.
+    /// - Parameter minimumCapacity: How many headers the list will hold.
+    public mutating func reserveCapacity(_ minimumCapacity: Int) { storage.reserveCapacity(minimumCapacity) }
+
+    /// Calls `body` with each header in turn, borrowed from the list rather than copied out of it.
+    func forEachBorrowed(_ body: (borrowing KafkaHeader) -> Void) {
+        storage.withUnsafeBufferPointer { headers in
+            for index in headers.indices { body(headers[index]) }
+        }
+    }
+
     /// Appends a header whose value is a string's UTF-8 bytes.
     /// - Parameters:
     ///   - key: The header's key.

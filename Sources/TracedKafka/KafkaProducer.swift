@@ -21,6 +21,9 @@ public final class KafkaProducer: Service, Sendable {
     private let events: BoundedEventStream<KafkaProducerEvent>?
     let lifecycle = ClientLifecycleLock()
     private let nextMessageID = Atomic<UInt64>(0)
+    /// The last topic name found valid: a producer mostly sends to one topic in a row, and comparing with the same
+    /// string is cheaper than checking its characters again.
+    private let lastValidTopic = Mutex("")
     let tracing: KafkaProducerTracing
     private let metrics: KafkaClientMetrics
     let logger: Logger
@@ -167,7 +170,7 @@ public final class KafkaProducer: Service, Sendable {
         let id: KafkaProducerMessageID
         let span: KafkaProducerTracing.SendSpan?
         /// When the send began, for its duration; `nil` when metrics are off.
-        let metricsStart: ContinuousClock.Instant?
+        let metricsStart: MetricsInstant?
         let handler: DeliveryHandler?
         /// The span's hold in a transaction, which ends it once the outcome is known too.
         let held: TransactionalSend?
@@ -198,14 +201,18 @@ public final class KafkaProducer: Service, Sendable {
         let metricsStart = metrics.started()
         let measured = metrics.measuringSend(of: record, startedAt: metricsStart, then: onDelivery)
         let held = span.flatMap { transaction?.hold($0) }
-        let handler = held.map { Self.holdingSpan($0, then: measured) } ?? Self.endingSpan(span, then: measured)
-        let send = Send(record: record, id: id, span: span, metricsStart: metricsStart, handler: handler, held: held)
+        // No Optional.map here: a closure through a generic (map's result) is reabstracted, one allocation more.
+        let handler: DeliveryHandler?
+        if let held { handler = Self.holdingSpan(held, then: measured) } else { handler = Self.endingSpan(span, then: measured) }
+        // The send's state is made only when it is needed: the record was refused, or the queue is full.
+        let taken: Bool
         do {
-            return try backend.offer(send.record, id: id, onDelivery: send.handler) ? nil : send
+            taken = try backend.offer(record, id: id, onDelivery: handler)
         } catch {
-            fail(send, with: error)
+            fail(Send(record: record, id: id, span: span, metricsStart: metricsStart, handler: handler, held: held), with: error)
             throw error
         }
+        return taken ? nil : Send(record: record, id: id, span: span, metricsStart: metricsStart, handler: handler, held: held)
     }
 
     /// The queue was full: waits for room and offers again until the backend takes the record.
@@ -262,9 +269,11 @@ public final class KafkaProducer: Service, Sendable {
     /// A delivery handler that ends the send span (if any), then calls `next`.
     private static func endingSpan(_ span: KafkaProducerTracing.SendSpan?, then next: DeliveryHandler?) -> DeliveryHandler? {
         guard let span else { return next }
+        // A closure that captures the span alone has the span as its context: no allocation per record.
+        guard let next else { return { result in KafkaProducerTracing.end(span, with: result) } }
         return { result in
             KafkaProducerTracing.end(span, with: result)
-            next?(result)
+            next(result)
         }
     }
 
@@ -332,7 +341,10 @@ public final class KafkaProducer: Service, Sendable {
         guard !record.topic.isEmpty else {
             throw KafkaError(code: .invalidRecord, reason: "The record's topic name is empty")
         }
-        try KafkaTopicName.validate(record.topic, code: .invalidRecord)
+        if !lastValidTopic.withLock({ $0 == record.topic }) {
+            try KafkaTopicName.validate(record.topic, code: .invalidRecord)
+            lastValidTopic.withLock { $0 = record.topic }
+        }
         if let partition = record.partition, partition < 0 || partition > Int(Int32.max) {
             throw KafkaError(code: .invalidRecord, reason: "Partition \(partition) is out of range")
         }

@@ -44,34 +44,34 @@ final class KafkaClientMetrics: Sendable {
     }
 
     /// When a measured operation (a send, a handler call) begins; `nil` when metrics are off, so no clock is read.
-    func started() -> ContinuousClock.Instant? { isEnabled ? .now : nil }
+    func started() -> MetricsInstant? { isEnabled ? .now : nil }
 
     /// A delivery handler that records the send's outcome and duration, then calls `next`; `next` itself when
     /// metrics are off (`started` is `nil`).
-    func measuringSend(of record: KafkaProducerRecord, startedAt started: ContinuousClock.Instant?, then next: DeliveryHandler?) -> DeliveryHandler? {
+    func measuringSend(of record: KafkaProducerRecord, startedAt started: MetricsInstant?, then next: DeliveryHandler?) -> DeliveryHandler? {
         guard let started else { return next }
         let topic = record.topic, partition = record.partition
         return { result in
             switch result {
             case .success(let report):
-                self.recordSend(topic: topic, partition: report.partition, duration: .now - started, error: nil)
+                self.recordSend(topic: topic, partition: report.partition, duration: started.elapsed, error: nil)
             case .failure(let error):
-                self.recordSend(topic: topic, partition: partition, duration: .now - started, error: error)
+                self.recordSend(topic: topic, partition: partition, duration: started.elapsed, error: error)
             }
             next?(result)
         }
     }
 
     /// A record refused before it was queued: counted as a failed send.
-    func recordRefused(_ record: KafkaProducerRecord, startedAt started: ContinuousClock.Instant?, error: KafkaError) {
+    func recordRefused(_ record: KafkaProducerRecord, startedAt started: MetricsInstant?, error: KafkaError) {
         guard let started else { return }
-        recordSend(topic: record.topic, partition: record.partition, duration: .now - started, error: error)
+        recordSend(topic: record.topic, partition: record.partition, duration: started.elapsed, error: error)
     }
 
     /// A message was handed to the application.
     /// An application's commit has its answer: counted in `tracedkafka.consumer.commits` (origin `application`)
     /// and timed in `messaging.client.operation.duration` (operation `commit`).
-    func recordCommit(_ offsets: [KafkaTopicPartitionOffset], startedAt started: ContinuousClock.Instant?, error: (any Error)?) {
+    func recordCommit(_ offsets: [KafkaTopicPartitionOffset], startedAt started: MetricsInstant?, error: (any Error)?) {
         guard let started, let first = offsets.first else { return }
         let singleTopic = offsets.allSatisfy { $0.topic == first.topic }
         let singlePartition = singleTopic && offsets.allSatisfy { $0.partition == first.partition }
@@ -81,7 +81,7 @@ final class KafkaClientMetrics: Sendable {
             partition: singlePartition ? first.partition : nil,
             errorType: error.map(KafkaError.errorType(of:))
         )
-        timer("messaging.client.operation.duration", dimensions).recordNanoseconds((ContinuousClock.now - started).nanoseconds)
+        timer("messaging.client.operation.duration", dimensions).recordNanoseconds(started.elapsed.nanoseconds)
         countCommit(origin: "application", error: error)
     }
 
@@ -121,11 +121,11 @@ final class KafkaClientMetrics: Sendable {
     /// partitions no partition, as on its span.
     func recordProcess<Messages: Collection<KafkaConsumerMessage>>(
         _ messages: Messages,
-        startedAt started: ContinuousClock.Instant?,
+        startedAt started: MetricsInstant?,
         error: (any Error)?
     ) {
         guard let started, let first = messages.first else { return }
-        let duration = ContinuousClock.now - started
+        let duration = started.elapsed
         let topic = messages.allSatisfy { $0.topic == first.topic } ? first.topic : nil
         let partition = topic != nil && messages.allSatisfy { $0.partition == first.partition } ? first.partition : nil
         let dimensions = self.dimensions(operation: "process", topic: topic, partition: partition, errorType: error.map(KafkaError.errorType(of:)))
@@ -198,4 +198,18 @@ extension Duration {
         let (seconds, attoseconds) = components
         return max(0, seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
     }
+}
+
+/// When a measured operation began, as a plain value: the time since the process's first reading of
+/// `ContinuousClock`. (`ContinuousClock.Instant` is resilient outside the standard library, so a struct holding one,
+/// such as a send's state, was copied and tested through value witnesses on every record.)
+struct MetricsInstant: Sendable {
+    private static let origin = ContinuousClock.now
+    private let sinceOrigin: Duration
+
+    /// Now.
+    static var now: MetricsInstant { MetricsInstant(sinceOrigin: .now - origin) }
+
+    /// The time since this instant.
+    var elapsed: Duration { (ContinuousClock.now - Self.origin) - sinceOrigin }
 }

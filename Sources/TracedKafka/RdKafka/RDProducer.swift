@@ -147,7 +147,7 @@ final class RDProducer: KafkaProducerBackend, @unchecked Sendable {
 
     private static func makeHeaders(_ headers: KafkaHeaders) -> OpaquePointer {
         let list = rd_kafka_headers_new(headers.count)!
-        for header in headers {
+        headers.forEachBorrowed { header in
             withOptionalBytes(header.valueBytes) { value, count in
                 // The key's exact bytes (admission refused a key holding NUL, which librdkafka's C strings end at).
                 header.withKeyBytes { key in
