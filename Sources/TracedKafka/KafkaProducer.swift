@@ -349,11 +349,15 @@ public final class KafkaProducer: Service, Sendable {
             throw KafkaError(code: .invalidRecord, reason: "Partition \(partition) is out of range")
         }
         var size = (record.keyBytes?.count ?? 0) + (record.valueBytes?.count ?? 0)
-        for header in record.headers {
-            size += header.keyByteCount + (header.valueBytes?.count ?? 0)
-            // librdkafka passes header keys as C strings, which end at the first NUL.
-            if header.withKeyBytes({ $0.contains(0) }) {
-                throw KafkaError(code: .invalidRecord, reason: "Header key \(String(reflecting: header.key)) holds a NUL byte")
+        if !record.headers.isEmpty {
+            var keyWithNUL: String?
+            record.headers.forEachBorrowed { header in
+                size += header.keyByteCount + (header.valueBytes?.count ?? 0)
+                // librdkafka passes header keys as C strings, which end at the first NUL.
+                if keyWithNUL == nil, header.withKeyBytes({ $0.contains(0) }) { keyWithNUL = header.key }
+            }
+            if let keyWithNUL {
+                throw KafkaError(code: .invalidRecord, reason: "Header key \(String(reflecting: keyWithNUL)) holds a NUL byte")
             }
         }
         guard size <= configuration.maxMessageBytes else {

@@ -207,4 +207,66 @@ struct TracingFeatureTests {
         #expect(sends.map(\.operationName) == ["send \(a)", "send \(b)", "send \(a)", "send \(b)"])
         #expect(sends.map { $0.attributes.get("messaging.destination.name") } == [a, b, a, b].map { SpanAttribute.string($0) })
     }
+
+    @Test("One producer follows withTracer scopes that alternate between two tracers, send by send, and sends outside them untraced")
+    func alternatingTracerScopes() async throws {
+        let first = W3CRecordingTracer(), second = W3CRecordingTracer()
+        let topic = try await TestBackend.librdkafka.newTopic("alt-tracers")
+        let producer = try tracedProducer(.fileQueue)
+        try await withRunning(producer) { producer in
+            for index in 0..<6 {
+                let record = KafkaProducerRecord(topic: topic, value: "\(index)")
+                _ = try await withTracer(index.isMultiple(of: 2) ? first : second) { try await producer.send(record) }
+            }
+            // No scope and nothing bootstrapped: the no-op tracer, and no trace header.
+            _ = try await producer.send(KafkaProducerRecord(topic: topic, value: "untraced"))
+        }
+        #expect(first.spans(named: "send \(topic)").count == 3)
+        #expect(second.spans(named: "send \(topic)").count == 3)
+        let consumer = try KafkaConsumer(configuration: consumerConfiguration(.fileQueue, group: uniqueName("g"), topics: [topic]))
+        let messages = try await consume(consumer, count: 7)
+        let traced = messages.filter { $0.headers.lastValue(forKey: "traceparent") != nil }.compactMap(\.valueString)
+        #expect(traced == ["0", "1", "2", "3", "4", "5"])
+    }
+
+    @Test("A tracer that is a value smaller than a pointer is used as any other (it is resolved each time)")
+    func tinyValueTracer() async throws {
+        let topic = try await TestBackend.librdkafka.newTopic("tiny-tracer")
+        let producer = try tracedProducer(.fileQueue)
+        try await withRunning(producer) { producer in
+            for value in [true, false] {
+                _ = try await withTracer(TinyTracer(mark: value)) { try await producer.send(KafkaProducerRecord(topic: topic, value: "\(value)")) }
+            }
+        }
+        let consumer = try KafkaConsumer(configuration: consumerConfiguration(.fileQueue, group: uniqueName("g"), topics: [topic]))
+        let messages = try await consume(consumer, count: 2)
+        #expect(messages.map { $0.headers.lastValue(forKey: "x-tiny").flatMap { String(decoding: $0, as: UTF8.self) } } == ["true", "false"])
+    }
+}
+
+/// A tracer that is a one-byte value: it writes its mark into a header, so a test sees which tracer a send used.
+private struct TinyTracer: Tracer {
+    let mark: Bool
+
+    func startSpan<Instant: TracerInstant>(
+        _ operationName: String,
+        context: @autoclosure () -> InstrumentationContext,
+        ofKind kind: SpanKind,
+        at instant: @autoclosure () -> Instant,
+        function: String,
+        file fileID: String,
+        line: UInt
+    ) -> NoOpTracer.NoOpSpan {
+        NoOpTracer.NoOpSpan(context: context())
+    }
+
+    func forceFlush() {}
+
+    func inject<Carrier, Inject: Injector>(_ context: InstrumentationContext, into carrier: inout Carrier, using injector: Inject)
+    where Inject.Carrier == Carrier {
+        injector.inject("\(mark)", forKey: "x-tiny", into: &carrier)
+    }
+
+    func extract<Carrier, Extract: Extractor>(_ carrier: Carrier, into context: inout InstrumentationContext, using extractor: Extract)
+    where Extract.Carrier == Carrier {}
 }

@@ -9,12 +9,13 @@ import Tracing
 /// last instrument seen, by the instrument's identity: each call still reads `InstrumentationSystem.instrument`
 /// (the task-local override first, so `withTracer` is honoured) and resolves again only when it is another
 /// instrument. Identity is the object of an instrument that is a class (swift-otel's tracer is one); an instrument
-/// that is a value is resolved each time, except the no-op one. Comparing costs no dynamic cast: the instrument's
-/// type, then the reference the existential holds.
+/// that is a value is resolved each time, except the no-op one. Comparing costs no dynamic cast and no type lookup:
+/// the type the existential holds (its opened type) and the reference it holds.
 enum GlobalTracer {
     private final class Resolved: @unchecked Sendable {
         /// The instrument the tracer was found in; held, so its object cannot be freed and its address reused.
         let instrument: any Instrument
+        /// The type the instrument's existential holds.
         let type: ObjectIdentifier
         let object: UInt
         let tracer: any Tracer
@@ -39,28 +40,37 @@ enum GlobalTracer {
     /// The tracer `InstrumentationSystem.tracer` would return now.
     static var current: any Tracer {
         let instrument = InstrumentationSystem.instrument
-        let type = Swift.type(of: instrument)
-        if type == NoOpInstrument.self || type == NoOpTracer.self { return NoOpTracer() }
-        let typeID = ObjectIdentifier(type)
-        // The first word of the existential's buffer: the reference, when the instrument is a class instance.
-        let word = withUnsafeBytes(of: instrument) { $0.load(as: UInt.self) }
-        enum Lookup { case hit(any Tracer), miss(isClass: Bool), unknownType }
-        let lookup: Lookup = state.withLock { state in
-            if let resolved = state.resolved, resolved.type == typeID, resolved.object == word { return .hit(resolved.tracer) }
-            return state.lastType == typeID ? .miss(isClass: state.lastTypeIsClass) : .unknownType
+        let (type, word) = identity(of: instrument)
+        if type == noOpInstrument || type == noOpTracer { return NoOpTracer() }
+        if let tracer = state.withLock({ state -> (any Tracer)? in
+            guard let resolved = state.resolved, resolved.type == type, resolved.object == word else { return nil }
+            return resolved.tracer
+        }) {
+            return tracer
         }
-        let isClass: Bool
-        switch lookup {
-        case .hit(let tracer): return tracer
-        case .miss(let known): isClass = known
-        case .unknownType: isClass = type is AnyObject.Type
-        }
+        return resolve(instrument, type: type, word: word)
+    }
+
+    /// The type the instrument's existential holds and the first word of its value (the reference, for a class
+    /// instance), read from the opened existential: no dynamic type lookup, no copy of the instrument.
+    private static func identity<Value: Instrument>(of instrument: Value) -> (type: ObjectIdentifier, word: UInt) {
+        (ObjectIdentifier(Value.self), withUnsafeBytes(of: instrument) { $0.count >= MemoryLayout<UInt>.size ? $0.loadUnaligned(as: UInt.self) : 0 })
+    }
+
+    private static let noOpInstrument = ObjectIdentifier(NoOpInstrument.self)
+    private static let noOpTracer = ObjectIdentifier(NoOpTracer.self)
+
+    /// The tracer of an instrument not seen last: found by the library's own resolution, and kept when the
+    /// instrument is a class instance (its identity then stands for it).
+    private static func resolve(_ instrument: any Instrument, type: ObjectIdentifier, word: UInt) -> any Tracer {
+        let isClass = state.withLock { state in state.lastType == type ? state.lastTypeIsClass : nil }
+            ?? (Swift.type(of: instrument) is AnyObject.Type)
         // A multiplexing instrument holds its tracer inside; the library's own resolution finds it.
         let tracer = (instrument as? any Tracer) ?? InstrumentationSystem.tracer
         state.withLock { state in
-            state.lastType = typeID
+            state.lastType = type
             state.lastTypeIsClass = isClass
-            if isClass { state.resolved = Resolved(instrument: instrument, type: typeID, object: word, tracer: tracer) }
+            if isClass { state.resolved = Resolved(instrument: instrument, type: type, object: word, tracer: tracer) }
         }
         return tracer
     }
