@@ -167,6 +167,8 @@ public final class KafkaProducer: Service, Sendable {
     @usableFromInline
     struct Send {
         let record: KafkaProducerRecord
+        /// The span's context, written after the record's own headers.
+        let traceHeaders: InjectedTraceHeaders
         let id: KafkaProducerMessageID
         let span: KafkaProducerTracing.SendSpan?
         /// When the send began, for its duration; `nil` when metrics are off.
@@ -197,7 +199,8 @@ public final class KafkaProducer: Service, Sendable {
         onDelivery: DeliveryHandler?
     ) throws -> Send? {
         var record = record
-        let span = tracing.startSend(&record)
+        var traceHeaders = InjectedTraceHeaders()
+        let span = tracing.startSend(&record, traceHeaders: &traceHeaders)
         let metricsStart = metrics.started()
         let measured = metrics.measuringSend(of: record, startedAt: metricsStart, then: onDelivery)
         let held = span.flatMap { transaction?.hold($0) }
@@ -207,12 +210,12 @@ public final class KafkaProducer: Service, Sendable {
         // The send's state is made only when it is needed: the record was refused, or the queue is full.
         let taken: Bool
         do {
-            taken = try backend.offer(record, id: id, onDelivery: handler)
+            taken = try backend.offer(record, traceHeaders: traceHeaders, id: id, onDelivery: handler)
         } catch {
-            fail(Send(record: record, id: id, span: span, metricsStart: metricsStart, handler: handler, held: held), with: error)
+            fail(Send(record: record, traceHeaders: traceHeaders, id: id, span: span, metricsStart: metricsStart, handler: handler, held: held), with: error)
             throw error
         }
-        return taken ? nil : Send(record: record, id: id, span: span, metricsStart: metricsStart, handler: handler, held: held)
+        return taken ? nil : Send(record: record, traceHeaders: traceHeaders, id: id, span: span, metricsStart: metricsStart, handler: handler, held: held)
     }
 
     /// The queue was full: waits for room and offers again until the backend takes the record.
@@ -221,7 +224,7 @@ public final class KafkaProducer: Service, Sendable {
         do {
             while true {
                 let token = backend.roomToken
-                if try backend.offer(send.record, id: send.id, onDelivery: send.handler) { return }
+                if try backend.offer(send.record, traceHeaders: send.traceHeaders, id: send.id, onDelivery: send.handler) { return }
                 // Nothing is queued yet, so a cancelled sender can give up here.
                 try Task.checkCancellation(unsent: send.record)
                 await backend.waitForRoom(after: token)

@@ -4,14 +4,20 @@ typealias DeliveryHandler = @Sendable (Result<KafkaDeliveryReport, KafkaError>) 
 /// The boundary under ``KafkaProducer``: what a backend (librdkafka, or the local file queue) must do.
 /// The public API and the tracing layer above it never know which backend runs.
 protocol KafkaProducerBackend: AnyObject, Sendable {
-    /// Hands a record to the backend if its queue has room, without waiting: the per-record fast path.
+    /// Hands a record to the backend if its queue has room, without waiting: the per-record fast path. The
+    /// record's headers are written first, then `traceHeaders`.
     /// - Returns: `true` when the backend took the record: `onDelivery` (if any) will be called exactly once, from
     ///   any thread. `false` when the queue is full: nothing was kept; wait with ``waitForRoom(after:)``.
     /// - Throws: ``KafkaError`` when the record is refused (invalid, or the backend is shut down); then
     ///   `onDelivery` is never called.
-    func offer(_ record: KafkaProducerRecord, id: KafkaProducerMessageID, onDelivery: DeliveryHandler?) throws -> Bool
+    func offer(
+        _ record: KafkaProducerRecord,
+        traceHeaders: InjectedTraceHeaders,
+        id: KafkaProducerMessageID,
+        onDelivery: DeliveryHandler?
+    ) throws -> Bool
 
-    /// Read before an ``offer(_:id:onDelivery:)`` that may find the queue full, and passed to
+    /// Read before an ``offer(_:traceHeaders:id:onDelivery:)`` that may find the queue full, and passed to
     /// ``waitForRoom(after:)``, so room made between the two is never missed.
     var roomToken: UInt64 { get }
 
@@ -67,7 +73,7 @@ struct TransactionCallFailure: Error {
 
 extension KafkaProducerBackend {
     /// For a backend whose ``waitForRoom(after:)`` checks for room under the same lock as
-    /// ``offer(_:id:onDelivery:)`` (the file queue): no token is needed.
+    /// ``offer(_:traceHeaders:id:onDelivery:)`` (the file queue): no token is needed.
     var roomToken: UInt64 { 0 }
 
     /// For a backend without transactions (the file queue, which refuses a transactional id before it comes to this).

@@ -229,17 +229,22 @@ struct TracingFeatureTests {
         #expect(traced == ["0", "1", "2", "3", "4", "5"])
     }
 
-    @Test("A tracer that is a value smaller than a pointer is used as any other (it is resolved each time)")
-    func tinyValueTracer() async throws {
-        let topic = try await TestBackend.librdkafka.newTopic("tiny-tracer")
-        let producer = try tracedProducer(.fileQueue)
+    @Test("A tracer that is a value smaller than a pointer is used as any other, and replaces a header of a key it writes",
+          arguments: TestBackend.allCases)
+    func tinyValueTracer(backend: TestBackend) async throws {
+        let topic = try await backend.newTopic("tiny-tracer")
+        let producer = try tracedProducer(backend)
         try await withRunning(producer) { producer in
             for value in [true, false] {
-                _ = try await withTracer(TinyTracer(mark: value)) { try await producer.send(KafkaProducerRecord(topic: topic, value: "\(value)")) }
+                // A header of a key the tracer writes (though it never reads it) is replaced, not repeated.
+                let headers: KafkaHeaders = [KafkaHeader(key: "x-tiny", value: "stale"), KafkaHeader(key: "x-own", value: "kept")]
+                let record = KafkaProducerRecord(topic: topic, value: "\(value)", headers: headers)
+                _ = try await withTracer(TinyTracer(mark: value)) { try await producer.send(record) }
             }
         }
-        let consumer = try KafkaConsumer(configuration: consumerConfiguration(.fileQueue, group: uniqueName("g"), topics: [topic]))
+        let consumer = try KafkaConsumer(configuration: consumerConfiguration(backend, group: uniqueName("g"), topics: [topic]))
         let messages = try await consume(consumer, count: 2)
+        #expect(messages.map { $0.headers.map(\.key) } == [["x-own", "x-tiny"], ["x-own", "x-tiny"]])
         #expect(messages.map { $0.headers.lastValue(forKey: "x-tiny").flatMap { String(decoding: $0, as: UTF8.self) } } == ["true", "false"])
     }
 }

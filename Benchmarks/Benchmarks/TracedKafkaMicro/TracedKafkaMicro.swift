@@ -92,8 +92,10 @@ let benchmarks: @Sendable () -> Void = {
             benchmark.startMeasurement()
             for _ in benchmark.scaledIterations {
                 var record = KafkaProducerRecord(topic: "orders", value: value)
-                if let span = tracing.startSend(&record) { KafkaProducerTracing.end(span, with: .success(report)) }
+                var traceHeaders = InjectedTraceHeaders()
+                if let span = tracing.startSend(&record, traceHeaders: &traceHeaders) { KafkaProducerTracing.end(span, with: .success(report)) }
                 blackHole(record)
+                blackHole(traceHeaders)
             }
             benchmark.stopMeasurement()  // freeing the tracer and what it recorded is not the send's cost
             blackHole(tracing)

@@ -49,10 +49,16 @@ final class FQProducer: KafkaProducerBackend, @unchecked Sendable {
         thread.start()
     }
 
-    func offer(_ record: KafkaProducerRecord, id: KafkaProducerMessageID, onDelivery: DeliveryHandler?) throws -> Bool {
+    func offer(
+        _ record: KafkaProducerRecord,
+        traceHeaders: InjectedTraceHeaders,
+        id: KafkaProducerMessageID,
+        onDelivery: DeliveryHandler?
+    ) throws -> Bool {
         // The writer thread encodes the record after this returns: bytes of a caller's own type are copied now, so
         // that nothing the caller does later changes what is written, or the size measured here.
         var record = record
+        if !traceHeaders.isEmpty { record.headers.append(contentsOf: traceHeaders.headers) }
         if record.keyBytes?.isOwned == false { record.keyBytes = record.keyBytes?.owned }
         if record.valueBytes?.isOwned == false { record.valueBytes = record.valueBytes?.owned }
         for index in record.headers.indices where record.headers[index].valueBytes?.isOwned == false {

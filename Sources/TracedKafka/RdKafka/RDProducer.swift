@@ -75,9 +75,19 @@ final class RDProducer: KafkaProducerBackend, @unchecked Sendable {
         }
     }
 
-    func offer(_ record: KafkaProducerRecord, id: KafkaProducerMessageID, onDelivery: DeliveryHandler?) throws -> Bool {
+    func offer(
+        _ record: KafkaProducerRecord,
+        traceHeaders: InjectedTraceHeaders,
+        id: KafkaProducerMessageID,
+        onDelivery: DeliveryHandler?
+    ) throws -> Bool {
         let err = try client.withOpenHandle("The producer") { handle in
-            RDProducer.enqueue(record, ticket: onDelivery.map { RDDeliveryTicket(id: id, topic: record.topic, handler: $0) }, on: handle)
+            RDProducer.enqueue(
+                record,
+                traceHeaders: traceHeaders,
+                ticket: onDelivery.map { RDDeliveryTicket(id: id, topic: record.topic, handler: $0) },
+                on: handle
+            )
         }
         switch err {
         case RD_KAFKA_RESP_ERR_NO_ERROR: return true
@@ -101,10 +111,11 @@ final class RDProducer: KafkaProducerBackend, @unchecked Sendable {
     /// (headers and the ticket's retain are released here).
     private static func enqueue(
         _ record: KafkaProducerRecord,
+        traceHeaders: InjectedTraceHeaders,
         ticket: RDDeliveryTicket?,
         on handle: OpaquePointer
     ) -> rd_kafka_resp_err_t {
-        let headers = record.headers.isEmpty ? nil : makeHeaders(record.headers)
+        let headers = record.headers.isEmpty && traceHeaders.isEmpty ? nil : makeHeaders(record.headers, traceHeaders)
         let opaque = ticket.map { Unmanaged.passRetained($0).toOpaque() }
         let err: rd_kafka_resp_err_t = record.topic.withCString { topic in
             withOptionalBytes(record.keyBytes) { key, keyCount in
@@ -145,19 +156,22 @@ final class RDProducer: KafkaProducerBackend, @unchecked Sendable {
         return err
     }
 
-    private static func makeHeaders(_ headers: KafkaHeaders) -> OpaquePointer {
-        let list = rd_kafka_headers_new(headers.count)!
-        headers.forEachBorrowed { header in
-            withOptionalBytes(header.valueBytes) { value, count in
-                // The key's exact bytes (admission refused a key holding NUL, which librdkafka's C strings end at).
-                header.withKeyBytes { key in
-                    guard let name = key.baseAddress?.assumingMemoryBound(to: CChar.self) else {
-                        _ = rd_kafka_header_add(list, "", 0, value, count)
-                        return
-                    }
-                    _ = rd_kafka_header_add(list, name, key.count, value, count)
-                }
+    /// librdkafka's header list: the record's headers, then the trace headers.
+    private static func makeHeaders(_ headers: KafkaHeaders, _ traceHeaders: InjectedTraceHeaders) -> OpaquePointer {
+        let list = rd_kafka_headers_new(headers.count + traceHeaders.count)!
+        // The key's exact bytes (admission refused a key holding NUL, which librdkafka's C strings end at).
+        func add(_ key: UnsafeRawBufferPointer, _ value: UnsafeRawPointer?, _ count: Int) {
+            guard let name = key.baseAddress?.assumingMemoryBound(to: CChar.self) else {
+                return _ = rd_kafka_header_add(list, "", 0, value, count)
             }
+            _ = rd_kafka_header_add(list, name, key.count, value, count)
+        }
+        headers.forEachBorrowed { header in
+            withOptionalBytes(header.valueBytes) { value, count in header.withKeyBytes { key in add(key, value, count) } }
+        }
+        traceHeaders.forEach { key, value in
+            var key = key  // withUTF8 reads a native string's bytes in place
+            key.withUTF8 { key in withOptionalBytes(value) { value, count in add(UnsafeRawBufferPointer(key), value, count) } }
         }
         return list
     }

@@ -74,15 +74,19 @@ import Tracing
         }
     }
 
-    /// Starts the send span for a record and writes its context into the record's headers.
+    /// Starts the send span for a record and writes its context into `traceHeaders`, which the backend writes after
+    /// the record's own headers.
     ///
     /// A record that already carries a context (a re-send or a forwarded record) gets that context as a link, and
-    /// its old trace headers are replaced.
-    /// - Parameter record: The record to send; its trace headers are replaced.
+    /// its old trace headers are dropped (so are any of the keys the tracer writes now).
+    /// - Parameters:
+    ///   - record: The record to send; its old trace headers are dropped.
+    ///   - traceHeaders: Where the span's context goes (empty before; on an untraced topic it stays empty and the
+    ///     record's headers get the ambient context, if any).
     /// - Returns: The span to end at the delivery report, or `nil` when tracing is off or the span is not sampled:
     ///   a span that records nothing is ended here, once its context is written, so the record needs no
     ///   delivery-report work for it.
-    @_spi(Benchmarks) public func startSend(_ record: inout KafkaProducerRecord) -> SendSpan? {
+    @_spi(Benchmarks) public func startSend(_ record: inout KafkaProducerRecord, traceHeaders: inout InjectedTraceHeaders) -> SendSpan? {
         guard let tracer = configuration.currentTracer else { return nil }
         if configuration.isUntraced(record.topic) {
             propagateWithoutSpan(&record, tracer: tracer)
@@ -120,7 +124,10 @@ import Tracing
             if !record.headers.isEmpty {
                 record.headers.removeAll { $0.hasKey("traceparent") || $0.hasKey("tracestate") || ($0.keyIsUTF8 && previousKeys.contains($0.key)) }
             }
-            tracer.inject(span.context, into: &record.headers, using: KafkaHeadersInjector())
+            tracer.inject(span.context, into: &traceHeaders, using: InjectedTraceHeadersInjector())
+            if !record.headers.isEmpty, !traceHeaders.isEmpty {
+                record.headers.removeAll { $0.keyIsUTF8 && traceHeaders.contains(key: $0.key) }
+            }
         }
         if send == nil { span.end() }
         return send
