@@ -191,23 +191,41 @@ public final class KafkaProducer: Service, Sendable {
     }
 
     /// Starts the send span and offers the record once: the path of every record while the queue has room, with
-    /// no suspension. Returns the send when the queue is full (finish it with ``offerWhenRoom(_:)``), else `nil`.
+    /// no suspension and no copy of the record (unless tracing drops headers from it). Returns the send when the
+    /// queue is full (finish it with ``offerWhenRoom(_:)``), else `nil`.
     private func start(
-        _ record: consuming KafkaProducerRecord,
+        _ record: KafkaProducerRecord,
         id: KafkaProducerMessageID,
         in transaction: KafkaTransaction?,
         onDelivery: DeliveryHandler?
     ) throws -> Send? {
-        var record = record
         var traceHeaders = InjectedTraceHeaders()
-        let span = tracing.startSend(&record, traceHeaders: &traceHeaders)
+        var keptHeaders: KafkaHeaders?
+        let span = tracing.startSend(record, traceHeaders: &traceHeaders, keptHeaders: &keptHeaders)
+        guard let keptHeaders else {
+            return try offer(record, traceHeaders: traceHeaders, span: span, id: id, in: transaction, onDelivery: onDelivery)
+        }
+        var changed = record
+        changed.headers = keptHeaders
+        return try offer(changed, traceHeaders: traceHeaders, span: span, id: id, in: transaction, onDelivery: onDelivery)
+    }
+
+    /// Offers a record whose send span has started; the send's state is made only when it is needed (the record
+    /// was refused, or the queue is full).
+    private func offer(
+        _ record: KafkaProducerRecord,
+        traceHeaders: InjectedTraceHeaders,
+        span: KafkaProducerTracing.SendSpan?,
+        id: KafkaProducerMessageID,
+        in transaction: KafkaTransaction?,
+        onDelivery: DeliveryHandler?
+    ) throws -> Send? {
         let metricsStart = metrics.started()
         let measured = metrics.measuringSend(of: record, startedAt: metricsStart, then: onDelivery)
         let held = span.flatMap { transaction?.hold($0) }
         // No Optional.map here: a closure through a generic (map's result) is reabstracted, one allocation more.
         let handler: DeliveryHandler?
         if let held { handler = Self.holdingSpan(held, then: measured) } else { handler = Self.endingSpan(span, then: measured) }
-        // The send's state is made only when it is needed: the record was refused, or the queue is full.
         let taken: Bool
         do {
             taken = try backend.offer(record, traceHeaders: traceHeaders, id: id, onDelivery: handler)

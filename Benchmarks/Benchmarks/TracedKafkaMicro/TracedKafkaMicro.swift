@@ -91,11 +91,15 @@ let benchmarks: @Sendable () -> Void = {
             )
             benchmark.startMeasurement()
             for _ in benchmark.scaledIterations {
-                var record = KafkaProducerRecord(topic: "orders", value: value)
+                let record = KafkaProducerRecord(topic: "orders", value: value)
                 var traceHeaders = InjectedTraceHeaders()
-                if let span = tracing.startSend(&record, traceHeaders: &traceHeaders) { KafkaProducerTracing.end(span, with: .success(report)) }
+                var keptHeaders: KafkaHeaders?
+                if let span = tracing.startSend(record, traceHeaders: &traceHeaders, keptHeaders: &keptHeaders) {
+                    KafkaProducerTracing.end(span, with: .success(report))
+                }
                 blackHole(record)
                 blackHole(traceHeaders)
+                blackHole(keptHeaders)
             }
             benchmark.stopMeasurement()  // freeing the tracer and what it recorded is not the send's cost
             blackHole(tracing)

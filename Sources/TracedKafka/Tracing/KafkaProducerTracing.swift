@@ -78,18 +78,24 @@ import Tracing
     /// the record's own headers.
     ///
     /// A record that already carries a context (a re-send or a forwarded record) gets that context as a link, and
-    /// its old trace headers are dropped (so are any of the keys the tracer writes now).
+    /// its old trace headers are dropped (so are any of the keys the tracer writes now). The record itself is not
+    /// copied: only when its headers must change, the ones to send instead are in `keptHeaders`.
     /// - Parameters:
-    ///   - record: The record to send; its old trace headers are dropped.
-    ///   - traceHeaders: Where the span's context goes (empty before; on an untraced topic it stays empty and the
-    ///     record's headers get the ambient context, if any).
+    ///   - record: The record to send.
+    ///   - traceHeaders: Where the span's context goes (empty before; on an untraced topic it gets the ambient
+    ///     context, if there is one and the record carries none).
+    ///   - keptHeaders: `nil` before; the record's headers without the dropped ones, when any was dropped.
     /// - Returns: The span to end at the delivery report, or `nil` when tracing is off or the span is not sampled:
     ///   a span that records nothing is ended here, once its context is written, so the record needs no
     ///   delivery-report work for it.
-    @_spi(Benchmarks) public func startSend(_ record: inout KafkaProducerRecord, traceHeaders: inout InjectedTraceHeaders) -> SendSpan? {
+    @_spi(Benchmarks) public func startSend(
+        _ record: KafkaProducerRecord,
+        traceHeaders: inout InjectedTraceHeaders,
+        keptHeaders: inout KafkaHeaders?
+    ) -> SendSpan? {
         guard let tracer = configuration.currentTracer else { return nil }
         if configuration.isUntraced(record.topic) {
-            propagateWithoutSpan(&record, tracer: tracer)
+            propagateWithoutSpan(record, tracer: tracer, into: &traceHeaders, keptHeaders: &keptHeaders)
             return nil
         }
         var previous: InstrumentationContext?
@@ -119,14 +125,13 @@ import Tracing
             send?.chosenPartition = record.partition
         }
         if configuration.propagatesContext {
-            // Drop every trace header the old context came from, so none outlives the new one; a W3C tracestate
-            // belongs to its traceparent and goes with it even when the tracer stopped reading at a bad traceparent.
-            if !record.headers.isEmpty {
-                record.headers.removeAll { $0.hasKey("traceparent") || $0.hasKey("tracestate") || ($0.keyIsUTF8 && previousKeys.contains($0.key)) }
-            }
             tracer.inject(span.context, into: &traceHeaders, using: InjectedTraceHeadersInjector())
-            if !record.headers.isEmpty, !traceHeaders.isEmpty {
-                record.headers.removeAll { $0.keyIsUTF8 && traceHeaders.contains(key: $0.key) }
+            // Drop every trace header the old context came from, so none outlives the new one (a W3C tracestate
+            // belongs to its traceparent and goes with it even when the tracer stopped reading at a bad
+            // traceparent), and every header of a key the tracer wrote now.
+            Self.drop(from: record.headers, into: &keptHeaders) { header in
+                header.hasKey("traceparent") || header.hasKey("tracestate")
+                    || (header.keyIsUTF8 && (previousKeys.contains(header.key) || traceHeaders.contains(key: header.key)))
             }
         }
         if send == nil { span.end() }
@@ -135,19 +140,31 @@ import Tracing
 
     /// A send to an untraced topic: no span; a record that carries a context keeps it as it is, any other gets the
     /// ambient context.
-    private func propagateWithoutSpan(_ record: inout KafkaProducerRecord, tracer: any Tracer) {
+    private func propagateWithoutSpan(
+        _ record: KafkaProducerRecord,
+        tracer: any Tracer,
+        into traceHeaders: inout InjectedTraceHeaders,
+        keptHeaders: inout KafkaHeaders?
+    ) {
         guard configuration.propagatesContext, let ambient = InstrumentationContext.current else { return }
         if !record.headers.isEmpty {
             var carried = InstrumentationContext.topLevel
             tracer.extract(record.headers, into: &carried, using: KafkaHeadersExtractor())
             if !carried.isEmpty { return }
         }
-        tracer.inject(ambient, into: &record.headers, using: KafkaHeadersInjector())
+        tracer.inject(ambient, into: &traceHeaders, using: InjectedTraceHeadersInjector())
+        Self.drop(from: record.headers, into: &keptHeaders) { $0.keyIsUTF8 && traceHeaders.contains(key: $0.key) }
+    }
+
+    /// Sets `kept` to `headers` without those `dropped` picks, when it picks any.
+    private static func drop(from headers: KafkaHeaders, into kept: inout KafkaHeaders?, where dropped: (KafkaHeader) -> Bool) {
+        guard !headers.isEmpty, headers.contains(where: dropped) else { return }
+        kept = KafkaHeaders(headers.filter { !dropped($0) })
     }
 
     /// Ends a send span with the record's outcome.
     /// - Parameters:
-    ///   - send: The span ``startSend(_:)`` returned.
+    ///   - send: The span ``startSend(_:traceHeaders:keptHeaders:)`` returned.
     ///   - result: The delivery report or the error.
     @_spi(Benchmarks) public static func end(_ send: SendSpan, with result: Result<KafkaDeliveryReport, KafkaError>) {
         send.record(result)
