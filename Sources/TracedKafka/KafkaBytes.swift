@@ -148,7 +148,7 @@ public struct KafkaBytes: KafkaContiguousBytes, Hashable, CustomStringConvertibl
     /// The bytes as text, if they are valid UTF-8 (the string itself if the value was made from one).
     public var string: String? {
         if case .string(let text) = storage { return text }
-        return withUnsafeBytes { String(validating: $0, as: UTF8.self) }
+        return withUnsafeBytes { String(utf8Bytes: $0) }
     }
 
     /// A short description: the byte count, and before it the text when the bytes are valid UTF-8.
@@ -184,5 +184,18 @@ extension Optional where Wrapped == KafkaBytes {
             defer { self = array.map(KafkaBytes.init) }
             yield &array
         }
+    }
+}
+
+extension String {
+    /// The bytes as text when they are valid UTF-8: ASCII, checked byte by byte, needs no general validation (the
+    /// standard library's own goes through unspecialized generic code on this path).
+    init?(utf8Bytes bytes: UnsafeRawBufferPointer) {
+        if !bytes.contains(where: { $0 >= 0x80 }) {
+            self.init(decoding: bytes, as: UTF8.self)
+            return
+        }
+        guard let text = String(validating: bytes, as: UTF8.self) else { return nil }
+        self = text
     }
 }

@@ -131,7 +131,12 @@ public struct KafkaConsumerMessage: Sendable, Hashable {
     }
 
     /// The key decoded as UTF-8, or `nil`.
-    public var keyString: String? { key.flatMap { String(validating: $0, as: UTF8.self) } }
+    public var keyString: String? {
+        switch body {
+        case .owned(let key, _, _): return key.flatMap { key in key.withUnsafeBytes { String(utf8Bytes: $0) } }
+        case .librdkafka(let batch, let index): return batch.keyString(index)
+        }
+    }
     /// The value decoded as UTF-8, or `nil`.
     public var valueString: String? { value.flatMap { String(validating: $0, as: UTF8.self) } }
     /// Whether this message is a tombstone (its value is `nil`).

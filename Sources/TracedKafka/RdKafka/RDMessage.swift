@@ -77,6 +77,12 @@ final class RDMessageBatch: Sendable {
         return message.payload.map { Array(UnsafeRawBufferPointer(start: $0, count: message.len)) }
     }
 
+    /// The key of message `index` as text, read in place, or `nil` (no key, or not UTF-8).
+    func keyString(_ index: Int) -> String? {
+        let message = messages.value[index].pointee
+        return message.key.flatMap { String(utf8Bytes: UnsafeRawBufferPointer(start: $0, count: message.key_len)) }
+    }
+
     /// The value's length (0 for a tombstone), without a copy.
     func valueCount(_ index: Int) -> Int {
         let message = messages.value[index].pointee
@@ -95,6 +101,7 @@ final class RDMessageBatch: Sendable {
     func headers(_ index: Int) -> KafkaHeaders {
         guard let list = headerList(index) else { return [] }
         var result = KafkaHeaders()
+        result.reserveCapacity(rd_kafka_header_cnt(list))
         var position = 0
         var name: UnsafePointer<CChar>?
         var value: UnsafeRawPointer?
@@ -103,8 +110,8 @@ final class RDMessageBatch: Sendable {
             let bytes = value.map { Array(UnsafeRawBufferPointer(start: $0, count: size)) }
             // Keys are C strings here; one that is not UTF-8 keeps its bytes.
             let header = name.map { name in
-                String(validatingCString: name).map { KafkaHeader(key: $0, value: bytes) }
-                    ?? KafkaHeader(keyBytes: Array(UnsafeRawBufferPointer(start: name, count: strlen(name))), value: bytes)
+                let key = UnsafeRawBufferPointer(start: name, count: strlen(name))
+                return String(utf8Bytes: key).map { KafkaHeader(key: $0, value: bytes) } ?? KafkaHeader(keyBytes: Array(key), value: bytes)
             }
             result.append(header ?? KafkaHeader(key: "", value: bytes))
             position += 1

@@ -80,7 +80,10 @@ import Tracing
             if let key = message.keyString { attributes.set("messaging.kafka.message.key", value: .string(key)) }
             if message.isTombstone { attributes.set("messaging.kafka.message.tombstone", value: .bool(true)) }
             if configuration.recordsBodySize { attributes.set("messaging.message.body.size", value: .int64(Int64(message.valueCount))) }
-            KafkaTracingAttributes.captureHeaders(configuration, from: message.headers, into: &attributes)
+            // A message's headers are copied out each time they are read: only when some are captured.
+            if !configuration.capturedHeaders.isEmpty {
+                KafkaTracingAttributes.captureHeaders(configuration, from: message.headers, into: &attributes)
+            }
             configuration.processAttributes?(message, &attributes)
             KafkaTracingAttributes.hand(attributes, to: span)
             if let producerContext { span.addLink(SpanLink(context: producerContext, attributes: [:])) }

@@ -46,13 +46,15 @@ public struct KafkaHeadersExtractor: Extractor {
     ///   - carrier: The record's headers.
     public func extract(key: String, from carrier: KafkaHeaders) -> String? {
         var last: KafkaBytes?
-        var found = false
-        for header in carrier where header.hasKey(key) {
+        var found = false, ambiguous = false
+        carrier.forEachBorrowed { header in
+            guard !ambiguous, header.hasKey(key) else { return }
             // A key repeated with different values is ambiguous: trust none of them.
-            if found, header.valueBytes != last { return nil }
+            if found, header.valueBytes != last { return ambiguous = true }
             last = header.valueBytes
             found = true
         }
+        if ambiguous { return nil }
         return last.flatMap { $0.withUnsafeBytes { sanitized($0, key: key) } }
     }
 
@@ -66,17 +68,17 @@ public struct KafkaHeadersExtractor: Extractor {
         else { return nil }
         switch key {
         case "traceparent":
-            return Self.isValidTraceParent(bytes) ? String(validating: bytes, as: UTF8.self) : nil
+            return Self.isValidTraceParent(bytes) ? String(decoding: bytes, as: UTF8.self) : nil  // ASCII, checked
         case "tracestate":
-            return String(validating: bytes, as: UTF8.self).flatMap {
+            return String(utf8Bytes: bytes).flatMap {
                 Self.cut($0, maxMembers: Self.maxTraceStateMembers, maxLength: Self.maxTraceStateLength)
             }
         case "baggage":
-            return String(validating: bytes, as: UTF8.self).flatMap {
+            return String(utf8Bytes: bytes).flatMap {
                 Self.cut($0, maxMembers: Self.maxBaggageMembers, maxLength: Self.maxBaggageLength)
             }
         default:
-            return bytes.count <= Self.maxValueLength ? String(validating: bytes, as: UTF8.self) : nil
+            return bytes.count <= Self.maxValueLength ? String(utf8Bytes: bytes) : nil
         }
     }
 
@@ -84,17 +86,23 @@ public struct KafkaHeadersExtractor: Extractor {
     /// invalid; version `00` has exactly four fields, later versions may append fields after a `-`.
     static func isValidTraceParent(_ bytes: UnsafeRawBufferPointer) -> Bool {
         guard bytes.count >= 55, bytes.count <= maxValueLength else { return false }
-        func isHex(_ range: Range<Int>) -> Bool {
-            bytes[range].allSatisfy { (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }
+        guard bytes[2] == 0x2D, bytes[35] == 0x2D, bytes[52] == 0x2D else { return false }
+        // Each field is lowercase hex (accumulated without a branch per byte); the ids must not be all zeros.
+        func field(_ range: Range<Int>) -> (isHex: Bool, isZero: Bool) {
+            var isHex = true
+            var bits: UInt8 = 0
+            for index in range {
+                let byte = bytes[index]
+                isHex = isHex && (byte &- 0x30 < 10 || byte &- 0x61 < 6)
+                bits |= byte ^ 0x30
+            }
+            return (isHex, bits == 0)
         }
-        guard isHex(0..<2), bytes[2] == 0x2D, isHex(3..<35), bytes[35] == 0x2D, isHex(36..<52), bytes[52] == 0x2D,
-            isHex(53..<55)
-        else { return false }
-        let version = bytes[0..<2]
-        if version.elementsEqual("ff".utf8) { return false }
-        if version.elementsEqual("00".utf8), bytes.count != 55 { return false }
+        let version = field(0..<2), traceID = field(3..<35), parentID = field(36..<52), flags = field(53..<55)
+        guard version.isHex, traceID.isHex, parentID.isHex, flags.isHex, !traceID.isZero, !parentID.isZero else { return false }
+        if bytes[0] == 0x66, bytes[1] == 0x66 { return false }  // version ff
+        if version.isZero, bytes.count != 55 { return false }  // version 00 has exactly four fields
         if bytes.count > 55, bytes[55] != 0x2D { return false }
-        if bytes[3..<35].allSatisfy({ $0 == 0x30 }) || bytes[36..<52].allSatisfy({ $0 == 0x30 }) { return false }
         return true
     }
 
