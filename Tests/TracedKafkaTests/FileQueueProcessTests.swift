@@ -3,9 +3,10 @@ import Testing
 import TracedKafka
 import TracedKafkaTesting
 
-/// A `tracedkafka-queue` child process whose stdout lines are collected as they arrive.
+/// A `tracedkafka-queue` child process whose stdout lines are collected as they arrive. Started with
+/// ``ChildProcess`` (`posix_spawn`), not Foundation's `Process`, whose `run()` can crash the test process on Linux.
 final class QueueToolProcess: Sendable {
-    private let process: Process
+    private let process: ChildProcess
     private let lines = Shared<[String]>([])
     private let finished = DispatchSemaphore(value: 0)
 
@@ -20,39 +21,26 @@ final class QueueToolProcess: Sendable {
     ///   - fileSizeLimitKiB: A limit on the size of any file the tool writes (`ulimit -f`), with `SIGXFSZ` ignored,
     ///     so a write past it fails with `EFBIG` after a short write — a full disk, made to order.
     init(_ arguments: [String], fileSizeLimitKiB: Int? = nil) throws {
-        process = Process()
         if let fileSizeLimitKiB {
-            process.executableURL = URL(fileURLWithPath: "/bin/bash")
-            process.arguments = ["-c", "trap '' XFSZ; ulimit -f \(fileSizeLimitKiB); exec \"$0\" \"$@\"", Self.toolPath] + arguments
+            process = try ChildProcess(
+                "/bin/bash", ["-c", "trap '' XFSZ; ulimit -f \(fileSizeLimitKiB); exec \"$0\" \"$@\"", Self.toolPath] + arguments,
+                standardOutput: .pipe, standardError: .nullDevice
+            )
         } else {
-            process.executableURL = URL(fileURLWithPath: Self.toolPath)
-            process.arguments = arguments
+            process = try ChildProcess(Self.toolPath, arguments, standardOutput: .pipe, standardError: .nullDevice)
         }
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = FileHandle.nullDevice
-        let reader = pipe.fileHandleForReading
+        let reader = process.standardOutput!
         let thread = Thread { [lines, finished] in
-            var pending = Data()
-            while true {
-                let chunk = reader.availableData
-                if chunk.isEmpty { break }
-                pending.append(chunk)
-                while let newline = pending.firstIndex(of: 0x0A) {
-                    let line = String(decoding: pending[pending.startIndex..<newline], as: UTF8.self)
-                    lines.withLock { $0.append(line) }
-                    pending.removeSubrange(pending.startIndex...newline)
-                }
-            }
+            // Whole lines only: a line cut short by a kill is left out.
+            while let line = reader.readLine() { lines.withLock { $0.append(line) } }
             finished.signal()
         }
-        try process.run()
         thread.start()
     }
 
     var output: [String] { lines.withLock { $0 } }
 
-    func kill() { Foundation.kill(process.processIdentifier, SIGKILL) }
+    func kill() { process.kill(SIGKILL) }
 
     /// Waits (off the cooperative pool) until the process has exited and its output is read; returns its exit
     /// status (the signal's number when a signal ended it).
@@ -60,9 +48,9 @@ final class QueueToolProcess: Sendable {
         let process = self.process, finished = self.finished
         return await withCheckedContinuation { continuation in
             DispatchQueue.global().async {
-                process.waitUntilExit()
+                let status = process.waitUntilExit()
                 finished.wait()
-                continuation.resume(returning: process.terminationStatus)
+                continuation.resume(returning: status)
             }
         }
     }

@@ -1,3 +1,8 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import Foundation
 import Logging
 import ServiceLifecycle
@@ -39,17 +44,17 @@ struct ChildProcessService: Service, CustomStringConvertible {
     /// to exit.
     /// - Throws: When the child cannot start, or exits with a status other than 0 or by a signal.
     func run() async throws {
-        let process = Process()
-        process.executableURL = executable
-        process.arguments = arguments
-        process.environment = environment
+        let pid = try spawn()
         let (exits, exited) = AsyncStream.makeStream(of: Exit.self, bufferingPolicy: .bufferingNewest(1))
-        process.terminationHandler = { process in
-            exited.yield(Exit(status: process.terminationStatus, bySignal: process.terminationReason == .uncaughtSignal))
+        // A thread of its own blocks until the child exits (not a task: it would hold a thread of the shared pool).
+        Thread {
+            var status: Int32 = 0
+            while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
+            // WIFSIGNALED / WTERMSIG / WEXITSTATUS, macros Swift does not import.
+            let signal = status & 0x7F
+            exited.yield(signal != 0 ? Exit(status: signal, bySignal: true) : Exit(status: (status >> 8) & 0xFF, bySignal: false))
             exited.finish()
-        }
-        try process.run()
-        let pid = process.processIdentifier
+        }.start()
         logger.info("started \(name)", metadata: ["pid": "\(pid)"])
 
         let stop: @Sendable () -> Void = {
@@ -73,5 +78,52 @@ struct ChildProcessService: Service, CustomStringConvertible {
         logger.info("\(name) exited", metadata: ["pid": "\(pid)"])
         // Done on its own: keep the group (and the other children) running until it shuts down.
         if !Task.isShuttingDownGracefully { try? await gracefulShutdown() }
+    }
+
+    /// Starts the child with `posix_spawn`: this program's stdin, stdout and stderr, none of its other file
+    /// descriptors, a process group of its own, and no blocked signal (whichever thread starts it: the threads
+    /// that run tasks block SIGTERM, and a child inherits the mask).
+    ///
+    /// Not Foundation's `Process`: on Linux its `run()` can crash the program that calls it (swift-corelibs-foundation
+    /// up to Swift 6.3.1 reads past the end of `/proc/self/fd` entries; fixed by swiftlang/swift-corelibs-foundation
+    /// pull request #5472).
+    /// - Returns: The child's process ID.
+    /// - Throws: ``Failure`` when it cannot start.
+    private func spawn() throws -> pid_t {
+        func check(_ call: String, _ result: Int32) throws {
+            if result != 0 { throw Failure(description: "cannot start \(name): \(call): \(String(cString: strerror(result)))") }
+        }
+        let actions = UnsafeMutablePointer<posix_spawn_file_actions_t>.allocate(capacity: 1)
+        let attributes = UnsafeMutablePointer<posix_spawnattr_t>.allocate(capacity: 1)
+        defer {
+            actions.deallocate()
+            attributes.deallocate()
+        }
+        try check("posix_spawn_file_actions_init", posix_spawn_file_actions_init(actions))
+        defer { posix_spawn_file_actions_destroy(actions) }
+        try check("posix_spawnattr_init", posix_spawnattr_init(attributes))
+        defer { posix_spawnattr_destroy(attributes) }
+        #if canImport(Darwin)
+        let flags = POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_CLOEXEC_DEFAULT
+        #else
+        let flags = POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK
+        // glibc's posix_spawn_file_actions_addclosefrom_np (2.34), which its Swift module does not import.
+        typealias AddCloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>?, Int32) -> Int32
+        if let symbol = dlsym(dlopen(nil, RTLD_NOW), "posix_spawn_file_actions_addclosefrom_np") {
+            try check("posix_spawn_file_actions_addclosefrom_np", unsafeBitCast(symbol, to: AddCloseFrom.self)(actions, 3))
+        }
+        #endif
+        try check("posix_spawnattr_setflags", posix_spawnattr_setflags(attributes, Int16(flags)))
+        try check("posix_spawnattr_setpgroup", posix_spawnattr_setpgroup(attributes, 0))
+        var noSignals = sigset_t()
+        sigemptyset(&noSignals)
+        try check("posix_spawnattr_setsigmask", posix_spawnattr_setsigmask(attributes, &noSignals))
+
+        let argv = ([executable.path] + arguments).map { strdup($0) } + [nil]
+        let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { for string in argv + envp { free(string) } }
+        var pid: pid_t = 0
+        try check("posix_spawn", posix_spawn(&pid, executable.path, actions, attributes, argv, envp))
+        return pid
     }
 }

@@ -309,28 +309,20 @@ struct FaultTests {
         let total = 200
         let binary = ProcessInfo.processInfo.environment["INTEGRATION_BIN_PATH"].map { $0 + "/it-consumer" }
             ?? URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../.build/debug/it-consumer").path
-        let victim = Process()
-        victim.executableURL = URL(fileURLWithPath: binary)
-        victim.arguments = [cluster.bootstrapServers, topic, group]
-        let pipe = Pipe()
-        victim.standardOutput = pipe
+        // ChildProcess (posix_spawn), not Foundation's Process, whose run() can crash the test process on Linux.
         // Not the test's own stderr: a victim left behind must never hold `swift test`'s output open.
-        victim.standardError = FileHandle.nullDevice
-        try victim.run()
+        let victim = try ChildProcess(binary, [cluster.bootstrapServers, topic, group], standardOutput: .pipe, standardError: .nullDevice)
         let lines = Shared<[String]>([])
+        let output = victim.standardOutput!
         let reader = Thread {
-            var buffer = Data()
-            while case let chunk = pipe.fileHandleForReading.availableData, !chunk.isEmpty {
-                buffer.append(chunk)
-                while let newline = buffer.firstIndex(of: 0x0A) {
-                    let line = String(decoding: buffer[buffer.startIndex..<newline], as: UTF8.self)
-                    buffer.removeSubrange(buffer.startIndex...newline)
-                    lines.withLock { $0.append(line) }
-                }
-            }
+            while let line = output.readLine() { lines.withLock { $0.append(line) } }
         }
         reader.start()
-        defer { if victim.isRunning { kill(victim.processIdentifier, SIGKILL) } }
+        // Left running by a failure: killed and reaped (both do nothing once the victim has been waited for below).
+        defer {
+            victim.kill(SIGKILL)
+            _ = victim.waitUntilExit()
+        }
 
         try await withDeadline("the victim's assignment", .seconds(60)) {
             while !lines.withLock({ $0.contains("assigned") }) { try await Task.sleep(for: .milliseconds(50)) }
@@ -343,8 +335,8 @@ struct FaultTests {
         try await withDeadline("the victim's messages", .seconds(60)) {
             while lines.withLock({ $0.filter { $0.hasPrefix("message ") }.count }) < total / 2 { try await Task.sleep(for: .milliseconds(20)) }
         }
-        kill(victim.processIdentifier, SIGKILL)
-        victim.waitUntilExit()
+        victim.kill(SIGKILL)
+        _ = victim.waitUntilExit()
         let seenByVictim = Set(lines.withLock { $0 }.filter { $0.hasPrefix("message ") }.map { String($0.split(separator: " ")[3]) })
         #expect(seenByVictim.count >= total / 2)
 

@@ -117,28 +117,24 @@ func runProcess(_ path: String, _ arguments: [String]) async throws -> ProcessOu
     try await withCheckedThrowingContinuation { continuation in
         DispatchQueue.global().async {
             do {
-                let process = Process()
-                process.executableURL = URL(fileURLWithPath: path)
-                process.arguments = arguments
-                let out = Pipe(), err = Pipe()
-                process.standardOutput = out
-                process.standardError = err
-                process.standardInput = FileHandle.nullDevice
-                try process.run()
+                // ChildProcess (posix_spawn), not Foundation's Process, whose run() can crash the test process on Linux.
+                // stdin is /dev/null.
+                let process = try ChildProcess(path, arguments, standardOutput: .pipe, standardError: .pipe)
+                let out = process.standardOutput!, err = process.standardError!
                 // Read both pipes to the end before waiting, so a chatty child never blocks on a full pipe.
-                let errData = Shared(Data())
+                let errData = Shared([UInt8]())
                 let errReader = DispatchGroup()
                 errReader.enter()
                 DispatchQueue.global().async {
-                    let data = err.fileHandleForReading.readDataToEndOfFile()
+                    let data = err.readToEnd()
                     errData.withLock { $0 = data }
                     errReader.leave()
                 }
-                let outData = out.fileHandleForReading.readDataToEndOfFile()
+                let outData = out.readToEnd()
                 errReader.wait()
-                process.waitUntilExit()
+                let status = process.waitUntilExit()
                 continuation.resume(returning: ProcessOutput(
-                    status: process.terminationStatus,
+                    status: status,
                     stdout: String(decoding: outData, as: UTF8.self),
                     stderr: String(decoding: errData.withLock { $0 }, as: UTF8.self)
                 ))
