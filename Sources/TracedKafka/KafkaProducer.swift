@@ -362,7 +362,9 @@ public final class KafkaProducer: Service, Sendable {
         guard !record.topic.isEmpty else {
             throw KafkaError(code: .invalidRecord, reason: "The record's topic name is empty")
         }
-        if !lastValidTopic.withLock({ $0 == record.topic }) {
+        // Equal strings of equal UTF-8 length: the same bytes, since the one remembered is ASCII (a name that is
+        // only canonically equivalent, such as one with U+212A KELVIN SIGN for "K", is longer in UTF-8).
+        if !lastValidTopic.withLock({ $0.utf8.count == record.topic.utf8.count && $0 == record.topic }) {
             try KafkaTopicName.validate(record.topic, code: .invalidRecord)
             lastValidTopic.withLock { $0 = record.topic }
         }

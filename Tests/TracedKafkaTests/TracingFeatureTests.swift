@@ -211,7 +211,7 @@ struct TracingFeatureTests {
     @Test("One producer follows withTracer scopes that alternate between two tracers, send by send, and sends outside them untraced")
     func alternatingTracerScopes() async throws {
         let first = W3CRecordingTracer(), second = W3CRecordingTracer()
-        let topic = try await TestBackend.librdkafka.newTopic("alt-tracers")
+        let topic = try await TestBackend.fileQueue.newTopic("alt-tracers")
         let producer = try tracedProducer(.fileQueue)
         try await withRunning(producer) { producer in
             for index in 0..<6 {

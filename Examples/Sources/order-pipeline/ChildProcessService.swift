@@ -49,10 +49,14 @@ struct ChildProcessService: Service, CustomStringConvertible {
         // A thread of its own blocks until the child exits (not a task: it would hold a thread of the shared pool).
         Thread {
             var status: Int32 = 0
-            while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
-            // WIFSIGNALED / WTERMSIG / WEXITSTATUS, macros Swift does not import.
-            let signal = status & 0x7F
-            exited.yield(signal != 0 ? Exit(status: signal, bySignal: true) : Exit(status: (status >> 8) & 0xFF, bySignal: false))
+            var result: pid_t
+            repeat { result = waitpid(pid, &status, 0) } while result == -1 && errno == EINTR
+            // No status to report when waitpid itself failed: the stream ends without one (an unknown status).
+            if result == pid {
+                // WIFSIGNALED / WTERMSIG / WEXITSTATUS, macros Swift does not import.
+                let signal = status & 0x7F
+                exited.yield(signal != 0 ? Exit(status: signal, bySignal: true) : Exit(status: (status >> 8) & 0xFF, bySignal: false))
+            }
             exited.finish()
         }.start()
         logger.info("started \(name)", metadata: ["pid": "\(pid)"])
@@ -81,8 +85,8 @@ struct ChildProcessService: Service, CustomStringConvertible {
     }
 
     /// Starts the child with `posix_spawn`: this program's stdin, stdout and stderr, none of its other file
-    /// descriptors, a process group of its own, and no blocked signal (whichever thread starts it: the threads
-    /// that run tasks block SIGTERM, and a child inherits the mask).
+    /// descriptors, a process group of its own, no blocked signal (whichever thread starts it: the threads that run
+    /// tasks block SIGTERM, and a child inherits the mask) and no ignored one.
     ///
     /// Not Foundation's `Process`: on Linux its `run()` can crash the program that calls it (swift-corelibs-foundation
     /// up to Swift 6.3.1 reads past the end of `/proc/self/fd` entries; fixed by swiftlang/swift-corelibs-foundation
@@ -104,9 +108,9 @@ struct ChildProcessService: Service, CustomStringConvertible {
         try check("posix_spawnattr_init", posix_spawnattr_init(attributes))
         defer { posix_spawnattr_destroy(attributes) }
         #if canImport(Darwin)
-        let flags = POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_CLOEXEC_DEFAULT
+        let flags = POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_CLOEXEC_DEFAULT
         #else
-        let flags = POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK
+        let flags = POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF
         // glibc's posix_spawn_file_actions_addclosefrom_np (2.34), which its Swift module does not import.
         typealias AddCloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>?, Int32) -> Int32
         if let symbol = dlsym(dlopen(nil, RTLD_NOW), "posix_spawn_file_actions_addclosefrom_np") {
@@ -118,6 +122,10 @@ struct ChildProcessService: Service, CustomStringConvertible {
         var noSignals = sigset_t()
         sigemptyset(&noSignals)
         try check("posix_spawnattr_setsigmask", posix_spawnattr_setsigmask(attributes, &noSignals))
+        // Every signal at its default action: this program ignores SIGTERM and SIGINT while it handles them itself.
+        var allSignals = sigset_t()
+        sigfillset(&allSignals)
+        try check("posix_spawnattr_setsigdefault", posix_spawnattr_setsigdefault(attributes, &allSignals))
 
         let argv = ([executable.path] + arguments).map { strdup($0) } + [nil]
         let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]

@@ -4,7 +4,7 @@ import Foundation
 import Synchronization
 
 /// Keeps one librdkafka handle alive; destroys it (off the caller's thread: `rd_kafka_destroy` blocks) when the
-/// last holder is gone. The client holds one until it has closed; every consumed ``RDMessage`` holds one too,
+/// last holder is gone. The client holds one until it has closed; every ``RDMessageBatch`` of consumed messages holds one too,
 /// since librdkafka's messages must be destroyed before their handle.
 final class RDHandleKeeper: @unchecked Sendable {
     // Immutable after init; destroyed once, in deinit.

@@ -68,7 +68,8 @@ public struct KafkaHeadersExtractor: Extractor {
         else { return nil }
         switch key {
         case "traceparent":
-            return Self.isValidTraceParent(bytes) ? String(decoding: bytes, as: UTF8.self) : nil  // ASCII, checked
+            // The four fields are checked ASCII; a later version's further fields need not be, so validate all.
+            return Self.isValidTraceParent(bytes) ? String(utf8Bytes: bytes) : nil
         case "tracestate":
             return String(utf8Bytes: bytes).flatMap {
                 Self.cut($0, maxMembers: Self.maxTraceStateMembers, maxLength: Self.maxTraceStateLength)
