@@ -37,6 +37,8 @@ enum HostileHeaders {
         ("valid, then garbage", [KafkaHeader(key: "traceparent", value: valid), KafkaHeader(key: "traceparent", value: "junk")]),
         ("full-width digits", traceparent("００-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")),
         ("version 01 with a bad suffix", traceparent("01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01x")),
+        ("version 01 with a further field that is not UTF-8",
+         traceparent(Array("01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-".utf8) + [0xFF, 0x41])),
         ("only a tracestate", [KafkaHeader(key: "tracestate", value: "vendor=value")]),
     ]
 }
@@ -65,6 +67,13 @@ struct HostileHeaderTests {
         #expect(process.isRoot, "\(name)")
         #expect(process.links.isEmpty, "\(name)")
         #expect(!HostileHeaders.embeddedTraceIDs.contains(process.traceID), "\(name)")
+    }
+
+    @Test("The extractor itself hands the tracer no traceparent from any hostile case")
+    func extractorRefusesEveryCase() {
+        for (name, headers) in HostileHeaders.cases {
+            #expect(KafkaHeadersExtractor().extract(key: "traceparent", from: headers) == nil, "\(name)")
+        }
     }
 
     @Test("The table has at least 20 cases")

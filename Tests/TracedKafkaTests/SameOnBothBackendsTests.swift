@@ -46,6 +46,14 @@ struct SameOnBothBackendsTests {
                 let error = await #expect(throws: KafkaError.self) { try await producer.send(KafkaProducerRecord(topic: name, value: "v")) }
                 #expect(error?.code == .invalidRecord, "\(name)")
             }
+            // Right after a send to a valid name, a name Swift's String calls equal to it (U+212A KELVIN SIGN is
+            // canonically "K") but whose bytes differ is checked, and refused, all the same.
+            let kelvin = "K" + topic
+            _ = try await producer.send(KafkaProducerRecord(topic: kelvin, value: "v"))
+            let lookalike = "\u{212A}" + topic
+            #expect(lookalike == kelvin)
+            let error = await #expect(throws: KafkaError.self) { try await producer.send(KafkaProducerRecord(topic: lookalike, value: "v")) }
+            #expect(error?.code == .invalidRecord)
         }
         let consumerError = #expect(throws: KafkaError.self) {
             _ = try KafkaConsumer(configuration: consumerConfiguration(backend, group: uniqueName("g"), topics: ["bad topic!"]))
