@@ -114,14 +114,6 @@ public struct KafkaConsumerMessage: Sendable, Hashable {
         }
     }
 
-    /// Whether the message has headers, without copying them when it has none.
-    var hasHeaders: Bool {
-        switch body {
-        case .owned(_, _, let headers): return !headers.isEmpty
-        case .librdkafka(let batch, let index): return batch.hasHeaders(index)
-        }
-    }
-
     /// The size of the value, without copying it.
     var valueCount: Int {
         switch body {

@@ -220,13 +220,13 @@ struct PipeReader: ~Copyable {
 
 // MARK: - Spawning
 
-/// Makes sure no child started here inherits a pipe end meant for another (on a system where a pipe cannot be made
-/// close-on-exec at once, or a child's other descriptors closed).
+/// Makes sure no child started here inherits a pipe end meant for another, between a pipe's making and its ends
+/// turning close-on-exec, on a system where a child's other descriptors are not closed anyway.
 private let descriptorsLock = Mutex<Void>(())
 
 private func withDescriptorsLock(_ body: () throws -> pid_t) throws -> pid_t {
     #if os(Linux)
-    if gnu.pipe2 != nil && gnu.addCloseFrom != nil { return try body() }
+    if gnu.addCloseFrom != nil { return try body() }
     #endif
     return try descriptorsLock.withLock { _ in try body() }
 }
@@ -234,12 +234,6 @@ private func withDescriptorsLock(_ body: () throws -> pid_t) throws -> pid_t {
 /// A pipe whose two ends are close-on-exec (the child gets its end through `dup2`, which clears that).
 private func makePipe(for executable: String) throws -> (read: Int32, write: Int32) {
     var fds: [Int32] = [-1, -1]
-    #if os(Linux)
-    if let pipe2 = gnu.pipe2 {
-        guard pipe2(&fds, O_CLOEXEC) == 0 else { throw ChildProcess.SpawnError(executable: executable, call: "pipe2", code: errno) }
-        return (fds[0], fds[1])
-    }
-    #endif
     guard pipe(&fds) == 0 else { throw ChildProcess.SpawnError(executable: executable, call: "pipe", code: errno) }
     for fd in fds where fcntl(fd, F_SETFD, FD_CLOEXEC) == -1 {
         let code = errno
@@ -323,18 +317,15 @@ private func closeDescriptor(_ fd: Int32) -> Int32 {
 }
 
 #if os(Linux)
-/// glibc functions that its Swift module does not import (they are declared only with `_GNU_SOURCE`), looked up
-/// at run time: `pipe2` (glibc 2.9) and `posix_spawn_file_actions_addclosefrom_np` (glibc 2.34).
+/// A glibc function that its Swift module does not import (declared only with `_GNU_SOURCE`), looked up at run
+/// time: `posix_spawn_file_actions_addclosefrom_np` (glibc 2.34).
 private struct GNUFunctions: Sendable {
-    typealias Pipe2 = @convention(c) (UnsafeMutablePointer<Int32>?, Int32) -> Int32
     typealias AddCloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>?, Int32) -> Int32
 
-    let pipe2: Pipe2?
     let addCloseFrom: AddCloseFrom?
 
     init() {
         let process = dlopen(nil, RTLD_NOW)
-        pipe2 = dlsym(process, "pipe2").map { unsafeBitCast($0, to: Pipe2.self) }
         addCloseFrom = dlsym(process, "posix_spawn_file_actions_addclosefrom_np").map { unsafeBitCast($0, to: AddCloseFrom.self) }
     }
 }

@@ -62,9 +62,6 @@ final class RDMessageBatch: Sendable {
         withExtendedLifetime(keeper) {}
     }
 
-    /// How many messages the batch holds.
-    var count: Int { messages.value.count }
-
     /// The key of message `index`, copied, or `nil`.
     func key(_ index: Int) -> [UInt8]? {
         let message = messages.value[index].pointee
@@ -91,11 +88,6 @@ final class RDMessageBatch: Sendable {
 
     /// Whether the value of message `index` is absent.
     func isTombstone(_ index: Int) -> Bool { messages.value[index].pointee.payload == nil }
-
-    /// Whether message `index` has headers, without copying them.
-    func hasHeaders(_ index: Int) -> Bool {
-        headerList(index).map { rd_kafka_header_cnt($0) > 0 } ?? false
-    }
 
     /// The headers of message `index`, copied, in the order they were produced.
     func headers(_ index: Int) -> KafkaHeaders {

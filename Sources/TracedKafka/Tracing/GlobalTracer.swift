@@ -28,22 +28,16 @@ enum GlobalTracer {
         }
     }
 
-    private struct State: @unchecked Sendable {
-        var resolved: Resolved?
-        /// The last instrument type asked about, and whether it is a class.
-        var lastType: ObjectIdentifier?
-        var lastTypeIsClass = false
-    }
-
-    private static let state = Mutex(State())
+    /// The tracer found for the last class instrument seen.
+    private static let state = Mutex<Resolved?>(nil)
 
     /// The tracer `InstrumentationSystem.tracer` would return now.
     static var current: any Tracer {
         let instrument = InstrumentationSystem.instrument
         let (type, word) = identity(of: instrument)
         if type == noOpInstrument || type == noOpTracer { return NoOpTracer() }
-        if let tracer = state.withLock({ state -> (any Tracer)? in
-            guard let resolved = state.resolved, resolved.type == type, resolved.object == word else { return nil }
+        if let tracer = state.withLock({ resolved -> (any Tracer)? in
+            guard let resolved, resolved.type == type, resolved.object == word else { return nil }
             return resolved.tracer
         }) {
             return tracer
@@ -63,14 +57,10 @@ enum GlobalTracer {
     /// The tracer of an instrument not seen last: found by the library's own resolution, and kept when the
     /// instrument is a class instance (its identity then stands for it).
     private static func resolve(_ instrument: any Instrument, type: ObjectIdentifier, word: UInt) -> any Tracer {
-        let isClass = state.withLock { state in state.lastType == type ? state.lastTypeIsClass : nil }
-            ?? (Swift.type(of: instrument) is AnyObject.Type)
         // A multiplexing instrument holds its tracer inside; the library's own resolution finds it.
         let tracer = (instrument as? any Tracer) ?? InstrumentationSystem.tracer
-        state.withLock { state in
-            state.lastType = type
-            state.lastTypeIsClass = isClass
-            if isClass { state.resolved = Resolved(instrument: instrument, type: type, object: word, tracer: tracer) }
+        if Swift.type(of: instrument) is AnyObject.Type {
+            state.withLock { $0 = Resolved(instrument: instrument, type: type, object: word, tracer: tracer) }
         }
         return tracer
     }

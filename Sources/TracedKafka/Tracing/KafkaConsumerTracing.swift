@@ -40,12 +40,13 @@ import Tracing
 
     /// The producer's context carried in a message's headers, or `nil` (propagation off, no or hostile headers).
     @_spi(Benchmarks) public func extractContext(from message: KafkaConsumerMessage) -> InstrumentationContext? {
-        guard configuration.propagatesContext, message.hasHeaders, let tracer = configuration.currentTracer else {
-            return nil
-        }
+        guard configuration.propagatesContext else { return nil }
+        // Read once: a message from librdkafka copies its headers out on each read.
+        let headers = message.headers
+        guard !headers.isEmpty, let tracer = configuration.currentTracer else { return nil }
         // Always into a fresh context, never into one that already carries a span.
         var context = InstrumentationContext.topLevel
-        tracer.extract(message.headers, into: &context, using: KafkaHeadersExtractor())
+        tracer.extract(headers, into: &context, using: KafkaHeadersExtractor())
         return context.isEmpty ? nil : context
     }
 
