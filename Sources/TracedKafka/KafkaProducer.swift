@@ -31,6 +31,11 @@ public final class KafkaProducer: Service, Sendable {
     let transactionState = Mutex(ProducerTransactionState())
     /// Whether the producer has a transactional id (read once per record).
     private let isTransactional: Bool
+    /// Whether nothing but an awaiting sender ever hears of an enqueued record's outcome: tracing and metrics are
+    /// off and the producer has no events stream (``enqueue(_:)`` then hands the record on with nothing else).
+    private let isUnobserved: Bool
+    /// The trace headers of an untraced record: none (kept, so that no record makes and frees an empty carrier).
+    private let noTraceHeaders = InjectedTraceHeaders()
 
     /// Creates a producer on the configured backend (librdkafka, or the file queue).
     /// - Parameters:
@@ -82,6 +87,7 @@ public final class KafkaProducer: Service, Sendable {
         let logger = logger.withClientMetadata(clientID: configuration.clientID, groupID: nil)
         self.logger = logger
         self.isTransactional = configuration.transactionalID != nil
+        self.isUnobserved = events == nil && !configuration.tracing.isEnabled && !metrics.isEnabled
         self.tracing = KafkaProducerTracing(
             configuration: configuration.tracing,
             clientID: configuration.clientID,
@@ -163,9 +169,10 @@ public final class KafkaProducer: Service, Sendable {
     }
 
     /// A record handed to the backend inside its send span (when tracing is on). The span ends with the delivery
-    /// report, before `onDelivery` runs, or at once with the error when the record is refused.
+    /// report, before `onDelivery` runs, or at once with the error when the record is refused. Made only when the
+    /// queue is full or the record is refused (a class, so that the common "taken" answer is one word).
     @usableFromInline
-    struct Send {
+    final class Send {
         let record: KafkaProducerRecord
         /// The span's context, written after the record's own headers.
         let traceHeaders: InjectedTraceHeaders
@@ -176,6 +183,24 @@ public final class KafkaProducer: Service, Sendable {
         let handler: DeliveryHandler?
         /// The span's hold in a transaction, which ends it once the outcome is known too.
         let held: TransactionalSend?
+
+        init(
+            record: KafkaProducerRecord,
+            traceHeaders: InjectedTraceHeaders,
+            id: KafkaProducerMessageID,
+            span: KafkaProducerTracing.SendSpan?,
+            metricsStart: MetricsInstant?,
+            handler: DeliveryHandler?,
+            held: TransactionalSend?
+        ) {
+            self.record = record
+            self.traceHeaders = traceHeaders
+            self.id = id
+            self.span = span
+            self.metricsStart = metricsStart
+            self.handler = handler
+            self.held = held
+        }
     }
 
     /// The record was refused: the span and the metrics see the error that the caller gets; no delivery handler
@@ -220,6 +245,9 @@ public final class KafkaProducer: Service, Sendable {
         in transaction: KafkaTransaction?,
         onDelivery: DeliveryHandler?
     ) throws -> Send? {
+        if span == nil, transaction == nil, !metrics.isEnabled {
+            return try offerUnobserved(record, traceHeaders: traceHeaders, id: id, onDelivery: onDelivery)
+        }
         let metricsStart = metrics.started()
         let measured = metrics.measuringSend(of: record, startedAt: metricsStart, then: onDelivery)
         let held = span.flatMap { transaction?.hold($0) }
@@ -234,6 +262,19 @@ public final class KafkaProducer: Service, Sendable {
             throw error
         }
         return taken ? nil : Send(record: record, traceHeaders: traceHeaders, id: id, span: span, metricsStart: metricsStart, handler: handler, held: held)
+    }
+
+    /// Offers a record that nothing observes but its own handler: no span, no metrics, no transaction to tell (a
+    /// refused record then needs nothing but the error its caller gets).
+    @inline(__always)
+    private func offerUnobserved(
+        _ record: KafkaProducerRecord,
+        traceHeaders: InjectedTraceHeaders,
+        id: KafkaProducerMessageID,
+        onDelivery: DeliveryHandler?
+    ) throws -> Send? {
+        if try backend.offer(record, traceHeaders: traceHeaders, id: id, onDelivery: onDelivery) { return nil }
+        return Send(record: record, traceHeaders: traceHeaders, id: id, span: nil, metricsStart: nil, handler: onDelivery, held: nil)
     }
 
     /// The queue was full: waits for room and offers again until the backend takes the record.
@@ -276,6 +317,8 @@ public final class KafkaProducer: Service, Sendable {
     @usableFromInline
     func enqueueIfRoom(_ record: KafkaProducerRecord) throws -> (KafkaProducerMessageID, Send?) {
         let id = try admit(record, in: nil)
+        // No span, no metrics, no events: the record goes to the backend as it is, with nothing to call back.
+        if isUnobserved { return (id, try offerUnobserved(record, traceHeaders: noTraceHeaders, id: id, onDelivery: nil)) }
         return (id, try start(record, id: id, in: nil, onDelivery: events.map { Self.eventHandler($0, id: id, topic: record.topic) }))
     }
 

@@ -53,6 +53,34 @@ struct ProducerTests {
         #expect(Set(offsets) == Set(0..<1_000))
     }
 
+    @Test("With tracing and metrics off and no events stream, enqueue waits for room in a full queue and loses nothing")
+    func unobservedEnqueueIntoFullQueue() async throws {
+        // The path a record takes when nothing observes its outcome: no span, no metrics, no delivery handler.
+        let cluster = SharedCluster.cluster
+        let topic = try await newTopic("unobserved")
+        var configuration = producerConfiguration(cluster, properties: ["queue.buffering.max.messages": "10"])
+        configuration.tracing = .disabled
+        configuration.metrics = .disabled
+        let producer = try KafkaProducer(configuration: configuration)
+        let count = 500
+        let ids = try await withRunning(producer) { producer in
+            var ids: [UInt64] = []
+            for index in 0..<count {
+                ids.append(try await producer.enqueue(KafkaProducerRecord(topic: topic, key: "same", value: "\(index)")).rawValue)
+            }
+            let refused = await #expect(throws: KafkaError.self) {
+                try await producer.enqueue(KafkaProducerRecord(topic: "not a topic!", value: "x"))
+            }
+            #expect(refused?.code == .invalidRecord)
+            try await producer.flush()
+            return ids
+        }
+        #expect(Set(ids).count == count)
+        let consumer = try KafkaConsumer(configuration: consumerConfiguration(cluster, group: uniqueName("g"), topics: [topic]))
+        let messages = try await consume(consumer, count: count, limit: .seconds(30))
+        #expect(messages.compactMap(\.valueString) == (0..<count).map { "\($0)" })
+    }
+
     /// A one-broker cluster of its own with a one-partition topic, and a running producer that has delivered one
     /// record (offset 0) there, so metadata and connections are warm before a fault is injected.
     func withWarmProducer<T: Sendable>(

@@ -124,14 +124,6 @@ enum ValueKind {
         }
     }
 
-    /// A record made from the value as a service makes it.
-    func record(topic: String, partition: Int) -> KafkaProducerRecord {
-        switch self {
-        case .array(let array): KafkaProducerRecord(topic: topic, value: array, partition: partition)
-        case .string(let text): KafkaProducerRecord(topic: topic, value: text, partition: partition)
-        case .data(let data): KafkaProducerRecord(topic: topic, value: data, partition: partition)
-        }
-    }
 }
 
 /// How many send and process spans were sampled: the hooks run for recording spans only.
@@ -168,39 +160,53 @@ struct Stopwatch {
 }
 
 /// Sends `count` records of 100 bytes round-robin over the partitions, after one untimed warm-up record.
-func produceTraced(mode: String, bootstrap: String, topic: String, count: Int, partitions: Int, linger: Int, senders: Int, value: ValueKind,
-                   rate: Int?) async throws -> String {
-    let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(
-        bootstrapServers: [bootstrap], linger: .milliseconds(linger), tracing: tracing(for: mode), metrics: .disabled
-    ))
-    return try await withThrowingTaskGroup(of: Void.self) { group in
-        group.addTask { try await producer.run() }
-        try await producer.send(value.record(topic: topic, partition: 0))
-        var stopwatch = Stopwatch()
-        stopwatch.start()
-        if senders > 0 {
-            try await withThrowingTaskGroup(of: Void.self) { sending in
-                for sender in 0..<senders {
-                    sending.addTask {
-                        for index in stride(from: sender, to: count, by: senders) {
-                            try await producer.send(value.record(topic: topic, partition: index % partitions))
+struct TracedProduce {
+    let mode: String, bootstrap: String, topic: String
+    let count: Int, partitions: Int, linger: Int, senders: Int
+    let rate: Int?
+
+    /// Runs with the value as its own type, so that the loop making records is specialized for it, as a service's is.
+    func run(_ value: ValueKind) async throws -> String {
+        switch value {
+        case .array(let array): try await run(array)
+        case .string(let text): try await run(text)
+        case .data(let data): try await run(data)
+        }
+    }
+
+    func run<Value: KafkaContiguousBytes>(_ value: Value) async throws -> String {
+        let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(
+            bootstrapServers: [bootstrap], linger: .milliseconds(linger), tracing: tracing(for: mode), metrics: .disabled
+        ))
+        return try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await producer.run() }
+            try await producer.send(KafkaProducerRecord(topic: topic, value: value, partition: 0))
+            var stopwatch = Stopwatch()
+            stopwatch.start()
+            if senders > 0 {
+                try await withThrowingTaskGroup(of: Void.self) { sending in
+                    for sender in 0..<senders {
+                        sending.addTask {
+                            for index in stride(from: sender, to: count, by: senders) {
+                                try await producer.send(KafkaProducerRecord(topic: topic, value: value, partition: index % partitions))
+                            }
                         }
                     }
+                    try await sending.waitForAll()
                 }
-                try await sending.waitForAll()
+            } else {
+                var pacer = Pacer(rate: rate)
+                for index in 0..<count {
+                    if let delay = pacer.delay(before: index) { try await Task.sleep(for: delay) }
+                    try await producer.enqueue(KafkaProducerRecord(topic: topic, value: value, partition: index % partitions))
+                }
+                try await producer.flush(timeout: .seconds(300))
             }
-        } else {
-            var pacer = Pacer(rate: rate)
-            for index in 0..<count {
-                if let delay = pacer.delay(before: index) { try await Task.sleep(for: delay) }
-                try await producer.enqueue(value.record(topic: topic, partition: index % partitions))
-            }
-            try await producer.flush(timeout: .seconds(300))
+            let line = stopwatch.line(mode, count: count)
+            producer.triggerGracefulShutdown()
+            try await group.waitForAll()
+            return line
         }
-        let line = stopwatch.line(mode, count: count)
-        producer.triggerGracefulShutdown()
-        try await group.waitForAll()
-        return line
     }
 }
 
@@ -247,10 +253,10 @@ Task.detached {
                            inFlight: argument("senders").flatMap(Int.init), rate: argument("rate").flatMap(Int.init))
                 line = stopwatch.line(mode, count: count)
             case ("produce", _):
-                line = try await produceTraced(mode: mode, bootstrap: bootstrap, topic: topic, count: count, partitions: partitions,
+                line = try await TracedProduce(mode: mode, bootstrap: bootstrap, topic: topic, count: count, partitions: partitions,
                                                linger: argument("linger-ms").flatMap(Int.init) ?? 5,
-                                               senders: argument("senders").flatMap(Int.init) ?? 0, value: valueKind,
-                                               rate: argument("rate").flatMap(Int.init))
+                                               senders: argument("senders").flatMap(Int.init) ?? 0,
+                                               rate: argument("rate").flatMap(Int.init)).run(valueKind)
                 if mode == "sampled" { line += " spans \(sampledSpans.load(ordering: .relaxed))" }  // the warm-up record's too
             case ("consume", _):
                 line = try await consumeTraced(mode: mode, bootstrap: bootstrap, topic: topic, count: count)
