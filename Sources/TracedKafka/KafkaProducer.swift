@@ -34,7 +34,8 @@ public final class KafkaProducer: Service, Sendable {
     /// Whether nothing but an awaiting sender ever hears of an enqueued record's outcome: tracing and metrics are
     /// off and the producer has no events stream (``enqueue(_:)`` then hands the record on with nothing else).
     private let isUnobserved: Bool
-    /// The trace headers of an untraced record: none (kept, so that no record makes and frees an empty carrier).
+    /// The trace headers of an untraced record: none (kept here, so that an unobserved record neither builds nor
+    /// destroys an empty carrier of its own).
     private let noTraceHeaders = InjectedTraceHeaders()
 
     /// Creates a producer on the configured backend (librdkafka, or the file queue).
@@ -215,9 +216,10 @@ public final class KafkaProducer: Service, Sendable {
         metrics.recordRefused(send.record, startedAt: send.metricsStart, error: refusal)
     }
 
-    /// Starts the send span and offers the record once: the path of every record while the queue has room, with
-    /// no suspension and no copy of the record (unless tracing drops headers from it). Returns the send when the
-    /// queue is full (finish it with ``offerWhenRoom(_:)``), else `nil`.
+    /// Starts the send span and offers the record once: the path of every observed record (an unobserved
+    /// ``enqueue(_:)`` skips it) while the queue has room, with no suspension and no copy of the record (unless
+    /// tracing drops headers from it). Returns the send when the queue is full (finish it with
+    /// ``offerWhenRoom(_:)``), else `nil`.
     private func start(
         _ record: KafkaProducerRecord,
         id: KafkaProducerMessageID,
@@ -245,7 +247,8 @@ public final class KafkaProducer: Service, Sendable {
         in transaction: KafkaTransaction?,
         onDelivery: DeliveryHandler?
     ) throws -> Send? {
-        if span == nil, transaction == nil, !metrics.isEnabled {
+        // Without a span there is nothing for a transaction to hold either.
+        if span == nil, !metrics.isEnabled {
             return try offerUnobserved(record, traceHeaders: traceHeaders, id: id, onDelivery: onDelivery)
         }
         let metricsStart = metrics.started()

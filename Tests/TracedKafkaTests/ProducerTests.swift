@@ -72,6 +72,11 @@ struct ProducerTests {
                 try await producer.enqueue(KafkaProducerRecord(topic: "not a topic!", value: "x"))
             }
             #expect(refused?.code == .invalidRecord)
+            // Refused by librdkafka itself, on the same path (the topic's one partition is known by now).
+            let unknown = await #expect(throws: KafkaError.self) {
+                try await producer.enqueue(KafkaProducerRecord(topic: topic, value: "x", partition: 5))
+            }
+            #expect(unknown?.code == .unknownPartition)
             try await producer.flush()
             return ids
         }
