@@ -1,3 +1,5 @@
+import Synchronization
+
 /// Kafka's rules for topic names, checked by both backends so they refuse the same names.
 ///
 /// Kafka accepts letters, digits, `.`, `_` and `-`, at most 249 of them, and neither `.` nor `..`. librdkafka's
@@ -24,6 +26,12 @@ enum KafkaTopicName {
             for byte in bytes where !isLegal(byte) { return false }
             return !(bytes.count <= 2 && bytes.allSatisfy { $0 == 0x2E })  // neither "." nor ".."
         }
+    }
+
+    /// The two words a `String` is made of: equal words are the same small string's bytes or the same storage.
+    static func bits(of topic: String) -> WordPair {
+        let words = unsafeBitCast(topic, to: (UInt, UInt).self)
+        return WordPair(first: words.0, second: words.1)
     }
 
     /// An ASCII letter or digit, `.`, `_` or `-`.

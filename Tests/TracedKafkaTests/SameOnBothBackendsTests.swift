@@ -54,6 +54,20 @@ struct SameOnBothBackendsTests {
             #expect(lookalike == kelvin)
             let error = await #expect(throws: KafkaError.self) { try await producer.send(KafkaProducerRecord(topic: lookalike, value: "v")) }
             #expect(error?.code == .invalidRecord)
+            // The last valid name is recognised by its representation: a name of the same length changed in place
+            // after a send to it (its storage copied, since the producer keeps the old one), and equal bytes in
+            // storage of their own, are each checked on their merits.
+            #expect(topic.utf8.count > 15, "a name in heap storage, not a small string")
+            _ = try await producer.send(KafkaProducerRecord(topic: topic, value: "v"))
+            var changed = topic
+            changed.removeLast()
+            changed.append("!")
+            #expect(changed.utf8.count == topic.utf8.count)
+            let changedError = await #expect(throws: KafkaError.self) { try await producer.send(KafkaProducerRecord(topic: changed, value: "v")) }
+            #expect(changedError?.code == .invalidRecord)
+            let copy = String(decoding: Array(topic.utf8), as: UTF8.self)
+            #expect(try await producer.send(KafkaProducerRecord(topic: copy, value: "v")).offset == 2)
+            #expect(try await producer.send(KafkaProducerRecord(topic: topic, value: "v")).offset == 3)
         }
         let consumerError = #expect(throws: KafkaError.self) {
             _ = try KafkaConsumer(configuration: consumerConfiguration(backend, group: uniqueName("g"), topics: ["bad topic!"]))
