@@ -21,14 +21,8 @@ public final class KafkaProducer: Service, Sendable {
     private let events: BoundedEventStream<KafkaProducerEvent>?
     let lifecycle = ClientLifecycleLock()
     private let nextMessageID = Atomic<UInt64>(0)
-    /// The last topic name found valid: a producer mostly sends to one topic in a row, and recognising the same
-    /// string is cheaper than checking its characters again. Kept here so that its storage stays alive while
-    /// ``lastValidTopicBits`` names it.
-    private let lastValidTopic = Mutex("")
-    /// The two words of ``lastValidTopic``'s representation, read without the lock: a topic whose words are equal
-    /// to them is that very string (a small string's words are its bytes; a large one's name its storage, which
-    /// `lastValidTopic` keeps alive, so no other string can have it), so it is valid.
-    private let lastValidTopicBits = Atomic(WordPair(first: 0, second: 0))
+    /// The last topic name found valid, so that a producer sending to one topic in a row checks its name once.
+    private let lastValidTopic = LastValidTopicName()
     let tracing: KafkaProducerTracing
     private let metrics: KafkaClientMetrics
     let logger: Logger
@@ -415,14 +409,9 @@ public final class KafkaProducer: Service, Sendable {
         }
         // Equal strings of equal UTF-8 length: the same bytes, since the one remembered is ASCII (a name that is
         // only canonically equivalent, such as one with U+212A KELVIN SIGN for "K", is longer in UTF-8).
-        let topicBits = KafkaTopicName.bits(of: record.topic)
-        if lastValidTopicBits.load(ordering: .acquiring) != topicBits {
+        if !lastValidTopic.isLast(record.topic) {
             try KafkaTopicName.validate(record.topic, code: .invalidRecord)
-            lastValidTopic.withLock { last in
-                // The words first, then the string: the storage they named is freed only after they name another.
-                lastValidTopicBits.store(topicBits, ordering: .releasing)
-                last = record.topic
-            }
+            lastValidTopic.remember(record.topic)
         }
         if let partition = record.partition, partition < 0 || partition > Int(Int32.max) {
             throw KafkaError(code: .invalidRecord, reason: "Partition \(partition) is out of range")
