@@ -123,14 +123,17 @@ public struct KafkaConsumerMessage: Sendable, Hashable {
     }
 
     /// The key decoded as UTF-8, or `nil`.
-    public var keyString: String? {
+    public var keyString: String? { text(ofKey: true) }
+    /// The value decoded as UTF-8, or `nil`.
+    public var valueString: String? { text(ofKey: false) }
+
+    /// The key or the value as text, read in place (no copy of librdkafka's bytes first).
+    private func text(ofKey isKey: Bool) -> String? {
         switch body {
-        case .owned(let key, _, _): return key.flatMap { key in key.withUnsafeBytes { String(utf8Bytes: $0) } }
-        case .librdkafka(let batch, let index): return batch.keyString(index)
+        case .owned(let key, let value, _): return (isKey ? key : value).flatMap { bytes in bytes.withUnsafeBytes { String(utf8Bytes: $0) } }
+        case .librdkafka(let batch, let index): return isKey ? batch.keyString(index) : batch.valueString(index)
         }
     }
-    /// The value decoded as UTF-8, or `nil`.
-    public var valueString: String? { value.flatMap { String(validating: $0, as: UTF8.self) } }
     /// Whether this message is a tombstone (its value is `nil`).
     public var isTombstone: Bool {
         switch body {

@@ -111,7 +111,7 @@ public struct KafkaHeader: Sendable, Hashable {
     }
 
     private static func key(from bytes: [UInt8]) -> StoredKey {
-        String(validating: bytes, as: UTF8.self).map(StoredKey.text) ?? .bytes(bytes)
+        bytes.withUnsafeBytes { String(utf8Bytes: $0) }.map(StoredKey.text) ?? .bytes(bytes)
     }
 }
 

@@ -51,18 +51,19 @@ struct RoundTripTests {
         #expect(messages.map(\.keyString) == ["k1", "k2", nil, "\u{07AD}"], "0xDE 0xAD is UTF-8 for U+07AD")
     }
 
-    @Test("A key's text is read as UTF-8: ASCII, multibyte, empty; bytes that are not UTF-8 give none", arguments: TestBackend.allCases)
+    @Test("A key's and a value's text is read as UTF-8: ASCII, multibyte, empty; bytes that are not UTF-8 give none", arguments: TestBackend.allCases)
     func keyText(backend: TestBackend) async throws {
         let topic = try await backend.newTopic("key-text")
         let keys: [[UInt8]] = [Array("plain".utf8), Array("grüße-😀".utf8), [], [0x66, 0xC3], [0xFF]]
         let producer = try KafkaProducer(configuration: producerConfiguration(backend))
         try await withRunning(producer) { producer in
-            for key in keys { _ = try await producer.send(KafkaProducerRecord(topic: topic, key: key, value: "v", partition: 0)) }
+            for key in keys { _ = try await producer.send(KafkaProducerRecord(topic: topic, key: key, value: key, partition: 0)) }
         }
         let consumer = try KafkaConsumer(configuration: consumerConfiguration(backend, group: uniqueName("g"), topics: [topic]))
         let messages = try await consume(consumer, count: keys.count)
         #expect(messages.map(\.keyString) == ["plain", "grüße-😀", "", nil, nil])
         #expect(messages.map(\.key) == keys)
+        #expect(messages.map(\.valueString) == ["plain", "grüße-😀", "", nil, nil])
     }
 
     @Test("Records with the same key land on the same partition", arguments: TestBackend.allCases)

@@ -58,7 +58,7 @@ final class FQProducer: KafkaProducerBackend, @unchecked Sendable {
         // The writer thread encodes the record after this returns: bytes of a caller's own type are copied now, so
         // that nothing the caller does later changes what is written, or the size measured here.
         var record = record
-        if !traceHeaders.isEmpty { record.headers.append(contentsOf: traceHeaders.headers) }
+        traceHeaders.forEach { key, value in record.headers.append(KafkaHeader(key: key, value: value)) }
         if record.keyBytes?.isOwned == false { record.keyBytes = record.keyBytes?.owned }
         if record.valueBytes?.isOwned == false { record.valueBytes = record.valueBytes?.owned }
         for index in record.headers.indices where record.headers[index].valueBytes?.isOwned == false {

@@ -63,21 +63,22 @@ final class RDMessageBatch: Sendable {
     }
 
     /// The key of message `index`, copied, or `nil`.
-    func key(_ index: Int) -> [UInt8]? {
-        let message = messages.value[index].pointee
-        return message.key.map { Array(UnsafeRawBufferPointer(start: $0, count: message.key_len)) }
-    }
+    func key(_ index: Int) -> [UInt8]? { bytes(index, key: true).map { Array($0) } }
 
     /// The value of message `index`, copied, or `nil` for a tombstone.
-    func value(_ index: Int) -> [UInt8]? {
-        let message = messages.value[index].pointee
-        return message.payload.map { Array(UnsafeRawBufferPointer(start: $0, count: message.len)) }
-    }
+    func value(_ index: Int) -> [UInt8]? { bytes(index, key: false).map { Array($0) } }
 
     /// The key of message `index` as text, read in place, or `nil` (no key, or not UTF-8).
-    func keyString(_ index: Int) -> String? {
+    func keyString(_ index: Int) -> String? { bytes(index, key: true).flatMap { String(utf8Bytes: $0) } }
+
+    /// The value of message `index` as text, read in place, or `nil` (a tombstone, or not UTF-8).
+    func valueString(_ index: Int) -> String? { bytes(index, key: false).flatMap { String(utf8Bytes: $0) } }
+
+    /// The key or the value of message `index` where librdkafka holds it (valid while the batch lives), or `nil`.
+    private func bytes(_ index: Int, key: Bool) -> UnsafeRawBufferPointer? {
         let message = messages.value[index].pointee
-        return message.key.flatMap { String(utf8Bytes: UnsafeRawBufferPointer(start: $0, count: message.key_len)) }
+        let start = key ? message.key : message.payload
+        return start.map { UnsafeRawBufferPointer(start: $0, count: key ? message.key_len : message.len) }
     }
 
     /// The value's length (0 for a tombstone), without a copy.

@@ -177,13 +177,6 @@ extension Substring {
         body(second.key, second.value)
         for (key, value) in more { body(key, value) }
     }
-
-    /// The headers as record headers (for a backend that stores them with the record's own).
-    var headers: [KafkaHeader] {
-        var headers: [KafkaHeader] = []
-        forEach { key, value in headers.append(KafkaHeader(key: key, value: value)) }
-        return headers
-    }
 }
 
 /// Writes a tracer's context into a send's ``InjectedTraceHeaders``; each write replaces one of the same key.
