@@ -88,29 +88,10 @@ struct ClientLifecycle: ~Copyable {
 
 import ServiceLifecycle
 
-/// An owner of a ``ClientLifecycle`` under a lock: the producer's own lock, or the consumer's state machine.
+/// An owner of a ``ClientLifecycle`` under a lock: the producer's or the consumer's state machine.
 protocol ClientLifecycleLocking: AnyObject, Sendable {
     /// Runs `body` on the lifecycle, under the owner's lock.
     func withLifecycle<R>(_ body: (inout ClientLifecycle) throws -> R) rethrows -> R
-}
-
-/// A lifecycle under a lock of its own (the producer's).
-final class ClientLifecycleLock: ClientLifecycleLocking {
-    private let lifecycle = Mutex(ClientLifecycle())
-    /// ``ClientLifecycle/acceptsWork`` as of the last change, stored under the lock: the check made once per record
-    /// is a load instead of a lock.
-    private let accepting = Atomic(true)
-
-    func withLifecycle<R>(_ body: (inout ClientLifecycle) throws -> R) rethrows -> R {
-        try lifecycle.withLock { lifecycle in
-            defer { accepting.store(lifecycle.acceptsWork, ordering: .releasing) }
-            return try body(&lifecycle)
-        }
-    }
-
-    /// Whether the client still takes new work (a send racing with shutdown may see either answer, as under the
-    /// lock: the backend refuses it once it is closed).
-    var acceptsWork: Bool { accepting.load(ordering: .acquiring) }
 }
 
 extension ClientLifecycleLocking {

@@ -140,13 +140,21 @@ extension KafkaError {
     }
 }
 
+extension KafkaError {
+    /// A flush whose task was cancelled.
+    static let flushCancelled = KafkaError(
+        code: .cancelled,
+        reason: "The flush was cancelled; the records already sent are still being delivered"
+    )
+}
+
 extension Task where Success == Never, Failure == Never {
-    /// Throws ``KafkaError/Code/cancelled`` when the current task is cancelled while `record` waits for room.
+    /// Throws ``KafkaError/Code/cancelled`` when the current task is cancelled before `record` is handed over.
     static func checkCancellation(unsent record: KafkaProducerRecord) throws {
         guard Task.isCancelled else { return }
         throw KafkaError(
             code: .cancelled,
-            reason: "The send to '\(record.topic)' was cancelled while it waited for room in the queue; it was not sent"
+            reason: "The send to '\(record.topic)' was cancelled before the record was handed over; it was not sent"
         )
     }
 }

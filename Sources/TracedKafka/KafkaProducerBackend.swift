@@ -1,37 +1,29 @@
-/// What a producer backend reports when a record's fate is known.
-typealias DeliveryHandler = @Sendable (Result<KafkaDeliveryReport, KafkaError>) -> Void
-
 /// The boundary under ``KafkaProducer``: what a backend (librdkafka, or the local file queue) must do.
 /// The public API and the tracing layer above it never know which backend runs.
+///
+/// The producer's ``ProducerCore`` calls ``offer(_:traceHeaders:ticket:)`` only while the backend is open: closing
+/// waits for the offers under way and starts no more, so a backend needs no lock of its own around them. A backend
+/// reports each taken record's outcome to its ticket, and calls ``ProducerCore/roomMade()`` whenever a full queue
+/// may have room again.
 protocol KafkaProducerBackend: AnyObject, Sendable {
-    /// Hands a record to the backend if its queue has room, without waiting: the per-record fast path. The
-    /// record's headers are written first, then `traceHeaders`.
-    /// - Returns: `true` when the backend took the record: `onDelivery` (if any) will be called exactly once, from
-    ///   any thread. `false` when the queue is full: nothing was kept; wait with ``waitForRoom(after:)``.
-    /// - Throws: ``KafkaError`` when the record is refused (invalid, or the backend is shut down); then
-    ///   `onDelivery` is never called.
-    func offer(
-        _ record: KafkaProducerRecord,
-        traceHeaders: InjectedTraceHeaders,
-        id: KafkaProducerMessageID,
-        onDelivery: DeliveryHandler?
-    ) throws -> Bool
-
-    /// Read before an ``offer(_:traceHeaders:id:onDelivery:)`` that may find the queue full, and passed to
-    /// ``waitForRoom(after:)``, so room made between the two is never missed.
-    var roomToken: UInt64 { get }
-
-    /// Parks, without blocking a thread, until the queue may have room again. Returns at once when room may have
-    /// appeared since `token` was read, when the backend is closing, or when the task is cancelled.
-    func waitForRoom(after token: UInt64) async
+    /// Hands a record to the backend if its queue has room, without waiting: the per-record path. The record's
+    /// headers are written first, then `traceHeaders`.
+    /// - Returns: `true` when the backend took the record: its `ticket` (if any) gets the outcome exactly once,
+    ///   from any thread. `false` when the queue is full: nothing was kept.
+    /// - Throws: ``KafkaError`` when the record is refused; then the ticket hears nothing from the backend.
+    func offer(_ record: KafkaProducerRecord, traceHeaders: InjectedTraceHeaders, ticket: DeliveryTicket?) throws -> Bool
 
     /// Waits until every record handed over so far has its outcome, or the timeout passes.
-    /// - Throws: ``KafkaError/Code/timedOut`` when records are still outstanding at the timeout.
+    /// - Throws: ``KafkaError/Code/timedOut`` when records are still outstanding at the timeout,
+    ///   ``KafkaError/Code/cancelled`` when the task is cancelled first.
     func flush(timeout: Duration) async throws
 
-    /// Delivers what it can within `flushTimeout`, fails every record left (their handlers are called with an
-    /// error), and frees the backend's resources. Safe to call more than once.
-    func close(flushTimeout: Duration) async
+    /// Delivers what it can within `flushTimeout`, fails every record left (their tickets get an error), and frees
+    /// the backend's resources. Called once, when no offer is under way.
+    /// - Parameters:
+    ///   - flushTimeout: How long delivering what is queued may take.
+    ///   - abortTransaction: Whether a transaction may be open; it is aborted first (its records fail).
+    func close(flushTimeout: Duration, abortTransaction: Bool) async
 
     /// Makes one transactional call and waits for its outcome (librdkafka only).
     /// - Throws: ``TransactionCallFailure`` with librdkafka's classification of the error,
@@ -72,10 +64,6 @@ struct TransactionCallFailure: Error {
 }
 
 extension KafkaProducerBackend {
-    /// For a backend whose ``waitForRoom(after:)`` checks for room under the same lock as
-    /// ``offer(_:traceHeaders:id:onDelivery:)`` (the file queue): no token is needed.
-    var roomToken: UInt64 { 0 }
-
     /// For a backend without transactions (the file queue, which refuses a transactional id before it comes to this).
     func transactionCall(_ call: TransactionCall, timeout: Duration) async throws {
         throw KafkaError(code: .unsupported, reason: "The file queue has no transactions")

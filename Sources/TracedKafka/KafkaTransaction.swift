@@ -18,24 +18,17 @@ public final class KafkaTransaction: Sendable {
     /// The producer's transactional id.
     public let transactionalID: String
     private let producer: KafkaProducer
+    /// Which of the producer's transactions this is (its state is the producer's, under the producer's lock).
+    let number: UInt64
     /// The `transaction` span, when tracing records one.
     private let span: (any Span)?
     /// How long a call to the coordinator may take (the `timeout` of ``KafkaProducer/withTransaction(timeout:_:)``).
     private let timeout: Duration
-    private let state = Mutex(State())
 
-    private struct State {
-        /// The outcome, once the transaction has ended.
-        var outcome: TransactionOutcome?
-        /// Records handed to the backend in this transaction.
-        var sentCount = 0
-        /// The recording send spans, held until the outcome is known.
-        var sends: [TransactionalSend] = []
-    }
-
-    init(producer: KafkaProducer, transactionalID: String, span: (any Span)?, timeout: Duration) {
+    init(producer: KafkaProducer, transactionalID: String, number: UInt64, span: (any Span)?, timeout: Duration) {
         self.producer = producer
         self.transactionalID = transactionalID
+        self.number = number
         self.span = span
         self.timeout = timeout
     }
@@ -44,13 +37,14 @@ public final class KafkaTransaction: Sendable {
     ///
     /// The record is in the partition's log once this returns, but `read_committed` consumers see it only when the
     /// transaction commits (and never, if it aborts). Its send span is a child of the transaction span and ends
-    /// with the transaction, carrying the outcome.
+    /// with the transaction, carrying the outcome. Cancellation is as for ``KafkaProducer/send(_:)``: a record
+    /// handed over is part of the transaction whatever its sender does.
     /// - Parameter record: The record to send.
     /// - Returns: Where the record was written.
     /// - Throws: as ``KafkaProducer/send(_:)``; ``KafkaError/Code/notInTransaction`` after the transaction ended.
     @discardableResult
     public func send(_ record: KafkaProducerRecord) async throws -> KafkaDeliveryReport {
-        try await producer.send(record, in: self)
+        try await producer.send(record, in: number)
     }
 
     /// Sends a record in the transaction without waiting for the broker; the transaction's commit waits for it.
@@ -59,7 +53,7 @@ public final class KafkaTransaction: Sendable {
     /// - Throws: as ``KafkaProducer/enqueue(_:)``; ``KafkaError/Code/notInTransaction`` after the transaction ended.
     @discardableResult
     public func enqueue(_ record: KafkaProducerRecord) async throws -> KafkaProducerMessageID {
-        try await producer.enqueue(record, in: self)
+        try await producer.enqueue(record, in: number)
     }
 
     /// Commits a consumer's positions with the transaction: the exactly-once step of consume-transform-produce.
@@ -75,7 +69,7 @@ public final class KafkaTransaction: Sendable {
     ///   ``KafkaError/Code/unknownPartition`` or ``KafkaError/Code/invalidOffset`` for a bad position; librdkafka's
     ///   error when the group coordinator refuses them (abortable: the transaction will not commit).
     public func sendOffsets(_ offsets: [KafkaTopicPartitionOffset], of consumer: KafkaConsumer) async throws {
-        try requireOpen()
+        try producer.core.machine.withLock { try $0.requireOpen(number) }
         for offset in offsets { try offset.validateForCommit() }
         guard !offsets.isEmpty else { return }
         let metadata = try consumer.groupMetadataForTransaction()
@@ -110,45 +104,6 @@ public final class KafkaTransaction: Sendable {
     public func sendOffsets(after message: KafkaConsumerMessage, of consumer: KafkaConsumer) async throws {
         try await sendOffsets([message.nextOffset], of: consumer)
     }
-
-    // MARK: - What the producer asks of it
-
-    /// Throws ``KafkaError/Code/notInTransaction`` once the transaction has ended.
-    func requireOpen() throws {
-        guard state.withLock({ $0.outcome == nil }) else {
-            throw KafkaError(
-                code: .notInTransaction,
-                reason: "The transaction has ended; use a KafkaTransaction only inside its withTransaction closure"
-            )
-        }
-    }
-
-    /// Holds a recording send span until the outcome is known.
-    func hold(_ span: KafkaProducerTracing.SendSpan) -> TransactionalSend {
-        let send = TransactionalSend(span: span)
-        let outcome = state.withLock { state in
-            state.sends.append(send)
-            return state.outcome
-        }
-        // Ended while this record was on its way: it takes the outcome at once.
-        if let outcome { send.settle(outcome) }
-        return send
-    }
-
-    /// Counts a record the backend took.
-    func countSent() { state.withLock { $0.sentCount += 1 } }
-
-    /// Ends the transaction with its outcome: later calls throw, held send spans end once delivered.
-    /// - Returns: How many records were sent in it.
-    func settle(_ outcome: TransactionOutcome) -> Int {
-        let (sends, count) = state.withLock { state in
-            state.outcome = outcome
-            defer { state.sends = [] }
-            return (state.sends, state.sentCount)
-        }
-        for send in sends { send.settle(outcome) }
-        return count
-    }
 }
 
 /// How a transaction ended.
@@ -164,64 +119,6 @@ enum TransactionOutcome: Sendable {
         case .aborted: return "aborted"
         }
     }
-}
-
-/// A recording send span inside a transaction. It ends when both its delivery report and the transaction's outcome
-/// are known, in whichever order they come (an aborted transaction's purged records report after the abort).
-final class TransactionalSend: Sendable {
-    private struct State {
-        var delivery: Result<KafkaDeliveryReport, KafkaError>?
-        var outcome: TransactionOutcome?
-        /// The span was ended, or handed back to be ended by the caller.
-        var isDone = false
-    }
-
-    private let span: KafkaProducerTracing.SendSpan
-    private let state = Mutex(State())
-
-    init(span: KafkaProducerTracing.SendSpan) { self.span = span }
-
-    /// The record's delivery report.
-    func deliver(_ result: Result<KafkaDeliveryReport, KafkaError>) {
-        endIfComplete { $0.delivery = result }
-    }
-
-    /// The transaction's outcome.
-    func settle(_ outcome: TransactionOutcome) {
-        endIfComplete { $0.outcome = outcome }
-    }
-
-    /// The backend refused the record: it is not in the transaction and its span is ended by the caller.
-    func refuse() {
-        state.withLock { $0.isDone = true }
-    }
-
-    private func endIfComplete(_ update: (inout State) -> Void) {
-        let complete: (Result<KafkaDeliveryReport, KafkaError>, TransactionOutcome)? = state.withLock { state in
-            guard !state.isDone else { return nil }
-            update(&state)
-            guard let delivery = state.delivery, let outcome = state.outcome else { return nil }
-            state.isDone = true
-            return (delivery, outcome)
-        }
-        guard let (delivery, outcome) = complete else { return }
-        span.record(delivery)
-        span.attributes.set("messaging.kafka.transaction.outcome", value: .string(outcome.name))
-        if case .aborted(let error) = outcome, case .success = delivery { span.fail(with: error) }
-        span.end()
-    }
-}
-
-/// The transactional state of a producer.
-struct ProducerTransactionState {
-    /// `rd_kafka_init_transactions` has succeeded.
-    var isInitialized = false
-    /// A ``KafkaProducer/withTransaction(timeout:_:)`` is under way.
-    var isOpen = false
-    /// The last abort did not finish (it timed out): the next transaction aborts again before it begins.
-    var abortPending = false
-    /// The fatal error that stopped the producer, if any.
-    var fatal: KafkaError?
 }
 
 extension KafkaProducer {
@@ -254,6 +151,10 @@ extension KafkaProducer {
     ///   ``KafkaError/Code/configuration`` for a producer without ``KafkaProducerConfiguration/transactionalID``;
     ///   ``KafkaError/Code/alreadyRunning`` while another transaction of this producer is open;
     ///   ``KafkaError/Code/shutDown`` after shutdown (an open transaction is aborted by shutdown).
+    ///
+    /// Cancellation reaches `body` (its sends and waits throw ``KafkaError/Code/cancelled``, so the transaction
+    /// aborts); the calls to the coordinator are not interrupted by it: a transaction whose `body` returned is
+    /// committed.
     @discardableResult
     nonisolated(nonsending) public func withTransaction<Value>(
         timeout: Duration = .seconds(30),
@@ -262,28 +163,19 @@ extension KafkaProducer {
         guard let transactionalID = configuration.transactionalID else {
             throw KafkaError(code: .configuration, reason: "withTransaction needs a producer configured with a transactionalID")
         }
-        let (isInitialized, abortPending) = try transactionState.withLock { state in
-            if let fatal = state.fatal { throw fatal }
-            guard !state.isOpen else {
-                throw KafkaError(code: .alreadyRunning, reason: "A transaction of this producer is open; it runs one at a time")
-            }
-            state.isOpen = true
-            return (state.isInitialized, state.abortPending)
-        }
-        defer { transactionState.withLock { $0.isOpen = false } }
-        guard lifecycle.acceptsWork else { throw KafkaError.shutDown("The producer") }
-        if !isInitialized {
+        let (initialize, abortFirst) = try core.machine.withLock { try $0.startTransactionRun() }
+        defer { core.machine.withLock { $0.transactionRunEnded() } }
+        if initialize {
             try await transactionStep(.initialize, timeout: timeout)
-            transactionState.withLock { $0.isInitialized = true }
+            core.machine.withLock { $0.transactionsDidInitialize() }
         }
-        if abortPending {
-            try await transactionStep(.abort, timeout: timeout)
-            transactionState.withLock { $0.abortPending = false }
-        }
+        if abortFirst { try await transactionStep(.abort, timeout: timeout) }
+        core.machine.withLock { $0.willBeginTransaction() }
         try await transactionStep(.begin, timeout: timeout)
+        let number = core.machine.withLock { $0.transactionBegan() }
 
         let span = tracing.startTransaction(transactionalID)
-        let transaction = KafkaTransaction(producer: self, transactionalID: transactionalID, span: span, timeout: timeout)
+        let transaction = KafkaTransaction(producer: self, transactionalID: transactionalID, number: number, span: span, timeout: timeout)
         let value: Value
         do {
             if let span {
@@ -295,7 +187,7 @@ extension KafkaProducer {
             let aborted = KafkaError(code: .transactionAborted, reason: "The transaction was aborted because its body threw: \(error)")
             await abort(transaction, span: span, timeout: timeout, as: aborted)
             // A send that failed because the producer was fenced meanwhile: the fatal error is what the caller must see.
-            if let fatal = transactionState.withLock({ $0.fatal }) { throw fatal }
+            if let fatal = core.machine.withLock({ $0.fatal }) { throw fatal }
             throw error
         }
         do {
@@ -324,14 +216,15 @@ extension KafkaProducer {
             try await transactionCall(.abort, timeout: timeout)
         } catch {
             // Not finished (a fatal error has stopped the producer already): the next transaction tries again first.
-            transactionState.withLock { $0.abortPending = true }
             logger.error("Aborting the transaction failed: \(error)")
         }
         finish(transaction, span: span, .aborted(error))
     }
 
+    /// The transaction has its outcome: later sends in it are refused, its held send spans and its own span end.
     private func finish(_ transaction: KafkaTransaction, span: (any Span)?, _ outcome: TransactionOutcome) {
-        let sent = transaction.settle(outcome)
+        let (held, sent) = core.machine.withLock { $0.endTransaction(transaction.number, outcome) }
+        for ticket in held { ticket.settle(outcome) }
         if let span { KafkaProducerTracing.endTransaction(span, outcome: outcome, sentCount: sent) }
     }
 
@@ -346,37 +239,50 @@ extension KafkaProducer {
     }
 
     /// Makes a transactional call, again while librdkafka calls its error retriable and `timeout` has not passed;
-    /// a fatal error stops the producer.
+    /// a fatal error stops the producer. Tells the state machine when a commit or abort finished (or an abort
+    /// did not: the next transaction then aborts first).
     /// - Throws: ``TransactionCallFailure`` for a failure that leaves the producer usable; ``KafkaError`` for a
     ///   fatal one (code ``KafkaError/Code/fatal``) or after shutdown.
     func transactionCall(_ call: TransactionCall, timeout: Duration) async throws {
         let deadline = ContinuousClock.now + timeout
         while true {
             do {
-                return try await backend.transactionCall(call, timeout: max(.milliseconds(1), deadline - .now))
+                try await backend.transactionCall(call, timeout: max(.milliseconds(1), deadline - .now))
+                if call.endsTransaction { core.machine.withLock { $0.transactionCallEnded(finished: true) } }
+                return
             } catch let failure as TransactionCallFailure {
                 switch failure.kind {
                 case .retriable where ContinuousClock.now < deadline:
                     try? await Task.sleep(for: .milliseconds(50))
+                    continue
                 case .fatal:
                     becomeFatal(failure.error)
-                    throw failure.error
                 default:
-                    throw failure
+                    break
                 }
+                if call.endsTransaction {
+                    // A failed commit leaves the transaction to abort; a failed abort, to abort again.
+                    core.machine.withLock { $0.transactionCallEnded(finished: false) }
+                }
+                throw failure.kind == .fatal ? failure.error : failure
             }
         }
     }
 
     /// Stops the producer for good after a fatal error: every later call throws it, and so does ``run()``.
     private func becomeFatal(_ error: KafkaError) {
-        let first = transactionState.withLock { state in
-            guard state.fatal == nil else { return false }
-            state.fatal = error
-            return true
-        }
-        guard first else { return }
+        guard core.machine.withLock({ $0.becomeFatal(error) }) else { return }
         logger.critical("Fatal producer error, the producer stops: \(error)")
         triggerGracefulShutdown()
+    }
+}
+
+extension TransactionCall {
+    /// Whether the call ends the backend's transaction (commit or abort).
+    var endsTransaction: Bool {
+        switch self {
+        case .commit, .abort: return true
+        case .initialize, .begin, .sendOffsets: return false
+        }
     }
 }

@@ -10,8 +10,7 @@ import Logging
 final class FQProducer: KafkaProducerBackend, @unchecked Sendable {
     private struct Item {
         var record: KafkaProducerRecord
-        var id: KafkaProducerMessageID
-        var onDelivery: DeliveryHandler?
+        var ticket: DeliveryTicket?
         var timestampMilliseconds: Int64
         var size: Int
     }
@@ -19,16 +18,16 @@ final class FQProducer: KafkaProducerBackend, @unchecked Sendable {
     private let directory: FQDirectory
     private let options: KafkaFileQueueConfiguration
     private let logger: Logger
+    /// Told when a full queue has room again.
+    private let core: ProducerCore
 
     private let condition = NSCondition()
     // Guarded by `condition`.
     private var pending: [Item] = []
-    private var spaceWaiters: [CheckedContinuation<Void, Never>] = []
     private var completionWaiters: [(id: Int, target: UInt64, continuation: CheckedContinuation<Void, Never>)] = []
     private var nextWaiterID = 0
     private var accepted: UInt64 = 0
     private var completed: UInt64 = 0
-    private var closed = false
     private var stopWriter = false
     private let writerFinished = FQThreadCompletion()
 
@@ -37,24 +36,20 @@ final class FQProducer: KafkaProducerBackend, @unchecked Sendable {
     private var writers: [KafkaTopicPartition: FQPartitionWriter] = [:]
     private var lastSync = ContinuousClock.now
 
-    init(options: KafkaFileQueueConfiguration, logger: Logger) throws {
+    init(options: KafkaFileQueueConfiguration, logger: Logger, core: ProducerCore) throws {
         guard options.defaultPartitionCount > 0 else {
             throw KafkaError(code: .configuration, reason: "defaultPartitionCount must be at least 1")
         }
         self.directory = try FQDirectory(path: options.directory)
         self.options = options
         self.logger = logger
+        self.core = core
         let thread = Thread { [self] in writerLoop() }
         thread.name = "TracedKafka.fileQueue.writer"
         thread.start()
     }
 
-    func offer(
-        _ record: KafkaProducerRecord,
-        traceHeaders: InjectedTraceHeaders,
-        id: KafkaProducerMessageID,
-        onDelivery: DeliveryHandler?
-    ) throws -> Bool {
+    func offer(_ record: KafkaProducerRecord, traceHeaders: InjectedTraceHeaders, ticket: DeliveryTicket?) throws -> Bool {
         // The writer thread encodes the record after this returns: bytes of a caller's own type are copied now, so
         // that nothing the caller does later changes what is written, or the size measured here.
         var record = record
@@ -70,9 +65,8 @@ final class FQProducer: KafkaProducerBackend, @unchecked Sendable {
                 + "\(FQRecordCodec.maxBodySize)")
         }
         let timestamp = Int64(((record.timestamp ?? Date()).timeIntervalSince1970 * 1000).rounded(.down))
-        let item = Item(record: record, id: id, onDelivery: onDelivery, timestampMilliseconds: timestamp, size: size)
-        return try condition.withLock {
-            guard !closed else { throw KafkaError.shutDown("The producer") }
+        let item = Item(record: record, ticket: ticket, timestampMilliseconds: timestamp, size: size)
+        return condition.withLock {
             guard pending.count < max(1, options.maxQueuedRecords) else { return false }
             pending.append(item)
             accepted += 1
@@ -82,40 +76,16 @@ final class FQProducer: KafkaProducerBackend, @unchecked Sendable {
         }
     }
 
-    func waitForRoom(after token: UInt64) async {
-        await withTaskCancellationHandler {
-            await withCheckedContinuation { continuation in
-                let waits = condition.withLock {
-                    guard !closed, !Task.isCancelled, pending.count >= max(1, options.maxQueuedRecords) else { return false }
-                    spaceWaiters.append(continuation)
-                    return true
-                }
-                if !waits { continuation.resume() }
-            }
-        } onCancel: {
-            // Wakes every waiting sender; the others find no room and wait again.
-            let waiters = condition.withLock {
-                defer { spaceWaiters = [] }
-                return spaceWaiters
-            }
-            for waiter in waiters { waiter.resume() }
-        }
-    }
-
     func flush(timeout: Duration) async throws {
         let target = condition.withLock { accepted }
         guard await waitUntilCompleted(target, timeout: timeout) else {
+            if Task.isCancelled { throw KafkaError.flushCancelled }
             throw KafkaError(code: .timedOut, reason: "Records were still being written after \(timeout)")
         }
     }
 
-    func close(flushTimeout: Duration) async {
-        let (target, waiters) = condition.withLock {
-            closed = true
-            defer { spaceWaiters = [] }
-            return (accepted, spaceWaiters)
-        }
-        for waiter in waiters { waiter.resume() }
+    func close(flushTimeout: Duration, abortTransaction: Bool) async {
+        let target = condition.withLock { accepted }
         _ = await waitUntilCompleted(target, timeout: flushTimeout)
         // What is still queued was not written in time: it fails, and the writer stops after its current batch.
         let left = condition.withLock {
@@ -189,7 +159,7 @@ final class FQProducer: KafkaProducerBackend, @unchecked Sendable {
 
     /// Everything queued, once there is something; `nil` when the writer must stop. Syncs on the interval while idle.
     private func nextBatch() -> [Item]? {
-        let (batch, waiters): ([Item], [CheckedContinuation<Void, Never>]) = condition.withLock {
+        let (batch, wasFull): ([Item], Bool) = condition.withLock {
             while pending.isEmpty && !stopWriter {
                 if let interval = options.durability.syncInterval {
                     condition.unlock()
@@ -201,13 +171,11 @@ final class FQProducer: KafkaProducerBackend, @unchecked Sendable {
                     condition.wait()
                 }
             }
-            defer {
-                pending = []
-                spaceWaiters = []
-            }
-            return (pending, spaceWaiters)
+            defer { pending = [] }
+            return (pending, pending.count >= max(1, options.maxQueuedRecords))
         }
-        for waiter in waiters { waiter.resume() }
+        // Only a full queue can have made a sender wait.
+        if wasFull { core.roomMade() }
         return batch.isEmpty ? nil : batch
     }
 
@@ -253,8 +221,9 @@ final class FQProducer: KafkaProducerBackend, @unchecked Sendable {
 
     private func acknowledge(_ items: ArraySlice<Item>, from first: Int64, in partition: KafkaTopicPartition) {
         for (index, item) in items.enumerated() {
-            item.onDelivery?(.success(KafkaDeliveryReport(
-                messageID: item.id, topic: partition.topic, partition: partition.partition,
+            guard let ticket = item.ticket else { continue }
+            ticket.deliver(.success(KafkaDeliveryReport(
+                messageID: ticket.id, topic: partition.topic, partition: partition.partition,
                 offset: first + Int64(index),
                 timestamp: Date(timeIntervalSince1970: Double(item.timestampMilliseconds) / 1000)
             )))
@@ -309,7 +278,7 @@ final class FQProducer: KafkaProducerBackend, @unchecked Sendable {
 
     private func fail(_ items: [Item], with error: any Error) {
         let kafkaError = error as? KafkaError ?? KafkaError(code: .fileQueue, reason: "\(error)")
-        for item in items { item.onDelivery?(.failure(kafkaError)) }
+        for item in items { item.ticket?.deliver(.failure(kafkaError)) }
     }
 }
 

@@ -35,40 +35,23 @@ final class KafkaClientMetrics: Sendable {
     /// Whether anything is recorded; a stored flag, so the per-message checks do not copy the factory existential.
     let isEnabled: Bool
 
-    /// A record's outcome is known: counts it and records the send's duration.
-    private func recordSend(topic: String, partition: Int?, duration: Duration, error: KafkaError?) {
-        guard isEnabled else { return }
-        let dimensions = self.dimensions(operation: "send", topic: topic, partition: partition, errorType: error.map(KafkaError.errorType(of:)))
-        counter("messaging.client.sent.messages", dimensions).increment()
-        timer("messaging.client.operation.duration", dimensions).recordNanoseconds(duration.nanoseconds)
-    }
-
     /// When a measured operation (a send, a handler call) begins; `nil` when metrics are off, so no clock is read.
     func started() -> MetricsInstant? { isEnabled ? .now : nil }
 
-    /// A delivery handler that records the send's outcome and duration, then calls `next`; `next` itself when
-    /// metrics are off (`started` is `nil`).
-    func measuringSend(of record: KafkaProducerRecord, startedAt started: MetricsInstant?, then next: DeliveryHandler?) -> DeliveryHandler? {
-        guard let started else { return next }
-        let topic = record.topic, partition = record.partition
-        return { result in
-            switch result {
-            case .success(let report):
-                self.recordSend(topic: topic, partition: report.partition, duration: started.elapsed, error: nil)
-            case .failure(let error):
-                self.recordSend(topic: topic, partition: partition, duration: started.elapsed, error: error)
-            }
-            next?(result)
+    /// A record's outcome is known (or it was refused before it was queued): counts it and records the send's
+    /// duration, under the partition it went to (or the one its sender chose, when it failed).
+    func recordSend(topic: String, chosenPartition: Int?, _ result: Result<KafkaDeliveryReport, KafkaError>, startedAt started: MetricsInstant) {
+        guard isEnabled else { return }
+        let partition: Int?, errorType: String?
+        switch result {
+        case .success(let report): (partition, errorType) = (report.partition, nil)
+        case .failure(let error): (partition, errorType) = (chosenPartition, KafkaError.errorType(of: error))
         }
+        let dimensions = self.dimensions(operation: "send", topic: topic, partition: partition, errorType: errorType)
+        counter("messaging.client.sent.messages", dimensions).increment()
+        timer("messaging.client.operation.duration", dimensions).recordNanoseconds(started.elapsed.nanoseconds)
     }
 
-    /// A record refused before it was queued: counted as a failed send.
-    func recordRefused(_ record: KafkaProducerRecord, startedAt started: MetricsInstant?, error: KafkaError) {
-        guard let started else { return }
-        recordSend(topic: record.topic, partition: record.partition, duration: started.elapsed, error: error)
-    }
-
-    /// A message was handed to the application.
     /// An application's commit has its answer: counted in `tracedkafka.consumer.commits` (origin `application`)
     /// and timed in `messaging.client.operation.duration` (operation `commit`).
     func recordCommit(_ offsets: [KafkaTopicPartitionOffset], startedAt started: MetricsInstant?, error: (any Error)?) {

@@ -8,19 +8,19 @@ import Synchronization
 /// Delivery reports come as librdkafka events (`RD_KAFKA_EVENT_DR`, a batch of records per event), served by one
 /// dedicated poll thread as soon as librdkafka has them (`rd_kafka_queue_poll` wakes on the event; its timeout only
 /// bounds shutdown), and by nothing else: `rd_kafka_flush` then waits for that thread instead of serving reports
-/// itself on the caller's thread, so every outcome is reported from one thread, in librdkafka's order. Each
-/// record carries a retained ``RDDeliveryTicket`` as its msg_opaque; its report takes it back, so every ticket is
-/// released exactly once.
+/// itself on the caller's thread, so every outcome is reported from one thread, in librdkafka's order. An
+/// observed record carries its retained ``DeliveryTicket`` as its msg_opaque; its report takes it back, so every
+/// ticket is released exactly once.
+///
+/// `rd_kafka_produceva` is called with no lock held: the producer's ``ProducerCore`` counts each offer and closes
+/// this backend only once none is under way, so the handle is open for every offer.
 final class RDProducer: KafkaProducerBackend, @unchecked Sendable {
     private let client: RDClient
-    private let space = RDQueueSpace()
     private let pollThread: RDPollThread
     /// librdkafka's main queue, where the delivery report events arrive.
     private let events: UncheckedSendable<OpaquePointer>
-    /// Whether a transaction has begun and not yet been committed or aborted; read at close, which aborts it.
-    private let transactionOpen = Atomic(false)
 
-    init(configuration: KafkaProducerConfiguration, logger: Logger, metrics: KafkaClientMetrics) throws {
+    init(configuration: KafkaProducerConfiguration, logger: Logger, metrics: KafkaClientMetrics, core: ProducerCore) throws {
         let client = try RDClient(
             type: RD_KAFKA_PRODUCER,
             properties: try configuration.rdKafkaProperties(),
@@ -28,13 +28,13 @@ final class RDProducer: KafkaProducerBackend, @unchecked Sendable {
         ) { conf in
             rd_kafka_conf_set_events(conf, Int32(RD_KAFKA_EVENT_DR))
         }
-        let space = self.space
         let events = UncheckedSendable(rd_kafka_queue_get_main(client.handle)!)
         self.client = client
         self.events = events
         self.pollThread = RDPollThread(name: "TracedKafka.producer.poll") { thread in
             while !thread.shouldStop {
-                if RDProducer.serve(events.value, client: client, timeout: 100) { space.wake() }
+                // Served delivery reports free room in librdkafka's queue.
+                if RDProducer.serve(events.value, client: client, timeout: 100) { core.roomMade() }
             }
         }
     }
@@ -75,35 +75,11 @@ final class RDProducer: KafkaProducerBackend, @unchecked Sendable {
         }
     }
 
-    func offer(
-        _ record: KafkaProducerRecord,
-        traceHeaders: InjectedTraceHeaders,
-        id: KafkaProducerMessageID,
-        onDelivery: DeliveryHandler?
-    ) throws -> Bool {
-        let err = try client.withOpenHandle("The producer") { handle in
-            RDProducer.enqueue(
-                record,
-                traceHeaders: traceHeaders,
-                ticket: onDelivery.map { RDDeliveryTicket(id: id, topic: record.topic, handler: $0) },
-                on: handle
-            )
-        }
-        switch err {
+    func offer(_ record: KafkaProducerRecord, traceHeaders: InjectedTraceHeaders, ticket: DeliveryTicket?) throws -> Bool {
+        switch RDProducer.enqueue(record, traceHeaders: traceHeaders, ticket: ticket, on: client.handle) {
         case RD_KAFKA_RESP_ERR_NO_ERROR: return true
         case RD_KAFKA_RESP_ERR__QUEUE_FULL: return false
-        default: throw KafkaError.rdKafka(err, context: "Could not send to topic '\(record.topic)'")
-        }
-    }
-
-    /// Bumped each time the poll thread serves events (delivery reports free room in librdkafka's queue).
-    var roomToken: UInt64 { space.generation }
-
-    func waitForRoom(after token: UInt64) async {
-        await withTaskCancellationHandler {
-            await space.wait(after: token, unlessClosed: client)
-        } onCancel: {
-            space.wake()
+        case let err: throw KafkaError.rdKafka(err, context: "Could not send to topic '\(record.topic)'")
         }
     }
 
@@ -112,7 +88,7 @@ final class RDProducer: KafkaProducerBackend, @unchecked Sendable {
     private static func enqueue(
         _ record: KafkaProducerRecord,
         traceHeaders: InjectedTraceHeaders,
-        ticket: RDDeliveryTicket?,
+        ticket: DeliveryTicket?,
         on handle: OpaquePointer
     ) -> rd_kafka_resp_err_t {
         let headers = record.headers.isEmpty && traceHeaders.isEmpty ? nil : makeHeaders(record.headers, traceHeaders)
@@ -151,7 +127,7 @@ final class RDProducer: KafkaProducerBackend, @unchecked Sendable {
         }
         if err != RD_KAFKA_RESP_ERR_NO_ERROR {
             if let headers { rd_kafka_headers_destroy(headers) }
-            if let opaque { Unmanaged<RDDeliveryTicket>.fromOpaque(opaque).release() }
+            if let opaque { Unmanaged<DeliveryTicket>.fromOpaque(opaque).release() }
         }
         return err
     }
@@ -177,11 +153,24 @@ final class RDProducer: KafkaProducerBackend, @unchecked Sendable {
     }
 
     func flush(timeout: Duration) async throws {
-        let (err, outstanding) = try await client.blocking("The producer") { handle in
-            // Counted here: once this closure returns, a queued close may destroy the handle.
-            (rd_kafka_flush(handle, Int32(clamping: timeout.milliseconds)), rd_kafka_outq_len(handle))
+        let cancelled = Atomic(false)
+        let (err, outstanding) = try await withTaskCancellationHandler {
+            try await client.blocking("The producer") { handle in
+                // In slices, so that a cancelled flush frees the client's queue promptly.
+                let deadline = ContinuousClock.now + timeout
+                var err = RD_KAFKA_RESP_ERR__TIMED_OUT
+                while !cancelled.load(ordering: .relaxed), case let left = deadline - .now, left > .zero {
+                    err = rd_kafka_flush(handle, Int32(clamping: min(left, .milliseconds(100)).milliseconds))
+                    if err == RD_KAFKA_RESP_ERR_NO_ERROR { break }
+                }
+                // Counted here: once this closure returns, a queued close may destroy the handle.
+                return (err, rd_kafka_outq_len(handle))
+            }
+        } onCancel: {
+            cancelled.store(true, ordering: .relaxed)
         }
         guard err == RD_KAFKA_RESP_ERR_NO_ERROR else {
+            if cancelled.load(ordering: .relaxed) { throw KafkaError.flushCancelled }
             throw KafkaError(
                 code: .timedOut,
                 reason: "\(outstanding) records still outstanding after flushing for \(timeout)",
@@ -191,7 +180,7 @@ final class RDProducer: KafkaProducerBackend, @unchecked Sendable {
     }
 
     func transactionCall(_ call: TransactionCall, timeout: Duration) async throws {
-        try await client.blocking("The producer") { [self] handle in
+        try await client.blocking("The producer") { handle in
             let milliseconds = Int32(clamping: timeout.milliseconds)
             let error: OpaquePointer?
             switch call {
@@ -204,26 +193,19 @@ final class RDProducer: KafkaProducerBackend, @unchecked Sendable {
             case .commit: error = rd_kafka_commit_transaction(handle, milliseconds)
             case .abort: error = rd_kafka_abort_transaction(handle, milliseconds)
             }
-            guard let error else {
-                switch call {
-                case .begin: self.transactionOpen.store(true, ordering: .relaxed)
-                case .commit, .abort: self.transactionOpen.store(false, ordering: .relaxed)
-                case .initialize, .sendOffsets: break
-                }
-                return
-            }
+            guard let error else { return }
             throw TransactionCallFailure(consuming: error)
         }
     }
 
-    func close(flushTimeout: Duration) async {
-        let pollThread = self.pollThread, space = self.space
+    func close(flushTimeout: Duration, abortTransaction: Bool) async {
+        let pollThread = self.pollThread
         await client.close { [self] handle in
             // New sends already fail (the client is closed). Deliver what is queued, then fail what is left:
             // purged records get a delivery report with an error, so no awaiting caller is left hanging.
             // A transaction still open is aborted (its records purged; their senders get the error), not left for
             // the broker to time out: its records never become visible, and the next instance starts at once.
-            if self.transactionOpen.load(ordering: .relaxed), let error = rd_kafka_abort_transaction(handle, Int32(clamping: flushTimeout.milliseconds)) {
+            if abortTransaction, let error = rd_kafka_abort_transaction(handle, Int32(clamping: flushTimeout.milliseconds)) {
                 rd_kafka_error_destroy(error)
             }
             rd_kafka_flush(handle, Int32(clamping: flushTimeout.milliseconds))
@@ -236,44 +218,6 @@ final class RDProducer: KafkaProducerBackend, @unchecked Sendable {
                 _ = RDProducer.serve(self.events.value, client: self.client, timeout: 100)
             }
             rd_kafka_queue_destroy(self.events.value)
-            space.wake()
-        }
-    }
-}
-
-/// Back-pressure for a full librdkafka queue: senders park here until the poll thread has served events.
-final class RDQueueSpace: Sendable {
-    private struct State {
-        /// Bumped every time the poll thread serves events, i.e. whenever the queue may have room again.
-        var generation: UInt64 = 0
-        var waiters: [CheckedContinuation<Void, Never>] = []
-    }
-
-    private let state = Mutex(State())
-
-    /// Read before an attempt to enqueue; passed to ``wait(after:unlessClosed:)`` when the attempt finds no room.
-    var generation: UInt64 { state.withLock { $0.generation } }
-
-    /// Wakes every parked sender.
-    func wake() {
-        let waiters = state.withLock { state in
-            state.generation &+= 1
-            defer { state.waiters = [] }
-            return state.waiters
-        }
-        for waiter in waiters { waiter.resume() }
-    }
-
-    /// Parks until the next ``wake()``; returns at once if events were served since `generation` was read (there
-    /// may already be room) or the client is closing.
-    func wait(after generation: UInt64, unlessClosed client: RDClient) async {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let resumeNow = state.withLock { state in
-                guard state.generation == generation, !client.isClosed else { return true }
-                state.waiters.append(continuation)
-                return false
-            }
-            if resumeNow { continuation.resume() }
         }
     }
 }
@@ -305,36 +249,21 @@ final class RDGroupMetadata: @unchecked Sendable {
 /// librdkafka's "unassigned partition": let the partitioner choose.
 let rdPartitionUnassigned: Int32 = -1
 
-/// What a sent record carries to its delivery report.
-final class RDDeliveryTicket: Sendable {
-    let id: KafkaProducerMessageID
-    /// The record's topic, for its report (no string made from librdkafka's per report).
-    let topic: String
-    let handler: DeliveryHandler
-
-    init(id: KafkaProducerMessageID, topic: String, handler: @escaping DeliveryHandler) {
-        self.id = id
-        self.topic = topic
-        self.handler = handler
-    }
-}
-
 /// One record's delivery report, on the poll thread (or the closing thread).
 private func rdDeliver(_ message: UnsafePointer<rd_kafka_message_t>) {
     guard let opaque = message.pointee._private else { return }
     // Balances the passRetained in enqueue: each ticket is taken back exactly once.
-    let ticket = Unmanaged<RDDeliveryTicket>.fromOpaque(opaque).takeRetainedValue()
-    let topic = ticket.topic
+    let ticket = Unmanaged<DeliveryTicket>.fromOpaque(opaque).takeRetainedValue()
     let err = message.pointee.err
     guard err == RD_KAFKA_RESP_ERR_NO_ERROR else {
-        ticket.handler(.failure(KafkaError.rdKafka(err, context: "Delivery to topic '\(topic)' failed")))
+        ticket.deliver(.failure(KafkaError.rdKafka(err, context: "Delivery to topic '\(ticket.topic)' failed")))
         return
     }
-    ticket.handler(
+    ticket.deliver(
         .success(
             KafkaDeliveryReport(
                 messageID: ticket.id,
-                topic: topic,
+                topic: ticket.topic,
                 partition: Int(message.pointee.partition),
                 offset: message.pointee.offset,
                 timestamp: rdTimestamp(message)

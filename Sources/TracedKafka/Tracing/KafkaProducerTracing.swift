@@ -31,32 +31,14 @@ import Tracing
     /// dictionary (swift-distributed-tracing's default, which swift-otel keeps), so setting the delivery report's
     /// partition and offset on a span that already held the rest would copy them all. No sampler sees attributes at
     /// start anyway: swift-distributed-tracing's `startSpan` takes none.
-    ///
-    /// A class, so the delivery report's attributes are added in place: a struct captured by the delivery handler
-    /// would copy the dictionary on the first change.
-    @_spi(Benchmarks) public final class SendSpan: @unchecked Sendable {
-        // Changed by the sending thread until the record is handed over, then only by the thread that serves its
-        // delivery report (or its transaction's outcome, under the transaction's lock): one writer at a time, so
-        // the runtime's exclusivity check on each change (~120 instructions a send) is left out.
+    @_spi(Benchmarks) public struct SendSpan: Sendable {
         let span: any Span
-        @exclusivity(unchecked) var attributes: SpanAttributes
+        var attributes: SpanAttributes
+        /// The partition the sender chose (already an attribute).
+        let chosenPartition: Int?
 
-        init(span: any Span, attributes: SpanAttributes) {
-            self.span = span
-            self.attributes = attributes
-        }
-
-        /// Marks the span failed (error status, the error recorded, `error.type`).
-        func fail(with error: any Error) {
-            attributes.set("error.type", value: .string(KafkaError.errorType(of: error)))
-            KafkaTracingAttributes.recordFailure(of: span, error)
-        }
-
-        /// The partition the record was sent to, when the sender chose it (already an attribute).
-        @exclusivity(unchecked) var chosenPartition: Int?
-
-        /// Records the delivery report's partition and offset, or the error.
-        func record(_ result: Result<KafkaDeliveryReport, KafkaError>) {
+        /// Ends the span with the record's outcome and, for a record sent in a transaction, the transaction's.
+        consuming func end(with result: Result<KafkaDeliveryReport, KafkaError>, transactionOutcome: TransactionOutcome? = nil) {
             switch result {
             case .success(let report):
                 if report.partition != chosenPartition {
@@ -66,12 +48,18 @@ import Tracing
             case .failure(let error):
                 fail(with: error)
             }
-        }
-
-        /// Hands the attributes to the span and ends it.
-        func end() {
+            if let transactionOutcome {
+                attributes.set("messaging.kafka.transaction.outcome", value: .string(transactionOutcome.name))
+                if case .aborted(let error) = transactionOutcome, case .success = result { fail(with: error) }
+            }
             KafkaTracingAttributes.hand(attributes, to: span)
             span.end()
+        }
+
+        /// Marks the span failed (error status, the error recorded, `error.type`).
+        private mutating func fail(with error: any Error) {
+            attributes.set("error.type", value: .string(KafkaError.errorType(of: error)))
+            KafkaTracingAttributes.recordFailure(of: span, error)
         }
     }
 
@@ -122,8 +110,7 @@ import Tracing
             KafkaTracingAttributes.captureHeaders(configuration, from: record.headers, into: &attributes)
             configuration.sendAttributes?(record, &attributes)
             if let previous { span.addLink(SpanLink(context: previous, attributes: [:])) }
-            send = SendSpan(span: span, attributes: attributes)
-            send?.chosenPartition = record.partition
+            send = SendSpan(span: span, attributes: attributes, chosenPartition: record.partition)
         }
         if configuration.propagatesContext {
             tracer.inject(span.context, into: &traceHeaders, using: InjectedTraceHeadersInjector())
@@ -167,9 +154,8 @@ import Tracing
     /// - Parameters:
     ///   - send: The span ``startSend(_:traceHeaders:keptHeaders:)`` returned.
     ///   - result: The delivery report or the error.
-    @_spi(Benchmarks) public static func end(_ send: SendSpan, with result: Result<KafkaDeliveryReport, KafkaError>) {
-        send.record(result)
-        send.end()
+    @_spi(Benchmarks) public static func end(_ send: consuming SendSpan, with result: Result<KafkaDeliveryReport, KafkaError>) {
+        send.end(with: result)
     }
 
     /// Starts the INTERNAL span `transaction`, a child of the ambient span, or returns `nil` when tracing is off.

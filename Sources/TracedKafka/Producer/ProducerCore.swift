@@ -1,0 +1,78 @@
+import Synchronization
+
+/// A producer's ``ProducerStateMachine`` under its lock, shared by the ``KafkaProducer`` and its backend, and the
+/// side effects its actions ask for: resuming senders waiting for room and the closing task, settling tickets.
+///
+/// The backend reports into it when its queue may have room again (``roomMade()``); the lock is never held across
+/// a call into the backend.
+final class ProducerCore: ClientLifecycleLocking {
+    let machine: Mutex<ProducerStateMachine>
+
+    init(isTransactional: Bool) {
+        machine = Mutex(ProducerStateMachine(isTransactional: isTransactional))
+    }
+
+    func withLifecycle<R>(_ body: (inout ClientLifecycle) throws -> R) rethrows -> R {
+        try machine.withLock { try body(&$0.lifecycle) }
+    }
+
+    // MARK: - Calls into the backend
+
+    /// Admits a record and counts the call that hands it over; see ``ProducerStateMachine/admit(transaction:)``.
+    func admit(transaction: UInt64?) throws -> KafkaProducerMessageID {
+        try machine.withLock { try $0.admit(transaction: transaction) }
+    }
+
+    /// Counts another call for an admitted record; see ``ProducerStateMachine/beginCall(transaction:)``.
+    func beginCall(transaction: UInt64?) throws {
+        try machine.withLock { try $0.beginCall(transaction: transaction) }
+    }
+
+    /// A call counted by ``admit(transaction:)`` or ``beginCall(transaction:)`` has returned.
+    func callEnded(taken: Bool, ticket: DeliveryTicket?, transaction: UInt64?) {
+        let action = machine.withLock { $0.callEnded(taken: taken, ticket: ticket, transaction: transaction) }
+        action.resumeDrain?.resume()
+        if let outcome = action.settle { ticket?.settle(outcome) }
+    }
+
+    // MARK: - Room in the backend's queue
+
+    /// Read before an offer that may find the queue full; passed to ``waitForRoom(after:)``.
+    var roomGeneration: UInt64 { machine.withLock { $0.roomGeneration } }
+
+    /// Parks, without blocking a thread, until the backend may have room again. Returns at once when room was made
+    /// since `generation` was read, when the producer is closing, or when the task is cancelled.
+    func waitForRoom(after generation: UInt64) async {
+        let id = machine.withLock { $0.makeRoomWaiterID() }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                // Checked under the lock: a cancellation either comes first (no parking) or finds the sender parked.
+                let parked = machine.withLock { Task.isCancelled ? false : $0.parkForRoom(id, after: generation, continuation) }
+                if !parked { continuation.resume() }
+            }
+        } onCancel: {
+            machine.withLock { $0.cancelRoomWait(id) }?.resume()
+        }
+    }
+
+    /// The backend may have room again: the senders waiting for it offer again.
+    func roomMade() {
+        for waiter in machine.withLock({ $0.roomMade() }) { waiter.resume() }
+    }
+
+    // MARK: - Closing
+
+    /// Closes the backend once: no call starts any more, the senders waiting for room resume (and find the producer
+    /// shut down), the calls in flight end, then `closeBackend` runs, told whether to abort an open transaction.
+    /// Later calls return at once.
+    func close(_ closeBackend: (_ abortTransaction: Bool) async -> Void) async {
+        guard case .close(let waiters, let drain) = machine.withLock({ $0.beginClose() }) else { return }
+        for waiter in waiters { waiter.resume() }
+        if drain {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                if !machine.withLock({ $0.parkDrain(continuation) }) { continuation.resume() }
+            }
+        }
+        await closeBackend(machine.withLock { $0.closeAbortsTransaction })
+    }
+}

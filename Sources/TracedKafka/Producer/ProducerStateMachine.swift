@@ -1,0 +1,271 @@
+/// The whole state of one producer, under one lock (``ProducerCore``): its lifecycle, whether it takes records, the
+/// backend calls in flight that closing waits for, the senders waiting for room in the backend's queue, its
+/// transactions and a fatal error.
+///
+/// A value type whose mutating methods decide and return what must happen; the caller does it outside the lock
+/// (resuming continuations, calling the backend). The backends are I/O: they take records, report each record's
+/// outcome to its ``DeliveryTicket`` and report room made in their queue. It is unit-tested without any broker.
+struct ProducerStateMachine: ~Copyable {
+    /// The backend: open, closing once the calls in flight have ended, or closed.
+    enum Backend: Equatable {
+        case open
+        /// Close has begun: it waits for the calls in flight to end, then closes the backend.
+        case draining
+        /// The backend is being closed, or is closed.
+        case closed
+    }
+
+    /// One `withTransaction` of a transactional producer, from `begin` to its outcome (kept until the next begins).
+    struct Transaction {
+        let number: UInt64
+        /// How the transaction ended; `nil` while it is open.
+        var outcome: TransactionOutcome?
+        /// Records the backend took in it.
+        var sentCount = 0
+        /// Tickets with a recording send span, which end once the outcome is known too.
+        var held: [DeliveryTicket] = []
+    }
+
+    let isTransactional: Bool
+    /// `run()` and shutdown, as the consumer has them.
+    var lifecycle = ClientLifecycle()
+    private(set) var backend = Backend.open
+    /// Calls into the backend's queue under way (``admit(transaction:)`` … ``callEnded(taken:ticket:transaction:)``):
+    /// the backend is closed only once none is.
+    private(set) var callsInFlight = 0
+    private var drainWaiter: CheckedContinuation<Void, Never>?
+    private var lastMessageID: UInt64 = 0
+
+    /// Bumped whenever the backend may have room again; a sender reads it before it offers a record, so room made
+    /// between the offer and its wait is never missed.
+    private(set) var roomGeneration: UInt64 = 0
+    private var roomWaiters: [(id: UInt64, continuation: CheckedContinuation<Void, Never>)] = []
+    private var nextRoomWaiterID: UInt64 = 0
+
+    /// The fatal error that stopped the producer, if any: every later call throws it.
+    private(set) var fatal: KafkaError?
+
+    /// `rd_kafka_init_transactions` has succeeded.
+    private(set) var transactionsInitialized = false
+    /// The last abort did not finish: the next transaction aborts again before it begins.
+    private(set) var abortPending = false
+    /// A `withTransaction` is under way (one at a time).
+    private(set) var transactionRunning = false
+    /// The backend may hold an open transaction: `begin` was asked for and neither commit nor abort has finished.
+    /// Closing aborts it.
+    private(set) var backendTransactionOpen = false
+    /// The current transaction, or the last one.
+    private(set) var transaction: Transaction?
+    private var lastTransactionNumber: UInt64 = 0
+
+    init(isTransactional: Bool) {
+        self.isTransactional = isTransactional
+    }
+
+    // MARK: - Sending
+
+    /// A record is about to be handed to the backend: checks that the producer takes it, gives it its id and counts
+    /// the call in flight (end it with ``callEnded(taken:ticket:transaction:)``).
+    /// - Parameter transaction: The number of the transaction it is sent in, if any.
+    /// - Throws: The fatal error; ``KafkaError/Code/notInTransaction`` for a transactional producer outside an open
+    ///   transaction; ``KafkaError/Code/shutDown`` once shutdown has begun.
+    mutating func admit(transaction: UInt64?) throws -> KafkaProducerMessageID {
+        try beginCall(transaction: transaction)
+        lastMessageID += 1
+        return KafkaProducerMessageID(rawValue: lastMessageID)
+    }
+
+    /// A record admitted before offers itself again after waiting for room: counts the call in flight.
+    /// - Throws: as ``admit(transaction:)``.
+    mutating func beginCall(transaction: UInt64?) throws {
+        if let fatal { throw fatal }
+        if isTransactional {
+            guard let transaction else {
+                throw KafkaError(
+                    code: .notInTransaction,
+                    reason: "A transactional producer sends only inside withTransaction, through its KafkaTransaction"
+                )
+            }
+            try requireOpen(transaction)
+        }
+        guard lifecycle.acceptsWork, backend == .open else { throw KafkaError.shutDown("The producer") }
+        callsInFlight += 1
+    }
+
+    /// What follows the end of a call.
+    struct CallEndedAction {
+        /// Close was waiting for the calls in flight: resume it.
+        var resumeDrain: CheckedContinuation<Void, Never>?
+        /// The record's transaction had already ended: its ticket takes this outcome now.
+        var settle: TransactionOutcome?
+    }
+
+    /// A call into the backend has returned.
+    /// - Parameters:
+    ///   - taken: Whether the backend took the record (it then reports the record's outcome to `ticket`).
+    ///   - ticket: The record's ticket, when it has a send span that a transaction holds until its outcome.
+    ///   - transaction: The number of the transaction the record was sent in, if any.
+    mutating func callEnded(taken: Bool, ticket: DeliveryTicket?, transaction number: UInt64?) -> CallEndedAction {
+        callsInFlight -= 1
+        var action = CallEndedAction()
+        if callsInFlight == 0, backend == .draining {
+            backend = .closed
+            action.resumeDrain = drainWaiter
+            drainWaiter = nil
+        }
+        guard taken, let number else { return action }
+        if var current = transaction, current.number == number, current.outcome == nil {
+            current.sentCount += 1
+            if let ticket { current.held.append(ticket) }
+            transaction = current
+        } else if ticket != nil {
+            // The transaction ended while the record was on its way.
+            action.settle = transaction?.number == number ? transaction?.outcome : .aborted(Self.endedTransaction)
+        }
+        return action
+    }
+
+    private static let endedTransaction = KafkaError(
+        code: .notInTransaction,
+        reason: "The transaction had ended when the record was handed over"
+    )
+
+    // MARK: - Room in the backend's queue
+
+    /// How many senders wait for room.
+    var roomWaiterCount: Int { roomWaiters.count }
+
+    /// An id for a sender about to wait for room, so that its cancellation can find it.
+    mutating func makeRoomWaiterID() -> UInt64 {
+        nextRoomWaiterID += 1
+        return nextRoomWaiterID
+    }
+
+    /// Parks a sender that found the queue full until room may have appeared since it read `generation`.
+    /// - Returns: `false` when the sender must not park: room was made since, or the producer is closing.
+    mutating func parkForRoom(_ id: UInt64, after generation: UInt64, _ continuation: CheckedContinuation<Void, Never>) -> Bool {
+        guard roomGeneration == generation, backend == .open, lifecycle.acceptsWork else { return false }
+        roomWaiters.append((id, continuation))
+        return true
+    }
+
+    /// The backend may have room again: returns the senders to resume.
+    mutating func roomMade() -> [CheckedContinuation<Void, Never>] {
+        roomGeneration &+= 1
+        return takeRoomWaiters()
+    }
+
+    /// A waiting sender's task was cancelled: returns its continuation, unless room was made first.
+    mutating func cancelRoomWait(_ id: UInt64) -> CheckedContinuation<Void, Never>? {
+        guard let index = roomWaiters.firstIndex(where: { $0.id == id }) else { return nil }
+        return roomWaiters.remove(at: index).continuation
+    }
+
+    private mutating func takeRoomWaiters() -> [CheckedContinuation<Void, Never>] {
+        defer { roomWaiters = [] }
+        return roomWaiters.map(\.continuation)
+    }
+
+    // MARK: - Flush and close
+
+    /// Throws ``KafkaError/Code/shutDown`` once shutdown has begun (it delivers what is queued itself), or the fatal
+    /// error.
+    func requireOpenForFlush() throws {
+        if let fatal { throw fatal }
+        guard lifecycle.acceptsWork, backend == .open else { throw KafkaError.shutDown("The producer") }
+    }
+
+    /// What closing does first.
+    enum CloseAction {
+        /// Resume these senders waiting for room (they find the producer shut down); when `drain`, park with
+        /// ``parkDrain(_:)`` until the last call in flight ends. Then close the backend.
+        case close(resumeRoomWaiters: [CheckedContinuation<Void, Never>], drain: Bool)
+        /// Another close has begun.
+        case none
+    }
+
+    /// Close begins (at shutdown, or when the producer is dropped): no call starts any more.
+    mutating func beginClose() -> CloseAction {
+        guard backend == .open else { return .none }
+        backend = callsInFlight == 0 ? .closed : .draining
+        return .close(resumeRoomWaiters: takeRoomWaiters(), drain: backend == .draining)
+    }
+
+    /// Parks the closing task until the last call in flight ends. Returns `false` when none is left (close now).
+    mutating func parkDrain(_ continuation: CheckedContinuation<Void, Never>) -> Bool {
+        guard backend == .draining else { return false }  // the last call ended already
+        drainWaiter = continuation
+        return true
+    }
+
+    /// Whether closing must abort the backend's open transaction: `begin` was asked for and neither commit nor
+    /// abort has finished.
+    var closeAbortsTransaction: Bool { backendTransactionOpen }
+
+    // MARK: - Transactions
+
+    /// Throws ``KafkaError/Code/notInTransaction`` unless transaction `number` is open.
+    func requireOpen(_ number: UInt64) throws {
+        guard let transaction, transaction.number == number, transaction.outcome == nil else {
+            throw KafkaError(
+                code: .notInTransaction,
+                reason: "The transaction has ended; use a KafkaTransaction only inside its withTransaction closure"
+            )
+        }
+    }
+
+    /// A `withTransaction` begins: returns whether the transactional id must be registered first and whether an
+    /// unfinished abort must be finished first.
+    /// - Throws: The fatal error; ``KafkaError/Code/alreadyRunning`` while another runs; ``KafkaError/Code/shutDown``
+    ///   once shutdown has begun.
+    mutating func startTransactionRun() throws -> (initialize: Bool, abortFirst: Bool) {
+        if let fatal { throw fatal }
+        guard !transactionRunning else {
+            throw KafkaError(code: .alreadyRunning, reason: "A transaction of this producer is open; it runs one at a time")
+        }
+        guard lifecycle.acceptsWork, backend == .open else { throw KafkaError.shutDown("The producer") }
+        transactionRunning = true
+        return (!transactionsInitialized, abortPending)
+    }
+
+    /// The `withTransaction` is over, whatever its outcome.
+    mutating func transactionRunEnded() { transactionRunning = false }
+
+    /// The transactional id is registered.
+    mutating func transactionsDidInitialize() { transactionsInitialized = true }
+
+    /// `begin` is about to be asked of the backend: from now on closing aborts.
+    mutating func willBeginTransaction() { backendTransactionOpen = true }
+
+    /// The backend began a transaction: returns its number.
+    mutating func transactionBegan() -> UInt64 {
+        lastTransactionNumber += 1
+        transaction = Transaction(number: lastTransactionNumber)
+        return lastTransactionNumber
+    }
+
+    /// The backend committed or aborted (`finished`), or the abort did not finish: then the next transaction
+    /// aborts first.
+    mutating func transactionCallEnded(finished: Bool) {
+        backendTransactionOpen = !finished
+        abortPending = !finished
+    }
+
+    /// Transaction `number` has its outcome: later sends in it are refused; returns the held tickets (to settle
+    /// outside the lock) and how many records it sent.
+    mutating func endTransaction(_ number: UInt64, _ outcome: TransactionOutcome) -> (held: [DeliveryTicket], sentCount: Int) {
+        guard var current = transaction, current.number == number, current.outcome == nil else { return ([], 0) }
+        current.outcome = outcome
+        let held = current.held
+        current.held = []
+        transaction = current
+        return (held, current.sentCount)
+    }
+
+    /// A fatal error: returns whether it is the first (then the producer shuts down).
+    mutating func becomeFatal(_ error: KafkaError) -> Bool {
+        guard fatal == nil else { return false }
+        fatal = error
+        return true
+    }
+}

@@ -1,0 +1,142 @@
+import Synchronization
+import Testing
+@testable import TracedKafka
+
+/// The producer's state machine under its lock, with real tasks waiting on it: no broker, no file queue.
+@Suite("The producer's core: waiting for room, closing, races")
+struct ProducerCoreTests {
+    static func runningCore(transactional: Bool = false) -> ProducerCore {
+        let core = ProducerCore(isTransactional: transactional)
+        _ = try? core.withLifecycle { try $0.run() }
+        return core
+    }
+
+    /// Returns once `condition` holds of the machine (no sleep decides it).
+    static func until(_ core: ProducerCore, _ condition: (borrowing ProducerStateMachine) -> Bool) async {
+        while !core.machine.withLock({ condition($0) }) { await Task.yield() }
+    }
+
+    @Test("A sender waiting for room resumes when the backend makes room")
+    func roomMadeResumes() async {
+        let core = Self.runningCore()
+        let generation = core.roomGeneration
+        let waiting = Task { await core.waitForRoom(after: generation) }
+        await Self.until(core) { $0.roomWaiterCount == 1 }
+        core.roomMade()
+        await waiting.value
+        #expect(core.machine.withLock { $0.roomWaiterCount } == 0)
+    }
+
+    @Test("A sender does not wait when room was made since it looked")
+    func roomMadeBeforeWaiting() async {
+        let core = Self.runningCore()
+        let generation = core.roomGeneration
+        core.roomMade()
+        await core.waitForRoom(after: generation)
+        #expect(core.machine.withLock { $0.roomWaiterCount } == 0)
+    }
+
+    @Test("A sender cancelled while it waits for room stops waiting at once; one cancelled before never waits")
+    func cancelledRoomWait() async {
+        let core = Self.runningCore()
+        let generation = core.roomGeneration
+        let waiting = Task { await core.waitForRoom(after: generation) }
+        await Self.until(core) { $0.roomWaiterCount == 1 }
+        waiting.cancel()
+        await waiting.value
+        #expect(core.machine.withLock { $0.roomWaiterCount } == 0)
+        let early = Task {
+            withUnsafeCurrentTask { $0?.cancel() }
+            await core.waitForRoom(after: generation)
+        }
+        await early.value
+        #expect(core.machine.withLock { $0.roomWaiterCount } == 0)
+    }
+
+    @Test("Close resumes the senders waiting for room, then waits for the call in flight before it closes the backend")
+    func closeDrainsCalls() async throws {
+        let core = Self.runningCore()
+        _ = try core.admit(transaction: nil)
+        let generation = core.roomGeneration
+        let waiting = Task { await core.waitForRoom(after: generation) }
+        await Self.until(core) { $0.roomWaiterCount == 1 }
+        _ = core.withLifecycle { $0.triggerShutdown() }
+        let closedBackend = Shared(0)
+        let closing = Task {
+            await core.close { abort in
+                #expect(!abort)
+                closedBackend.withLock { $0 += 1 }
+            }
+        }
+        await waiting.value
+        await Self.until(core) { $0.backend == .draining }
+        #expect(closedBackend.withLock { $0 } == 0, "a call is still in flight")
+        core.callEnded(taken: true, ticket: nil, transaction: nil)
+        await closing.value
+        #expect(closedBackend.withLock { $0 } == 1)
+        await core.close { _ in Issue.record("closed twice") }
+    }
+
+    @Test("Sends racing close from many tasks: the backend closes with no call in flight, later ones fail with shutDown")
+    func sendsRacingClose() async throws {
+        let core = Self.runningCore()
+        let inFlightAtClose = Shared(-1)
+        let admittedSoFar = Shared(0)
+        let (admitted, refused) = await withTaskGroup(of: (Int, Int).self) { group in
+            for _ in 0..<8 {
+                group.addTask {
+                    var admitted = 0, refused = 0
+                    for _ in 0..<2_000 {
+                        do {
+                            _ = try core.admit(transaction: nil)
+                            admitted += 1
+                            admittedSoFar.withLock { $0 += 1 }
+                            // The call stays in flight across a suspension, as a backend call on another thread would.
+                            await Task.yield()
+                            core.callEnded(taken: true, ticket: nil, transaction: nil)
+                        } catch {
+                            #expect((error as? KafkaError)?.code == .shutDown)
+                            refused += 1
+                        }
+                    }
+                    return (admitted, refused)
+                }
+            }
+            group.addTask {
+                while admittedSoFar.withLock({ $0 }) < 2_000 { await Task.yield() }
+                _ = core.withLifecycle { $0.triggerShutdown() }
+                await core.close { _ in inFlightAtClose.withLock { $0 = core.machine.withLock { $0.callsInFlight } } }
+                return (0, 0)
+            }
+            return await group.reduce(into: (0, 0)) { $0.0 += $1.0; $0.1 += $1.1 }
+        }
+        #expect(inFlightAtClose.withLock { $0 } == 0)
+        #expect(admitted + refused == 16_000)
+        #expect(admitted >= 2_000 && refused > 0)
+    }
+
+    @Test("Senders waiting for room racing room made and cancellation: none is left waiting")
+    func roomWaitersRacing() async {
+        let core = Self.runningCore()
+        let returned = Shared(0)
+        let waiters = (0..<500).map { _ in
+            let generation = core.roomGeneration
+            return Task {
+                await core.waitForRoom(after: generation)
+                returned.withLock { $0 += 1 }
+            }
+        }
+        await withTaskGroup(of: Void.self) { group in
+            for (index, waiter) in waiters.enumerated() where index.isMultiple(of: 3) { group.addTask { waiter.cancel() } }
+            group.addTask {
+                // Room keeps being made until every waiter has returned.
+                while returned.withLock { $0 } < waiters.count {
+                    core.roomMade()
+                    await Task.yield()
+                }
+            }
+        }
+        #expect(returned.withLock { $0 } == 500)
+        #expect(core.machine.withLock { $0.roomWaiterCount } == 0)
+    }
+}
