@@ -42,7 +42,7 @@ final class ConsumerCore: ClientLifecycleLocking {
 
     /// The next message after `handled`, or `nil` once the messages ended after shutdown.
     /// - Parameter onWait: Called before the reader waits (the consumer starts its fetcher then).
-    /// - Throws: The consumer's failure, or `CancellationError` when the waiting task is cancelled.
+    /// - Throws: The consumer's failure, or ``KafkaError/Code/cancelled`` when the waiting task is cancelled.
     nonisolated(nonsending) func next(after handled: ConsumerPosition?, onWait: () -> Void) async throws -> (KafkaConsumerMessage, ConsumerPosition)? {
         var handled = handled
         while true {
@@ -82,7 +82,7 @@ final class ConsumerCore: ClientLifecycleLocking {
     }
 
     /// Parks the reader until a message arrives or the messages end.
-    /// - Throws: `CancellationError` when the task is cancelled.
+    /// - Throws: ``KafkaError/Code/cancelled`` when the task is cancelled.
     nonisolated(nonsending) func waitForMessages() async throws {
         await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
@@ -92,7 +92,7 @@ final class ConsumerCore: ClientLifecycleLocking {
         } onCancel: {
             machine.withLock { $0.cancelReaderWait() }?.resume()
         }
-        try Task.checkCancellation()
+        if Task.isCancelled { throw KafkaError.cancelledWait }
     }
 
     /// The reader is gone without asking for more: what it held is not handled.

@@ -421,7 +421,7 @@ public final class KafkaConsumer: Service, Sendable {
                 return
             } catch {
                 metrics.recordProcess(messages, startedAt: started, error: error)
-                if error is CancellationError || Task.isCancelled { throw error }
+                if Task.isCancelled || error is CancellationError || (error as? KafkaError)?.code == .cancelled { throw error }
                 switch configuration.handlerFailure.kind {
                 case .skip:
                     return
@@ -460,7 +460,7 @@ public struct KafkaConsumerMessages: AsyncSequence, Sendable {
         let reader: Reader
 
         /// The next message, or `nil` after shutdown.
-        /// - Throws: ``KafkaError`` on a fatal consumer error; `CancellationError` when the task is cancelled.
+        /// - Throws: ``KafkaError`` on a fatal consumer error; ``KafkaError/Code/cancelled`` when the task is cancelled.
         public mutating func next() async throws -> KafkaConsumerMessage? {
             try await reader.next()
         }

@@ -141,6 +141,9 @@ extension KafkaError {
 }
 
 extension KafkaError {
+    /// A consumer's reader whose task was cancelled while it waited for messages.
+    static let cancelledWait = KafkaError(code: .cancelled, reason: "The wait for the next message was cancelled")
+
     /// A flush whose task was cancelled.
     static let flushCancelled = KafkaError(
         code: .cancelled,

@@ -109,6 +109,7 @@ public final class KafkaProducer: Service, Sendable {
     deinit {
         // Dropped without a shutdown (nothing is sending: every call holds the producer): deliver what is queued in
         // the background, then free the backend.
+        guard core.machine.withLock({ $0.backend == .open }) else { return }
         let core = self.core, backend = self.backend, timeout = configuration.shutdownTimeout, events = self.events
         Task {
             await core.close { abortTransaction in await backend.close(flushTimeout: timeout, abortTransaction: abortTransaction) }

@@ -1,4 +1,3 @@
-import Synchronization
 import Tracing
 import W3CTraceContext
 
@@ -24,8 +23,8 @@ public final class W3CRecordingTracer: Tracer, Sendable {
     public typealias Span = W3CRecordingSpan
 
     private let sampler: Sampler
-    private let finished = Mutex<[RecordedSpan]>([])
-    private let identifiers = Mutex(SplitMix64(seed: UInt64.random(in: .min ... .max)))
+    private let finished = LockedValue<[RecordedSpan]>([])
+    private let identifiers = LockedValue(SplitMix64(seed: UInt64.random(in: .min ... .max)))
 
     /// Creates a tracer.
     /// - Parameter sampler: How root spans are sampled.
@@ -145,7 +144,7 @@ public final class W3CRecordingSpan: Tracing.Span, Sendable {
     private let parentSpanID: String?
     private let start: UInt64
     private let tracer: W3CRecordingTracer
-    private let state: Mutex<State>
+    private let state: LockedValue<State>
 
     init(
         operationName: String,
@@ -160,7 +159,7 @@ public final class W3CRecordingSpan: Tracing.Span, Sendable {
         self.parentSpanID = parentSpanID
         self.start = start
         self.tracer = tracer
-        self.state = Mutex(State(operationName: operationName))
+        self.state = LockedValue(State(operationName: operationName))
     }
 
     /// Whether the span is sampled: only sampled spans record anything.

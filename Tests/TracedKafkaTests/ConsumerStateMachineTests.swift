@@ -144,13 +144,14 @@ struct ConsumerStateMachineTests {
         #expect(core.takeStoredOffsets().map(\.offset) == [1])
     }
 
-    @Test("Cancellation while waiting resumes the reader with CancellationError; a later message finds no stale waiter")
+    @Test("Cancellation while waiting resumes the reader with KafkaError.cancelled; a later message finds no stale waiter")
     func cancelWhileWaiting() async throws {
         let core = Self.runningCore()
         let waiting = Task { try await core.next(after: nil, onWait: {}) }
         try await Task.sleep(for: .milliseconds(100))
         waiting.cancel()
-        await #expect(throws: CancellationError.self) { _ = try await waiting.value }
+        let error = await #expect(throws: KafkaError.self) { _ = try await waiting.value }
+        #expect(error?.code == .cancelled)
         var batch = [Self.message(Self.p0, 0)]
         core.fetched(&batch)
         let next = try await core.next(after: nil, onWait: {})

@@ -111,9 +111,5 @@ func consumerConfiguration(
     return configuration
 }
 
-/// Test state shared between tasks.
-final class Shared<Value: Sendable>: Sendable {
-    private let mutex: Mutex<Value>
-    init(_ value: Value) { mutex = Mutex(value) }
-    func withLock<R: Sendable>(_ body: (inout Value) -> R) -> R { mutex.withLock { body(&$0) } }
-}
+/// Test state shared between tasks (under a lock ThreadSanitizer sees).
+typealias Shared = LockedValue

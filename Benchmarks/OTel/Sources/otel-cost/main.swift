@@ -14,6 +14,8 @@
 //                    counted are those the tracer sampled (the library's attribute hooks run for those only)
 //       --senders S: S tasks each awaiting `send` instead of one loop of `enqueue`; for raw*, at most S records
 //                    without their delivery report (what S awaiting senders allow)
+//       --enqueuers E: E tasks each running a loop of `enqueue` over its share of the records, at once (TracedKafka
+//                    modes only): what concurrent senders cost per record against one
 //   otel-cost consume --bootstrap B --topic T --count N --mode off|unsampled|sampled|null-unsampled|null-sampled
 //       reads N records (made by `produce --mode raw-header`) in a new group with `consumer.run { }`
 //
@@ -162,7 +164,7 @@ struct Stopwatch {
 /// Sends `count` records of 100 bytes round-robin over the partitions, after one untimed warm-up record.
 struct TracedProduce {
     let mode: String, bootstrap: String, topic: String
-    let count: Int, partitions: Int, linger: Int, senders: Int
+    let count: Int, partitions: Int, linger: Int, senders: Int, enqueuers: Int
     let rate: Int?
 
     /// Runs with the value as its own type, so that the loop making records is specialized for it, as a service's is.
@@ -194,6 +196,18 @@ struct TracedProduce {
                     }
                     try await sending.waitForAll()
                 }
+            } else if enqueuers > 1 {
+                try await withThrowingTaskGroup(of: Void.self) { sending in
+                    for sender in 0..<enqueuers {
+                        sending.addTask {
+                            for index in stride(from: sender, to: count, by: enqueuers) {
+                                try await producer.enqueue(KafkaProducerRecord(topic: topic, value: value, partition: index % partitions))
+                            }
+                        }
+                    }
+                    try await sending.waitForAll()
+                }
+                try await producer.flush(timeout: .seconds(300))
             } else {
                 var pacer = Pacer(rate: rate)
                 for index in 0..<count {
@@ -256,6 +270,7 @@ Task.detached {
                 line = try await TracedProduce(mode: mode, bootstrap: bootstrap, topic: topic, count: count, partitions: partitions,
                                                linger: argument("linger-ms").flatMap(Int.init) ?? 5,
                                                senders: argument("senders").flatMap(Int.init) ?? 0,
+                                               enqueuers: argument("enqueuers").flatMap(Int.init) ?? 1,
                                                rate: argument("rate").flatMap(Int.init)).run(valueKind)
                 if mode == "sampled" { line += " spans \(sampledSpans.load(ordering: .relaxed))" }  // the warm-up record's too
             case ("consume", _):
