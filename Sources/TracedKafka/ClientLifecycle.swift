@@ -2,18 +2,23 @@ import Synchronization
 
 /// The run/shutdown state machine shared by ``KafkaProducer`` and ``KafkaConsumer``.
 ///
-/// Mutating methods return what the caller must do; the caller does it outside the lock.
+/// Mutating methods return what the caller must do; the caller does it outside the lock. The parked `run()` is
+/// taken out under the lock and resumed once.
 struct ClientLifecycle: ~Copyable {
     private enum State {
         /// Created; `run()` not called yet.
         case idle
         /// `run()` is waiting for a shutdown signal (the continuation, once it is parked).
-        case running(CheckedContinuation<Void, Never>?)
+        case running(UnsafeContinuation<Void, Never>?)
         /// Shutdown was asked for; the client takes no new work.
         case stopping(ranBefore: Bool)
         /// Resources are freed.
         case finished
     }
+
+    /// Whether the client still takes new work. Kept beside the state, so the check made once per record reads a
+    /// flag instead of copying the state.
+    private(set) var acceptsWork = true
 
     private var state = State.idle {
         didSet {
@@ -23,10 +28,6 @@ struct ClientLifecycle: ~Copyable {
             }
         }
     }
-
-    /// Whether the client still takes new work. Kept beside the state, so the check made once per record reads a
-    /// flag instead of copying the state.
-    private(set) var acceptsWork = true
 
     enum RunAction {
         /// Park until shutdown is asked for, then shut down.
@@ -51,7 +52,7 @@ struct ClientLifecycle: ~Copyable {
     }
 
     /// `run()` parks its continuation. Returns `false` when shutdown was already asked for (resume at once).
-    mutating func park(_ continuation: CheckedContinuation<Void, Never>) -> Bool {
+    mutating func park(_ continuation: UnsafeContinuation<Void, Never>) -> Bool {
         guard case .running(nil) = state else { return false }
         state = .running(continuation)
         return true
@@ -61,7 +62,7 @@ struct ClientLifecycle: ~Copyable {
         /// Nothing to do: shutdown is under way or over.
         case none
         /// Wake the parked `run()`.
-        case resume(CheckedContinuation<Void, Never>)
+        case resume(UnsafeContinuation<Void, Never>)
         /// `run()` is about to park; it will see the new state.
         case runWillNotice
         /// `run()` was never called: the caller frees resources itself.
@@ -114,7 +115,7 @@ extension ClientLifecycleLocking {
             start()
             await withGracefulShutdownHandler {
                 await withTaskCancellationHandler {
-                    await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                    await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
                         if !withLifecycle({ $0.park(continuation) }) { continuation.resume() }
                     }
                 } onCancel: {

@@ -25,6 +25,8 @@ public final class KafkaProducer: Service, Sendable {
     /// The producer's metrics, when they are on.
     private let metrics: KafkaClientMetrics?
     let logger: Logger
+    /// The trace headers of a record sent with tracing off: none (one kept here rather than one made per record).
+    private let noTraceHeaders = InjectedTraceHeaders()
 
     /// Creates a producer on the configured backend (librdkafka, or the file queue).
     /// - Parameters:
@@ -140,12 +142,13 @@ public final class KafkaProducer: Service, Sendable {
         try await send(record, in: nil)
     }
 
-    /// ``send(_:)``, in a transaction or not.
+    /// ``send(_:)``, in a transaction or not (inlined: an async call costs a frame and an executor check per record).
+    @inline(__always)
     func send(_ record: KafkaProducerRecord, in transaction: UInt64?) async throws -> KafkaDeliveryReport {
         try Task.checkCancellation(unsent: record)
-        let (_, ticket) = try await hand(record, in: transaction, awaited: true)
-        // An awaited record always has a ticket.
-        guard let ticket else { preconditionFailure("An awaited send has a delivery ticket") }
+        let handed = try handOver(record, in: transaction, awaited: true)
+        if let waiting = handed.waiting { try await offerWhenRoom(waiting) }
+        guard let ticket = handed.ticket else { preconditionFailure("An awaited send has a delivery ticket") }
         return try await ticket.value
     }
 
@@ -161,75 +164,130 @@ public final class KafkaProducer: Service, Sendable {
     ///   cancelled while it waits for room, ``KafkaError/Code/notInTransaction`` on a transactional producer,
     ///   ``KafkaError/Code/fatal`` after a fatal error.
     @discardableResult
+    @inlinable
     public func enqueue(_ record: KafkaProducerRecord) async throws -> KafkaProducerMessageID {
-        try await enqueue(record, in: nil)
+        // Inlined into the caller, so that a record the backend takes at once costs no async call: only a full
+        // queue makes the caller suspend.
+        let handed = try handOver(record, in: nil, awaited: false)
+        if let waiting = handed.waiting { try await offerWhenRoom(waiting) }
+        return handed.id
     }
 
-    /// ``enqueue(_:)``, in a transaction or not.
-    func enqueue(_ record: KafkaProducerRecord, in transaction: UInt64?) async throws -> KafkaProducerMessageID {
-        try await hand(record, in: transaction, awaited: false).id
+    /// ``enqueue(_:)`` in a transaction.
+    func enqueue(_ record: KafkaProducerRecord, in transaction: UInt64) async throws -> KafkaProducerMessageID {
+        let handed = try handOver(record, in: transaction, awaited: false)
+        if let waiting = handed.waiting { try await offerWhenRoom(waiting) }
+        return handed.id
     }
 
     // MARK: - One record's way to the backend
 
-    /// Checks the record, admits it, starts its send span and hands it to the backend, waiting for room while the
-    /// backend's queue is full.
+    /// A record handed over (or waiting for room), its id and its ticket.
+    @usableFromInline
+    struct Handed {
+        @usableFromInline let id: KafkaProducerMessageID
+        /// The ticket, when somebody observes the record's outcome.
+        @usableFromInline let ticket: DeliveryTicket?
+        /// The record, when the backend's queue was full: finish with ``offerWhenRoom(_:)``.
+        @usableFromInline let waiting: Waiting?
+    }
+
+    /// An admitted record that found the backend's queue full, with what its offers need.
+    @usableFromInline
+    final class Waiting {
+        let record: KafkaProducerRecord
+        let traceHeaders: InjectedTraceHeaders
+        let ticket: DeliveryTicket?
+        let transaction: UInt64?
+
+        init(record: KafkaProducerRecord, traceHeaders: InjectedTraceHeaders, ticket: DeliveryTicket?, transaction: UInt64?) {
+            self.record = record
+            self.traceHeaders = traceHeaders
+            self.ticket = ticket
+            self.transaction = transaction
+        }
+    }
+
+    /// Checks the record, admits it, starts its send span and offers it to the backend once, without waiting.
     /// - Parameters:
     ///   - record: The record.
     ///   - transaction: The number of the transaction it is sent in, if any.
     ///   - awaited: Whether its sender awaits its outcome (it then always has a ticket).
-    /// - Returns: The record's id, and its ticket when somebody observes its outcome.
-    private func hand(
-        _ record: KafkaProducerRecord,
-        in transaction: UInt64?,
-        awaited: Bool
-    ) async throws -> (id: KafkaProducerMessageID, ticket: DeliveryTicket?) {
+    /// - Throws: What admission or the backend throws; the ticket's span and metrics then see the error.
+    @usableFromInline
+    func handOver(_ record: KafkaProducerRecord, in transaction: UInt64?, awaited: Bool) throws -> Handed {
         try validate(record)
         let id = try core.admit(transaction: transaction)
+        guard tracing.configuration.isEnabled else {
+            // No tracing: the record goes as it is, with no trace headers and no span.
+            let observed = awaited || metrics != nil || events != nil
+            let ticket = observed ? makeTicket(id: id, record: record, span: nil, in: transaction, awaited: awaited) : nil
+            return try offerFirst(record, traceHeaders: noTraceHeaders, id: id, ticket: ticket, in: transaction)
+        }
         var traceHeaders = InjectedTraceHeaders()
         var keptHeaders: KafkaHeaders?
         let span = tracing.startSend(record, traceHeaders: &traceHeaders, keptHeaders: &keptHeaders)
         let observed = awaited || span != nil || metrics != nil || events != nil
-        let ticket = observed
-            ? DeliveryTicket(
-                id: id, record: record, span: span, inTransaction: transaction != nil,
-                events: awaited ? nil : events, metrics: metrics
-            )
-            : nil
-        if let keptHeaders {
-            // Tracing dropped stale trace headers from the record: send it with the ones it kept.
-            var changed = record
-            changed.headers = keptHeaders
-            try await offer(changed, traceHeaders: traceHeaders, ticket: ticket, in: transaction)
-        } else {
-            try await offer(record, traceHeaders: traceHeaders, ticket: ticket, in: transaction)
+        let ticket = observed ? makeTicket(id: id, record: record, span: span, in: transaction, awaited: awaited) : nil
+        guard let keptHeaders else {
+            return try offerFirst(record, traceHeaders: traceHeaders, id: id, ticket: ticket, in: transaction)
         }
-        return (id, ticket)
+        // Tracing dropped stale trace headers from the record: it is sent with the ones it kept.
+        var changed = record
+        changed.headers = keptHeaders
+        return try offerFirst(changed, traceHeaders: traceHeaders, id: id, ticket: ticket, in: transaction)
     }
 
-    /// Offers an admitted record to the backend until it takes it, waiting for room while its queue is full. The
-    /// first call was counted by the admission; each later one is counted again.
+    private func makeTicket(
+        id: KafkaProducerMessageID,
+        record: KafkaProducerRecord,
+        span: KafkaProducerTracing.SendSpan?,
+        in transaction: UInt64?,
+        awaited: Bool
+    ) -> DeliveryTicket {
+        DeliveryTicket(
+            id: id, record: record, span: span, inTransaction: transaction != nil, events: awaited ? nil : events, metrics: metrics
+        )
+    }
+
+    /// The first offer of an admitted record (counted by the admission); the record waits when the queue is full.
+    private func offerFirst(
+        _ record: KafkaProducerRecord,
+        traceHeaders: InjectedTraceHeaders,
+        id: KafkaProducerMessageID,
+        ticket: DeliveryTicket?,
+        in transaction: UInt64?
+    ) throws -> Handed {
+        do {
+            let taken = try offerOnce(record, traceHeaders: traceHeaders, ticket: ticket, in: transaction)
+            let waiting = taken ? nil : Waiting(record: record, traceHeaders: traceHeaders, ticket: ticket, transaction: transaction)
+            return Handed(id: id, ticket: ticket, waiting: waiting)
+        } catch {
+            ticket?.refuse(error)
+            throw error
+        }
+    }
+
+    /// Offers a record that found the queue full until the backend takes it, waiting for room in between; each
+    /// offer is counted again.
     /// - Throws: What the backend throws, ``KafkaError/Code/shutDown`` when the producer shut down while the record
     ///   waited, ``KafkaError/Code/cancelled`` when the task was cancelled while it waited; the ticket's span and
     ///   metrics then see the error.
-    private func offer(
-        _ record: KafkaProducerRecord,
-        traceHeaders: InjectedTraceHeaders,
-        ticket: DeliveryTicket?,
-        in transaction: UInt64?
-    ) async throws {
+    @usableFromInline
+    func offerWhenRoom(_ waiting: Waiting) async throws {
         do {
-            if try offerOnce(record, traceHeaders: traceHeaders, ticket: ticket, in: transaction) { return }
             while true {
                 // Nothing is queued yet, so a cancelled sender can give up here.
-                try Task.checkCancellation(unsent: record)
+                try Task.checkCancellation(unsent: waiting.record)
                 let generation = core.roomGeneration
-                try core.beginCall(transaction: transaction)
-                if try offerOnce(record, traceHeaders: traceHeaders, ticket: ticket, in: transaction) { return }
+                try core.beginCall(transaction: waiting.transaction)
+                if try offerOnce(waiting.record, traceHeaders: waiting.traceHeaders, ticket: waiting.ticket, in: waiting.transaction) {
+                    return
+                }
                 await core.waitForRoom(after: generation)
             }
         } catch {
-            ticket?.refuse(error)
+            waiting.ticket?.refuse(error)
             throw error
         }
     }
@@ -245,10 +303,12 @@ public final class KafkaProducer: Service, Sendable {
         do {
             taken = try backend.offer(record, traceHeaders: traceHeaders, ticket: ticket)
         } catch {
-            core.callEnded(taken: false, ticket: nil, transaction: transaction)
+            core.callEnded()
             throw error
         }
-        core.callEnded(taken: taken, ticket: ticket?.isHeldByTransaction == true ? ticket : nil, transaction: transaction)
+        core.callEnded()
+        // A transaction counts the records it took and holds the spans of its traced ones until its outcome.
+        if taken, let transaction { core.taken(in: transaction, ticket: ticket?.isHeldByTransaction == true ? ticket : nil) }
         return taken
     }
 

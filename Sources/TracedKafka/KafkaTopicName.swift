@@ -18,12 +18,14 @@ enum KafkaTopicName {
     }
 
     static func isValid(_ topic: String) -> Bool {
-        var topic = topic  // withUTF8 reads a native string's bytes in place (this runs once per record)
-        return topic.withUTF8 { bytes in
-            guard !bytes.isEmpty, bytes.count <= maxLength else { return false }
-            for byte in bytes where !isLegal(byte) { return false }
-            return !(bytes.count <= 2 && bytes.allSatisfy { $0 == 0x2E })  // neither "." nor ".."
-        }
+        // The bytes in place: a native or small string's without a copy, any other's copied first.
+        topic.utf8.withContiguousStorageIfAvailable(isValid) ?? Array(topic.utf8).withUnsafeBufferPointer(isValid)
+    }
+
+    private static func isValid(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        guard !bytes.isEmpty, bytes.count <= maxLength else { return false }
+        for byte in bytes where !isLegal(byte) { return false }
+        return !(bytes.count <= 2 && bytes.allSatisfy { $0 == 0x2E })  // neither "." nor ".."
     }
 
     /// An ASCII letter or digit, `.`, `_` or `-`.

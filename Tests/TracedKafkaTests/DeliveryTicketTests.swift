@@ -5,7 +5,7 @@ import TracedKafkaTesting
 
 /// A sent record's ticket: its outcome may come before or after its sender waits, the sender may be cancelled,
 /// and a transaction may hold its span; the span ends exactly once with the broker's outcome.
-@Suite("A sent record's delivery ticket")
+@Suite("A sent record's delivery ticket", .timeLimit(.minutes(1)))
 struct DeliveryTicketTests {
     static func report(offset: Int64) -> KafkaDeliveryReport {
         KafkaDeliveryReport(messageID: KafkaProducerMessageID(rawValue: 7), topic: "orders", partition: 2, offset: offset, timestamp: nil)

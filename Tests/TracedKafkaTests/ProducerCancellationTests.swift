@@ -72,7 +72,7 @@ func withStallableProducer<T: Sendable>(
     }
 }
 
-@Suite("Cancelling sends on both backends")
+@Suite("Cancelling sends on both backends", .timeLimit(.minutes(2)))
 struct ProducerCancellationTests {
     @Test(
         "A send cancelled while it awaits the acknowledgement throws .cancelled before the broker answers; the record is still delivered and its span ends with the outcome",

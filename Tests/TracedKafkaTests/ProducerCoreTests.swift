@@ -3,7 +3,7 @@ import Testing
 @testable import TracedKafka
 
 /// The producer's state machine under its lock, with real tasks waiting on it: no broker, no file queue.
-@Suite("The producer's core: waiting for room, closing, races")
+@Suite("The producer's core: waiting for room, closing, races", .timeLimit(.minutes(1)))
 struct ProducerCoreTests {
     static func runningCore(transactional: Bool = false) -> ProducerCore {
         let core = ProducerCore(isTransactional: transactional)
@@ -71,7 +71,7 @@ struct ProducerCoreTests {
         await waiting.value
         await Self.until(core) { $0.backend == .draining }
         #expect(closedBackend.withLock { $0 } == 0, "a call is still in flight")
-        core.callEnded(taken: true, ticket: nil, transaction: nil)
+        core.callEnded()
         await closing.value
         #expect(closedBackend.withLock { $0 } == 1)
         await core.close { _ in Issue.record("closed twice") }
@@ -93,7 +93,7 @@ struct ProducerCoreTests {
                             admittedSoFar.withLock { $0 += 1 }
                             // The call stays in flight across a suspension, as a backend call on another thread would.
                             await Task.yield()
-                            core.callEnded(taken: true, ticket: nil, transaction: nil)
+                            core.callEnded()
                         } catch {
                             #expect((error as? KafkaError)?.code == .shutDown)
                             refused += 1

@@ -31,8 +31,8 @@ struct ProducerStateMachineTests {
         let second = try machine.admit(transaction: nil)
         #expect(second.rawValue == first.rawValue + 1)
         #expect(machine.callsInFlight == 2)
-        _ = machine.callEnded(taken: true, ticket: nil, transaction: nil)
-        _ = machine.callEnded(taken: true, ticket: nil, transaction: nil)
+        _ = machine.callEnded()
+        _ = machine.callEnded()
         _ = machine.lifecycle.triggerShutdown()
         #expect(throws: KafkaError.self) { try machine.admit(transaction: nil) }
         #expect(machine.callsInFlight == 0, "a refused admission counts no call")
@@ -48,8 +48,10 @@ struct ProducerStateMachineTests {
         #expect(machine.backend == .draining)
         // A retry of a record admitted before shutdown is refused now.
         #expect(throws: KafkaError.self) { try machine.beginCall(transaction: nil) }
-        let action = machine.callEnded(taken: true, ticket: nil, transaction: nil)
-        #expect(action.resumeDrain == nil, "nobody parked yet")
+        let last = machine.callEnded()
+        let waiter = machine.takeDrainWaiter()
+        #expect(last, "the call close waited for")
+        #expect(waiter == nil, "nobody parked yet")
         #expect(machine.backend == .closed, "the last call ended: the closing task finds nothing to wait for")
         guard case .none = machine.beginClose() else { Issue.record("a second close began"); return }
     }
@@ -82,7 +84,8 @@ struct ProducerStateMachineTests {
         #expect((#expect(throws: KafkaError.self) { try machine.admit(transaction: nil) })?.code == .notInTransaction)
         #expect((#expect(throws: KafkaError.self) { try machine.startTransactionRun() })?.code == .alreadyRunning)
         _ = try machine.admit(transaction: 1)
-        _ = machine.callEnded(taken: true, ticket: nil, transaction: 1)
+        _ = machine.callEnded()
+        _ = machine.taken(in: 1, ticket: nil)
         let (held, sent) = machine.endTransaction(1, .committed)
         #expect(held.isEmpty && sent == 1)
         #expect((#expect(throws: KafkaError.self) { try machine.admit(transaction: 1) })?.code == .notInTransaction)
@@ -100,12 +103,15 @@ struct ProducerStateMachineTests {
         let late = DeliveryTicketTests.ticket(inTransaction: true, tracer: tracer)
         _ = try machine.admit(transaction: 1)
         _ = try machine.admit(transaction: 1)
-        #expect(machine.callEnded(taken: true, ticket: early, transaction: 1).settle == nil)
+        _ = machine.callEnded()
+        let settleEarly = machine.taken(in: 1, ticket: early)
+        #expect(settleEarly == nil)
         let (held, sent) = machine.endTransaction(1, .committed)
         #expect(held.map(ObjectIdentifier.init) == [ObjectIdentifier(early)])
         #expect(sent == 1)
         // The second call returns only now, after the transaction's end.
-        guard case .committed = machine.callEnded(taken: true, ticket: late, transaction: 1).settle else {
+        _ = machine.callEnded()
+        guard case .committed = machine.taken(in: 1, ticket: late) else {
             Issue.record("the late record did not take the transaction's outcome")
             return
         }

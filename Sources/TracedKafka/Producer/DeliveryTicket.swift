@@ -7,6 +7,7 @@ import Synchronization
 /// reports the outcome exactly once with ``deliver(_:)``, from any thread; then the span ends (in a transaction, once
 /// the transaction's outcome is known too), the metrics count the send, the event is yielded and the sender resumes,
 /// in that order.
+@usableFromInline
 final class DeliveryTicket: Sendable {
     let id: KafkaProducerMessageID
     let topic: String

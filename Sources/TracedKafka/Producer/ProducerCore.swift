@@ -29,10 +29,14 @@ final class ProducerCore: ClientLifecycleLocking {
     }
 
     /// A call counted by ``admit(transaction:)`` or ``beginCall(transaction:)`` has returned.
-    func callEnded(taken: Bool, ticket: DeliveryTicket?, transaction: UInt64?) {
-        let action = machine.withLock { $0.callEnded(taken: taken, ticket: ticket, transaction: transaction) }
-        action.resumeDrain?.resume()
-        if let outcome = action.settle { ticket?.settle(outcome) }
+    func callEnded() {
+        guard machine.withLock({ $0.callEnded() }) else { return }
+        machine.withLock { $0.takeDrainWaiter() }?.resume()
+    }
+
+    /// The backend took a record sent in a transaction; see ``ProducerStateMachine/taken(in:ticket:)``.
+    func taken(in transaction: UInt64, ticket: DeliveryTicket?) {
+        if let outcome = machine.withLock({ $0.taken(in: transaction, ticket: ticket) }) { ticket?.settle(outcome) }
     }
 
     // MARK: - Room in the backend's queue
@@ -45,7 +49,7 @@ final class ProducerCore: ClientLifecycleLocking {
     func waitForRoom(after generation: UInt64) async {
         let id = machine.withLock { $0.makeRoomWaiterID() }
         await withTaskCancellationHandler {
-            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
                 // Checked under the lock: a cancellation either comes first (no parking) or finds the sender parked.
                 let parked = machine.withLock { Task.isCancelled ? false : $0.parkForRoom(id, after: generation, continuation) }
                 if !parked { continuation.resume() }
@@ -69,7 +73,7 @@ final class ProducerCore: ClientLifecycleLocking {
         guard case .close(let waiters, let drain) = machine.withLock({ $0.beginClose() }) else { return }
         for waiter in waiters { waiter.resume() }
         if drain {
-            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
                 if !machine.withLock({ $0.parkDrain(continuation) }) { continuation.resume() }
             }
         }

@@ -3,7 +3,9 @@
 /// transactions and a fatal error.
 ///
 /// A value type whose mutating methods decide and return what must happen; the caller does it outside the lock
-/// (resuming continuations, calling the backend). The backends are I/O: they take records, report each record's
+/// (resuming continuations, calling the backend). Each continuation it holds is taken out under the lock by exactly
+/// one party and resumed once, so they are unsafe continuations (checked ones would add a checking object, and their
+/// size, unknown at compile time, would make every field of this state be found through run-time metadata). The backends are I/O: they take records, report each record's
 /// outcome to its ``DeliveryTicket`` and report room made in their queue. It is unit-tested without any broker.
 struct ProducerStateMachine: ~Copyable {
     /// The backend: open, closing once the calls in flight have ended, or closed.
@@ -27,19 +29,15 @@ struct ProducerStateMachine: ~Copyable {
     }
 
     let isTransactional: Bool
-    /// `run()` and shutdown, as the consumer has them.
-    var lifecycle = ClientLifecycle()
     private(set) var backend = Backend.open
-    /// Calls into the backend's queue under way (``admit(transaction:)`` … ``callEnded(taken:ticket:transaction:)``):
+    /// Calls into the backend's queue under way (``admit(transaction:)`` … ``callEnded()``):
     /// the backend is closed only once none is.
     private(set) var callsInFlight = 0
-    private var drainWaiter: CheckedContinuation<Void, Never>?
     private var lastMessageID: UInt64 = 0
 
     /// Bumped whenever the backend may have room again; a sender reads it before it offers a record, so room made
     /// between the offer and its wait is never missed.
     private(set) var roomGeneration: UInt64 = 0
-    private var roomWaiters: [(id: UInt64, continuation: CheckedContinuation<Void, Never>)] = []
     private var nextRoomWaiterID: UInt64 = 0
 
     /// The fatal error that stopped the producer, if any: every later call throws it.
@@ -58,6 +56,11 @@ struct ProducerStateMachine: ~Copyable {
     private(set) var transaction: Transaction?
     private var lastTransactionNumber: UInt64 = 0
 
+    /// `run()` and shutdown, as the consumer has them.
+    var lifecycle = ClientLifecycle()
+    private var drainWaiter: UnsafeContinuation<Void, Never>?
+    private var roomWaiters: [(id: UInt64, continuation: UnsafeContinuation<Void, Never>)] = []
+
     init(isTransactional: Bool) {
         self.isTransactional = isTransactional
     }
@@ -65,7 +68,7 @@ struct ProducerStateMachine: ~Copyable {
     // MARK: - Sending
 
     /// A record is about to be handed to the backend: checks that the producer takes it, gives it its id and counts
-    /// the call in flight (end it with ``callEnded(taken:ticket:transaction:)``).
+    /// the call in flight (end it with ``callEnded()``).
     /// - Parameter transaction: The number of the transaction it is sent in, if any.
     /// - Throws: The fatal error; ``KafkaError/Code/notInTransaction`` for a transactional producer outside an open
     ///   transaction; ``KafkaError/Code/shutDown`` once shutdown has begun.
@@ -78,7 +81,7 @@ struct ProducerStateMachine: ~Copyable {
     /// A record admitted before offers itself again after waiting for room: counts the call in flight.
     /// - Throws: as ``admit(transaction:)``.
     mutating func beginCall(transaction: UInt64?) throws {
-        if let fatal { throw fatal }
+        guard lifecycle.acceptsWork, backend == .open, fatal == nil else { throw fatal ?? KafkaError.shutDown("The producer") }
         if isTransactional {
             guard let transaction else {
                 throw KafkaError(
@@ -88,41 +91,37 @@ struct ProducerStateMachine: ~Copyable {
             }
             try requireOpen(transaction)
         }
-        guard lifecycle.acceptsWork, backend == .open else { throw KafkaError.shutDown("The producer") }
         callsInFlight += 1
     }
 
-    /// What follows the end of a call.
-    struct CallEndedAction {
-        /// Close was waiting for the calls in flight: resume it.
-        var resumeDrain: CheckedContinuation<Void, Never>?
-        /// The record's transaction had already ended: its ticket takes this outcome now.
-        var settle: TransactionOutcome?
+    /// A call into the backend has returned. Returns `true` when it was the last one that closing waited for: then
+    /// resume the closing task (``takeDrainWaiter()``).
+    mutating func callEnded() -> Bool {
+        callsInFlight -= 1
+        guard callsInFlight == 0, backend == .draining else { return false }
+        backend = .closed
+        return true
     }
 
-    /// A call into the backend has returned.
-    /// - Parameters:
-    ///   - taken: Whether the backend took the record (it then reports the record's outcome to `ticket`).
-    ///   - ticket: The record's ticket, when it has a send span that a transaction holds until its outcome.
-    ///   - transaction: The number of the transaction the record was sent in, if any.
-    mutating func callEnded(taken: Bool, ticket: DeliveryTicket?, transaction number: UInt64?) -> CallEndedAction {
-        callsInFlight -= 1
-        var action = CallEndedAction()
-        if callsInFlight == 0, backend == .draining {
-            backend = .closed
-            action.resumeDrain = drainWaiter
-            drainWaiter = nil
-        }
-        guard taken, let number else { return action }
-        if var current = transaction, current.number == number, current.outcome == nil {
-            current.sentCount += 1
-            if let ticket { current.held.append(ticket) }
-            transaction = current
-        } else if ticket != nil {
+    /// The closing task parked until the calls in flight ended, once they have.
+    mutating func takeDrainWaiter() -> UnsafeContinuation<Void, Never>? {
+        defer { drainWaiter = nil }
+        return drainWaiter
+    }
+
+    /// The backend took a record sent in transaction `number`: the transaction counts it, and holds its ticket (one
+    /// with a recording send span) until the outcome is known. Returns the outcome for the ticket to take now when
+    /// the transaction has already ended.
+    mutating func taken(in number: UInt64, ticket: DeliveryTicket?) -> TransactionOutcome? {
+        guard var current = transaction, current.number == number, current.outcome == nil else {
             // The transaction ended while the record was on its way.
-            action.settle = transaction?.number == number ? transaction?.outcome : .aborted(Self.endedTransaction)
+            guard ticket != nil else { return nil }
+            return transaction?.number == number ? transaction?.outcome : .aborted(Self.endedTransaction)
         }
-        return action
+        current.sentCount += 1
+        if let ticket { current.held.append(ticket) }
+        transaction = current
+        return nil
     }
 
     private static let endedTransaction = KafkaError(
@@ -143,25 +142,25 @@ struct ProducerStateMachine: ~Copyable {
 
     /// Parks a sender that found the queue full until room may have appeared since it read `generation`.
     /// - Returns: `false` when the sender must not park: room was made since, or the producer is closing.
-    mutating func parkForRoom(_ id: UInt64, after generation: UInt64, _ continuation: CheckedContinuation<Void, Never>) -> Bool {
+    mutating func parkForRoom(_ id: UInt64, after generation: UInt64, _ continuation: UnsafeContinuation<Void, Never>) -> Bool {
         guard roomGeneration == generation, backend == .open, lifecycle.acceptsWork else { return false }
         roomWaiters.append((id, continuation))
         return true
     }
 
     /// The backend may have room again: returns the senders to resume.
-    mutating func roomMade() -> [CheckedContinuation<Void, Never>] {
+    mutating func roomMade() -> [UnsafeContinuation<Void, Never>] {
         roomGeneration &+= 1
         return takeRoomWaiters()
     }
 
     /// A waiting sender's task was cancelled: returns its continuation, unless room was made first.
-    mutating func cancelRoomWait(_ id: UInt64) -> CheckedContinuation<Void, Never>? {
+    mutating func cancelRoomWait(_ id: UInt64) -> UnsafeContinuation<Void, Never>? {
         guard let index = roomWaiters.firstIndex(where: { $0.id == id }) else { return nil }
         return roomWaiters.remove(at: index).continuation
     }
 
-    private mutating func takeRoomWaiters() -> [CheckedContinuation<Void, Never>] {
+    private mutating func takeRoomWaiters() -> [UnsafeContinuation<Void, Never>] {
         defer { roomWaiters = [] }
         return roomWaiters.map(\.continuation)
     }
@@ -179,7 +178,7 @@ struct ProducerStateMachine: ~Copyable {
     enum CloseAction {
         /// Resume these senders waiting for room (they find the producer shut down); when `drain`, park with
         /// ``parkDrain(_:)`` until the last call in flight ends. Then close the backend.
-        case close(resumeRoomWaiters: [CheckedContinuation<Void, Never>], drain: Bool)
+        case close(resumeRoomWaiters: [UnsafeContinuation<Void, Never>], drain: Bool)
         /// Another close has begun.
         case none
     }
@@ -192,7 +191,7 @@ struct ProducerStateMachine: ~Copyable {
     }
 
     /// Parks the closing task until the last call in flight ends. Returns `false` when none is left (close now).
-    mutating func parkDrain(_ continuation: CheckedContinuation<Void, Never>) -> Bool {
+    mutating func parkDrain(_ continuation: UnsafeContinuation<Void, Never>) -> Bool {
         guard backend == .draining else { return false }  // the last call ended already
         drainWaiter = continuation
         return true
