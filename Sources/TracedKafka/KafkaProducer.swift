@@ -138,18 +138,18 @@ public final class KafkaProducer: Service, Sendable {
     ///   transactional producer (send through its ``KafkaTransaction``), ``KafkaError/Code/fatal`` after a fatal
     ///   error.
     @discardableResult
-    public func send(_ record: KafkaProducerRecord) async throws -> KafkaDeliveryReport {
+    nonisolated(nonsending) public func send(_ record: KafkaProducerRecord) async throws -> KafkaDeliveryReport {
         try await send(record, in: nil)
     }
 
-    /// ``send(_:)``, in a transaction or not (inlined: an async call costs a frame and an executor check per record).
+    /// ``send(_:)``, in a transaction or not (inlined: an async call costs a frame per record).
     @inline(__always)
-    func send(_ record: KafkaProducerRecord, in transaction: UInt64?) async throws -> KafkaDeliveryReport {
+    nonisolated(nonsending) func send(_ record: KafkaProducerRecord, in transaction: UInt64?) async throws -> KafkaDeliveryReport {
         try Task.checkCancellation(unsent: record)
         let handed = try handOver(record, in: transaction, awaited: true)
         if let waiting = handed.waiting { try await offerWhenRoom(waiting) }
         guard let ticket = handed.ticket else { preconditionFailure("An awaited send has a delivery ticket") }
-        return try await ticket.value
+        return try await ticket.outcome()
     }
 
     /// Sends a record without waiting for the broker; its outcome arrives on the events sequence of
@@ -174,7 +174,7 @@ public final class KafkaProducer: Service, Sendable {
     }
 
     /// ``enqueue(_:)`` in a transaction.
-    func enqueue(_ record: KafkaProducerRecord, in transaction: UInt64) async throws -> KafkaProducerMessageID {
+    nonisolated(nonsending) func enqueue(_ record: KafkaProducerRecord, in transaction: UInt64) async throws -> KafkaProducerMessageID {
         let handed = try handOver(record, in: transaction, awaited: false)
         if let waiting = handed.waiting { try await offerWhenRoom(waiting) }
         return handed.id
@@ -274,7 +274,7 @@ public final class KafkaProducer: Service, Sendable {
     ///   waited, ``KafkaError/Code/cancelled`` when the task was cancelled while it waited; the ticket's span and
     ///   metrics then see the error.
     @usableFromInline
-    func offerWhenRoom(_ waiting: Waiting) async throws {
+    nonisolated(nonsending) func offerWhenRoom(_ waiting: Waiting) async throws {
         do {
             while true {
                 // Nothing is queued yet, so a cancelled sender can give up here.

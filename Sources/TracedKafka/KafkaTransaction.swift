@@ -43,7 +43,7 @@ public final class KafkaTransaction: Sendable {
     /// - Returns: Where the record was written.
     /// - Throws: as ``KafkaProducer/send(_:)``; ``KafkaError/Code/notInTransaction`` after the transaction ended.
     @discardableResult
-    public func send(_ record: KafkaProducerRecord) async throws -> KafkaDeliveryReport {
+    nonisolated(nonsending) public func send(_ record: KafkaProducerRecord) async throws -> KafkaDeliveryReport {
         try await producer.send(record, in: number)
     }
 
@@ -52,7 +52,7 @@ public final class KafkaTransaction: Sendable {
     /// - Returns: The identifier its event will carry (see ``KafkaProducer/enqueue(_:)``).
     /// - Throws: as ``KafkaProducer/enqueue(_:)``; ``KafkaError/Code/notInTransaction`` after the transaction ended.
     @discardableResult
-    public func enqueue(_ record: KafkaProducerRecord) async throws -> KafkaProducerMessageID {
+    nonisolated(nonsending) public func enqueue(_ record: KafkaProducerRecord) async throws -> KafkaProducerMessageID {
         try await producer.enqueue(record, in: number)
     }
 

@@ -39,13 +39,13 @@ struct DeliveryTicketTests {
     func outcomeBeforeWaiting() async throws {
         let ticket = Self.ticket()
         ticket.deliver(.success(Self.report(offset: 41)))
-        #expect(try await ticket.value.offset == 41)
+        #expect(try await ticket.outcome().offset == 41)
     }
 
     @Test("A waiting sender is resumed with the outcome; a second outcome is ignored")
     func waitingBeforeOutcome() async throws {
         let ticket = Self.ticket()
-        let waiting = Task { try await ticket.value }
+        let waiting = Task { try await ticket.outcome() }
         await Self.untilAwaited(ticket)
         ticket.deliver(.success(Self.report(offset: 42)))
         ticket.deliver(.success(Self.report(offset: 99)))
@@ -55,7 +55,7 @@ struct DeliveryTicketTests {
     @Test("A failed delivery is thrown to the sender as the KafkaError it came with")
     func failure() async throws {
         let ticket = Self.ticket()
-        let waiting = Task { try await ticket.value }
+        let waiting = Task { try await ticket.outcome() }
         ticket.deliver(.failure(KafkaError(code: .timedOut, reason: "no answer")))
         let error = await #expect(throws: KafkaError.self) { try await waiting.value }
         #expect(error?.code == .timedOut)
@@ -66,7 +66,7 @@ struct DeliveryTicketTests {
     func cancelledWhileWaiting() async throws {
         let tracer = W3CRecordingTracer()
         let ticket = Self.ticket(tracer: tracer)
-        let waiting = Task { try await ticket.value }
+        let waiting = Task { try await ticket.outcome() }
         await Self.untilAwaited(ticket)
         waiting.cancel()
         // No outcome has come: only the cancellation can end the wait.
@@ -81,13 +81,13 @@ struct DeliveryTicketTests {
     @Test("A sender cancelled before it waits gets .cancelled; one whose outcome came first gets the outcome")
     func cancelledBeforeWaiting() async throws {
         let unanswered = Self.ticket()
-        let cancelled = Task { try await unanswered.value }
+        let cancelled = Task { try await unanswered.outcome() }
         cancelled.cancel()
         #expect((await #expect(throws: KafkaError.self) { try await cancelled.value })?.code == .cancelled)
 
         let answered = Self.ticket()
         answered.deliver(.success(Self.report(offset: 44)))
-        let late = Task { try await answered.value }
+        let late = Task { try await answered.outcome() }
         late.cancel()
         #expect(try await late.value.offset == 44)
     }
@@ -98,7 +98,7 @@ struct DeliveryTicketTests {
         let tickets = (0..<2_000).map { _ in Self.ticket(tracer: tracer) }
         let results = await withTaskGroup(of: Int64?.self) { group in
             for (index, ticket) in tickets.enumerated() {
-                let sender = Task { try await ticket.value.offset }
+                let sender = Task { try await ticket.outcome().offset }
                 group.addTask {
                     do { return try await sender.value } catch { return (error as? KafkaError)?.code == .cancelled ? -1 : nil }
                 }

@@ -53,7 +53,7 @@ struct ProducerCoreTests {
         #expect(core.machine.withLock { $0.roomWaiterCount } == 0)
     }
 
-    @Test("Close resumes the senders waiting for room, then waits for the call in flight before it closes the backend")
+    @Test("Close resumes the senders waiting for room, waits for the call in flight before it closes the backend, and a second close waits for it")
     func closeDrainsCalls() async throws {
         let core = Self.runningCore()
         _ = try core.admit(transaction: nil)
@@ -71,8 +71,15 @@ struct ProducerCoreTests {
         await waiting.value
         await Self.until(core) { $0.backend == .draining }
         #expect(closedBackend.withLock { $0 } == 0, "a call is still in flight")
+        // A second close while the first waits returns only once the backend is closed.
+        let second = Task {
+            await core.close { _ in Issue.record("closed twice") }
+            #expect(closedBackend.withLock { $0 } == 1, "the second close returned before the backend was closed")
+        }
+        await Self.until(core) { $0.closeWaiterCount == 1 }
         core.callEnded()
         await closing.value
+        await second.value
         #expect(closedBackend.withLock { $0 } == 1)
         await core.close { _ in Issue.record("closed twice") }
     }

@@ -52,18 +52,20 @@ struct ProducerStateMachineTests {
         let waiter = machine.takeDrainWaiter()
         #expect(last, "the call close waited for")
         #expect(waiter == nil, "nobody parked yet")
-        #expect(machine.backend == .closed, "the last call ended: the closing task finds nothing to wait for")
-        guard case .none = machine.beginClose() else { Issue.record("a second close began"); return }
+        #expect(machine.backend == .closing, "the last call ended: the closing task finds nothing to wait for")
+        guard case .waitForClose = machine.beginClose() else { Issue.record("a second close did not wait for the first"); return }
+        #expect(machine.closed().isEmpty)
+        guard case .none = machine.beginClose() else { Issue.record("a close after the backend closed did something"); return }
     }
 
-    @Test("Close with no call in flight closes at once; a second close does nothing")
+    @Test("Close with no call in flight closes at once; a second close waits for it")
     func closeWithNothingInFlight() {
         var machine = Self.running()
         guard case .close(let waiters, let drain) = machine.beginClose() else { Issue.record("close did not begin"); return }
         #expect(waiters.isEmpty && !drain)
-        #expect(machine.backend == .closed)
+        #expect(machine.backend == .closing)
         #expect(throws: KafkaError.self) { try machine.admit(transaction: nil) }
-        guard case .none = machine.beginClose() else { Issue.record("a second close began"); return }
+        guard case .waitForClose = machine.beginClose() else { Issue.record("a second close did not wait for the first"); return }
     }
 
     @Test("Flush is refused once shutdown has begun, and after a fatal error")

@@ -28,16 +28,15 @@ final class DeliveryTicket: Sendable {
         var result: Result<KafkaDeliveryReport, KafkaError>?
         /// The transaction's outcome, once it is known (held tickets only).
         var transactionOutcome: TransactionOutcome?
-        /// The sender awaiting ``value``, until it is resumed.
+        /// The sender awaiting ``outcome()``, until it is resumed.
         var waiter: UnsafeContinuation<KafkaDeliveryReport, any Error>?
         /// The awaiting sender's task was cancelled: it has been (or will be) resumed with ``KafkaError/Code/cancelled``.
         var isCancelled = false
 
-        /// The span, taken to be ended when everything it waits for is known.
+        /// The span, taken out to be ended when everything it waits for is known.
         mutating func takeSpanIfComplete(heldByTransaction: Bool) -> KafkaProducerTracing.SendSpan? {
             guard result != nil, !heldByTransaction || transactionOutcome != nil else { return nil }
-            defer { span = nil }
-            return span
+            return span.take()
         }
     }
 
@@ -70,15 +69,20 @@ final class DeliveryTicket: Sendable {
 
     /// The record's outcome, from the backend. Only the first call counts.
     func deliver(_ result: Result<KafkaDeliveryReport, KafkaError>) {
-        let taken: (span: KafkaProducerTracing.SendSpan?, outcome: TransactionOutcome?, waiter: UnsafeContinuation<KafkaDeliveryReport, any Error>?)? =
-            state.withLock { state in
-                guard state.result == nil else { return nil }
-                state.result = result
-                defer { state.waiter = nil }
-                return (state.takeSpanIfComplete(heldByTransaction: isHeldByTransaction), state.transactionOutcome, state.waiter)
-            }
-        guard let taken else { return }
-        if let span = taken.span { span.end(with: result, transactionOutcome: taken.outcome) }
+        // Moved out under the lock, used outside it.
+        var span: KafkaProducerTracing.SendSpan?
+        var transactionOutcome: TransactionOutcome?
+        var waiter: UnsafeContinuation<KafkaDeliveryReport, any Error>?
+        let isFirst = state.withLock { state in
+            guard state.result == nil else { return false }
+            state.result = result
+            span = state.takeSpanIfComplete(heldByTransaction: isHeldByTransaction)
+            transactionOutcome = state.transactionOutcome
+            waiter = state.waiter.take()
+            return true
+        }
+        guard isFirst else { return }
+        span.take()?.end(with: result, transactionOutcome: transactionOutcome)
         if let metrics, let metricsStart { metrics.recordSend(topic: topic, chosenPartition: partition, result, startedAt: metricsStart) }
         if let events {
             switch result {
@@ -86,66 +90,66 @@ final class DeliveryTicket: Sendable {
             case .failure(let error): events.yield(.failed(messageID: id, topic: topic, error: error))
             }
         }
-        if let waiter = taken.waiter { Self.resume(waiter, with: result) }
+        if let waiter { Self.resume(waiter, with: result) }
     }
 
     /// The record was refused before the backend took it (invalid, shut down, a cancelled wait for room): the span
     /// and the metrics see the error that the sender gets thrown; nothing else hears of it.
     func refuse(_ error: any Error) {
         let kafkaError = error as? KafkaError ?? KafkaError(code: .invalidRecord, reason: "\(error)")
-        let span: KafkaProducerTracing.SendSpan? = state.withLock { state in
-            guard state.result == nil else { return nil }
+        var span: KafkaProducerTracing.SendSpan?
+        state.withLock { state in
+            guard state.result == nil else { return }
             state.result = .failure(kafkaError)
-            defer { state.span = nil }
-            return state.span
+            span = state.span.take()
         }
-        span?.end(with: .failure(kafkaError), transactionOutcome: nil)
+        span.take()?.end(with: .failure(kafkaError), transactionOutcome: nil)
         if let metrics, let metricsStart { metrics.recordSend(topic: topic, chosenPartition: partition, .failure(kafkaError), startedAt: metricsStart) }
     }
 
     /// The record's transaction has its outcome (held tickets only).
     func settle(_ outcome: TransactionOutcome) {
-        let taken: (span: KafkaProducerTracing.SendSpan, result: Result<KafkaDeliveryReport, KafkaError>)? = state.withLock { state in
+        var span: KafkaProducerTracing.SendSpan?
+        var result: Result<KafkaDeliveryReport, KafkaError>?
+        state.withLock { state in
             state.transactionOutcome = outcome
-            guard let span = state.takeSpanIfComplete(heldByTransaction: isHeldByTransaction), let result = state.result else { return nil }
-            return (span, result)
+            span = state.takeSpanIfComplete(heldByTransaction: isHeldByTransaction)
+            result = state.result
         }
-        guard let taken else { return }
-        taken.span.end(with: taken.result, transactionOutcome: outcome)
+        guard let result else { return }
+        span.take()?.end(with: result, transactionOutcome: outcome)
     }
 
     // MARK: - The awaiting sender
 
-    /// The record's outcome, awaited once, by its sender.
+    /// The record's outcome, awaited once, by its sender (on the sender's executor: no hop).
     ///
     /// When the sender's task is cancelled first, this throws ``KafkaError/Code/cancelled`` at once: the record can't
     /// be taken back from the backend, so it may still be delivered, and its span and metrics still get its outcome.
-    var value: KafkaDeliveryReport {
-        get async throws {
-            try await withTaskCancellationHandler {
-                try await withUnsafeThrowingContinuation { continuation in
-                    let now: Result<KafkaDeliveryReport, KafkaError>? = state.withLock { state in
-                        precondition(state.waiter == nil, "A delivery outcome is awaited once")
-                        if let result = state.result { return result }
-                        if state.isCancelled { return .failure(cancellation) }
-                        state.waiter = continuation
-                        return nil
-                    }
-                    if let now { Self.resume(continuation, with: now) }
+    nonisolated(nonsending) func outcome() async throws -> KafkaDeliveryReport {
+        try await withTaskCancellationHandler {
+            try await withUnsafeThrowingContinuation { continuation in
+                let now: Result<KafkaDeliveryReport, KafkaError>? = state.withLock { state in
+                    precondition(state.waiter == nil, "A delivery outcome is awaited once")
+                    if let result = state.result { return result }
+                    if state.isCancelled { return .failure(cancellation) }
+                    state.waiter = continuation
+                    return nil
                 }
-            } onCancel: {
-                let waiter = state.withLock { state -> UnsafeContinuation<KafkaDeliveryReport, any Error>? in
-                    guard state.result == nil else { return nil }
-                    state.isCancelled = true
-                    defer { state.waiter = nil }
-                    return state.waiter
-                }
-                waiter?.resume(throwing: cancellation)
+                if let now { Self.resume(continuation, with: now) }
             }
+        } onCancel: {
+            let waiter = state.withLock { state -> UnsafeContinuation<KafkaDeliveryReport, any Error>? in
+                guard state.result == nil else { return nil }
+                state.isCancelled = true
+                defer { state.waiter = nil }
+                return state.waiter
+            }
+            waiter?.resume(throwing: cancellation)
         }
     }
 
-    /// Whether the sender is waiting in ``value`` now.
+    /// Whether the sender is waiting in ``outcome()`` now.
     var isAwaited: Bool { state.withLock { $0.waiter != nil } }
 
     private var cancellation: KafkaError {

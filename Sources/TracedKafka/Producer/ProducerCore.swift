@@ -46,7 +46,7 @@ final class ProducerCore: ClientLifecycleLocking {
 
     /// Parks, without blocking a thread, until the backend may have room again. Returns at once when room was made
     /// since `generation` was read, when the producer is closing, or when the task is cancelled.
-    func waitForRoom(after generation: UInt64) async {
+    nonisolated(nonsending) func waitForRoom(after generation: UInt64) async {
         let id = machine.withLock { $0.makeRoomWaiterID() }
         await withTaskCancellationHandler {
             await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
@@ -68,15 +68,24 @@ final class ProducerCore: ClientLifecycleLocking {
 
     /// Closes the backend once: no call starts any more, the senders waiting for room resume (and find the producer
     /// shut down), the calls in flight end, then `closeBackend` runs, told whether to abort an open transaction.
-    /// Later calls return at once.
+    /// A close that comes while another is under way returns once that one has closed the backend.
     func close(_ closeBackend: (_ abortTransaction: Bool) async -> Void) async {
-        guard case .close(let waiters, let drain) = machine.withLock({ $0.beginClose() }) else { return }
-        for waiter in waiters { waiter.resume() }
-        if drain {
+        switch machine.withLock({ $0.beginClose() }) {
+        case .none:
+            return
+        case .waitForClose:
             await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
-                if !machine.withLock({ $0.parkDrain(continuation) }) { continuation.resume() }
+                if !machine.withLock({ $0.parkUntilClosed(continuation) }) { continuation.resume() }
             }
+        case .close(let waiters, let drain):
+            for waiter in waiters { waiter.resume() }
+            if drain {
+                await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
+                    if !machine.withLock({ $0.parkDrain(continuation) }) { continuation.resume() }
+                }
+            }
+            await closeBackend(machine.withLock { $0.closeAbortsTransaction })
+            for waiter in machine.withLock({ $0.closed() }) { waiter.resume() }
         }
-        await closeBackend(machine.withLock { $0.closeAbortsTransaction })
     }
 }

@@ -8,12 +8,12 @@
 /// size, unknown at compile time, would make every field of this state be found through run-time metadata). The backends are I/O: they take records, report each record's
 /// outcome to its ``DeliveryTicket`` and report room made in their queue. It is unit-tested without any broker.
 struct ProducerStateMachine: ~Copyable {
-    /// The backend: open, closing once the calls in flight have ended, or closed.
+    /// The backend: open; draining (close waits for the calls in flight); closing (``KafkaProducerBackend/close(flushTimeout:abortTransaction:)``
+    /// under way); closed.
     enum Backend: Equatable {
         case open
-        /// Close has begun: it waits for the calls in flight to end, then closes the backend.
         case draining
-        /// The backend is being closed, or is closed.
+        case closing
         case closed
     }
 
@@ -59,6 +59,8 @@ struct ProducerStateMachine: ~Copyable {
     /// `run()` and shutdown, as the consumer has them.
     var lifecycle = ClientLifecycle()
     private var drainWaiter: UnsafeContinuation<Void, Never>?
+    /// Closes that came while another was under way, until the backend is closed.
+    private var closeWaiters: [UnsafeContinuation<Void, Never>] = []
     private var roomWaiters: [(id: UInt64, continuation: UnsafeContinuation<Void, Never>)] = []
 
     init(isTransactional: Bool) {
@@ -99,7 +101,7 @@ struct ProducerStateMachine: ~Copyable {
     mutating func callEnded() -> Bool {
         callsInFlight -= 1
         guard callsInFlight == 0, backend == .draining else { return false }
-        backend = .closed
+        backend = .closing
         return true
     }
 
@@ -174,20 +176,45 @@ struct ProducerStateMachine: ~Copyable {
         guard lifecycle.acceptsWork, backend == .open else { throw KafkaError.shutDown("The producer") }
     }
 
-    /// What closing does first.
+    /// What a close does first.
     enum CloseAction {
         /// Resume these senders waiting for room (they find the producer shut down); when `drain`, park with
-        /// ``parkDrain(_:)`` until the last call in flight ends. Then close the backend.
+        /// ``parkDrain(_:)`` until the last call in flight ends. Then close the backend and report ``closed()``.
         case close(resumeRoomWaiters: [UnsafeContinuation<Void, Never>], drain: Bool)
-        /// Another close has begun.
+        /// Another close is under way: park with ``parkUntilClosed(_:)``.
+        case waitForClose
+        /// The backend is closed.
         case none
     }
 
-    /// Close begins (at shutdown, or when the producer is dropped): no call starts any more.
+    /// A close begins (at shutdown, or when the producer is dropped): no call starts any more.
     mutating func beginClose() -> CloseAction {
-        guard backend == .open else { return .none }
-        backend = callsInFlight == 0 ? .closed : .draining
-        return .close(resumeRoomWaiters: takeRoomWaiters(), drain: backend == .draining)
+        switch backend {
+        case .open:
+            backend = callsInFlight == 0 ? .closing : .draining
+            return .close(resumeRoomWaiters: takeRoomWaiters(), drain: backend == .draining)
+        case .draining, .closing:
+            return .waitForClose
+        case .closed:
+            return .none
+        }
+    }
+
+    /// Parks a second close until the first has closed the backend. Returns `false` when it already has.
+    mutating func parkUntilClosed(_ continuation: UnsafeContinuation<Void, Never>) -> Bool {
+        guard backend != .closed else { return false }
+        closeWaiters.append(continuation)
+        return true
+    }
+
+    /// How many closes wait for the one under way.
+    var closeWaiterCount: Int { closeWaiters.count }
+
+    /// The backend is closed: returns the other closes to resume.
+    mutating func closed() -> [UnsafeContinuation<Void, Never>] {
+        backend = .closed
+        defer { closeWaiters = [] }
+        return closeWaiters
     }
 
     /// Parks the closing task until the last call in flight ends. Returns `false` when none is left (close now).

@@ -32,10 +32,25 @@ import Tracing
     /// partition and offset on a span that already held the rest would copy them all. No sampler sees attributes at
     /// start anyway: swift-distributed-tracing's `startSpan` takes none.
     @_spi(Benchmarks) public struct SendSpan: Sendable {
-        let span: any Span
+        /// The span, in an object of its own: a span is an existential whose copies and destruction go through its
+        /// type's value witnesses, while a send span is passed from the sender to the delivery ticket and taken out
+        /// of it again.
+        private final class Box: Sendable {
+            let span: any Span
+            init(_ span: any Span) { self.span = span }
+        }
+
+        private let box: Box
+        var span: any Span { box.span }
         var attributes: SpanAttributes
         /// The partition the sender chose (already an attribute).
         let chosenPartition: Int?
+
+        init(span: any Span, attributes: SpanAttributes, chosenPartition: Int?) {
+            box = Box(span)
+            self.attributes = attributes
+            self.chosenPartition = chosenPartition
+        }
 
         /// Ends the span with the record's outcome and, for a record sent in a transaction, the transaction's.
         consuming func end(with result: Result<KafkaDeliveryReport, KafkaError>, transactionOutcome: TransactionOutcome? = nil) {
