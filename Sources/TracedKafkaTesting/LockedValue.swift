@@ -8,8 +8,8 @@ import Foundation
 /// ```
 ///
 /// The lock is an `NSLock`, a `pthread_mutex_t`, which ThreadSanitizer sees: on Linux it cannot see the futex under
-/// `Synchronization.Mutex`, and reports every access guarded by one as a race. The recording tracer's state is kept
-/// in it for the same reason.
+/// `Synchronization.Mutex`, and reports every access guarded by one as a race. The recording tracer keeps its list
+/// of ended spans in it for the same reason. Making one allocates (the lock is an object of its own).
 public final class LockedValue<Value>: @unchecked Sendable {
     private let lock = NSLock()
     private var value: Value

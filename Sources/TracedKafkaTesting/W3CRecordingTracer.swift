@@ -1,3 +1,4 @@
+import Synchronization
 import Tracing
 import W3CTraceContext
 
@@ -144,7 +145,9 @@ public final class W3CRecordingSpan: Tracing.Span, Sendable {
     private let parentSpanID: String?
     private let start: UInt64
     private let tracer: W3CRecordingTracer
-    private let state: LockedValue<State>
+    // A Mutex, not a LockedValue (whose NSLock allocates): a span is made per message. One thread at a time uses
+    // it, handed on through the client's own locks.
+    private let state: Mutex<State>
 
     init(
         operationName: String,
@@ -159,7 +162,7 @@ public final class W3CRecordingSpan: Tracing.Span, Sendable {
         self.parentSpanID = parentSpanID
         self.start = start
         self.tracer = tracer
-        self.state = LockedValue(State(operationName: operationName))
+        self.state = Mutex(State(operationName: operationName))
     }
 
     /// Whether the span is sampled: only sampled spans record anything.

@@ -16,12 +16,18 @@ struct ProducerCoreTests {
         while !core.machine.withLock({ condition($0) }) { await Task.yield() }
     }
 
+    /// A task waiting for room in `core`, returned once it is parked.
+    static func parkedSender(_ core: ProducerCore) async -> Task<Void, Never> {
+        let generation = core.roomGeneration
+        let waiting = Task { await core.waitForRoom(after: generation) }
+        await until(core) { $0.roomWaiterCount == 1 }
+        return waiting
+    }
+
     @Test("A sender waiting for room resumes when the backend makes room")
     func roomMadeResumes() async {
         let core = Self.runningCore()
-        let generation = core.roomGeneration
-        let waiting = Task { await core.waitForRoom(after: generation) }
-        await Self.until(core) { $0.roomWaiterCount == 1 }
+        let waiting = await Self.parkedSender(core)
         core.roomMade()
         await waiting.value
         #expect(core.machine.withLock { $0.roomWaiterCount } == 0)
@@ -39,15 +45,13 @@ struct ProducerCoreTests {
     @Test("A sender cancelled while it waits for room stops waiting at once; one cancelled before never waits")
     func cancelledRoomWait() async {
         let core = Self.runningCore()
-        let generation = core.roomGeneration
-        let waiting = Task { await core.waitForRoom(after: generation) }
-        await Self.until(core) { $0.roomWaiterCount == 1 }
+        let waiting = await Self.parkedSender(core)
         waiting.cancel()
         await waiting.value
         #expect(core.machine.withLock { $0.roomWaiterCount } == 0)
         let early = Task {
             withUnsafeCurrentTask { $0?.cancel() }
-            await core.waitForRoom(after: generation)
+            await core.waitForRoom(after: core.roomGeneration)
         }
         await early.value
         #expect(core.machine.withLock { $0.roomWaiterCount } == 0)
@@ -57,9 +61,7 @@ struct ProducerCoreTests {
     func closeDrainsCalls() async throws {
         let core = Self.runningCore()
         _ = try core.admit(transaction: nil)
-        let generation = core.roomGeneration
-        let waiting = Task { await core.waitForRoom(after: generation) }
-        await Self.until(core) { $0.roomWaiterCount == 1 }
+        let waiting = await Self.parkedSender(core)
         _ = core.withLifecycle { $0.triggerShutdown() }
         let closedBackend = Shared(0)
         let closing = Task {

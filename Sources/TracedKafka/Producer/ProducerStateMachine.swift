@@ -3,13 +3,15 @@
 /// transactions and a fatal error.
 ///
 /// A value type whose mutating methods decide and return what must happen; the caller does it outside the lock
-/// (resuming continuations, calling the backend). Each continuation it holds is taken out under the lock by exactly
-/// one party and resumed once, so they are unsafe continuations (checked ones would add a checking object, and their
-/// size, unknown at compile time, would make every field of this state be found through run-time metadata). The backends are I/O: they take records, report each record's
+/// (resuming continuations, calling the backend). The backends are I/O: they take records, report each record's
 /// outcome to its ``DeliveryTicket`` and report room made in their queue. It is unit-tested without any broker.
+///
+/// Each continuation it holds is taken out under the lock by exactly one party and resumed once, so they are unsafe
+/// continuations: a checked one's size is not known at compile time, which would make every field of this state be
+/// found through run-time metadata on each lock.
 struct ProducerStateMachine: ~Copyable {
-    /// The backend: open; draining (close waits for the calls in flight); closing (``KafkaProducerBackend/close(flushTimeout:abortTransaction:)``
-    /// under way); closed.
+    /// The backend: open; draining (close waits for the calls in flight); closing (the backend's close under way);
+    /// closed.
     enum Backend: Equatable {
         case open
         case draining

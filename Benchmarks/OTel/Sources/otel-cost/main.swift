@@ -186,26 +186,12 @@ struct TracedProduce {
             var stopwatch = Stopwatch()
             stopwatch.start()
             if senders > 0 {
-                try await withThrowingTaskGroup(of: Void.self) { sending in
-                    for sender in 0..<senders {
-                        sending.addTask {
-                            for index in stride(from: sender, to: count, by: senders) {
-                                try await producer.send(KafkaProducerRecord(topic: topic, value: value, partition: index % partitions))
-                            }
-                        }
-                    }
-                    try await sending.waitForAll()
+                try await concurrently(senders) { index in
+                    try await producer.send(KafkaProducerRecord(topic: topic, value: value, partition: index % partitions))
                 }
             } else if enqueuers > 1 {
-                try await withThrowingTaskGroup(of: Void.self) { sending in
-                    for sender in 0..<enqueuers {
-                        sending.addTask {
-                            for index in stride(from: sender, to: count, by: enqueuers) {
-                                try await producer.enqueue(KafkaProducerRecord(topic: topic, value: value, partition: index % partitions))
-                            }
-                        }
-                    }
-                    try await sending.waitForAll()
+                try await concurrently(enqueuers) { index in
+                    try await producer.enqueue(KafkaProducerRecord(topic: topic, value: value, partition: index % partitions))
                 }
                 try await producer.flush(timeout: .seconds(300))
             } else {
@@ -220,6 +206,18 @@ struct TracedProduce {
             producer.triggerGracefulShutdown()
             try await group.waitForAll()
             return line
+        }
+    }
+}
+
+extension TracedProduce {
+    /// Runs `body` for every record index, split over `tasks` tasks that run at once (task `t` takes `t`, `t + tasks`, …).
+    func concurrently(_ tasks: Int, _ body: @escaping @Sendable (Int) async throws -> Void) async throws {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for task in 0..<tasks {
+                group.addTask { for index in stride(from: task, to: count, by: tasks) { try await body(index) } }
+            }
+            try await group.waitForAll()
         }
     }
 }
