@@ -96,7 +96,7 @@ public final class KafkaAdminClient: Sendable {
         let logger = logger.withClientMetadata(clientID: configuration.clientID, groupID: nil)
         switch configuration.backend.kind {
         case .librdkafka:
-            try KafkaServerAddress.requireBootstrapServers(configuration.bootstrapServers)
+            try KafkaServerAddress.validateBootstrapServers(configuration.bootstrapServers)
             backend = try RDAdmin(configuration: configuration, logger: logger)
         case .fileQueue(let options):
             backend = try FQAdmin(options: options)

@@ -92,7 +92,7 @@ public final class KafkaConsumer: Service, Sendable {
         self.core = core
         switch configuration.backend.kind {
         case .librdkafka:
-            try KafkaServerAddress.requireBootstrapServers(configuration.bootstrapServers)
+            try KafkaServerAddress.validateBootstrapServers(configuration.bootstrapServers)
             self.backend = try RDConsumer(configuration: configuration, core: core, logger: logger, metrics: metrics)
         case .fileQueue(let options):
             self.backend = try FQConsumer(configuration: configuration, options: options, core: core, logger: logger, metrics: metrics)

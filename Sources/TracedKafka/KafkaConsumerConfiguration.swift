@@ -297,6 +297,12 @@ public struct KafkaConsumerConfiguration: Sendable {
     /// The librdkafka properties this configuration stands for, raw properties last.
     /// - Throws: ``KafkaError/Code/configuration`` for security settings that cannot work.
     func rdKafkaProperties() throws -> [(String, String)] {
+        guard properties["group.id"] == nil else {
+            throw KafkaError(
+                code: .configuration,
+                reason: "Set groupID rather than the raw group.id property: the consumer must know its group"
+            )
+        }
         var result: [(String, String)] = [
             ("bootstrap.servers", bootstrapServers.joined(separator: ",")),
             // A consumer of given partitions without a group still gets one: librdkafka's assign path wants a

@@ -42,10 +42,16 @@ public struct KafkaDeliveryReport: Sendable, Hashable {
     }
 }
 
-/// What became of a record sent with ``KafkaProducer/enqueue(_:)``.
+/// What became of a record sent with ``KafkaProducer/enqueue(_:)``, or what went wrong with the cluster.
 public enum KafkaProducerEvent: Sendable {
     /// The broker acknowledged the record.
     case delivered(KafkaDeliveryReport)
     /// The record could not be delivered.
     case failed(messageID: KafkaProducerMessageID, topic: String, error: KafkaError)
+    /// Something went wrong that fails no record by itself (yet): a broker unreachable or all of them down, a name
+    /// that does not resolve, authentication or TLS refused (librdkafka's ``KafkaError/rdKafkaCode`` says which), or
+    /// the file queue's writer failing. Records keep being retried until `message.timeout.ms`. Each kind is
+    /// reported at once, then at most every 5 seconds. A fatal one (``KafkaError/isFatal``) has stopped the
+    /// producer: every later call throws it.
+    case error(KafkaError)
 }

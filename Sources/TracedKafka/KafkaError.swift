@@ -76,23 +76,44 @@ public struct KafkaError: Error, Sendable, CustomStringConvertible {
     public let code: Code
     /// What went wrong, in words.
     public let reason: String
-    /// librdkafka's `rd_kafka_resp_err_t` value, when the error comes from librdkafka or the broker.
-    public let rdKafkaCode: Int32?
+    /// librdkafka's error code, when the error comes from librdkafka or the broker.
+    public let rdKafkaCode: RdKafkaCode?
+    /// librdkafka's own verdict on retrying, where it gave one (`rd_kafka_error_is_retriable`).
+    private let retriableVerdict: Bool?
 
     /// Creates an error.
     /// - Parameters:
     ///   - code: The kind of error.
     ///   - reason: A human-readable explanation.
     ///   - rdKafkaCode: librdkafka's error code, if the error comes from librdkafka.
-    public init(code: Code, reason: String, rdKafkaCode: Int32? = nil) {
+    public init(code: Code, reason: String, rdKafkaCode: RdKafkaCode? = nil) {
+        self.init(code: code, reason: reason, rdKafkaCode: rdKafkaCode, retriable: nil)
+    }
+
+    init(code: Code, reason: String, rdKafkaCode: RdKafkaCode?, retriable: Bool?) {
         self.code = code
         self.reason = reason
         self.rdKafkaCode = rdKafkaCode
+        self.retriableVerdict = retriable
     }
 
     /// librdkafka's symbolic name for ``rdKafkaCode`` (for example `_MSG_TIMED_OUT` or `UNKNOWN_TOPIC_OR_PART`).
-    public var rdKafkaName: String? {
-        rdKafkaCode.map { String(cString: rd_kafka_err2name(rd_kafka_resp_err_t($0))) }
+    public var rdKafkaName: String? { rdKafkaCode?.name }
+
+    /// Whether the same call may succeed if made again later: librdkafka's verdict where it gives one, else the
+    /// librdkafka code's (``RdKafkaCode/isRetriable``), else the library's code (``Code/timedOut`` is retriable).
+    /// Never for a fatal error, a refused input, a cancellation or a shutdown.
+    public var isRetriable: Bool {
+        guard !isFatal else { return false }
+        if let retriableVerdict { return retriableVerdict }
+        if let rdKafkaCode { return rdKafkaCode.isRetriable }
+        return code == .timedOut
+    }
+
+    /// Whether the client that threw it has stopped for good (``Code/fatal``, or librdkafka's fatal codes: a fenced
+    /// producer, an expired producer id): make a new client.
+    public var isFatal: Bool {
+        code == .fatal || rdKafkaCode.map(RdKafkaCode.fatalCodes.contains) == true
     }
 
     /// A one-line description: the code, librdkafka's error name where there is one, and the reason.
@@ -107,24 +128,24 @@ public struct KafkaError: Error, Sendable, CustomStringConvertible {
 extension KafkaError {
     /// An error for a librdkafka response code, with librdkafka's own text for it.
     static func rdKafka(_ err: rd_kafka_resp_err_t, context: String? = nil) -> KafkaError {
-        let text = String(cString: rd_kafka_err2str(err))
-        let unknown = [RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART, RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION, RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC]
-        let fatal = [RD_KAFKA_RESP_ERR__FATAL, RD_KAFKA_RESP_ERR__FENCED]
+        let code = RdKafkaCode(err)
+        let unknown: Set<RdKafkaCode> = [.unknownTopicOrPartition, .unknownPartition, .unknownTopic]
         return KafkaError(
-            code: unknown.contains(err) ? .unknownPartition : fatal.contains(err) ? .fatal : .rdKafka,
-            reason: context.map { "\($0): \(text)" } ?? text,
-            rdKafkaCode: err.rawValue
+            code: unknown.contains(code) ? .unknownPartition : RdKafkaCode.fatalCodes.contains(code) ? .fatal : .rdKafka,
+            reason: context.map { "\($0): \(code.text)" } ?? code.text,
+            rdKafkaCode: code
         )
     }
 
-    /// Takes over an `rd_kafka_error_t` and frees it.
+    /// Takes over an `rd_kafka_error_t` (its code, text and librdkafka's verdict on retrying) and frees it.
     static func consuming(_ error: OpaquePointer) -> KafkaError {
         // The error object is ours: read it, then free it (every rd_kafka_error_t must be destroyed).
         defer { rd_kafka_error_destroy(error) }
         return KafkaError(
-            code: .rdKafka,
+            code: rd_kafka_error_is_fatal(error) != 0 ? .fatal : .rdKafka,
             reason: String(cString: rd_kafka_error_string(error)),
-            rdKafkaCode: rd_kafka_error_code(error).rawValue
+            rdKafkaCode: RdKafkaCode(rd_kafka_error_code(error)),
+            retriable: rd_kafka_error_is_retriable(error) != 0
         )
     }
 

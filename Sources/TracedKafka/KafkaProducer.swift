@@ -85,10 +85,15 @@ public final class KafkaProducer: Service, Sendable {
             clientID: configuration.clientID,
             server: KafkaServerAddress(backend: configuration.backend, bootstrapServers: configuration.bootstrapServers)
         )
+        // What goes wrong beside records' outcomes becomes events (a fatal error stops the producer first).
+        let errors = ClientErrorReports { [events] error in
+            if error.isFatal { core.fail(error) }
+            events?.yield(.error(error))
+        }
         switch configuration.backend.kind {
         case .librdkafka:
-            try KafkaServerAddress.requireBootstrapServers(configuration.bootstrapServers)
-            self.backend = try RDProducer(configuration: configuration, logger: logger, metrics: metrics, core: core)
+            try KafkaServerAddress.validateBootstrapServers(configuration.bootstrapServers)
+            self.backend = try RDProducer(configuration: configuration, logger: logger, metrics: metrics, core: core, errors: errors)
         case .fileQueue(let options):
             guard configuration.transactionalID == nil else {
                 throw KafkaError(
@@ -97,14 +102,14 @@ public final class KafkaProducer: Service, Sendable {
                         + "readers to skip aborted records by; use a producer without a transactionalID"
                 )
             }
-            guard configuration.maxMessageBytes <= FQRecordCodec.maxRecordBytes else {
+            guard configuration.recordSizeLimit <= FQRecordCodec.maxRecordBytes else {
                 throw KafkaError(
                     code: .configuration,
-                    reason: "maxMessageBytes is \(configuration.maxMessageBytes); the file queue takes at most "
+                    reason: "maxMessageBytes is \(configuration.recordSizeLimit); the file queue takes at most "
                         + "\(FQRecordCodec.maxRecordBytes) bytes"
                 )
             }
-            self.backend = try FQProducer(options: options, logger: logger, core: core)
+            self.backend = try FQProducer(options: options, logger: logger, core: core, errors: errors)
         }
     }
 
@@ -334,11 +339,11 @@ public final class KafkaProducer: Service, Sendable {
                 throw KafkaError(code: .invalidRecord, reason: "Header key \(String(reflecting: keyWithNUL)) holds a NUL byte")
             }
         }
-        guard size <= configuration.maxMessageBytes else {
+        guard size <= configuration.recordSizeLimit else {
             throw KafkaError(
                 code: .invalidRecord,
                 reason: "The record is \(size) bytes (key, value and headers); the producer takes at most "
-                    + "\(configuration.maxMessageBytes) (maxMessageBytes)"
+                    + "\(configuration.recordSizeLimit) (maxMessageBytes, or the raw message.max.bytes)"
             )
         }
     }

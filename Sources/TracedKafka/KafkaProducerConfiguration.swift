@@ -77,7 +77,8 @@ public struct KafkaProducerConfiguration: Sendable {
     /// The largest record accepted, in bytes: its key, value and header keys and values together. Larger records
     /// are refused at once with ``KafkaError/Code/invalidRecord``, on both backends. The default, 1,000,000, is
     /// librdkafka's `message.max.bytes` default; librdkafka's own limit is set a little above it (16 KiB, for its
-    /// framing), so this is the limit that decides. A broker still refuses records above its `message.max.bytes`.
+    /// framing), so this is the limit that decides. A raw `message.max.bytes` in ``properties`` replaces it, for
+    /// this check too. A broker still refuses records above its own `message.max.bytes`.
     public var maxMessageBytes: Int
     /// Tracing: spans and trace context in record headers.
     public var tracing: KafkaTracingConfiguration
@@ -144,7 +145,18 @@ public struct KafkaProducerConfiguration: Sendable {
     /// The librdkafka properties this configuration stands for, raw properties last.
     /// - Throws: ``KafkaError/Code/configuration`` for security settings that cannot work, or a transactional id
     ///   that is empty or comes with acks other than ``Acks/all``.
+    /// The largest record the producer takes (key, value and headers): ``maxMessageBytes``, or the raw
+    /// `message.max.bytes` property when one is given (a raw property wins over the typed field it maps to).
+    var recordSizeLimit: Int { properties["message.max.bytes"].flatMap { Int($0) } ?? maxMessageBytes }
+
     func rdKafkaProperties() throws -> [(String, String)] {
+        guard properties["transactional.id"] == nil else {
+            throw KafkaError(
+                code: .configuration,
+                reason: "Set transactionalID rather than the raw transactional.id property: the producer must know that "
+                    + "it sends in transactions"
+            )
+        }
         if let transactionalID {
             guard !transactionalID.isEmpty else {
                 throw KafkaError(code: .configuration, reason: "The transactional id is empty; use nil for a producer without transactions")

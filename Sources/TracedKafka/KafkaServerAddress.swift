@@ -32,13 +32,39 @@ struct KafkaServerAddress: Sendable {
         }
     }
 
-    /// Throws unless there is at least one bootstrap server, which the librdkafka backend needs.
-    static func requireBootstrapServers(_ servers: [String]) throws {
-        guard servers.contains(where: { !$0.trimmingCharacters(in: .whitespaces).isEmpty }) else {
+    /// Throws unless there is at least one bootstrap server, which the librdkafka backend needs, and each names a
+    /// host and a port: `host:port` or `[IPv6]:port`, optionally after a `protocol://` (entries may also be given
+    /// comma-separated in one string, as librdkafka takes them). librdkafka would dial a missing port as 9092 and a
+    /// port that is no number as 0.
+    static func validateBootstrapServers(_ servers: [String]) throws {
+        let entries = servers.flatMap { $0.split(separator: ",") }.map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        guard !entries.isEmpty else {
             throw KafkaError(
                 code: .configuration,
                 reason: "No bootstrap servers: name at least one broker as host:port, or choose the file queue backend"
             )
+        }
+        for entry in entries {
+            let address = entry.range(of: "://").map { String(entry[$0.upperBound...]) } ?? entry
+            let host: Substring, port: Substring?
+            if address.hasPrefix("["), let close = address.firstIndex(of: "]") {
+                host = address[address.index(after: address.startIndex)..<close]
+                let rest = address[address.index(after: close)...]
+                port = rest.hasPrefix(":") ? rest.dropFirst() : nil
+            } else if let colon = address.lastIndex(of: ":"), !address[..<colon].contains(":") {
+                host = address[..<colon]
+                port = address[address.index(after: colon)...]
+            } else {
+                (host, port) = (address[...], nil)
+            }
+            let problem: String? =
+                host.isEmpty ? "has no host"
+                : port == nil ? "has no port (write host:port, such as localhost:9092)"
+                : Int(port!).map({ (1...65_535).contains($0) }) != true ? "has no valid port (1 to 65535)"
+                : nil
+            if let problem {
+                throw KafkaError(code: .configuration, reason: "Bootstrap server \(String(reflecting: entry)) \(problem)")
+            }
         }
     }
 

@@ -122,7 +122,7 @@ public final class EmbeddedKafkaCluster: Sendable {
     private func call(_ what: String, _ body: (OpaquePointer) -> rd_kafka_resp_err_t) throws {
         let err = try withCluster(body)
         guard err == RD_KAFKA_RESP_ERR_NO_ERROR else {
-            throw KafkaError(code: .rdKafka, reason: "Could not \(what): \(String(cString: rd_kafka_err2str(err)))", rdKafkaCode: err.rawValue)
+            throw KafkaError(code: .rdKafka, reason: "Could not \(what): \(String(cString: rd_kafka_err2str(err)))", rdKafkaCode: KafkaError.RdKafkaCode(rawValue: err.rawValue))
         }
     }
 

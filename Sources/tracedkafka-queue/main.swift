@@ -65,6 +65,9 @@ func produce(_ arguments: Arguments) async throws {
                     emit("acked \(report.partition) \(report.offset) \(prefix)\(report.messageID.rawValue - 1)")
                 case .failed(let id, _, let error):
                     emit("failed \(id) \(error)")
+                case .error(let error):
+                    emit("error \(error)")
+                    continue
                 }
                 acknowledged += 1
                 if acknowledged == count { producer.triggerGracefulShutdown() }

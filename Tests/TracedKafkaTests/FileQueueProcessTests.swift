@@ -149,7 +149,7 @@ struct FileQueueProcessTests {
         for await event in events { if let error = event.error { Issue.record("unexpected error event: \(error)") } }
     }
 
-    @Test("On a full disk an existing queue still opens: a consumer reads everything, a producer starts and fails its sends clearly")
+    @Test("On a full disk an existing queue still opens: a consumer reads everything, a producer starts, fails its sends clearly and reports the disk as an error event")
     func fullDiskStillOpens() async throws {
         let directory = freshQueueDirectory()
         let topic = uniqueName("fulldisk")
@@ -165,7 +165,10 @@ struct FileQueueProcessTests {
             ["produce", "--dir", directory, "--topic", topic, "--count", "5"], fileSizeLimitKiB: 0
         )
         #expect(try await withDeadline("the producer on a full disk", .seconds(30)) { await producer.waitUntilExit() } == 0)
-        #expect(producer.output.count == 5)
-        #expect(producer.output.allSatisfy { $0.hasPrefix("failed ") })
+        let failed = producer.output.filter { $0.hasPrefix("failed ") }, errors = producer.output.filter { $0.hasPrefix("error ") }
+        #expect(failed.count == 5)
+        #expect(errors.count == 1, "the writer's failure is an error event too, once: \(producer.output)")
+        #expect(errors.first?.contains("KafkaError.fileQueue") == true)
+        #expect(failed.count + errors.count == producer.output.count)
     }
 }

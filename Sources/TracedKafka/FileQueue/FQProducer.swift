@@ -20,6 +20,8 @@ final class FQProducer: KafkaProducerBackend, @unchecked Sendable {
     private let logger: Logger
     /// Told when a full queue has room again.
     private let core: ProducerCore
+    /// Told when the writer fails (a full disk, the directory gone), beside the records' own failures.
+    private let errors: ClientErrorReports
 
     private let condition = NSCondition()
     // Guarded by `condition`.
@@ -36,7 +38,7 @@ final class FQProducer: KafkaProducerBackend, @unchecked Sendable {
     private var writers: [KafkaTopicPartition: FQPartitionWriter] = [:]
     private var lastSync = ContinuousClock.now
 
-    init(options: KafkaFileQueueConfiguration, logger: Logger, core: ProducerCore) throws {
+    init(options: KafkaFileQueueConfiguration, logger: Logger, core: ProducerCore, errors: ClientErrorReports) throws {
         guard options.defaultPartitionCount > 0 else {
             throw KafkaError(code: .configuration, reason: "defaultPartitionCount must be at least 1")
         }
@@ -44,6 +46,7 @@ final class FQProducer: KafkaProducerBackend, @unchecked Sendable {
         self.options = options
         self.logger = logger
         self.core = core
+        self.errors = errors
         let thread = Thread { [self] in writerLoop() }
         thread.name = "TracedKafka.fileQueue.writer"
         thread.start()
@@ -188,6 +191,7 @@ final class FQProducer: KafkaProducerBackend, @unchecked Sendable {
                 if groups[partition] == nil { order.append(partition) }
                 groups[partition, default: []].append(item)
             } catch {
+                reportWriterFailure(error)
                 fail([item], with: error)
             }
         }
@@ -207,6 +211,7 @@ final class FQProducer: KafkaProducerBackend, @unchecked Sendable {
             } catch let failure as FQPartitionWriter.Failure {
                 // Records appended whole before the failure are in the file: they are acknowledged, the rest fail.
                 acknowledge(items.prefix(failure.written), from: failure.first, in: partition)
+                reportWriterFailure(failure.error)
                 fail(Array(items.dropFirst(failure.written)), with: failure.error)
             } catch let error as KafkaError where error.code == .unknownPartition {
                 // Deleted: forget it, so a later record makes the topic afresh (as a broker creates topics on use).
@@ -214,9 +219,17 @@ final class FQProducer: KafkaProducerBackend, @unchecked Sendable {
                 partitionCounts[partition.topic] = nil
                 fail(items, with: error)
             } catch {
+                reportWriterFailure(error)
                 fail(items, with: error)
             }
         }
+    }
+
+    /// A failure of the queue itself (not of one record: a partition it does not have) is an error event too.
+    private func reportWriterFailure(_ error: any Error) {
+        let kafkaError = error as? KafkaError ?? KafkaError(code: .fileQueue, reason: "\(error)")
+        guard kafkaError.code != .unknownPartition, kafkaError.code != .invalidRecord else { return }
+        errors.report(kafkaError)
     }
 
     private func acknowledge(_ items: ArraySlice<Item>, from first: Int64, in partition: KafkaTopicPartition) {

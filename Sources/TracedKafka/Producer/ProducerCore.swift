@@ -39,6 +39,15 @@ final class ProducerCore: ClientLifecycleLocking {
         if let outcome = machine.withLock({ $0.taken(in: transaction, ticket: ticket) }) { ticket?.settle(outcome) }
     }
 
+    /// A fatal error from the backend: every later call throws it, and a waiting `run()` shuts the producer down.
+    func fail(_ error: KafkaError) {
+        let waitingRun: UnsafeContinuation<Void, Never>? = machine.withLock { machine in
+            guard machine.becomeFatal(error), case .resume(let run) = machine.lifecycle.triggerShutdown() else { return nil }
+            return run
+        }
+        waitingRun?.resume()
+    }
+
     // MARK: - Room in the backend's queue
 
     /// Read before an offer that may find the queue full; passed to ``waitForRoom(after:)``.

@@ -192,7 +192,7 @@ final class RDAdmin: KafkaAdminBackend {
             code = .configuration
         default: code = .rdKafka
         }
-        return KafkaError(code: code, reason: "\(what) (\(String(cString: rd_kafka_err2str(err))))", rdKafkaCode: err.rawValue)
+        return KafkaError(code: code, reason: "\(what) (\(String(cString: rd_kafka_err2str(err))))", rdKafkaCode: KafkaError.RdKafkaCode(err))
     }
 
     func close() async {

@@ -41,13 +41,18 @@ final class RDClient: @unchecked Sendable {
             let result = rd_kafka_conf_set(conf, name, value, &errstr, errstr.count)
             guard result == RD_KAFKA_CONF_OK else {
                 rd_kafka_conf_destroy(conf)
-                throw KafkaError(code: .configuration, reason: String(rdErrorBuffer: errstr))
+                // librdkafka's text may name an alias of the key (linger.ms is queue.buffering.max.ms to it).
+                throw KafkaError(
+                    code: .configuration,
+                    reason: "Property \(String(reflecting: name)) = \(String(reflecting: value)) is refused: \(String(rdErrorBuffer: errstr))"
+                )
             }
         }
         rd_kafka_conf_set_opaque(conf, Unmanaged.passUnretained(callbacks).toOpaque())
         rd_kafka_conf_set_log_cb(conf, rdLogCallback)
         if callbacks.statistics != nil { rd_kafka_conf_set_stats_cb(conf, rdStatisticsCallback) }
         if callbacks.offsetCommit != nil { rd_kafka_conf_set_offset_commit_cb(conf, rdOffsetCommitCallback) }
+        if callbacks.errors != nil { rd_kafka_conf_set_error_cb(conf, rdErrorCallback) }
         configure(conf)
         // On success rd_kafka_new takes the conf; on failure it is still ours to free.
         guard let handle = rd_kafka_new(type, conf, &errstr, errstr.count) else {
@@ -134,15 +139,21 @@ final class RDCallbacks: @unchecked Sendable {
     /// callbacks of their own.
     let offsetCommit: (@Sendable (rd_kafka_resp_err_t, UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?) -> Void)?
 
+    /// Receives librdkafka's errors (no broker reachable, authentication refused, a fatal error…) on the thread
+    /// that serves the client's queue; without it librdkafka only logs them.
+    let errors: ClientErrorReports?
+
     init(
         logger: Logger,
         statistics: (@Sendable (Data) -> Void)? = nil,
         offsetCommit: (@Sendable (rd_kafka_resp_err_t, UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?) -> Void)? = nil,
+        errors: ClientErrorReports? = nil,
         rebalance: (@Sendable (OpaquePointer, rd_kafka_resp_err_t, UnsafeMutablePointer<rd_kafka_topic_partition_list_t>) -> Void)? = nil
     ) {
         self.logger = logger
         self.statistics = statistics
         self.offsetCommit = offsetCommit
+        self.errors = errors
         self.rebalance = rebalance
     }
 
@@ -200,9 +211,35 @@ private let rdStatisticsCallback: @convention(c) (OpaquePointer?, UnsafeMutableP
     return 0
 }
 
+/// Called on the thread that serves the client's queue, for each error librdkafka reports.
+private let rdErrorCallback: @convention(c) (OpaquePointer?, Int32, UnsafePointer<CChar>?, UnsafeMutableRawPointer?) -> Void = {
+    handle, err, reason, _ in
+    guard let handle, let callbacks = RDCallbacks.of(handle), !callbacks.isSilenced, let errors = callbacks.errors else { return }
+    let code = rd_kafka_resp_err_t(err)
+    let text = reason.map { String(cString: $0) } ?? String(cString: rd_kafka_err2str(code))
+    callbacks.logger.error("librdkafka error: \(KafkaError.RdKafkaCode(code)): \(text)")
+    errors.report(code, text, isFatal: code == RD_KAFKA_RESP_ERR__FATAL, on: handle)
+}
+
 /// Called on the thread that serves the consumer queue (the poll thread, or the closing thread).
 private let rdOffsetCommitCallback: @convention(c) (
     OpaquePointer?, rd_kafka_resp_err_t, UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?, UnsafeMutableRawPointer?
 ) -> Void = { handle, err, offsets, _ in
     RDCallbacks.of(handle)?.offsetCommit?(err, offsets)
+}
+
+extension ClientErrorReports {
+    /// A report from librdkafka's error event or callback.
+    /// - Parameters:
+    ///   - err: librdkafka's code.
+    ///   - text: librdkafka's text, which names the broker.
+    ///   - isFatal: Whether librdkafka says the client cannot go on; the fatal error's own code and text are read
+    ///     from `handle` then.
+    ///   - handle: The client.
+    func report(_ err: rd_kafka_resp_err_t, _ text: String, isFatal: Bool, on handle: OpaquePointer) {
+        guard isFatal else { return report(KafkaError(code: .rdKafka, reason: text, rdKafkaCode: KafkaError.RdKafkaCode(err))) }
+        var buffer = [CChar](repeating: 0, count: 512)
+        let fatal = rd_kafka_fatal_error(handle, &buffer, buffer.count)
+        report(KafkaError(code: .fatal, reason: String(rdErrorBuffer: buffer), rdKafkaCode: KafkaError.RdKafkaCode(fatal)))
+    }
 }

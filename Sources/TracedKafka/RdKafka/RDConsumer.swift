@@ -30,10 +30,16 @@ final class RDConsumer: KafkaConsumerBackend, @unchecked Sendable {
         self.core = core
         self.logger = logger
         let statistics = RDCallbacks.statisticsHandler(configuration.metrics, metrics, consumer: true)
+        // Cluster errors become events; a fatal one ends the messages with it.
+        let errors = ClientErrorReports { error in
+            if error.isFatal { core.fail(error, deliveringBuffered: false) }
+            core.emit(.error(error))
+        }
         let callbacks = RDCallbacks(
             logger: logger,
             statistics: statistics,
-            offsetCommit: { err, offsets in RDConsumer.reportCommit(err, offsets, core: core, logger: logger, metrics: metrics) }
+            offsetCommit: { err, offsets in RDConsumer.reportCommit(err, offsets, core: core, logger: logger, metrics: metrics) },
+            errors: errors
         ) { handle, err, partitions in
             RDConsumer.rebalance(handle, err, partitions, core: core, logger: logger)
         }
@@ -213,11 +219,11 @@ final class RDConsumer: KafkaConsumerBackend, @unchecked Sendable {
         let err = message.pointee.err
         if err == RD_KAFKA_RESP_ERR__PARTITION_EOF { return }
         let text = String(cString: rd_kafka_message_errstr(message))
-        let error = KafkaError(code: .rdKafka, reason: text, rdKafkaCode: err.rawValue)
+        let error = KafkaError(code: .rdKafka, reason: text, rdKafkaCode: KafkaError.RdKafkaCode(err))
         if err == RD_KAFKA_RESP_ERR__FATAL {
             var errstr = [CChar](repeating: 0, count: 512)
             let fatal = rd_kafka_fatal_error(client.handle, &errstr, errstr.count)
-            let fatalError = KafkaError(code: .fatal, reason: String(rdErrorBuffer: errstr), rdKafkaCode: fatal.rawValue)
+            let fatalError = KafkaError(code: .fatal, reason: String(rdErrorBuffer: errstr), rdKafkaCode: KafkaError.RdKafkaCode(fatal))
             logger.error("Fatal consumer error, the consumer stops: \(fatalError)")
             core.fail(fatalError, deliveringBuffered: false)
             return
@@ -324,7 +330,7 @@ final class RDConsumer: KafkaConsumerBackend, @unchecked Sendable {
                     throw KafkaError(
                         code: err == RD_KAFKA_RESP_ERR__TIMED_OUT ? .timedOut : .rdKafka,
                         reason: "Could not read the committed offsets of \(partitions): \(String(cString: rd_kafka_err2str(err)))",
-                        rdKafkaCode: err.rawValue
+                        rdKafkaCode: KafkaError.RdKafkaCode(err)
                     )
                 }
                 if let error = RDTopicPartitionList.firstError(list) { throw error }

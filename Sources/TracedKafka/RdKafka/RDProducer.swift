@@ -19,8 +19,21 @@ final class RDProducer: KafkaProducerBackend, @unchecked Sendable {
     private let pollThread: RDPollThread
     /// librdkafka's main queue, where the delivery report events arrive.
     private let events: UncheckedSendable<OpaquePointer>
+    private let errors: ClientErrorReports
 
-    init(configuration: KafkaProducerConfiguration, logger: Logger, metrics: KafkaClientMetrics, core: ProducerCore) throws {
+    /// - Parameters:
+    ///   - configuration: The producer's configuration.
+    ///   - logger: Where librdkafka logs.
+    ///   - metrics: Fed from librdkafka's statistics.
+    ///   - core: Told when librdkafka's queue may have room again.
+    ///   - errors: Receives librdkafka's cluster errors, and explains timed-out deliveries.
+    init(
+        configuration: KafkaProducerConfiguration,
+        logger: Logger,
+        metrics: KafkaClientMetrics,
+        core: ProducerCore,
+        errors: ClientErrorReports
+    ) throws {
         let client = try RDClient(
             type: RD_KAFKA_PRODUCER,
             properties: try configuration.rdKafkaProperties(),
@@ -31,17 +44,18 @@ final class RDProducer: KafkaProducerBackend, @unchecked Sendable {
         let events = UncheckedSendable(rd_kafka_queue_get_main(client.handle)!)
         self.client = client
         self.events = events
+        self.errors = errors
         self.pollThread = RDPollThread(name: "TracedKafka.producer.poll") { thread in
             while !thread.shouldStop {
                 // Served delivery reports free room in librdkafka's queue.
-                if RDProducer.serve(events.value, client: client, timeout: 100) { core.roomMade() }
+                if RDProducer.serve(events.value, client: client, errors: errors, timeout: 100) { core.roomMade() }
             }
         }
     }
 
     /// Serves what the main queue holds, waiting up to `timeout` ms for the first event: delivery reports (each
     /// event a batch), statistics, errors. Returns whether anything was served.
-    private static func serve(_ queue: OpaquePointer, client: RDClient, timeout: Int32) -> Bool {
+    private static func serve(_ queue: OpaquePointer, client: RDClient, errors: ClientErrorReports, timeout: Int32) -> Bool {
         guard var event = rd_kafka_queue_poll(queue, timeout) else { return false }
         while true {
             switch Int32(rd_kafka_event_type(event)) {
@@ -49,7 +63,7 @@ final class RDProducer: KafkaProducerBackend, @unchecked Sendable {
                 // The messages belong to the event: read them all before it is destroyed.
                 withUnsafeTemporaryAllocation(of: UnsafePointer<rd_kafka_message_t>?.self, capacity: 256) { batch in
                     while case let count = rd_kafka_event_message_array(event, batch.baseAddress, batch.count), count > 0 {
-                        for index in 0..<count { if let message = batch[index] { rdDeliver(message) } }
+                        for index in 0..<count { if let message = batch[index] { rdDeliver(message, errors: errors) } }
                     }
                 }
             case Int32(RD_KAFKA_EVENT_STATS):
@@ -58,12 +72,10 @@ final class RDProducer: KafkaProducerBackend, @unchecked Sendable {
                 }
             case Int32(RD_KAFKA_EVENT_ERROR):
                 if !client.callbacks.isSilenced {
-                    let error = KafkaError(
-                        code: rd_kafka_event_error_is_fatal(event) != 0 ? .fatal : .rdKafka,
-                        reason: String(cString: rd_kafka_event_error_string(event)),
-                        rdKafkaCode: rd_kafka_event_error(event).rawValue
-                    )
-                    client.callbacks.logger.log(level: error.code == .fatal ? .critical : .error, "Producer error: \(error)")
+                    let err = rd_kafka_event_error(event), text = String(cString: rd_kafka_event_error_string(event))
+                    let isFatal = rd_kafka_event_error_is_fatal(event) != 0
+                    client.callbacks.logger.log(level: isFatal ? .critical : .error, "Producer error: \(KafkaError.RdKafkaCode(err)): \(text)")
+                    errors.report(err, text, isFatal: isFatal, on: client.handle)
                 }
             default:
                 break
@@ -174,7 +186,7 @@ final class RDProducer: KafkaProducerBackend, @unchecked Sendable {
             throw KafkaError(
                 code: .timedOut,
                 reason: "\(outstanding) records still outstanding after flushing for \(timeout)",
-                rdKafkaCode: err.rawValue
+                rdKafkaCode: KafkaError.RdKafkaCode(err)
             )
         }
     }
@@ -215,7 +227,7 @@ final class RDProducer: KafkaProducerBackend, @unchecked Sendable {
             // senders would wait forever.
             let deadline = ContinuousClock.now + .seconds(60)
             while rd_kafka_outq_len(handle) > 0, ContinuousClock.now < deadline {
-                _ = RDProducer.serve(self.events.value, client: self.client, timeout: 100)
+                _ = RDProducer.serve(self.events.value, client: self.client, errors: self.errors, timeout: 100)
             }
             rd_kafka_queue_destroy(self.events.value)
         }
@@ -232,7 +244,7 @@ extension TransactionCallFailure {
             : .other
         let code: KafkaError.Code = kind == .fatal ? .fatal : rd_kafka_error_code(error) == RD_KAFKA_RESP_ERR__TIMED_OUT ? .timedOut : .rdKafka
         let failure = KafkaError.consuming(error)
-        self.init(error: KafkaError(code: code, reason: failure.reason, rdKafkaCode: failure.rdKafkaCode), kind: kind)
+        self.init(error: KafkaError(code: code, reason: failure.reason, rdKafkaCode: failure.rdKafkaCode, retriable: kind == .retriable), kind: kind)
     }
 }
 
@@ -249,14 +261,14 @@ final class RDGroupMetadata: @unchecked Sendable {
 /// librdkafka's "unassigned partition": let the partitioner choose.
 let rdPartitionUnassigned: Int32 = -1
 
-/// One record's delivery report, on the poll thread (or the closing thread).
-private func rdDeliver(_ message: UnsafePointer<rd_kafka_message_t>) {
+/// One record's delivery report, on the poll thread (or the closing thread); a timeout says what the cluster did.
+private func rdDeliver(_ message: UnsafePointer<rd_kafka_message_t>, errors: ClientErrorReports) {
     guard let opaque = message.pointee._private else { return }
     // Balances the passRetained in enqueue: each ticket is taken back exactly once.
     let ticket = Unmanaged<DeliveryTicket>.fromOpaque(opaque).takeRetainedValue()
     let err = message.pointee.err
     guard err == RD_KAFKA_RESP_ERR_NO_ERROR else {
-        ticket.deliver(.failure(KafkaError.rdKafka(err, context: "Delivery to topic '\(ticket.topic)' failed")))
+        ticket.deliver(.failure(errors.explained(KafkaError.rdKafka(err, context: "Delivery to topic '\(ticket.topic)' failed"))))
         return
     }
     ticket.deliver(

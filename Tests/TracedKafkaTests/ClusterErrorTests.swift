@@ -1,0 +1,94 @@
+import CRdKafka
+import Foundation
+import Testing
+@testable import TracedKafka
+import TracedKafkaTesting
+
+/// What a service learns when the cluster is not there: error events, classified errors, timeouts that say why.
+@Suite("Cluster errors reach the code", .timeLimit(.minutes(1)))
+struct ClusterErrorTests {
+    static let unreachable = ["127.0.0.1:1"]
+
+    @Test("A producer pointed at an unreachable address gets an error event long before any record times out")
+    func producerErrorEvent() async throws {
+        var configuration = KafkaProducerConfiguration(bootstrapServers: Self.unreachable)
+        configuration.tracing = .disabled
+        let (producer, events) = try KafkaProducer.makeProducerWithEvents(configuration: configuration)
+        try await producer.enqueue(KafkaProducerRecord(topic: "orders", value: "x"))
+        let error = try await withDeadline("a producer error event", .seconds(10)) { () -> KafkaError? in
+            for await event in events { if case .error(let error) = event { return error } }
+            return nil
+        }
+        let code = try #require(error?.rdKafkaCode)
+        #expect([.transport, .allBrokersDown].contains(code), "got \(code)")
+        #expect(error?.isRetriable == true)
+        #expect(error?.reason.contains("127.0.0.1:1") == true)
+        producer.triggerGracefulShutdown()
+    }
+
+    @Test("A consumer pointed at an unreachable address gets an error event instead of silence")
+    func consumerErrorEvent() async throws {
+        let configuration = KafkaConsumerConfiguration(bootstrapServers: Self.unreachable, groupID: uniqueName("g"), topics: ["orders"])
+        let (consumer, events) = try KafkaConsumer.makeConsumerWithEvents(configuration: configuration)
+        let running = Task { try await consumer.run { _ in } }
+        let error = try await withDeadline("a consumer error event", .seconds(10)) { () -> KafkaError? in
+            for await event in events where event.kind == .error { return event.error }
+            return nil
+        }
+        let code = try #require(error?.rdKafkaCode)
+        #expect([.transport, .allBrokersDown].contains(code), "got \(code)")
+        consumer.triggerGracefulShutdown()
+        _ = try? await running.value
+    }
+
+    @Test("A record that times out against an unreachable cluster says what the cluster's last error was")
+    func timeoutNamesTheCause() async throws {
+        var configuration = KafkaProducerConfiguration(bootstrapServers: Self.unreachable, properties: ["message.timeout.ms": "1500"])
+        configuration.tracing = .disabled
+        let producer = try KafkaProducer(configuration: configuration)
+        let error = try await withRunning(producer) { producer in
+            await #expect(throws: KafkaError.self) { try await producer.send(KafkaProducerRecord(topic: "orders", value: "x")) }
+        }
+        #expect(error?.rdKafkaCode == .messageTimedOut)
+        #expect(error?.isRetriable == true)
+        #expect(error?.reason.contains("the cluster's last error") == true, "\(String(describing: error))")
+        #expect(error?.reason.contains("Connect to ipv4#127.0.0.1:1 failed") == true)
+    }
+
+    @Test("A dead cluster's repeated reports become one event per code and interval, which says how many it stands for")
+    func reportsAreRateLimited() {
+        let sent = Shared<[KafkaError]>([])
+        let reports = ClientErrorReports(interval: .seconds(5)) { error in sent.withLock { $0.append(error) } }
+        let start = ContinuousClock.now
+        let refused = KafkaError(code: .rdKafka, reason: "Connect refused", rdKafkaCode: .transport)
+        reports.report(refused, at: start)
+        reports.report(refused, at: start + .seconds(1))
+        reports.report(refused, at: start + .seconds(2))
+        reports.report(KafkaError(code: .rdKafka, reason: "1/1 brokers are down", rdKafkaCode: .allBrokersDown), at: start + .seconds(2))
+        reports.report(refused, at: start + .seconds(6))
+        let events = sent.withLock { $0 }
+        #expect(events.map(\.rdKafkaCode) == [.transport, .allBrokersDown, .transport])
+        #expect(events.last?.reason == "Connect refused (and 2 more of _TRANSPORT since the last report)")
+        let fatal = KafkaError(code: .fatal, reason: "fenced", rdKafkaCode: .fatal)
+        reports.report(fatal, at: start + .seconds(7))
+        reports.report(fatal, at: start + .seconds(7))
+        #expect(sent.withLock { $0.count } == 5, "a fatal error always goes out")
+    }
+
+    @Test("Errors say whether to retry and whether the client is done, from librdkafka's codes and the library's")
+    func classification() {
+        #expect(KafkaError(code: .rdKafka, reason: "", rdKafkaCode: .messageTimedOut).isRetriable)
+        #expect(KafkaError(code: .rdKafka, reason: "", rdKafkaCode: .notLeaderForPartition).isRetriable)
+        #expect(!KafkaError(code: .rdKafka, reason: "", rdKafkaCode: .topicAuthorizationFailed).isRetriable)
+        #expect(!KafkaError(code: .rdKafka, reason: "", rdKafkaCode: .messageSizeTooLarge).isRetriable)
+        #expect(KafkaError(code: .timedOut, reason: "").isRetriable)
+        #expect(!KafkaError(code: .invalidRecord, reason: "").isRetriable)
+        #expect(!KafkaError(code: .cancelled, reason: "").isRetriable)
+        #expect(KafkaError(code: .fatal, reason: "").isFatal)
+        #expect(KafkaError(code: .rdKafka, reason: "", rdKafkaCode: .producerFenced).isFatal)
+        #expect(!KafkaError(code: .fatal, reason: "", rdKafkaCode: .messageTimedOut).isRetriable, "never retry a fatal error")
+        #expect(KafkaError.RdKafkaCode.messageTimedOut.name == "_MSG_TIMED_OUT")
+        #expect(KafkaError.RdKafkaCode.unknownTopicOrPartition.name == "UNKNOWN_TOPIC_OR_PART")
+        #expect(KafkaError.rdKafka(RD_KAFKA_RESP_ERR__FENCED).code == .fatal)
+    }
+}
