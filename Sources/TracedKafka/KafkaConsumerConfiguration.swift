@@ -100,7 +100,9 @@ public struct KafkaConsumerConfiguration: Sendable {
     /// The partitions to read, each from its own offset, without joining the group (no rebalances); empty for a
     /// group member, which reads ``topics``.
     public var partitions: [KafkaPartitionStart]
-    /// Where to start without a committed offset.
+    /// Where to start in a partition the group has no committed offset for (or whose committed offset the partition
+    /// no longer holds). ``AutoOffsetReset/latest`` by default, as in Kafka, librdkafka and swift-kafka-client: a new
+    /// group reads only what is sent after it joins; set ``AutoOffsetReset/earliest`` to read what the topic holds.
     public var autoOffsetReset: AutoOffsetReset
     /// When offsets are committed.
     public var commitMode: CommitMode
@@ -130,7 +132,7 @@ public struct KafkaConsumerConfiguration: Sendable {
     ///   - bootstrapServers: The brokers to bootstrap from, as `host:port` (for the librdkafka backend).
     ///   - groupID: The consumer group.
     ///   - topics: The topics to subscribe to.
-    ///   - autoOffsetReset: Where to start without a committed offset.
+    ///   - autoOffsetReset: Where to start without a committed offset: the partition's end by default.
     ///   - commitMode: When offsets are committed.
     ///   - clientID: The client id, if any.
     ///   - shutdownTimeout: How long shutdown waits for the message being handled.
@@ -146,7 +148,7 @@ public struct KafkaConsumerConfiguration: Sendable {
         bootstrapServers: [String] = [],
         groupID: String,
         topics: [String],
-        autoOffsetReset: AutoOffsetReset = .earliest,
+        autoOffsetReset: AutoOffsetReset = .latest,
         commitMode: CommitMode = .afterHandled,
         clientID: String? = nil,
         shutdownTimeout: Duration = .seconds(10),
@@ -185,7 +187,8 @@ public struct KafkaConsumerConfiguration: Sendable {
     ///   - bootstrapServers: The brokers to bootstrap from, as `host:port` (for the librdkafka backend).
     ///   - partitions: The partitions to read and where to start in each.
     ///   - groupID: The group to commit to, or empty for none.
-    ///   - autoOffsetReset: Where to start in a partition without a committed offset, for ``KafkaOffset/committed``.
+    ///   - autoOffsetReset: Where to start in a partition without a committed offset, for ``KafkaOffset/committed``:
+    ///     the partition's end by default.
     ///   - commitMode: When offsets are committed (with a group).
     ///   - clientID: The client id, if any.
     ///   - shutdownTimeout: How long shutdown waits for the message being handled.
@@ -201,7 +204,7 @@ public struct KafkaConsumerConfiguration: Sendable {
         bootstrapServers: [String] = [],
         partitions: [KafkaPartitionStart],
         groupID: String = "",
-        autoOffsetReset: AutoOffsetReset = .earliest,
+        autoOffsetReset: AutoOffsetReset = .latest,
         commitMode: CommitMode = .afterHandled,
         clientID: String? = nil,
         shutdownTimeout: Duration = .seconds(10),

@@ -36,6 +36,8 @@ struct Demo {
             try KafkaConsumer(
                 configuration: .init(
                     bootstrapServers: cluster.bootstrapServerList, groupID: "\(group)-\(run)", topics: [topic],
+                    // A new group each run, joining as the first order is sent: it reads the topic from its start.
+                    autoOffsetReset: .earliest,
                     properties: cluster.embedded == nil ? [:] : ["fetch.wait.max.ms": "10"]
                 ),
                 logger: logger

@@ -85,6 +85,7 @@ func consume(_ arguments: Arguments) async throws {
     let configuration = KafkaConsumerConfiguration(
         groupID: try arguments.string("group"),
         topics: [try arguments.string("topic")],
+        autoOffsetReset: .earliest,
         commitMode: .afterHandled(interval: .milliseconds(100)),
         tracing: .disabled,
         backend: .fileQueue(directory: try arguments.string("dir"))

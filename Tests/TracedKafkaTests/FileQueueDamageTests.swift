@@ -142,7 +142,7 @@ struct FileQueueDamageTests {
         let group = uniqueName("billing")
         func billing(_ policy: KafkaFileQueueConfiguration.CorruptRecordPolicy) throws -> KafkaConsumer {
             try KafkaConsumer(configuration: KafkaConsumerConfiguration(
-                groupID: group, topics: [topic], commitMode: .afterHandled(interval: .milliseconds(50)),
+                groupID: group, topics: [topic], autoOffsetReset: .earliest, commitMode: .afterHandled(interval: .milliseconds(50)),
                 tracing: .disabled,
                 backend: .fileQueue(KafkaFileQueueConfiguration(directory: directory, corruptRecords: policy))
             ))

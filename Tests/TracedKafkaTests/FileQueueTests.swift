@@ -26,6 +26,7 @@ func fileQueueConsumer(
     try KafkaConsumer.makeConsumerWithEvents(configuration: KafkaConsumerConfiguration(
         groupID: uniqueName("g"),
         topics: [topic],
+        autoOffsetReset: .earliest,
         tracing: .disabled,
         backend: .fileQueue(KafkaFileQueueConfiguration(directory: directory, corruptRecords: corruptRecords))
     ))
@@ -297,7 +298,7 @@ struct FileQueueTests {
         }
         func member() throws -> (KafkaConsumer, AsyncStream<KafkaConsumerEvent>) {
             try KafkaConsumer.makeConsumerWithEvents(configuration: KafkaConsumerConfiguration(
-                groupID: group, topics: [topic], commitMode: .afterHandled(interval: .milliseconds(50)),
+                groupID: group, topics: [topic], autoOffsetReset: .earliest, commitMode: .afterHandled(interval: .milliseconds(50)),
                 clientID: String(repeating: "c", count: 300), tracing: .disabled, backend: .fileQueue(directory: directory)
             ))
         }
@@ -327,7 +328,7 @@ struct FileQueueTests {
         let offsetFile = "\(directory)/groups/\(group)/offsets/\(topic).0"
         try "3\n".write(toFile: offsetFile, atomically: true, encoding: .utf8)
         let consumer = try KafkaConsumer(configuration: KafkaConsumerConfiguration(
-            groupID: group, topics: [topic], tracing: .disabled, backend: .fileQueue(directory: directory)
+            groupID: group, topics: [topic], autoOffsetReset: .earliest, tracing: .disabled, backend: .fileQueue(directory: directory)
         ))
         #expect(try await consume(consumer, count: 3).map(\.offset) == [3, 4, 5])
         #expect(try String(contentsOfFile: offsetFile, encoding: .utf8) == "6\n")

@@ -27,7 +27,7 @@ func partitionConsumer(
 ) throws -> (KafkaConsumer, AsyncStream<KafkaConsumerEvent>) {
     var configuration = KafkaConsumerConfiguration(
         bootstrapServers: SharedCluster.cluster.bootstrapServerList, partitions: partitions, groupID: group,
-        commitMode: commitMode, tracing: tracing, properties: fastGroupProperties
+        autoOffsetReset: .earliest, commitMode: commitMode, tracing: tracing, properties: fastGroupProperties
     )
     configuration.backend = backend.backend
     return try KafkaConsumer.makeConsumerWithEvents(configuration: configuration)

@@ -39,7 +39,7 @@ struct ReadAheadBoundsTests {
         _ = try await sendValues(3_000, to: topic, in: directory)
         let group = uniqueName("g")
         let consumer = try KafkaConsumer(configuration: KafkaConsumerConfiguration(
-            groupID: group, topics: [topic], commitMode: .afterHandled(interval: .milliseconds(100)),
+            groupID: group, topics: [topic], autoOffsetReset: .earliest, commitMode: .afterHandled(interval: .milliseconds(100)),
             maxBufferedMessages: 10, tracing: .disabled, backend: .fileQueue(directory: directory)
         ))
         let offsetFile = "\(directory)/groups/\(group)/offsets/\(topic)/0"

@@ -52,6 +52,8 @@ func consumerConfiguration(
         bootstrapServers: cluster.bootstrapServerList,
         groupID: group,
         topics: topics,
+        // The tests send first, then read in a new group: from the topic's start.
+        autoOffsetReset: .earliest,
         commitMode: commitMode,
         properties: fastGroupProperties.merging(properties) { $1 }
     )

@@ -19,7 +19,7 @@ import TracedKafkaTesting
 func consumeTraced(bootstrap: String, topic: String, group: String, sampled: Bool, busy: Duration, meter: Meter) async throws {
     let properties = ["session.timeout.ms": "6000"].merging(propertiesArgument("properties")) { $1 }
     let consumer = try KafkaConsumer(configuration: KafkaConsumerConfiguration(
-        bootstrapServers: [bootstrap], groupID: group, topics: [topic],
+        bootstrapServers: [bootstrap], groupID: group, topics: [topic], autoOffsetReset: .earliest,
         tracing: sampled ? KafkaTracingConfiguration(tracer: W3CRecordingTracer(sampler: .always)) : .disabled,
         metrics: .disabled, properties: properties
     ))

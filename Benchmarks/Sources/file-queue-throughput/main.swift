@@ -47,7 +47,7 @@ func running<T: Sendable>(run: @escaping @Sendable () async throws -> Void, shut
 
     // Consumption.
     func consumer(_ group: String, topic: String) throws -> KafkaConsumer {
-        try KafkaConsumer(configuration: KafkaConsumerConfiguration(groupID: group, topics: [topic], tracing: .disabled, backend: backend))
+        try KafkaConsumer(configuration: KafkaConsumerConfiguration(groupID: group, topics: [topic], autoOffsetReset: .earliest, tracing: .disabled, backend: backend))
     }
     let reader = try consumer("bench-read", topic: "bench")
     let consumeTime = try await running(run: reader.run, shutDown: reader.triggerGracefulShutdown) {

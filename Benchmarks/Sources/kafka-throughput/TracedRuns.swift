@@ -71,7 +71,7 @@ enum TracedRuns {
     /// - Returns: When the messages reached the handler.
     static func consume(bootstrap: String, topic: String, group: String, count: Int, tracing: Tracing) async throws -> ConsumeTiming {
         let consumer = try KafkaConsumer(configuration: KafkaConsumerConfiguration(
-            bootstrapServers: [bootstrap], groupID: group, topics: [topic], commitMode: .afterHandled,
+            bootstrapServers: [bootstrap], groupID: group, topics: [topic], autoOffsetReset: .earliest, commitMode: .afterHandled,
             tracing: tracing.configuration, metrics: .disabled,
             properties: ["session.timeout.ms": "6000"]
         ))

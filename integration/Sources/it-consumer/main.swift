@@ -22,6 +22,7 @@ let configuration = KafkaConsumerConfiguration(
     bootstrapServers: arguments[1].split(separator: ",").map(String.init),
     groupID: arguments[3],
     topics: [arguments[2]],
+    autoOffsetReset: .earliest,
     commitMode: .manual,
     properties: [
         "session.timeout.ms": "6000",

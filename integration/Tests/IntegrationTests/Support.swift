@@ -79,7 +79,7 @@ func consumerConfiguration(
     properties: [String: String] = [:]
 ) -> KafkaConsumerConfiguration {
     KafkaConsumerConfiguration(
-        bootstrapServers: servers, groupID: group, topics: topics, commitMode: commitMode,
+        bootstrapServers: servers, groupID: group, topics: topics, autoOffsetReset: .earliest, commitMode: commitMode,
         properties: fastGroupProperties.merging(properties) { $1 }
     )
 }

@@ -226,7 +226,7 @@ extension TracedProduce {
 func consumeTraced(mode: String, bootstrap: String, topic: String, count: Int) async throws -> String {
     let meter = Meter(target: count)
     let consumer = try KafkaConsumer(configuration: KafkaConsumerConfiguration(
-        bootstrapServers: [bootstrap], groupID: "otel-cost-\(mode)-\(getpid())", topics: [topic],
+        bootstrapServers: [bootstrap], groupID: "otel-cost-\(mode)-\(getpid())", topics: [topic], autoOffsetReset: .earliest,
         tracing: tracing(for: mode), metrics: .disabled, properties: ["session.timeout.ms": "6000"]
     ))
     try await consumer.run { _ in
