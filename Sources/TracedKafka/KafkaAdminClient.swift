@@ -120,9 +120,7 @@ public final class KafkaAdminClient: Sendable {
         timeout: Duration = .seconds(30)
     ) async throws {
         try KafkaTopicName.validate(name, code: .configuration)
-        guard partitions > 0 else {
-            throw KafkaError(code: .configuration, reason: "A topic needs at least one partition, not \(partitions)")
-        }
+        try KafkaTopicName.validatePartitionCount(partitions)
         if let replicationFactor, replicationFactor < 1 {
             throw KafkaError(code: .configuration, reason: "A topic needs at least one replica, not \(replicationFactor)")
         }

@@ -162,6 +162,15 @@ extension KafkaError {
 }
 
 extension KafkaError {
+    /// A commit past the partition's end.
+    static func commitPastEnd(_ offset: KafkaTopicPartitionOffset, end: Int64) -> KafkaError {
+        KafkaError(
+            code: .invalidOffset,
+            reason: "Cannot commit offset \(offset.offset) of \(offset.topic)[\(offset.partition)]: the partition ends at \(end) "
+                + "(the offset of its next record), and a group that committed it would skip every record until then"
+        )
+    }
+
     /// A consumer's reader whose task was cancelled while it waited for messages.
     static let cancelledWait = KafkaError(code: .cancelled, reason: "The wait for the next message was cancelled")
 

@@ -28,6 +28,19 @@ enum KafkaTopicName {
         return !(bytes.count <= 2 && bytes.allSatisfy { $0 == 0x2E })  // neither "." nor ".."
     }
 
+    /// The most partitions a topic may have: librdkafka refuses more, and so does the file queue.
+    static let maxPartitions = 100_000
+
+    /// Throws ``KafkaError/Code/configuration`` unless a topic may have `count` partitions (1 to 100,000).
+    static func validatePartitionCount(_ count: Int, what: String = "A topic") throws {
+        guard (1...maxPartitions).contains(count) else {
+            throw KafkaError(
+                code: .configuration,
+                reason: "\(what) needs 1 to \(maxPartitions) partitions, not \(count)"
+            )
+        }
+    }
+
     /// An ASCII letter or digit, `.`, `_` or `-`.
     static func isLegal(_ byte: UInt8) -> Bool {
         (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A)

@@ -44,7 +44,7 @@ struct AdminClientTests {
         #expect(closed?.code == .shutDown)
     }
 
-    @Test("On the embedded broker: list and describe (partitions, leaders, replicas); an unknown topic is unknownPartition")
+    @Test("On the embedded broker: list and describe (partitions, leaders, replicas); an unknown topic is unknownPartition and is not created")
     func embeddedDescribe() async throws {
         let cluster = try EmbeddedKafkaCluster(brokers: 3)
         try cluster.createTopic("described", partitions: 4, replicationFactor: 3)
@@ -54,6 +54,11 @@ struct AdminClientTests {
         #expect(description.partitions.map(\.id) == [0, 1, 2, 3])
         #expect(description.replicationFactor == 3)
         #expect(description.partitions.allSatisfy { $0.leader.map { (1...3).contains($0) } ?? false })
+        // Describing a missing topic says so, and creates nothing (the embedded broker creates a topic on a
+        // metadata request that names it).
+        let missing = await #expect(throws: KafkaError.self) { _ = try await admin.describeTopic("never-created") }
+        #expect(missing?.code == .unknownPartition)
+        #expect(try await !admin.listTopics().contains("never-created"))
         await admin.close()
         let closed = await #expect(throws: KafkaError.self) { _ = try await admin.listTopics() }
         #expect(closed?.code == .shutDown)

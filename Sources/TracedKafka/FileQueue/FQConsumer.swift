@@ -108,12 +108,26 @@ final class FQConsumer: KafkaConsumerBackend, @unchecked Sendable {
                         + (count.map { "the topic has \($0) partitions" } ?? "the topic does not exist")
                 )
             }
+            try requireWithinPartition(offset)
         }
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
             commitQueue.async { [self] in
                 continuation.resume(with: Result { try write(offsets) })
             }
         }
+    }
+
+    /// Refuses to commit past a partition's end (the offset its next record gets): the group's next member would
+    /// skip every record written until the partition reached it. An offset at or before one this consumer handed
+    /// out or holds is within; another is checked against the log.
+    private func requireWithinPartition(_ offset: KafkaTopicPartitionOffset) throws {
+        let partition = KafkaTopicPartition(topic: offset.topic, partition: offset.partition)
+        if let known = core.machine.withLock({ $0.position(of: partition) }), offset.offset <= known { return }
+        let reader = FQPartitionReader(
+            path: directory.logPath(partition), partition: partition, start: .earliest, policy: options.corruptRecords, logger: logger
+        )
+        let (_, end) = try reader.bounds()
+        guard offset.offset <= end else { throw KafkaError.commitPastEnd(offset, end: end) }
     }
 
     func committed(_ partitions: [KafkaTopicPartition], timeout: Duration) async throws -> [KafkaTopicPartition: Int64] {

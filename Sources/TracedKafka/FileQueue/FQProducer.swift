@@ -39,9 +39,7 @@ final class FQProducer: KafkaProducerBackend, @unchecked Sendable {
     private var lastSync = ContinuousClock.now
 
     init(options: KafkaFileQueueConfiguration, logger: Logger, core: ProducerCore, errors: ClientErrorReports) throws {
-        guard options.defaultPartitionCount > 0 else {
-            throw KafkaError(code: .configuration, reason: "defaultPartitionCount must be at least 1")
-        }
+        try KafkaTopicName.validatePartitionCount(options.defaultPartitionCount, what: "defaultPartitionCount: a topic")
         self.directory = try FQDirectory(path: options.directory)
         self.options = options
         self.logger = logger

@@ -12,9 +12,7 @@ public enum KafkaFileQueue {
     @discardableResult
     public static func createTopic(_ topic: String, partitions: Int, in directory: String) throws -> Int {
         try KafkaTopicName.validate(topic, code: .configuration)
-        guard partitions > 0 else {
-            throw KafkaError(code: .configuration, reason: "A topic needs at least one partition, not \(partitions)")
-        }
+        try KafkaTopicName.validatePartitionCount(partitions)
         return try FQDirectory(path: directory).createTopic(topic, partitions: partitions).count
     }
 }

@@ -67,9 +67,13 @@ final class RDAdmin: KafkaAdminBackend {
 
     func describeTopic(_ name: String, timeout: Duration) async throws -> KafkaTopicDescription {
         try await client.blocking("The admin client") { handle in
-            var description = try Self.metadata(handle, topic: name, timeout: timeout) { metadata -> KafkaTopicDescription in
-                guard metadata.pointee.topic_cnt == 1 else { throw KafkaError(code: .unknownPartition, reason: "No topic '\(name)'") }
-                let topic = metadata.pointee.topics[0]
+            // The whole cluster's metadata, searched by name: a request for one topic's creates it on a broker that
+            // creates topics on first use (librdkafka's mock does).
+            var description = try Self.metadata(handle, topic: nil, timeout: timeout) { metadata -> KafkaTopicDescription in
+                let topics = UnsafeBufferPointer(start: metadata.pointee.topics, count: Int(metadata.pointee.topic_cnt))
+                guard let topic = topics.first(where: { String(cString: $0.topic) == name }) else {
+                    throw KafkaError(code: .unknownPartition, reason: "No topic '\(name)'", rdKafkaCode: .unknownTopicOrPartition)
+                }
                 guard topic.err == RD_KAFKA_RESP_ERR_NO_ERROR, topic.partition_cnt > 0 else {
                     throw Self.error(topic.err == RD_KAFKA_RESP_ERR_NO_ERROR ? RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART : topic.err, "No topic '\(name)'")
                 }

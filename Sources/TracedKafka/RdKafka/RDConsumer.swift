@@ -306,6 +306,7 @@ final class RDConsumer: KafkaConsumerBackend, @unchecked Sendable {
     func commit(_ offsets: [KafkaTopicPartitionOffset]) async throws {
         guard !offsets.isEmpty else { return }
         try await client.blocking("The consumer") { handle in
+            for offset in offsets { try Self.requireWithinPartition(offset, on: handle) }
             let list = RDTopicPartitionList.make(offsets)
             defer { rd_kafka_topic_partition_list_destroy(list) }
             // With a callback of its own (served in this call, on a temporary queue), so the outcome reaches the
@@ -319,6 +320,18 @@ final class RDConsumer: KafkaConsumerBackend, @unchecked Sendable {
             }
             if let error = outcome.error { throw error }
         }
+    }
+
+    /// Refuses to commit past a partition's end (its high watermark, the offset its next record gets): the group's
+    /// next member would skip every record produced until the partition reached it. The watermark librdkafka last
+    /// fetched answers for offsets at or before it; a later one is checked with the broker.
+    private static func requireWithinPartition(_ offset: KafkaTopicPartitionOffset, on handle: OpaquePointer) throws {
+        var low: Int64 = -1, high: Int64 = -1
+        let cached = rd_kafka_get_watermark_offsets(handle, offset.topic, Int32(clamping: offset.partition), &low, &high)
+        if cached == RD_KAFKA_RESP_ERR_NO_ERROR, high >= 0, offset.offset <= high { return }
+        let partition = KafkaTopicPartition(topic: offset.topic, partition: offset.partition)
+        let (_, end) = try watermarks(partition, on: handle, timeout: .seconds(10))
+        guard offset.offset <= end else { throw KafkaError.commitPastEnd(offset, end: end) }
     }
 
     func committed(_ partitions: [KafkaTopicPartition], timeout: Duration) async throws -> [KafkaTopicPartition: Int64] {
@@ -410,7 +423,9 @@ extension KafkaOffset {
         case .beginning: return Int64(RD_KAFKA_OFFSET_BEGINNING)
         case .end: return Int64(RD_KAFKA_OFFSET_END)
         case .committed: return Int64(RD_KAFKA_OFFSET_STORED)
-        case .tail(let count): return Int64(RD_KAFKA_OFFSET_TAIL_BASE) - count
+        // A tail longer than any partition can hold reads from the beginning (and cannot overflow librdkafka's
+        // encoding of tails below RD_KAFKA_OFFSET_TAIL_BASE).
+        case .tail(let count): return count > Int64.max / 2 ? Int64(RD_KAFKA_OFFSET_BEGINNING) : Int64(RD_KAFKA_OFFSET_TAIL_BASE) - count
         case .absolute(let offset): return offset
         }
     }
