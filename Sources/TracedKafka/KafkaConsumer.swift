@@ -47,8 +47,10 @@ public final class KafkaConsumer: Service, Sendable {
 
     /// Creates a consumer and the sequence of its events (partitions assigned, revoked and lost; errors).
     ///
-    /// At most `maxBufferedEvents` events wait unread; past that the oldest unread event is dropped for each new one
-    /// (and counted in ``droppedEventCount``), so an unread stream never grows without bound.
+    /// Until a reader asks for the first event, at most `maxBufferedEvents` events wait unread; past that the oldest
+    /// unread event is dropped for each new one (and counted in ``droppedEventCount``), so a stream nobody reads never
+    /// grows without bound. Once a reader has started, nothing is dropped (the consumer's events are few: rebalances,
+    /// and errors at most one per kind every 5 seconds).
     /// - Parameters:
     ///   - configuration: How to connect, what to read and how to commit.
     ///   - maxBufferedEvents: How many events wait unread at most (1,000 by default).

@@ -20,7 +20,7 @@ public final class KafkaProducer: Service, Sendable {
     let core: ProducerCore
     let backend: any KafkaProducerBackend
     let configuration: KafkaProducerConfiguration
-    private let events: BoundedEventStream<KafkaProducerEvent>?
+    let events: BoundedEventStream<KafkaProducerEvent>?
     let tracing: KafkaProducerTracing
     /// The producer's metrics, when they are on.
     private let metrics: KafkaClientMetrics?
@@ -44,9 +44,11 @@ public final class KafkaProducer: Service, Sendable {
 
     /// Creates a producer and the sequence of outcomes of records sent with ``enqueue(_:)``.
     ///
-    /// Read the events: at most `maxBufferedEvents` wait unread; past that the oldest unread event is dropped for
-    /// each new one (and counted in ``droppedEventCount``), so an unread stream never grows without bound. Use
-    /// ``send(_:)`` where every outcome matters to the sender.
+    /// Until a reader asks for the first event, at most `maxBufferedEvents` wait unread; past that the oldest
+    /// unread event is dropped for each new one (and counted in ``droppedEventCount``), so a stream nobody reads
+    /// never grows without bound. Once a reader has started, no event is dropped: ``enqueue(_:)`` waits while
+    /// `maxBufferedEvents` outcomes wait unread, as it waits for room in the backend's queue, so a service that
+    /// reads every event gets every outcome.
     /// - Parameters:
     ///   - configuration: How to connect and send.
     ///   - maxBufferedEvents: How many events wait unread at most (10,000 by default).
@@ -64,7 +66,7 @@ public final class KafkaProducer: Service, Sendable {
     }
 
     /// How many events of ``makeProducerWithEvents(configuration:maxBufferedEvents:logger:)``'s stream were dropped
-    /// because more than its bound waited unread; 0 for a producer made without events.
+    /// because more than its bound waited unread before a reader started; 0 for a producer made without events.
     public var droppedEventCount: Int { events?.droppedCount ?? 0 }
 
     private init(
@@ -160,8 +162,9 @@ public final class KafkaProducer: Service, Sendable {
     /// Sends a record without waiting for the broker; its outcome arrives on the events sequence of
     /// ``makeProducerWithEvents(configuration:maxBufferedEvents:logger:)`` (and nowhere, for a producer made without one).
     ///
-    /// When the backend's queue is full, this waits for room; it neither fails nor drops the record. A task
-    /// cancelled while it waits gets ``KafkaError/Code/cancelled`` and the record is not sent.
+    /// When the backend's queue is full, or a reader of the events stream has `maxBufferedEvents` events still to
+    /// read, this waits for room; it neither fails nor drops the record. A task cancelled while it waits gets
+    /// ``KafkaError/Code/cancelled`` and the record is not sent.
     /// - Parameter record: The record to send.
     /// - Returns: The identifier its event will carry.
     /// - Throws: ``KafkaError/Code/invalidRecord`` for a bad record, ``KafkaError/Code/shutDown`` after shutdown,
@@ -172,7 +175,8 @@ public final class KafkaProducer: Service, Sendable {
     @inlinable
     public func enqueue(_ record: KafkaProducerRecord) async throws -> KafkaProducerMessageID {
         // Inlined into the caller, so that a record the backend takes at once costs no async call: only a full
-        // queue makes the caller suspend.
+        // queue (or a full events stream that is being read) makes the caller suspend.
+        if eventsAreFull { try await waitForEventRoom() }
         let handed = try handOver(record, in: nil, awaited: false)
         if let waiting = handed.waiting { try await offerWhenRoom(waiting) }
         return handed.id
@@ -180,12 +184,22 @@ public final class KafkaProducer: Service, Sendable {
 
     /// ``enqueue(_:)`` in a transaction.
     nonisolated(nonsending) func enqueue(_ record: KafkaProducerRecord, in transaction: UInt64) async throws -> KafkaProducerMessageID {
+        if eventsAreFull { try await waitForEventRoom() }
         let handed = try handOver(record, in: transaction, awaited: false)
         if let waiting = handed.waiting { try await offerWhenRoom(waiting) }
         return handed.id
     }
 
     // MARK: - One record's way to the backend
+
+    /// Whether an enqueue must wait for the events stream's reader first: once a reader has started, the stream
+    /// drops no outcome, so a sender waits while its bound of events waits unread.
+    @usableFromInline var eventsAreFull: Bool { events?.isFull ?? false }
+
+    /// Waits until the events stream's reader has made room.
+    /// - Throws: ``KafkaError/Code/cancelled`` when the task is cancelled first (the record is not sent).
+    @usableFromInline
+    nonisolated(nonsending) func waitForEventRoom() async throws { try await events?.waitForRoom() }
 
     /// A record handed over (or waiting for room), its id and its ticket.
     @usableFromInline

@@ -159,4 +159,39 @@ struct BoundedEventTests {
         }
         #expect(kept == Array(2_901...3_000), "the newest 100, nothing else waited")
     }
+
+    @Test("A producer event stream that is being read loses no outcome: 1,000,000 enqueues, every outcome arrives", arguments: TestBackend.allCases)
+    func readProducerEvents(backend: TestBackend) async throws {
+        let topic = try await backend.newTopic("read-all", partitions: 4)
+        var configuration = producerConfiguration(backend)
+        configuration.tracing = .disabled
+        configuration.metrics = .disabled
+        let count = 1_000_000
+        let (producer, events) = try KafkaProducer.makeProducerWithEvents(configuration: configuration, maxBufferedEvents: 1_000)
+        let read = Shared(0)
+        let reader = Task {
+            var delivered = 0, failed = 0
+            for await event in events {
+                switch event {
+                case .delivered: delivered += 1
+                case .failed: failed += 1
+                case .error: break
+                }
+                read.withLock { $0 += 1 }
+            }
+            return (delivered, failed)
+        }
+        let value: [UInt8] = [1, 2, 3, 4]
+        try await withRunning(producer) { producer in
+            // The reader reads from here on (before, the stream keeps only its newest events).
+            try await producer.enqueue(KafkaProducerRecord(topic: topic, value: value))
+            while read.withLock({ $0 }) == 0 { await Task.yield() }
+            for _ in 1..<count { try await producer.enqueue(KafkaProducerRecord(topic: topic, value: value)) }
+            try await producer.flush(timeout: .seconds(120))
+        }
+        let (delivered, failed) = await reader.value
+        #expect(delivered == count)
+        #expect(failed == 0)
+        #expect(producer.droppedEventCount == 0)
+    }
 }
