@@ -17,6 +17,9 @@ public struct KafkaConsumerMessage: Sendable, Hashable {
     public var offset: Int64
     /// The record's timestamp, when the broker reports one.
     public var timestamp: Date?
+    /// What ``timestamp`` means: the producer's create time, or the broker's log-append time for a topic that keeps
+    /// that (`message.timestamp.type=LogAppendTime`); `nil` without a timestamp. Always create time on the file queue.
+    public var timestampType: KafkaTimestampType?
     /// The producer's trace context extracted from the headers, when tracing and propagation are on and the
     /// headers carry a valid one. Use it to start your own spans when you read ``KafkaConsumer/messages`` directly
     /// (the handler API does it for you). Not part of equality.
@@ -40,6 +43,7 @@ public struct KafkaConsumerMessage: Sendable, Hashable {
     ///   - value: The value, or `nil` for a tombstone.
     ///   - headers: The headers.
     ///   - timestamp: The timestamp, if known.
+    ///   - timestampType: What the timestamp means (create time when there is one and this is `nil`).
     public init(
         topic: String,
         partition: Int,
@@ -47,21 +51,32 @@ public struct KafkaConsumerMessage: Sendable, Hashable {
         key: [UInt8]?,
         value: [UInt8]?,
         headers: KafkaHeaders,
-        timestamp: Date?
+        timestamp: Date?,
+        timestampType: KafkaTimestampType? = nil
     ) {
         self.topic = topic
         self.partition = partition
         self.offset = offset
         self.timestamp = timestamp
+        self.timestampType = timestamp == nil ? nil : timestampType ?? .createTime
         self.body = .owned(key: key, value: value, headers: headers)
     }
 
     /// A message still held by librdkafka.
-    init(topic: String, partition: Int, offset: Int64, timestamp: Date?, librdkafka batch: RDMessageBatch, index: Int) {
+    init(
+        topic: String,
+        partition: Int,
+        offset: Int64,
+        timestamp: Date?,
+        timestampType: KafkaTimestampType?,
+        librdkafka batch: RDMessageBatch,
+        index: Int
+    ) {
         self.topic = topic
         self.partition = partition
         self.offset = offset
         self.timestamp = timestamp
+        self.timestampType = timestampType
         self.body = .librdkafka(batch, index: index)
     }
 
@@ -151,6 +166,7 @@ public struct KafkaConsumerMessage: Sendable, Hashable {
     public static func == (lhs: KafkaConsumerMessage, rhs: KafkaConsumerMessage) -> Bool {
         lhs.topic == rhs.topic && lhs.partition == rhs.partition && lhs.offset == rhs.offset && lhs.key == rhs.key
             && lhs.value == rhs.value && lhs.headers == rhs.headers && lhs.timestamp == rhs.timestamp
+            && lhs.timestampType == rhs.timestampType
     }
 
     /// Hashes the record and its position.
@@ -162,5 +178,6 @@ public struct KafkaConsumerMessage: Sendable, Hashable {
         hasher.combine(value)
         hasher.combine(headers)
         hasher.combine(timestamp)
+        hasher.combine(timestampType)
     }
 }

@@ -23,8 +23,13 @@ public struct KafkaDeliveryReport: Sendable, Hashable {
     public var partition: Int
     /// Its offset in the partition.
     public var offset: Int64
-    /// Its timestamp, as the broker reported it.
+    /// Its timestamp, as the broker stored it: the create time the producer gave it (the record's
+    /// ``KafkaProducerRecord/timestamp``, or when it was sent), or the time the broker appended it for a topic with
+    /// `message.timestamp.type=LogAppendTime`. librdkafka's embedded broker (``KafkaTestCluster``'s default) reports
+    /// a log-append time of 1970-01-01T00:00:01.234Z for every record; its consumers read the create time.
     public var timestamp: Date?
+    /// What ``timestamp`` means; `nil` without a timestamp.
+    public var timestampType: KafkaTimestampType?
 
     /// Creates a delivery report.
     /// - Parameters:
@@ -33,12 +38,21 @@ public struct KafkaDeliveryReport: Sendable, Hashable {
     ///   - partition: The partition.
     ///   - offset: The offset.
     ///   - timestamp: The timestamp, if known.
-    public init(messageID: KafkaProducerMessageID, topic: String, partition: Int, offset: Int64, timestamp: Date?) {
+    ///   - timestampType: What the timestamp means (create time when there is one and this is `nil`).
+    public init(
+        messageID: KafkaProducerMessageID,
+        topic: String,
+        partition: Int,
+        offset: Int64,
+        timestamp: Date?,
+        timestampType: KafkaTimestampType? = nil
+    ) {
         self.messageID = messageID
         self.topic = topic
         self.partition = partition
         self.offset = offset
         self.timestamp = timestamp
+        self.timestampType = timestamp == nil ? nil : timestampType ?? .createTime
     }
 }
 

@@ -134,11 +134,13 @@ final class RDConsumer: KafkaConsumerBackend, @unchecked Sendable {
             guard !good.isEmpty else { continue }
             let messages = RDMessageBatch(good, keeper: keeper)
             for (index, message) in good.enumerated() {
+                let timestamp = rdTimestamp(message)
                 let converted = KafkaConsumerMessage(
                     topic: topics.name(of: message.pointee.rkt),
                     partition: Int(message.pointee.partition),
                     offset: message.pointee.offset,
-                    timestamp: rdTimestamp(message),
+                    timestamp: timestamp?.date,
+                    timestampType: timestamp?.type,
                     librdkafka: messages,
                     index: index
                 )

@@ -271,6 +271,7 @@ private func rdDeliver(_ message: UnsafePointer<rd_kafka_message_t>, errors: Cli
         ticket.deliver(.failure(errors.explained(KafkaError.rdKafka(err, context: "Delivery to topic '\(ticket.topic)' failed"))))
         return
     }
+    let timestamp = rdTimestamp(message)
     ticket.deliver(
         .success(
             KafkaDeliveryReport(
@@ -278,18 +279,22 @@ private func rdDeliver(_ message: UnsafePointer<rd_kafka_message_t>, errors: Cli
                 topic: ticket.topic,
                 partition: Int(message.pointee.partition),
                 offset: message.pointee.offset,
-                timestamp: rdTimestamp(message)
+                timestamp: timestamp?.date,
+                timestampType: timestamp?.type
             )
         )
     )
 }
 
-/// A message's timestamp, if it has one.
-func rdTimestamp(_ message: UnsafePointer<rd_kafka_message_t>) -> Date? {
+/// A message's timestamp and what it means, if it has one.
+func rdTimestamp(_ message: UnsafePointer<rd_kafka_message_t>) -> (date: Date, type: KafkaTimestampType)? {
     var type = RD_KAFKA_TIMESTAMP_NOT_AVAILABLE
     let milliseconds = rd_kafka_message_timestamp(message, &type)
     guard type != RD_KAFKA_TIMESTAMP_NOT_AVAILABLE, milliseconds >= 0 else { return nil }
-    return Date(timeIntervalSince1970: Double(milliseconds) / 1000)
+    return (
+        Date(timeIntervalSince1970: Double(milliseconds) / 1000),
+        type == RD_KAFKA_TIMESTAMP_LOG_APPEND_TIME ? .logAppendTime : .createTime
+    )
 }
 
 /// A pointer and count for optional bytes: `nil` for `nil`, a non-null pointer for an empty array (Kafka tells
