@@ -27,6 +27,53 @@ struct FaultTests {
         return (delivered, failed)
     }
 
+    @Test("The only broker goes down: both clients report an error event within seconds; it comes back: they recover")
+    func clusterDownAndBack() async throws {
+        let cluster = try EmbeddedKafkaCluster(brokers: 1)
+        let topic = "it-\(Integration.runID)-down"
+        try cluster.createTopic(topic, partitions: 1)
+        let servers = cluster.bootstrapServerList
+        let (consumer, consumerEvents) = try KafkaConsumer.makeConsumerWithEvents(
+            configuration: consumerConfiguration(servers, group: Integration.group("down"), topics: [topic]))
+        let (producer, producerEvents) = try KafkaProducer.makeProducerWithEvents(configuration: producerConfiguration(servers))
+        let consumerErrors = Shared<[KafkaError]>([]), producerErrors = Shared<[KafkaError]>([]), assigned = Shared(false)
+        let watchers = [
+            Task {
+                for await event in consumerEvents {
+                    if event.kind == .partitionsAssigned { assigned.withLock { $0 = true } }
+                    if let error = event.error { consumerErrors.withLock { $0.append(error) } }
+                }
+            },
+            Task { for await event in producerEvents { if case .error(let error) = event { producerErrors.withLock { $0.append(error) } } } },
+        ]
+        let received = Shared<[String]>([])
+        let reading = Task { try await consumer.run { message in received.withLock { $0.append(message.valueString ?? "") } } }
+        try await withRunning(producer) { producer in
+            try await withDeadline("assigned", .seconds(60)) { while !assigned.withLock({ $0 }) { try await Task.sleep(for: .milliseconds(20)) } }
+            try await producer.send(KafkaProducerRecord(topic: topic, value: "before"))
+            try cluster.setBrokerDown(1)
+            try await producer.enqueue(KafkaProducerRecord(topic: topic, value: "during"))
+            try await withDeadline("error events from both clients", .seconds(10)) {
+                while consumerErrors.withLock({ $0.isEmpty }) || producerErrors.withLock({ $0.isEmpty }) {
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+            }
+            let codes = (consumerErrors.withLock { $0 } + producerErrors.withLock { $0 }).compactMap(\.rdKafkaCode)
+            #expect(codes.allSatisfy { [.transport, .allBrokersDown].contains($0) }, "\(codes)")
+            try cluster.setBrokerUp(1)
+            // Recovered: the record queued while the broker was down and one sent after it come through.
+            try await producer.send(KafkaProducerRecord(topic: topic, value: "after"))
+            try await withDeadline("the records after the outage", .seconds(60)) {
+                while received.withLock({ $0.count }) < 3 { try await Task.sleep(for: .milliseconds(20)) }
+            }
+        }
+        #expect(received.withLock { $0 } == ["before", "during", "after"])
+        consumer.triggerGracefulShutdown()
+        _ = try? await reading.value
+        for watcher in watchers { watcher.cancel() }
+        cluster.shutdown()
+    }
+
     @Test("One broker of three goes down mid-stream and comes back: every record is delivered and consumed once")
     func brokerDownMidStream() async throws {
         let cluster = try EmbeddedKafkaCluster(brokers: 3)
