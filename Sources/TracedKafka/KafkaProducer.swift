@@ -341,6 +341,12 @@ public final class KafkaProducer: Service, Sendable {
         if let partition = record.partition, partition < 0 || partition > Int(Int32.max) {
             throw KafkaError(code: .invalidRecord, reason: "Partition \(partition) is out of range")
         }
+        if let timestamp = record.timestamp, Int64(exactly: (timestamp.timeIntervalSince1970 * 1000).rounded(.down)).map({ $0 >= 0 }) != true {
+            throw KafkaError(
+                code: .invalidRecord,
+                reason: "Timestamp \(timestamp.timeIntervalSince1970) s after 1970 is out of range: Kafka keeps milliseconds since 1970, never negative, as a 64-bit count"
+            )
+        }
         var size = (record.keyBytes?.count ?? 0) + (record.valueBytes?.count ?? 0)
         if !record.headers.isEmpty {
             var keyWithNUL: String?

@@ -65,6 +65,22 @@ struct RangeCheckTests {
         }
     }
 
+    @Test("A record timestamp Kafka cannot hold is refused, not a trap", arguments: TestBackend.allCases)
+    func timestampRange(_ backend: TestBackend) async throws {
+        let topic = try await backend.newTopic("stamps")
+        let producer = try KafkaProducer(configuration: producerConfiguration(backend))
+        try await withRunning(producer) { producer in
+            for timestamp in [Date(timeIntervalSince1970: 1e300), Date(timeIntervalSince1970: -5), Date(timeIntervalSince1970: .nan)] {
+                let error = await #expect(throws: KafkaError.self) {
+                    try await producer.send(KafkaProducerRecord(topic: topic, value: "x", timestamp: timestamp))
+                }
+                #expect(error?.code == .invalidRecord)
+            }
+            let report = try await producer.send(KafkaProducerRecord(topic: topic, value: "x", timestamp: .distantFuture))
+            #expect(report.offset == 0)
+        }
+    }
+
     @Test("A topic's partition count is 1 to 100,000 on every backend and in every call that makes one")
     func partitionCounts() async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent(uniqueName("counts")).path
