@@ -25,7 +25,7 @@ public struct KafkaDeliveryReport: Sendable, Hashable {
     public var offset: Int64
     /// Its timestamp, as the broker stored it: the create time the producer gave it (the record's
     /// ``KafkaProducerRecord/timestamp``, or when it was sent), or the time the broker appended it for a topic with
-    /// `message.timestamp.type=LogAppendTime`. librdkafka's embedded broker (``KafkaTestCluster``'s default) reports
+    /// `message.timestamp.type=LogAppendTime`. librdkafka's embedded broker (TracedKafkaTesting's default cluster) reports
     /// a log-append time of 1970-01-01T00:00:01.234Z for every record; its consumers read the create time.
     public var timestamp: Date?
     /// What ``timestamp`` means; `nil` without a timestamp.

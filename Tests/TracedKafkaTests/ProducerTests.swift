@@ -23,14 +23,7 @@ struct ProducerTests {
             producer.triggerGracefulShutdown()
             try await group.waitForAll()
         }
-        var delivered = 0, failed = 0
-        for await event in events {
-            switch event {
-            case .delivered: delivered += 1
-            case .failed: failed += 1
-            case .error: break
-            }
-        }
+        let (delivered, failed) = await countOutcomes(events)
         #expect(delivered == count)
         #expect(failed == 0)
         let consumer = try KafkaConsumer(configuration: consumerConfiguration(cluster, group: uniqueName("g"), topics: [topic]))

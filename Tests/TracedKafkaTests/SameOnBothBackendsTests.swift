@@ -169,18 +169,7 @@ struct BoundedEventTests {
         let count = 1_000_000
         let (producer, events) = try KafkaProducer.makeProducerWithEvents(configuration: configuration, maxBufferedEvents: 1_000)
         let read = Shared(0)
-        let reader = Task {
-            var delivered = 0, failed = 0
-            for await event in events {
-                switch event {
-                case .delivered: delivered += 1
-                case .failed: failed += 1
-                case .error: break
-                }
-                read.withLock { $0 += 1 }
-            }
-            return (delivered, failed)
-        }
+        let reader = Task { await countOutcomes(events) { read.withLock { $0 += 1 } } }
         let value: [UInt8] = [1, 2, 3, 4]
         try await withRunning(producer) { producer in
             // The reader reads from here on (before, the stream keeps only its newest events).

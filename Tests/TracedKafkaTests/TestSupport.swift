@@ -115,3 +115,21 @@ func consumerConfiguration(
 
 /// Test state shared between tasks (under a lock ThreadSanitizer sees).
 typealias Shared = LockedValue
+
+/// Reads a producer's events to their end: how many records were delivered and how many failed (cluster errors are
+/// not records' outcomes). `onEvent` runs after each event.
+func countOutcomes(
+    _ events: AsyncStream<KafkaProducerEvent>,
+    onEvent: @Sendable () -> Void = {}
+) async -> (delivered: Int, failed: Int) {
+    var delivered = 0, failed = 0
+    for await event in events {
+        switch event {
+        case .delivered: delivered += 1
+        case .failed: failed += 1
+        case .error: break
+        }
+        onEvent()
+    }
+    return (delivered, failed)
+}
