@@ -174,8 +174,9 @@ struct TracePropagationTests {
         let resend = try span(tracer, "send \(target)")
         #expect(forwarded[0].headers.values(forKey: "traceparent") == [Array("00-\(resend.traceID)-\(resend.spanID)-01".utf8)])
         #expect(resend.isChild(of: process))
-        // The record carried two conflicting traceparents: ambiguous, so no link is made from them.
+        // The record carried two traceparents: the last, the one appended, is the context it carried.
         #expect(!resend.links(to: original))
+        #expect(resend.links.map(\.spanID) == ["b7ad6b7169203331"])
     }
 
     @Test("A forwarded record that carries one context gets exactly one traceparent and a link to the old context", arguments: TestBackend.allCases)
@@ -344,5 +345,47 @@ struct ResendEdgeTests {
             }
         }
         #expect(report.offset == 0)
+    }
+}
+
+@Suite("Records forwarded by peers that append their trace headers")
+struct ForwardedRecordTests {
+    /// A Python OpenTelemetry forwarder (kafka-python, aiokafka, confluent-kafka instrumentations) re-sends a consumed
+    /// record with its headers and appends its own `traceparent`: the original context first, the forwarder's last.
+    static let original = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    static let forwarder = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+    @Test("A record with the original's traceparent and tracestate, then the forwarder's traceparent, continues the forwarder's trace", arguments: TestBackend.allCases)
+    func appendedTraceparent(_ backend: TestBackend) async throws {
+        let tracer = W3CRecordingTracer()
+        let topic = try await backend.newTopic("forwarded")
+        let headers: KafkaHeaders = [
+            KafkaHeader(key: "traceparent", value: Self.original),
+            KafkaHeader(key: "tracestate", value: "python=1"),
+            KafkaHeader(key: "traceparent", value: Self.forwarder),
+        ]
+        // Sent as the forwarder left it (no tracing on this producer: the headers go as they are).
+        try await sendTraced(KafkaProducerRecord(topic: topic, value: "x", headers: headers), on: backend, tracing: .disabled)
+        _ = try await withTracer(tracer) { try await handle(try tracedConsumer(backend, topics: [topic]), count: 1) }
+        let process = try span(tracer, "process \(topic)")
+        #expect(process.traceID == "4bf92f3577b34da6a3ce929d0e0e4736", "the forwarder's trace")
+        #expect(process.parentSpanID == "00f067aa0ba902b7")
+        #expect(process.links.map(\.spanID) == ["00f067aa0ba902b7"])
+    }
+
+    @Test("When the last traceparent is invalid, the record is processed under a new root, not under an earlier value", arguments: TestBackend.allCases)
+    func invalidLastTraceparent(_ backend: TestBackend) async throws {
+        let tracer = W3CRecordingTracer()
+        let topic = try await backend.newTopic("forwarded-bad")
+        let headers: KafkaHeaders = [
+            KafkaHeader(key: "traceparent", value: Self.original),
+            KafkaHeader(key: "traceparent", value: "00-not-a-valid-context-01"),
+        ]
+        try await sendTraced(KafkaProducerRecord(topic: topic, value: "x", headers: headers), on: backend, tracing: .disabled)
+        _ = try await withTracer(tracer) { try await handle(try tracedConsumer(backend, topics: [topic]), count: 1) }
+        let process = try span(tracer, "process \(topic)")
+        #expect(process.isRoot)
+        #expect(process.links.isEmpty)
+        #expect(process.traceID != "0af7651916cd43dd8448eb211c80319c")
     }
 }

@@ -21,10 +21,12 @@ public struct KafkaHeadersInjector: Injector {
 
 /// Reads trace context from record headers for `Tracer.extract`, refusing hostile input.
 ///
-/// It returns the **last** value of a key, and returns nothing (so nothing propagates and the consumer starts a new
-/// root) for a value that is not UTF-8, holds control characters, is oversized, or is repeated with different
-/// values. `traceparent` must follow the W3C grammar; `tracestate` and `baggage` are cut to the W3C limits
-/// instead of being forwarded whole.
+/// It reads the **last** value of a key, as Java's instrumentation does: a peer that forwards a record by appending
+/// its own `traceparent` (the Python OpenTelemetry instrumentations do) puts its context last, so the consumer
+/// continues the forwarder's trace; earlier values of the key are ignored. It returns nothing (so nothing propagates
+/// and the consumer starts a new root) when that last value is not UTF-8, holds control characters or is oversized.
+/// `traceparent` must follow the W3C grammar; `tracestate` and `baggage` are cut to the W3C limits instead of being
+/// forwarded whole.
 public struct KafkaHeadersExtractor: Extractor {
     /// The longest header value read for any key other than `tracestate` and `baggage`.
     public static let maxValueLength = 512
@@ -46,15 +48,9 @@ public struct KafkaHeadersExtractor: Extractor {
     ///   - carrier: The record's headers.
     public func extract(key: String, from carrier: KafkaHeaders) -> String? {
         var last: KafkaBytes?
-        var found = false, ambiguous = false
         carrier.forEachBorrowed { header in
-            guard !ambiguous, header.hasKey(key) else { return }
-            // A key repeated with different values is ambiguous: trust none of them.
-            if found, header.valueBytes != last { return ambiguous = true }
-            last = header.valueBytes
-            found = true
+            if header.hasKey(key) { last = header.valueBytes }
         }
-        if ambiguous { return nil }
         return last.flatMap { $0.withUnsafeBytes { sanitized($0, key: key) } }
     }
 
