@@ -2,7 +2,7 @@ import Foundation
 import MetricsTestKit
 import Testing
 import Tracing
-import TracedKafka
+@testable import TracedKafka
 import TracedKafkaTesting
 
 /// Commit spans, poll spans, attribute hooks, untraced topics and header patterns, on both backends.
@@ -63,7 +63,7 @@ struct TracingFeatureTests {
         #expect(good.isChild(of: process) && good.kind == .client)
         #expect(good.string("messaging.operation.type") == "settle")
         #expect(good.string("messaging.operation.name") == "commit")
-        #expect(good.int("messaging.kafka.offset") == 1)
+        #expect(good.int("messaging.kafka.offset") == 0, "the committed record's offset, not the next one to read")
         #expect(good.status?.code != .error)
         let bad = try #require(commits.first { $0.string("messaging.destination.partition.id") == "7" })
         #expect(bad.status?.code == .error)
@@ -165,6 +165,43 @@ struct TracingFeatureTests {
         #expect(tracer.spans(named: "poll \(topic)").isEmpty)
         #expect(messages[0].headers.values(forKey: "traceparent") == [Array("00-\(checkout.traceID)-\(checkout.spanID)-01".utf8)])
         #expect(charge.isChild(of: checkout))
+    }
+
+    @Test("A record to an untraced topic loses its stale trace headers as on a traced one: one traceparent, no foreign tracestate", arguments: TestBackend.allCases)
+    func untracedTopicHeaderHygiene(backend: TestBackend) async throws {
+        let tracer = W3CRecordingTracer()
+        let topic = try await backend.newTopic("untraced-stale")
+        let tracing = KafkaTracingConfiguration(tracer: tracer, untracedTopics: [topic])
+        let producer = try tracedProducer(backend, tracing: tracing)
+        let stale: KafkaHeaders = [
+            KafkaHeader(key: "traceparent", value: "00-not-valid-at-all-01"),
+            KafkaHeader(key: "tracestate", value: "vendor=" + String(repeating: "x", count: 1_200)),
+            KafkaHeader(key: "tenant", value: "acme"),
+        ]
+        _ = try await withRunning(producer) { producer in
+            try await tracer.withSpan("checkout", context: .topLevel) { _ in
+                try await producer.send(KafkaProducerRecord(topic: topic, value: "quiet", headers: stale))
+            }
+        }
+        let messages = try await handle(try consumer(backend, topic: topic, tracing: tracing), count: 1)
+        let checkout = try span(tracer, "checkout")
+        #expect(messages[0].headers.values(forKey: "traceparent") == [Array("00-\(checkout.traceID)-\(checkout.spanID)-01".utf8)])
+        #expect(messages[0].headers.values(forKey: "tracestate").isEmpty)
+        #expect(messages[0].headers.values(forKey: "tenant") == [Array("acme".utf8)])
+    }
+
+    @Test("Captured headers are bounded in number per span: names first, then patterns")
+    func capturedHeaderCount() throws {
+        let tracer = W3CRecordingTracer()
+        let tracing = KafkaTracingConfiguration(tracer: tracer, capturedHeaders: ["*", "wanted"], maxCapturedHeaders: 5)
+        var headers = KafkaHeaders((0..<10_000).map { KafkaHeader(key: "h\($0)", value: "v") })
+        headers.append(key: "wanted", value: "yes")
+        var attributes = SpanAttributes()
+        KafkaTracingAttributes.captureHeaders(tracing, from: headers, into: &attributes)
+        var captured: [String] = []
+        attributes.forEach { name, _ in captured.append(name) }
+        #expect(captured.count == 5)
+        #expect(attributes["messaging.header.wanted"]?.toSpanAttribute() == .string("yes"), "a name is never crowded out")
     }
 
     /// The application's work inside a handler, traced by the test's tracer.

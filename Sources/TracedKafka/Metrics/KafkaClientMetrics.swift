@@ -38,9 +38,16 @@ final class KafkaClientMetrics: Sendable {
     /// When a measured operation (a send, a handler call) begins; `nil` when metrics are off, so no clock is read.
     func started() -> MetricsInstant? { isEnabled ? .now : nil }
 
-    /// A record's outcome is known (or it was refused before it was queued): counts it and records the send's
-    /// duration, under the partition it went to (or the one its sender chose, when it failed).
-    func recordSend(topic: String, chosenPartition: Int?, _ result: Result<KafkaDeliveryReport, KafkaError>, startedAt started: MetricsInstant) {
+    /// A record's outcome is known, or it was refused before it was queued: records the send's duration, under the
+    /// partition it went to (or the one its sender chose, when it failed), and counts it as sent unless it was
+    /// refused (`messaging.client.sent.messages` counts the records the producer tried to send to the broker).
+    func recordSend(
+        topic: String,
+        chosenPartition: Int?,
+        _ result: Result<KafkaDeliveryReport, KafkaError>,
+        startedAt started: MetricsInstant,
+        refused: Bool = false
+    ) {
         guard isEnabled else { return }
         let partition: Int?, errorType: String?
         switch result {
@@ -48,7 +55,7 @@ final class KafkaClientMetrics: Sendable {
         case .failure(let error): (partition, errorType) = (chosenPartition, KafkaError.errorType(of: error))
         }
         let dimensions = self.dimensions(operation: "send", topic: topic, partition: partition, errorType: errorType)
-        counter("messaging.client.sent.messages", dimensions).increment()
+        if !refused { counter("messaging.client.sent.messages", dimensions).increment() }
         timer("messaging.client.operation.duration", dimensions).recordNanoseconds(started.elapsed.nanoseconds)
     }
 

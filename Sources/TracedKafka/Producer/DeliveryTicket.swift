@@ -104,7 +104,9 @@ final class DeliveryTicket: Sendable {
             span = state.span.take()
         }
         span.take()?.end(with: .failure(kafkaError), transactionOutcome: nil)
-        if let metrics, let metricsStart { metrics.recordSend(topic: topic, chosenPartition: partition, .failure(kafkaError), startedAt: metricsStart) }
+        if let metrics, let metricsStart {
+            metrics.recordSend(topic: topic, chosenPartition: partition, .failure(kafkaError), startedAt: metricsStart, refused: true)
+        }
     }
 
     /// The record's transaction has its outcome (held tickets only).

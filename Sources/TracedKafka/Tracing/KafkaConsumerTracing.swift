@@ -126,9 +126,10 @@ import Tracing
         guard configuration.commitSpans, let tracer = configuration.currentTracer, let first = offsets.first,
             !offsets.allSatisfy({ configuration.isUntraced($0.topic) })
         else { return try await commit() }
+        // `messaging.kafka.offset` is a record's offset: the last one the commit covers, before the next to read.
         let span = startClientSpan(
             tracer, operation: "commit", type: "settle", topics: offsets.lazy.map(\.topic),
-            first: (first.partition, first.offset), count: offsets.count, countKey: "messaging.kafka.commit.partition_count"
+            first: (first.partition, first.offset - 1), count: offsets.count, countKey: "messaging.kafka.commit.partition_count"
         )
         defer { span.end() }
         do {
@@ -184,7 +185,7 @@ import Tracing
                 if let topic { attributes["messaging.destination.name"] = topic }
                 if count == 1 {
                     attributes["messaging.destination.partition.id"] = PartitionID.text(first.partition)
-                    attributes["messaging.kafka.offset"] = first.offset
+                    if first.offset >= 0 { attributes["messaging.kafka.offset"] = first.offset }
                 } else {
                     attributes[countKey] = count
                 }

@@ -129,20 +129,14 @@ import Tracing
         }
         if configuration.propagatesContext {
             tracer.inject(span.context, into: &traceHeaders, using: InjectedTraceHeadersInjector())
-            // Drop every trace header the old context came from, so none outlives the new one (a W3C tracestate
-            // belongs to its traceparent and goes with it even when the tracer stopped reading at a bad
-            // traceparent), and every header of a key the tracer wrote now.
-            Self.drop(from: record.headers, into: &keptHeaders) { header in
-                header.hasKey("traceparent") || header.hasKey("tracestate")
-                    || (header.keyIsUTF8 && (previousKeys.contains(header.key) || traceHeaders.contains(key: header.key)))
-            }
+            Self.dropStaleTraceHeaders(from: record.headers, into: &keptHeaders, read: previousKeys, written: traceHeaders)
         }
         if send == nil { span.end() }
         return send
     }
 
-    /// A send to an untraced topic: no span; a record that carries a context keeps it as it is, any other gets the
-    /// ambient context.
+    /// A send to an untraced topic: no span; a record that carries a valid context keeps it as it is, any other gets
+    /// the ambient context, its stale trace headers dropped as on a traced topic.
     private func propagateWithoutSpan(
         _ record: KafkaProducerRecord,
         tracer: any Tracer,
@@ -150,19 +144,34 @@ import Tracing
         keptHeaders: inout KafkaHeaders?
     ) {
         guard configuration.propagatesContext, let ambient = InstrumentationContext.current else { return }
+        var readKeys: Set<String> = []
         if !record.headers.isEmpty {
+            let extractor = KeyRecordingExtractor()
             var carried = InstrumentationContext.topLevel
-            tracer.extract(record.headers, into: &carried, using: KafkaHeadersExtractor())
+            tracer.extract(record.headers, into: &carried, using: extractor)
             if !carried.isEmpty { return }
+            readKeys = extractor.keys
         }
         tracer.inject(ambient, into: &traceHeaders, using: InjectedTraceHeadersInjector())
-        Self.drop(from: record.headers, into: &keptHeaders) { $0.keyIsUTF8 && traceHeaders.contains(key: $0.key) }
+        Self.dropStaleTraceHeaders(from: record.headers, into: &keptHeaders, read: readKeys, written: traceHeaders)
     }
 
-    /// Sets `kept` to `headers` without those `dropped` picks, when it picks any.
-    private static func drop(from headers: KafkaHeaders, into kept: inout KafkaHeaders?, where dropped: (KafkaHeader) -> Bool) {
-        guard !headers.isEmpty, headers.contains(where: dropped) else { return }
-        kept = KafkaHeaders(headers.filter { !dropped($0) })
+    /// Sets `kept` to `headers` without the trace headers that a new context replaces, when it has any: every
+    /// `traceparent` and `tracestate` (a W3C tracestate belongs to its traceparent and goes with it, even when the
+    /// tracer stopped reading at a bad traceparent), every header of a key the tracer read the old context from, and
+    /// every header of a key it wrote now, so none is repeated or outlives the new context.
+    private static func dropStaleTraceHeaders(
+        from headers: KafkaHeaders,
+        into kept: inout KafkaHeaders?,
+        read: Set<String>,
+        written: InjectedTraceHeaders
+    ) {
+        let isStale = { (header: KafkaHeader) -> Bool in
+            header.hasKey("traceparent") || header.hasKey("tracestate")
+                || (header.keyIsUTF8 && (read.contains(header.key) || written.contains(key: header.key)))
+        }
+        guard !headers.isEmpty, headers.contains(where: isStale) else { return }
+        kept = KafkaHeaders(headers.filter { !isStale($0) })
     }
 
     /// Ends a send span with the record's outcome.
@@ -292,27 +301,33 @@ enum KafkaTracingAttributes {
     ) {
         guard !configuration.capturedHeaders.isEmpty, !headers.isEmpty else { return }
         let limit = max(0, configuration.maxCapturedHeaderLength)
-        for entry in configuration.capturedHeaders {
-            if entry.utf8.contains(UInt8(ascii: "*")) {
-                // Later headers win, as for a name: walk from the end and take each matching key once.
-                var seen: Set<String> = []
-                for header in headers.reversed() where header.keyIsUTF8 && seen.insert(header.key).inserted {
-                    guard HeaderPattern.matches(header.key, entry), let value = header.value else { continue }
-                    record(value, as: header.key, limit: limit, into: &attributes)
-                }
-            } else if let value = headers.lastValue(forKey: entry) {
-                record(value, as: entry, limit: limit, into: &attributes)
+        var room = max(0, configuration.maxCapturedHeaders)
+        // Names before patterns, so a header asked for by name is never crowded out by a pattern's matches.
+        let star = UInt8(ascii: "*")
+        for name in configuration.capturedHeaders where room > 0 && !name.utf8.contains(star) {
+            guard let value = headers.lastValue(forKey: name) else { continue }
+            if record(value, as: name, limit: limit, into: &attributes) { room -= 1 }
+        }
+        for pattern in configuration.capturedHeaders where room > 0 && pattern.utf8.contains(star) {
+            // Later headers win, as for a name: walk from the end and take each matching key once.
+            var seen: Set<String> = []
+            for header in headers.reversed() where room > 0 && header.keyIsUTF8 && seen.insert(header.key).inserted {
+                guard HeaderPattern.matches(header.key, pattern), let value = header.value,
+                    attributes["messaging.header.\(header.key)"] == nil
+                else { continue }
+                if record(value, as: header.key, limit: limit, into: &attributes) { room -= 1 }
             }
         }
     }
 
-    private static func record(_ value: [UInt8], as name: String, limit: Int, into attributes: inout SpanAttributes) {
+    /// Records one header's value, cut to `limit` bytes; `false` when it is not UTF-8 (nothing recorded).
+    private static func record(_ value: [UInt8], as name: String, limit: Int, into attributes: inout SpanAttributes) -> Bool {
         var end = min(value.count, limit)
         // Back off to a character boundary: never cut between a UTF-8 lead byte and its continuation bytes.
         while end < value.count, end > 0, value[end] & 0xC0 == 0x80 { end -= 1 }
-        if let text = String(validating: value[..<end], as: UTF8.self) {
-            attributes.set("messaging.header.\(name)", value: .string(text))
-        }
+        guard let text = String(validating: value[..<end], as: UTF8.self) else { return false }
+        attributes.set("messaging.header.\(name)", value: .string(text))
+        return true
     }
 
     /// Marks a span failed: the error recorded, `error.type`, error status.

@@ -35,6 +35,10 @@ public struct KafkaTracingConfiguration: Sendable {
     /// The longest captured header value, in bytes: a longer one is recorded cut to this length (at a character
     /// boundary), so a large header never becomes a large span attribute. 256 by default.
     public var maxCapturedHeaderLength: Int
+    /// The most headers captured on one span: past it, further matches are left out (names first, then patterns,
+    /// each pattern from the last header back), so a message with thousands of headers never makes a span of
+    /// thousands of attributes. 32 by default.
+    public var maxCapturedHeaders: Int
     /// Whether the application's commits (``KafkaConsumer/commit(_:)``, ``KafkaConsumer/commit(offsets:)``) run in
     /// a CLIENT span `commit {topic}` (`messaging.operation.type` `settle`), a child of the ambient span — the process
     /// span, inside a handler. On by default: a commit waits for the coordinator anyway, so the span costs nothing
@@ -69,6 +73,7 @@ public struct KafkaTracingConfiguration: Sendable {
     ///   - consumerParent: Where process spans get their parent.
     ///   - capturedHeaders: Header names or `*` patterns to record as span attributes.
     ///   - maxCapturedHeaderLength: The longest captured value, in bytes.
+    ///   - maxCapturedHeaders: The most headers captured on one span.
     ///   - commitSpans: Whether the application's commits get spans.
     ///   - pollSpans: Whether handing out messages makes receive spans.
     ///   - untracedTopics: Topics whose records get no spans but keep their context.
@@ -82,6 +87,7 @@ public struct KafkaTracingConfiguration: Sendable {
         consumerParent: ConsumerParent = .producerContext,
         capturedHeaders: Set<String> = [],
         maxCapturedHeaderLength: Int = 256,
+        maxCapturedHeaders: Int = 32,
         commitSpans: Bool = true,
         pollSpans: Bool = false,
         untracedTopics: Set<String> = [],
@@ -95,6 +101,7 @@ public struct KafkaTracingConfiguration: Sendable {
         self.consumerParent = consumerParent
         self.capturedHeaders = capturedHeaders
         self.maxCapturedHeaderLength = maxCapturedHeaderLength
+        self.maxCapturedHeaders = maxCapturedHeaders
         self.commitSpans = commitSpans
         self.pollSpans = pollSpans
         self.untracedTopics = untracedTopics
