@@ -1,3 +1,4 @@
+import CRdKafka
 import Foundation
 import TracedKafka
 
@@ -45,26 +46,17 @@ public final class KafkaTestCluster: Sendable {
             try await admin.createTopic(name, partitions: partitions, timeout: .seconds(10))
         } catch let error as KafkaError where error.code == .timedOut {
             // librdkafka's mock cluster (behind local-kafka) never answers CreateTopics; it creates a topic on first
-            // use instead, with its default partition count: ask for its metadata, allowing that, until it is there.
-            let creating = try KafkaAdminClient(configuration: KafkaAdminConfiguration(
-                bootstrapServers: bootstrapServerList, properties: ["allow.auto.create.topics": "true"]
-            ))
-            defer { Task { await creating.close() } }
-            try await autoCreateTopic(name, partitions: partitions, admin: creating)
+            // use instead, with its default partition count: a metadata request that names the topic creates it.
+            try await autoCreateTopic(name, partitions: partitions)
         }
     }
 
-    /// Asks for the topic's metadata, which makes a broker with auto-creation create it, then checks it has enough
-    /// partitions.
-    private func autoCreateTopic(_ name: String, partitions: Int, admin: KafkaAdminClient) async throws {
-        var found = 0
-        for _ in 0..<50 {
-            if let description = try? await admin.describeTopic(name, timeout: .seconds(5)) {
-                found = description.partitions.count
-                if found > 0 { break }
-            }
-            try await Task.sleep(for: .milliseconds(100))
-        }
+    /// Asks for the topic's metadata with a raw librdkafka client (`KafkaAdminClient.describeTopic` never creates a
+    /// topic), which makes a broker with auto-creation create it, then checks it has enough partitions.
+    private func autoCreateTopic(_ name: String, partitions: Int) async throws {
+        let found = try await Task.detached { [bootstrapServers] in
+            try Self.metadataPartitionCount(name, bootstrapServers: bootstrapServers)
+        }.value
         guard found >= partitions else {
             throw KafkaError(
                 code: .rdKafka,
@@ -72,5 +64,31 @@ public final class KafkaTestCluster: Sendable {
                     + "asked for; create it beforehand (local-kafka --topic \(name) --partitions \(partitions))"
             )
         }
+    }
+
+    /// The partition count in the metadata of `name`, asked for until the broker has it (up to ~5 s); blocking.
+    private static func metadataPartitionCount(_ name: String, bootstrapServers: String) throws -> Int {
+        let conf = rd_kafka_conf_new()
+        var errstr = [CChar](repeating: 0, count: 512)
+        for (key, value) in [("bootstrap.servers", bootstrapServers), ("allow.auto.create.topics", "true"), ("log_level", "3")] {
+            _ = rd_kafka_conf_set(conf, key, value, &errstr, errstr.count)
+        }
+        guard let handle = rd_kafka_new(RD_KAFKA_PRODUCER, conf, &errstr, errstr.count) else {
+            throw KafkaError(code: .configuration, reason: "Could not make a client to create topic '\(name)'")
+        }
+        defer { rd_kafka_destroy(handle) }
+        let topic = rd_kafka_topic_new(handle, name, nil)
+        defer { rd_kafka_topic_destroy(topic) }
+        for _ in 0..<50 {
+            var metadata: UnsafePointer<rd_kafka_metadata>?
+            if rd_kafka_metadata(handle, 0, topic, &metadata, 5_000) == RD_KAFKA_RESP_ERR_NO_ERROR, let metadata {
+                defer { rd_kafka_metadata_destroy(metadata) }
+                if metadata.pointee.topic_cnt == 1, metadata.pointee.topics[0].partition_cnt > 0 {
+                    return Int(metadata.pointee.topics[0].partition_cnt)
+                }
+            }
+            usleep(100_000)
+        }
+        return 0
     }
 }
