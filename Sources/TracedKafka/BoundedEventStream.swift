@@ -17,8 +17,7 @@ final class BoundedEventStream<Event: Sendable>: Sendable {
         /// The reader, waiting for the next event.
         var reader: UnsafeContinuation<Event?, Never>?
         /// Senders waiting for the reader to take events.
-        var roomWaiters: [(id: UInt64, continuation: UnsafeContinuation<Void, Never>)] = []
-        var nextWaiterID: UInt64 = 0
+        var roomWaiters = CancellableWaiters()
 
         var hasRoom: Bool { !isRead || isFinished || buffer.count < limit }
         let limit: Int
@@ -56,11 +55,8 @@ final class BoundedEventStream<Event: Sendable>: Sendable {
     func finish() {
         let (reader, waiters) = state.withLock { state in
             state.isFinished = true
-            defer {
-                state.reader = nil
-                state.roomWaiters = []
-            }
-            return (state.reader, state.roomWaiters.map(\.continuation))
+            defer { state.reader = nil }
+            return (state.reader, state.roomWaiters.takeAll())
         }
         reader?.resume(returning: nil)
         for waiter in waiters { waiter.resume() }
@@ -75,24 +71,18 @@ final class BoundedEventStream<Event: Sendable>: Sendable {
     /// Waits until the reader has made room (or the stream ended).
     /// - Throws: ``KafkaError/Code/cancelled`` when the task is cancelled first.
     nonisolated(nonsending) func waitForRoom() async throws {
-        let id = state.withLock { state in
-            state.nextWaiterID += 1
-            return state.nextWaiterID
-        }
+        let id = state.withLock { $0.roomWaiters.makeID() }
         await withTaskCancellationHandler {
             await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
                 let parked = state.withLock { state in
                     guard !Task.isCancelled, !state.hasRoom else { return false }
-                    state.roomWaiters.append((id, continuation))
+                    state.roomWaiters.park(id, continuation)
                     return true
                 }
                 if !parked { continuation.resume() }
             }
         } onCancel: {
-            let waiter = state.withLock { state in
-                state.roomWaiters.firstIndex { $0.id == id }.map { state.roomWaiters.remove(at: $0).continuation }
-            }
-            waiter?.resume()
+            state.withLock { $0.roomWaiters.remove(id) }?.resume()
         }
         if Task.isCancelled {
             throw KafkaError(code: .cancelled, reason: "The send was cancelled while it waited for the events stream's reader; it was not sent")
@@ -115,10 +105,7 @@ final class BoundedEventStream<Event: Sendable>: Sendable {
         let taken: Event?? = state.withLock { state in
             state.isRead = true
             if let event = state.buffer.popFirst() {
-                if state.hasRoom, !state.roomWaiters.isEmpty {
-                    waiters = state.roomWaiters.map(\.continuation)
-                    state.roomWaiters = []
-                }
+                if state.hasRoom { waiters = state.roomWaiters.takeAll() }
                 return .some(event)
             }
             if state.isFinished { return .some(nil) }

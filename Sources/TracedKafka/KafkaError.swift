@@ -149,6 +149,14 @@ extension KafkaError {
         )
     }
 
+    /// The fatal error that stopped a librdkafka client (after librdkafka reported `RD_KAFKA_RESP_ERR__FATAL`): its
+    /// own code and text, read from the client.
+    static func fatal(of handle: OpaquePointer) -> KafkaError {
+        var text = [CChar](repeating: 0, count: 512)
+        let err = rd_kafka_fatal_error(handle, &text, text.count)
+        return KafkaError(code: .fatal, reason: String(rdErrorBuffer: text), rdKafkaCode: RdKafkaCode(err))
+    }
+
     /// `error.type` for spans and metrics: librdkafka's error name, else the ``KafkaError`` code, else the error's
     /// type name — a bounded set.
     static func errorType(of error: any Error) -> String {

@@ -25,8 +25,6 @@ public final class KafkaProducer: Service, Sendable {
     /// The producer's metrics, when they are on.
     private let metrics: KafkaClientMetrics?
     let logger: Logger
-    /// The trace headers of a record sent with tracing off: none (one kept here rather than one made per record).
-    private let noTraceHeaders = InjectedTraceHeaders()
 
     /// Creates a producer on the configured backend (librdkafka, or the file queue).
     /// - Parameters:
@@ -237,17 +235,16 @@ public final class KafkaProducer: Service, Sendable {
     func handOver(_ record: KafkaProducerRecord, in transaction: UInt64?, awaited: Bool) throws -> Handed {
         try validate(record)
         let id = try core.admit(transaction: transaction)
-        guard tracing.configuration.isEnabled else {
-            // No tracing: the record goes as it is, with no trace headers and no span.
-            let observed = awaited || metrics != nil || events != nil
-            let ticket = observed ? makeTicket(id: id, record: record, span: nil, in: transaction, awaited: awaited) : nil
-            return try offerFirst(record, traceHeaders: noTraceHeaders, id: id, ticket: ticket, in: transaction)
-        }
         var traceHeaders = InjectedTraceHeaders()
         var keptHeaders: KafkaHeaders?
+        // `nil` with tracing off: the record then goes as it is, with no trace headers.
         let span = tracing.startSend(record, traceHeaders: &traceHeaders, keptHeaders: &keptHeaders)
         let observed = awaited || span != nil || metrics != nil || events != nil
-        let ticket = observed ? makeTicket(id: id, record: record, span: span, in: transaction, awaited: awaited) : nil
+        let ticket = observed
+            ? DeliveryTicket(
+                id: id, record: record, span: span, inTransaction: transaction != nil, events: awaited ? nil : events, metrics: metrics
+            )
+            : nil
         guard let keptHeaders else {
             return try offerFirst(record, traceHeaders: traceHeaders, id: id, ticket: ticket, in: transaction)
         }
@@ -255,18 +252,6 @@ public final class KafkaProducer: Service, Sendable {
         var changed = record
         changed.headers = keptHeaders
         return try offerFirst(changed, traceHeaders: traceHeaders, id: id, ticket: ticket, in: transaction)
-    }
-
-    private func makeTicket(
-        id: KafkaProducerMessageID,
-        record: KafkaProducerRecord,
-        span: KafkaProducerTracing.SendSpan?,
-        in transaction: UInt64?,
-        awaited: Bool
-    ) -> DeliveryTicket {
-        DeliveryTicket(
-            id: id, record: record, span: span, inTransaction: transaction != nil, events: awaited ? nil : events, metrics: metrics
-        )
     }
 
     /// The first offer of an admitted record (counted by the admission); the record waits when the queue is full.
@@ -376,7 +361,7 @@ public final class KafkaProducer: Service, Sendable {
     ///   the task is cancelled, ``KafkaError/Code/shutDown`` once shutdown has begun (shutdown delivers what is
     ///   queued itself), ``KafkaError/Code/fatal`` after a fatal error.
     public func flush(timeout: Duration = .seconds(30)) async throws {
-        try core.machine.withLock { try $0.requireOpenForFlush() }
+        try core.machine.withLock { try $0.requireRunning() }
         try await backend.flush(timeout: timeout)
     }
 

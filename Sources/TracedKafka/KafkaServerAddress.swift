@@ -57,11 +57,14 @@ struct KafkaServerAddress: Sendable {
             } else {
                 (host, port) = (address[...], nil)
             }
-            let problem: String? =
-                host.isEmpty ? "has no host"
-                : port == nil ? "has no port (write host:port, such as localhost:9092)"
-                : Int(port!).map({ (1...65_535).contains($0) }) != true ? "has no valid port (1 to 65535)"
-                : nil
+            let problem: String?
+            if host.isEmpty {
+                problem = "has no host"
+            } else if let port {
+                problem = Int(port).map({ (1...65_535).contains($0) }) == true ? nil : "has no valid port (1 to 65535)"
+            } else {
+                problem = "has no port (write host:port, such as localhost:9092)"
+            }
             if let problem {
                 throw KafkaError(code: .configuration, reason: "Bootstrap server \(String(reflecting: entry)) \(problem)")
             }

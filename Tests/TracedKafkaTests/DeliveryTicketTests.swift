@@ -151,4 +151,35 @@ struct DeliveryTicketTests {
         #expect(spans[0].string("error.type") == "invalidRecord")
         #expect(spans[0].int("messaging.kafka.offset") == nil)
     }
+
+    @Test("librdkafka gives each ticket back exactly once: at once when its queue is full, after the delivery report otherwise")
+    func librdkafkaReleasesTickets() async throws {
+        // The ticket goes to librdkafka retained, as the record's msg_opaque; a ticket never given back would stay
+        // alive, one given back twice would crash.
+        let cluster = try EmbeddedKafkaCluster(brokers: 1)
+        try cluster.createTopic("orders", partitions: 1)
+        // A slow broker keeps the first record in librdkafka's queue of one while the second is offered.
+        try cluster.setRoundTripTime(1, .seconds(1))
+        let producer = try KafkaProducer(configuration: producerConfiguration(cluster, properties: ["queue.buffering.max.messages": "1"]))
+        let record = KafkaProducerRecord(topic: "orders", value: "v")
+        weak var deliveredTicket: DeliveryTicket?
+        weak var refusedTicket: DeliveryTicket?
+        let outcome: KafkaDeliveryReport
+        do {
+            let delivered = Self.ticket(), refused = Self.ticket()
+            deliveredTicket = delivered
+            refusedTicket = refused
+            #expect(try producer.backend.offer(record, traceHeaders: InjectedTraceHeaders(), ticket: delivered))
+            #expect(try producer.backend.offer(record, traceHeaders: InjectedTraceHeaders(), ticket: refused) == false, "the queue was full")
+            outcome = try await delivered.outcome()
+        }
+        #expect(outcome.offset == 0)
+        #expect(refusedTicket == nil, "a record librdkafka refused gave its ticket back at once")
+        producer.triggerGracefulShutdown()
+        try await producer.run()  // returns once the producer has shut down
+        // The report's thread lets go of its ticket just after it resumed the sender.
+        let deadline = ContinuousClock.now + .seconds(10)
+        while deliveredTicket != nil, ContinuousClock.now < deadline { await Task.yield() }
+        #expect(deliveredTicket == nil, "the delivery report gave the ticket back")
+    }
 }

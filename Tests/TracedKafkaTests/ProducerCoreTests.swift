@@ -139,7 +139,7 @@ struct ProducerCoreTests {
             for (index, waiter) in waiters.enumerated() where index.isMultiple(of: 3) { group.addTask { waiter.cancel() } }
             group.addTask {
                 // Room keeps being made until every waiter has returned.
-                while returned.withLock { $0 } < waiters.count {
+                while returned.withLock({ $0 }) < waiters.count {
                     core.roomMade()
                     await Task.yield()
                 }

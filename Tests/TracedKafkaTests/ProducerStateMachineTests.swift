@@ -71,13 +71,13 @@ struct ProducerStateMachineTests {
     @Test("Flush is refused once shutdown has begun, and after a fatal error")
     func flushDuringShutdown() {
         var machine = Self.running()
-        #expect(throws: Never.self) { try machine.requireOpenForFlush() }
+        #expect(throws: Never.self) { try machine.requireRunning() }
         _ = machine.lifecycle.triggerShutdown()
-        let error = #expect(throws: KafkaError.self) { try machine.requireOpenForFlush() }
+        let error = #expect(throws: KafkaError.self) { try machine.requireRunning() }
         #expect(error?.code == .shutDown)
         var fatal = Self.running()
         _ = fatal.becomeFatal(KafkaError(code: .fatal, reason: "fenced"))
-        #expect((#expect(throws: KafkaError.self) { try fatal.requireOpenForFlush() })?.code == .fatal)
+        #expect((#expect(throws: KafkaError.self) { try fatal.requireRunning() })?.code == .fatal)
     }
 
     @Test("A transactional producer sends only in its open transaction, and runs one transaction at a time")
@@ -133,11 +133,11 @@ struct ProducerStateMachineTests {
     @Test("Close aborts a transaction the backend may hold open; not one whose commit finished")
     func closeAbortsOpenTransaction() throws {
         var open = try Self.inTransaction()
-        let whileOpen = open.closeAbortsTransaction
+        let whileOpen = open.backendTransactionOpen
         open.transactionCallEnded(finished: false)
-        let afterFailedCommit = open.closeAbortsTransaction
+        let afterFailedCommit = open.backendTransactionOpen
         open.transactionCallEnded(finished: true)
-        let afterCommit = open.closeAbortsTransaction
+        let afterCommit = open.backendTransactionOpen
         #expect(whileOpen)
         #expect(afterFailedCommit, "a failed commit leaves it open")
         #expect(!afterCommit)

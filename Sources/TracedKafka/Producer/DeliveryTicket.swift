@@ -90,7 +90,7 @@ final class DeliveryTicket: Sendable {
             case .failure(let error): events.yield(.failed(messageID: id, topic: topic, error: error))
             }
         }
-        if let waiter { Self.resume(waiter, with: result) }
+        waiter?.resume(with: result)
     }
 
     /// The record was refused before the backend took it (invalid, shut down, a cancelled wait for room): the span
@@ -138,14 +138,13 @@ final class DeliveryTicket: Sendable {
                     state.waiter = continuation
                     return nil
                 }
-                if let now { Self.resume(continuation, with: now) }
+                if let now { continuation.resume(with: now) }
             }
         } onCancel: {
             let waiter = state.withLock { state -> UnsafeContinuation<KafkaDeliveryReport, any Error>? in
                 guard state.result == nil else { return nil }
                 state.isCancelled = true
-                defer { state.waiter = nil }
-                return state.waiter
+                return state.waiter.take()
             }
             waiter?.resume(throwing: cancellation)
         }
@@ -160,12 +159,5 @@ final class DeliveryTicket: Sendable {
             reason: "The send to '\(topic)' was cancelled while it awaited the broker's acknowledgement; the record was "
                 + "handed over and may still be delivered (its send span and metrics get its outcome)"
         )
-    }
-
-    private static func resume(_ continuation: UnsafeContinuation<KafkaDeliveryReport, any Error>, with result: Result<KafkaDeliveryReport, KafkaError>) {
-        switch result {
-        case .success(let report): continuation.resume(returning: report)
-        case .failure(let error): continuation.resume(throwing: error)
-        }
     }
 }

@@ -93,7 +93,7 @@ final class ProducerCore: ClientLifecycleLocking {
                     if !machine.withLock({ $0.parkDrain(continuation) }) { continuation.resume() }
                 }
             }
-            await closeBackend(machine.withLock { $0.closeAbortsTransaction })
+            await closeBackend(machine.withLock { $0.backendTransactionOpen })
             for waiter in machine.withLock({ $0.closed() }) { waiter.resume() }
         }
     }

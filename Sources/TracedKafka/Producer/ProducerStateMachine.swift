@@ -40,7 +40,6 @@ struct ProducerStateMachine: ~Copyable {
     /// Bumped whenever the backend may have room again; a sender reads it before it offers a record, so room made
     /// between the offer and its wait is never missed.
     private(set) var roomGeneration: UInt64 = 0
-    private var nextRoomWaiterID: UInt64 = 0
 
     /// The fatal error that stopped the producer, if any: every later call throws it.
     private(set) var fatal: KafkaError?
@@ -63,7 +62,7 @@ struct ProducerStateMachine: ~Copyable {
     private var drainWaiter: UnsafeContinuation<Void, Never>?
     /// Closes that came while another was under way, until the backend is closed.
     private var closeWaiters: [UnsafeContinuation<Void, Never>] = []
-    private var roomWaiters: [(id: UInt64, continuation: UnsafeContinuation<Void, Never>)] = []
+    private var roomWaiters = CancellableWaiters()
 
     init(isTransactional: Bool) {
         self.isTransactional = isTransactional
@@ -85,7 +84,7 @@ struct ProducerStateMachine: ~Copyable {
     /// A record admitted before offers itself again after waiting for room: counts the call in flight.
     /// - Throws: as ``admit(transaction:)``.
     mutating func beginCall(transaction: UInt64?) throws {
-        guard lifecycle.acceptsWork, backend == .open, fatal == nil else { throw fatal ?? KafkaError.shutDown("The producer") }
+        try requireRunning()
         if isTransactional {
             guard let transaction else {
                 throw KafkaError(
@@ -139,41 +138,30 @@ struct ProducerStateMachine: ~Copyable {
     var roomWaiterCount: Int { roomWaiters.count }
 
     /// An id for a sender about to wait for room, so that its cancellation can find it.
-    mutating func makeRoomWaiterID() -> UInt64 {
-        nextRoomWaiterID += 1
-        return nextRoomWaiterID
-    }
+    mutating func makeRoomWaiterID() -> UInt64 { roomWaiters.makeID() }
 
     /// Parks a sender that found the queue full until room may have appeared since it read `generation`.
     /// - Returns: `false` when the sender must not park: room was made since, or the producer is closing.
     mutating func parkForRoom(_ id: UInt64, after generation: UInt64, _ continuation: UnsafeContinuation<Void, Never>) -> Bool {
         guard roomGeneration == generation, backend == .open, lifecycle.acceptsWork else { return false }
-        roomWaiters.append((id, continuation))
+        roomWaiters.park(id, continuation)
         return true
     }
 
     /// The backend may have room again: returns the senders to resume.
     mutating func roomMade() -> [UnsafeContinuation<Void, Never>] {
         roomGeneration &+= 1
-        return takeRoomWaiters()
+        return roomWaiters.takeAll()
     }
 
     /// A waiting sender's task was cancelled: returns its continuation, unless room was made first.
-    mutating func cancelRoomWait(_ id: UInt64) -> UnsafeContinuation<Void, Never>? {
-        guard let index = roomWaiters.firstIndex(where: { $0.id == id }) else { return nil }
-        return roomWaiters.remove(at: index).continuation
-    }
-
-    private mutating func takeRoomWaiters() -> [UnsafeContinuation<Void, Never>] {
-        defer { roomWaiters = [] }
-        return roomWaiters.map(\.continuation)
-    }
+    mutating func cancelRoomWait(_ id: UInt64) -> UnsafeContinuation<Void, Never>? { roomWaiters.remove(id) }
 
     // MARK: - Flush and close
 
-    /// Throws ``KafkaError/Code/shutDown`` once shutdown has begun (it delivers what is queued itself), or the fatal
-    /// error.
-    func requireOpenForFlush() throws {
+    /// Throws the fatal error, or ``KafkaError/Code/shutDown`` once shutdown has begun: no call into the backend
+    /// (a send, a flush, a transaction) starts then. Shutdown delivers what is queued itself.
+    func requireRunning() throws {
         if let fatal { throw fatal }
         guard lifecycle.acceptsWork, backend == .open else { throw KafkaError.shutDown("The producer") }
     }
@@ -194,7 +182,7 @@ struct ProducerStateMachine: ~Copyable {
         switch backend {
         case .open:
             backend = callsInFlight == 0 ? .closing : .draining
-            return .close(resumeRoomWaiters: takeRoomWaiters(), drain: backend == .draining)
+            return .close(resumeRoomWaiters: roomWaiters.takeAll(), drain: backend == .draining)
         case .draining, .closing:
             return .waitForClose
         case .closed:
@@ -226,10 +214,6 @@ struct ProducerStateMachine: ~Copyable {
         return true
     }
 
-    /// Whether closing must abort the backend's open transaction: `begin` was asked for and neither commit nor
-    /// abort has finished.
-    var closeAbortsTransaction: Bool { backendTransactionOpen }
-
     // MARK: - Transactions
 
     /// Throws ``KafkaError/Code/notInTransaction`` unless transaction `number` is open.
@@ -247,11 +231,10 @@ struct ProducerStateMachine: ~Copyable {
     /// - Throws: The fatal error; ``KafkaError/Code/alreadyRunning`` while another runs; ``KafkaError/Code/shutDown``
     ///   once shutdown has begun.
     mutating func startTransactionRun() throws -> (initialize: Bool, abortFirst: Bool) {
-        if let fatal { throw fatal }
+        try requireRunning()
         guard !transactionRunning else {
             throw KafkaError(code: .alreadyRunning, reason: "A transaction of this producer is open; it runs one at a time")
         }
-        guard lifecycle.acceptsWork, backend == .open else { throw KafkaError.shutDown("The producer") }
         transactionRunning = true
         return (!transactionsInitialized, abortPending)
     }

@@ -237,9 +237,6 @@ extension ClientErrorReports {
     ///     from `handle` then.
     ///   - handle: The client.
     func report(_ err: rd_kafka_resp_err_t, _ text: String, isFatal: Bool, on handle: OpaquePointer) {
-        guard isFatal else { return report(KafkaError(code: .rdKafka, reason: text, rdKafkaCode: KafkaError.RdKafkaCode(err))) }
-        var buffer = [CChar](repeating: 0, count: 512)
-        let fatal = rd_kafka_fatal_error(handle, &buffer, buffer.count)
-        report(KafkaError(code: .fatal, reason: String(rdErrorBuffer: buffer), rdKafkaCode: KafkaError.RdKafkaCode(fatal)))
+        report(isFatal ? .fatal(of: handle) : KafkaError(code: .rdKafka, reason: text, rdKafkaCode: KafkaError.RdKafkaCode(err)))
     }
 }

@@ -223,9 +223,7 @@ final class RDConsumer: KafkaConsumerBackend, @unchecked Sendable {
         let text = String(cString: rd_kafka_message_errstr(message))
         let error = KafkaError(code: .rdKafka, reason: text, rdKafkaCode: KafkaError.RdKafkaCode(err))
         if err == RD_KAFKA_RESP_ERR__FATAL {
-            var errstr = [CChar](repeating: 0, count: 512)
-            let fatal = rd_kafka_fatal_error(client.handle, &errstr, errstr.count)
-            let fatalError = KafkaError(code: .fatal, reason: String(rdErrorBuffer: errstr), rdKafkaCode: KafkaError.RdKafkaCode(fatal))
+            let fatalError = KafkaError.fatal(of: client.handle)
             logger.error("Fatal consumer error, the consumer stops: \(fatalError)")
             core.fail(fatalError, deliveringBuffered: false)
             return

@@ -102,15 +102,7 @@ import Tracing
             propagateWithoutSpan(record, tracer: tracer, into: &traceHeaders, keptHeaders: &keptHeaders)
             return nil
         }
-        var previous: InstrumentationContext?
-        var previousKeys: Set<String> = []
-        if configuration.propagatesContext, !record.headers.isEmpty {
-            let extractor = KeyRecordingExtractor()
-            var context = InstrumentationContext.topLevel
-            tracer.extract(record.headers, into: &context, using: extractor)
-            if !context.isEmpty { previous = context }
-            previousKeys = extractor.keys
-        }
+        let (previous, previousKeys) = configuration.propagatesContext ? Self.carriedContext(of: record, tracer: tracer) : (nil, [])
         let template = templates.template(for: record.topic)
         let span = tracer.startSpan(template.name, context: InstrumentationContext.current ?? .topLevel, ofKind: .producer)
         var send: SendSpan?
@@ -144,16 +136,19 @@ import Tracing
         keptHeaders: inout KafkaHeaders?
     ) {
         guard configuration.propagatesContext, let ambient = InstrumentationContext.current else { return }
-        var readKeys: Set<String> = []
-        if !record.headers.isEmpty {
-            let extractor = KeyRecordingExtractor()
-            var carried = InstrumentationContext.topLevel
-            tracer.extract(record.headers, into: &carried, using: extractor)
-            if !carried.isEmpty { return }
-            readKeys = extractor.keys
-        }
+        let (carried, readKeys) = Self.carriedContext(of: record, tracer: tracer)
+        if carried != nil { return }
         tracer.inject(ambient, into: &traceHeaders, using: InjectedTraceHeadersInjector())
         Self.dropStaleTraceHeaders(from: record.headers, into: &keptHeaders, read: readKeys, written: traceHeaders)
+    }
+
+    /// The context the record already carries, if any, and the keys of the headers the tracer read it from.
+    private static func carriedContext(of record: KafkaProducerRecord, tracer: any Tracer) -> (InstrumentationContext?, Set<String>) {
+        guard !record.headers.isEmpty else { return (nil, []) }
+        let extractor = KeyRecordingExtractor()
+        var context = InstrumentationContext.topLevel
+        tracer.extract(record.headers, into: &context, using: extractor)
+        return (context.isEmpty ? nil : context, extractor.keys)
     }
 
     /// Sets `kept` to `headers` without the trace headers that a new context replaces, when it has any: every
