@@ -223,7 +223,7 @@ def check_trace(trace_id, spans):
             transaction = find(TRANSACTION_SPAN, Span.SPAN_KIND_INTERNAL, PAYMENTS)
             if transaction and upstream_parent and transaction.parent != upstream_parent.id:
                 problems.append(f"{transaction.describe()} is not a child of {upstream_parent.describe()}")
-            if transaction and string_attribute(transaction.span, "messaging.kafka.transaction.outcome") != "committed":
+            if transaction and string_attribute(transaction.span, "tracedkafka.transaction.outcome") != "committed":
                 problems.append(f"{transaction.describe()} does not say committed")
             upstream_parent = transaction
         send = find(f"send {topic}", Span.SPAN_KIND_PRODUCER, upstream)

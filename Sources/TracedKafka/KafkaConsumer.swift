@@ -76,14 +76,17 @@ public final class KafkaConsumer: Service, Sendable {
         events: BoundedEventStream<KafkaConsumerEvent>?
     ) throws {
         try configuration.validateConsumption()
+        var configuration = configuration
+        configuration.clientID = ClientID.resolve(configuration.clientID, kind: "consumer")
+        let server = KafkaServerAddress(backend: configuration.backend, bootstrapServers: configuration.bootstrapServers)
         self.configuration = configuration
-        self.metrics = KafkaClientMetrics(configuration: configuration.metrics, groupID: configuration.hasGroup ? configuration.groupID : nil)
+        self.metrics = KafkaClientMetrics(configuration: configuration.metrics, groupID: configuration.hasGroup ? configuration.groupID : nil, server: server)
         let logger = logger.withClientMetadata(clientID: configuration.clientID, groupID: configuration.hasGroup ? configuration.groupID : nil)
         self.tracing = KafkaConsumerTracing(
             configuration: configuration.tracing,
             groupID: configuration.hasGroup ? configuration.groupID : nil,
             clientID: configuration.clientID,
-            server: KafkaServerAddress(backend: configuration.backend, bootstrapServers: configuration.bootstrapServers)
+            server: server
         )
         let core = ConsumerCore(
             storeMode: configuration.storeMode,

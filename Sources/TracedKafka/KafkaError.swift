@@ -157,11 +157,28 @@ extension KafkaError {
         return KafkaError(code: .fatal, reason: String(rdErrorBuffer: text), rdKafkaCode: RdKafkaCode(err))
     }
 
-    /// `error.type` for spans and metrics: librdkafka's error name, else the ``KafkaError`` code, else the error's
-    /// type name — a bounded set.
+    /// `error.type` for spans and metrics, a bounded set: for a ``KafkaError``, librdkafka's error name where it has
+    /// one (`_MSG_TIMED_OUT`, `UNKNOWN_TOPIC_OR_PART`), else its code (`timedOut`, `invalidRecord`); for any other
+    /// error (a handler's), its type's fully qualified name (`Billing.PaymentDeclined`), as the conventions ask of an
+    /// exception's type. A private or local type's name has no "unknown context" part.
     static func errorType(of error: any Error) -> String {
         if let kafkaError = error as? KafkaError { return kafkaError.rdKafkaName ?? kafkaError.code.description }
-        return String(describing: type(of: error))
+        return qualifiedName(of: type(of: error))
+    }
+
+    /// A type's module-qualified name, without the `(unknown context at $…).` parts of private and local types.
+    static func qualifiedName(of type: Any.Type) -> String {
+        var name = String(reflecting: type)
+        while let start = name.range(of: "(unknown context at "), let end = name[start.upperBound...].range(of: ").") {
+            name.removeSubrange(start.lowerBound..<end.upperBound)
+        }
+        return name
+    }
+
+    /// A span's status description for a failure: what went wrong, without the type that `error.type` already names
+    /// (a ``KafkaError``'s ``reason``; another error's own description).
+    static func statusDescription(of error: any Error) -> String {
+        (error as? KafkaError)?.reason ?? String(describing: error)
     }
 
     static func shutDown(_ what: String) -> KafkaError {

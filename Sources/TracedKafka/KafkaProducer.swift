@@ -72,9 +72,12 @@ public final class KafkaProducer: Service, Sendable {
         logger: Logger,
         events: BoundedEventStream<KafkaProducerEvent>?
     ) throws {
+        var configuration = configuration
+        configuration.clientID = ClientID.resolve(configuration.clientID, kind: "producer")
+        let server = KafkaServerAddress(backend: configuration.backend, bootstrapServers: configuration.bootstrapServers)
         self.configuration = configuration
         self.events = events
-        let metrics = KafkaClientMetrics(configuration: configuration.metrics, groupID: nil)
+        let metrics = KafkaClientMetrics(configuration: configuration.metrics, groupID: nil, server: server)
         self.metrics = metrics.isEnabled ? metrics : nil
         let logger = logger.withClientMetadata(clientID: configuration.clientID, groupID: nil)
         self.logger = logger
@@ -83,7 +86,7 @@ public final class KafkaProducer: Service, Sendable {
         self.tracing = KafkaProducerTracing(
             configuration: configuration.tracing,
             clientID: configuration.clientID,
-            server: KafkaServerAddress(backend: configuration.backend, bootstrapServers: configuration.bootstrapServers)
+            server: server
         )
         // What goes wrong beside records' outcomes becomes events (a fatal error stops the producer first).
         let errors = ClientErrorReports { [events] error in

@@ -75,7 +75,7 @@ public final class KafkaTransaction: Sendable {
         let metadata = try consumer.groupMetadataForTransaction()
         try await producer.transactionStep(.sendOffsets(offsets, metadata), timeout: timeout)
         if let span, span.isRecording {
-            span.addEvent(SpanEvent(name: "offsets sent", attributes: ["messaging.kafka.transaction.offset_count": .int64(Int64(offsets.count))]))
+            span.addEvent(SpanEvent(name: "offsets sent", attributes: ["tracedkafka.transaction.offset_count": .int64(Int64(offsets.count))]))
         }
     }
 
@@ -112,7 +112,7 @@ enum TransactionOutcome: Sendable {
     /// Aborted, with the error its records' spans record.
     case aborted(KafkaError)
 
-    /// The value of `messaging.kafka.transaction.outcome`.
+    /// The value of `tracedkafka.transaction.outcome`.
     var name: String {
         switch self {
         case .committed: return "committed"
@@ -139,7 +139,7 @@ extension KafkaProducer {
     ///   fatal error meanwhile (a send in `body` failed because the producer was fenced): then that fatal error.
     ///
     /// With tracing on, the transaction runs in an INTERNAL span `transaction`, a child of the ambient span, whose
-    /// children are the send spans inside it; it ends with the outcome (`messaging.kafka.transaction.outcome`), and
+    /// children are the send spans inside it; it ends with the outcome (`tracedkafka.transaction.outcome`), and
     /// with error status and `error.type` when it aborts — as do the spans of its records.
     /// - Parameters:
     ///   - timeout: How long each call to the transaction coordinator may take — registering the id, sending

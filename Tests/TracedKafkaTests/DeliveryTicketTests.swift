@@ -134,8 +134,8 @@ struct DeliveryTicketTests {
         settledFirst.deliver(.success(Self.report(offset: 2)))
         let spans = tracer.finishedSpans
         try #require(spans.count == 2)
-        #expect(spans[0].string("messaging.kafka.transaction.outcome") == "committed")
-        #expect(spans[1].string("messaging.kafka.transaction.outcome") == "aborted")
+        #expect(spans[0].string("tracedkafka.transaction.outcome") == "committed")
+        #expect(spans[1].string("tracedkafka.transaction.outcome") == "aborted")
         #expect(spans[1].string("error.type") == "transactionAborted")
     }
 

@@ -7,12 +7,28 @@ import Tracing
 import TracedKafka
 import TracedKafkaTesting
 
-/// The dimensions of a series, as the library records them.
-func dimensions(_ operation: String, topic: String, partition: String? = "0", group: String? = nil, error: String? = nil) -> [(String, String)] {
+/// The dimensions of a series of `label`, as the library records them: the conventions' dimensions, the server on
+/// librdkafka (its first bootstrap server), the operation's type on `messaging.client.operation.duration`, and the
+/// unit in a `unit` dimension (the default).
+func dimensions(
+    _ backend: TestBackend,
+    _ label: String,
+    _ operation: String,
+    topic: String,
+    partition: String? = "0",
+    group: String? = nil,
+    error: String? = nil
+) -> [(String, String)] {
     var result = [("messaging.system", "kafka"), ("messaging.operation.name", operation), ("messaging.destination.name", topic)]
     if let partition { result.append(("messaging.destination.partition.id", partition)) }
     if let group { result.append(("messaging.consumer.group.name", group)) }
     if let error { result.append(("error.type", error)) }
+    if backend == .librdkafka, let server = SharedCluster.cluster.bootstrapServerList.first, let colon = server.lastIndex(of: ":") {
+        result.append(("server.address", String(server[..<colon])))
+        result.append(("server.port", String(server[server.index(after: colon)...])))
+    }
+    if label == "messaging.client.operation.duration" { result.append(("messaging.operation.type", operation == "commit" ? "settle" : operation)) }
+    result.append(("unit", label.hasSuffix(".duration") ? "s" : "{message}"))
     return result
 }
 
@@ -32,11 +48,11 @@ struct MetricsTests {
         consumerConfiguration.metrics = KafkaMetricsConfiguration(factory: metrics)
         try await handle(try KafkaConsumer(configuration: consumerConfiguration), count: 3)
 
-        #expect(try metrics.expectCounter("messaging.client.sent.messages", dimensions("send", topic: topic)).totalValue == 3)
-        let sendDurations = try metrics.expectTimer("messaging.client.operation.duration", dimensions("send", topic: topic)).values
+        #expect(try metrics.expectCounter("messaging.client.sent.messages", dimensions(backend, "messaging.client.sent.messages", "send", topic: topic)).totalValue == 3)
+        let sendDurations = try metrics.expectTimer("messaging.client.operation.duration", dimensions(backend, "messaging.client.operation.duration", "send", topic: topic)).values
         #expect(sendDurations.count == 3 && sendDurations.allSatisfy { $0 > 0 })
-        #expect(try metrics.expectCounter("messaging.client.consumed.messages", dimensions("receive", topic: topic, group: group)).totalValue == 3)
-        #expect(try metrics.expectTimer("messaging.process.duration", dimensions("process", topic: topic, group: group)).values.count == 3)
+        #expect(try metrics.expectCounter("messaging.client.consumed.messages", dimensions(backend, "messaging.client.consumed.messages", "receive", topic: topic, group: group)).totalValue == 3)
+        #expect(try metrics.expectTimer("messaging.process.duration", dimensions(backend, "messaging.process.duration", "process", topic: topic, group: group)).values.count == 3)
     }
 
     @Test("A failed send is timed with error.type, and counted as sent only if it was sent; a failed handler call is timed with error.type", arguments: TestBackend.allCases)
@@ -55,13 +71,14 @@ struct MetricsTests {
         }
         let error = try #require(failure)
         let errorType = error.rdKafkaName ?? error.code.description
-        let failedDimensions = dimensions("send", topic: topic, partition: "7", error: errorType)
+        let failedSent = dimensions(backend, "messaging.client.sent.messages", "send", topic: topic, partition: "7", error: errorType)
+        let failedDimensions = dimensions(backend, "messaging.client.operation.duration", "send", topic: topic, partition: "7", error: errorType)
         #expect(try metrics.expectTimer("messaging.client.operation.duration", failedDimensions).values.count == 1)
         // librdkafka refuses a record for a missing partition before sending it: not a sent message. The file queue
         // takes it and fails it when it writes: sent, and failed.
-        let countedAsSent = (try? metrics.expectCounter("messaging.client.sent.messages", failedDimensions).totalValue) ?? 0
+        let countedAsSent = (try? metrics.expectCounter("messaging.client.sent.messages", failedSent).totalValue) ?? 0
         #expect(countedAsSent == (backend == .fileQueue ? 1 : 0))
-        #expect(try metrics.expectCounter("messaging.client.sent.messages", dimensions("send", topic: topic)).totalValue == 1)
+        #expect(try metrics.expectCounter("messaging.client.sent.messages", dimensions(backend, "messaging.client.sent.messages", "send", topic: topic)).totalValue == 1)
 
         let group = uniqueName("g")
         var consumerConfiguration = consumerConfiguration(backend, group: group, topics: [topic])
@@ -72,7 +89,7 @@ struct MetricsTests {
                 try await consumer.run { _ in throw PaymentDeclined() }
             }
         }
-        #expect(try metrics.expectTimer("messaging.process.duration", dimensions("process", topic: topic, group: group, error: "PaymentDeclined")).values.count == 1)
+        #expect(try metrics.expectTimer("messaging.process.duration", dimensions(backend, "messaging.process.duration", "process", topic: topic, group: group, error: "TracedKafkaTests.MetricsTests.PaymentDeclined")).values.count == 1)
     }
 
     @Test("Metrics switched off record nothing")
@@ -112,7 +129,7 @@ struct MetricsTests {
         try await withRunning(try KafkaProducer(configuration: producerConfiguration)) { producer in
             for index in 0..<10 { try await producer.send(KafkaProducerRecord(topic: topic, value: "m\(index)")) }
             try await withDeadline("queue-depth gauge") {
-                while metrics.recorders(label: "messaging.kafka.client.queued.messages").isEmpty { try await Task.sleep(for: .milliseconds(50)) }
+                while metrics.recorders(label: "tracedkafka.producer.queued.messages").isEmpty { try await Task.sleep(for: .milliseconds(50)) }
             }
         }
         // consumer_lag is measured from the committed offset: commit after each handled message, quickly.
@@ -128,17 +145,20 @@ struct MetricsTests {
                         while message.offset >= 4 && !released.withLock({ $0 }) { try await Task.sleep(for: .milliseconds(20)) }
                     }
                 }
-                while metrics.recorders(label: "messaging.kafka.consumer.lag").first?.values.last != 6 {
+                while metrics.recorders(label: "tracedkafka.consumer.lag").first?.values.last != 6 {
                     try await Task.sleep(for: .milliseconds(50))
                 }
                 released.withLock { $0 = true }
                 consumer.triggerGracefulShutdown()
                 try await group.waitForAll()
-                return metrics.recorders(label: "messaging.kafka.consumer.lag").first
+                return metrics.recorders(label: "tracedkafka.consumer.lag").first
             }
         }
         #expect(lag?.dimensions.contains { $0 == ("messaging.destination.partition.id", "0") } == true)
         #expect(lag?.dimensions.contains { $0 == ("messaging.destination.name", topic) } == true)
+        // One series per client: the consumer, made without a client id, is named consumer-N.
+        #expect(lag?.dimensions.contains { $0.0 == "messaging.client.id" && $0.1.hasPrefix("consumer-") } == true)
+        #expect(lag?.dimensions.contains { $0 == ("unit", "{message}") } == true)
         let lagValue = lag?.values.contains(6)
         #expect(lagValue == true)
     }

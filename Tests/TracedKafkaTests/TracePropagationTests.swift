@@ -251,7 +251,8 @@ struct TracePropagationTests {
             #expect(again.map(\.offset) == [1])
         }
         let failed = try #require(tracer.spans(named: "process \(topic)").first { $0.int("messaging.kafka.offset") == 1 && $0.status?.code == .error })
-        #expect(failed.string("error.type") == "PaymentDeclined")
+        #expect(failed.string("error.type") == "TracedKafkaTests.TracePropagationTests.PaymentDeclined")
+        #expect(failed.status?.message == "PaymentDeclined()")
         #expect(failed.errors.count == 1)
     }
 

@@ -53,15 +53,15 @@ struct TransactionTests {
         let transaction = try span(tracer, "transaction")
         let sends = tracer.spans(named: "send \(topic)")
         #expect(transaction.isChild(of: root) && transaction.kind == .internal)
-        #expect(transaction.string("messaging.kafka.transaction.outcome") == "committed")
-        #expect(transaction.string("messaging.kafka.transaction.id") == id)
+        #expect(transaction.string("tracedkafka.transaction.outcome") == "committed")
+        #expect(transaction.string("tracedkafka.transaction.id") == id)
         #expect(transaction.string("messaging.system") == "kafka")
         #expect(transaction.int("messaging.batch.message_count") == 2)
         #expect(transaction.status?.code != .error)
         #expect(sends.count == 2)
         for send in sends {
             #expect(send.isChild(of: transaction))
-            #expect(send.string("messaging.kafka.transaction.outcome") == "committed")
+            #expect(send.string("tracedkafka.transaction.outcome") == "committed")
             #expect(send.int("messaging.kafka.offset") != nil)
             #expect(send.status?.code != .error)
             // A send span in a transaction ends with it, not before.
@@ -92,12 +92,12 @@ struct TransactionTests {
         }
         #expect(next.offset >= 1)
         let transactions = tracer.spans(named: "transaction")
-        #expect(transactions.map { $0.string("messaging.kafka.transaction.outcome") } == ["aborted", "committed"])
+        #expect(transactions.map { $0.string("tracedkafka.transaction.outcome") } == ["aborted", "committed"])
         let aborted = transactions[0]
         #expect(aborted.status?.code == .error)
         #expect(aborted.string("error.type") == "transactionAborted")
         let doomed = try #require(tracer.spans(named: "send \(topic)").first { $0.isChild(of: aborted) })
-        #expect(doomed.string("messaging.kafka.transaction.outcome") == "aborted")
+        #expect(doomed.string("tracedkafka.transaction.outcome") == "aborted")
         #expect(doomed.status?.code == .error)
         #expect(doomed.string("error.type") == "transactionAborted")
     }
@@ -120,9 +120,9 @@ struct TransactionTests {
             return try await producer.withTransaction { try await $0.send(KafkaProducerRecord(topic: topic, value: "after")) }
         }
         #expect(report.offset >= 1)
-        let outcomes = tracer.spans(named: "transaction").map { $0.string("messaging.kafka.transaction.outcome") }
+        let outcomes = tracer.spans(named: "transaction").map { $0.string("tracedkafka.transaction.outcome") }
         #expect(outcomes == ["committed", "aborted", "committed"])
-        let refused = try #require(tracer.spans(named: "send \(topic)").first { $0.string("messaging.kafka.transaction.outcome") == "aborted" })
+        let refused = try #require(tracer.spans(named: "send \(topic)").first { $0.string("tracedkafka.transaction.outcome") == "aborted" })
         #expect(refused.status?.code == .error)
     }
 
@@ -170,7 +170,7 @@ struct TransactionTests {
         let runError = await #expect(throws: KafkaError.self) { try await withDeadline("run returns", .seconds(30)) { try await run.value } }
         #expect(runError?.code == .fatal)
         let failed = tracer.spans(named: "transaction").last
-        #expect(failed?.string("messaging.kafka.transaction.outcome") == "aborted")
+        #expect(failed?.string("tracedkafka.transaction.outcome") == "aborted")
         #expect(failed?.status?.code == .error)
     }
 
@@ -210,7 +210,7 @@ struct TransactionTests {
         #expect(transaction.isChild(of: process) && send.isChild(of: transaction) && nextProcess.isChild(of: send))
         #expect(nextProcess.links(to: send))
         #expect(transaction.eventNames == ["offsets sent"])
-        #expect(transaction.string("messaging.kafka.transaction.outcome") == "committed")
+        #expect(transaction.string("tracedkafka.transaction.outcome") == "committed")
 
         let selfCommitting = try KafkaConsumer(configuration: consumerConfiguration(SharedCluster.cluster, group: uniqueName("g"), topics: [input]))
         let other = try transactionalProducer()
@@ -282,7 +282,7 @@ struct TransactionTests {
         }
         #expect(error?.code == .shutDown)
         let transaction = try span(tracer, "transaction")
-        #expect(transaction.string("messaging.kafka.transaction.outcome") == "aborted")
-        #expect(tracer.spans(named: "send \(topic)").map { $0.string("messaging.kafka.transaction.outcome") } == ["aborted"])
+        #expect(transaction.string("tracedkafka.transaction.outcome") == "aborted")
+        #expect(tracer.spans(named: "send \(topic)").map { $0.string("tracedkafka.transaction.outcome") } == ["aborted"])
     }
 }

@@ -4,7 +4,9 @@ import Synchronization
 /// Records a client's messaging metrics; keeps one metric object per series and bounds how many there are.
 final class KafkaClientMetrics: Sendable {
     private let factory: (any MetricsFactory)?
-    private let groupID: String?
+    /// The dimensions every series of this client has: the system, the client's group, the server.
+    private let common: [(String, String)]
+    private let unitDimension: Bool
     private let maxDestinations: Int
     private let series = Mutex<Series>(Series())
 
@@ -24,11 +26,18 @@ final class KafkaClientMetrics: Sendable {
 
     /// `nil` factory when metrics are off, or when they would go to swift-metrics' no-op handler (nothing
     /// bootstrapped): then no message pays for building series that record nothing.
-    init(configuration: KafkaMetricsConfiguration, groupID: String?) {
+    init(configuration: KafkaMetricsConfiguration, groupID: String?, server: KafkaServerAddress?) {
         let factory = configuration.factory ?? MetricsSystem.factory
         self.factory = configuration.isEnabled && !(factory is NOOPMetricsHandler) ? factory : nil
         self.isEnabled = self.factory != nil
-        self.groupID = groupID
+        var common = [("messaging.system", "kafka")]
+        if let groupID { common.append(("messaging.consumer.group.name", groupID)) }
+        if let server {
+            common.append(("server.address", server.host))
+            if let port = server.port { common.append(("server.port", String(port))) }
+        }
+        self.common = common
+        unitDimension = configuration.unitDimension
         maxDestinations = max(0, configuration.maxDestinations)
     }
 
@@ -56,7 +65,7 @@ final class KafkaClientMetrics: Sendable {
         }
         let dimensions = self.dimensions(operation: "send", topic: topic, partition: partition, errorType: errorType)
         if !refused { counter("messaging.client.sent.messages", dimensions).increment() }
-        timer("messaging.client.operation.duration", dimensions).recordNanoseconds(started.elapsed.nanoseconds)
+        operationDuration(dimensions, type: "send").recordNanoseconds(started.elapsed.nanoseconds)
     }
 
     /// An application's commit has its answer: counted in `tracedkafka.consumer.commits` (origin `application`)
@@ -71,7 +80,7 @@ final class KafkaClientMetrics: Sendable {
             partition: singlePartition ? first.partition : nil,
             errorType: error.map(KafkaError.errorType(of:))
         )
-        timer("messaging.client.operation.duration", dimensions).recordNanoseconds(started.elapsed.nanoseconds)
+        operationDuration(dimensions, type: "settle").recordNanoseconds(started.elapsed.nanoseconds)
         countCommit(origin: "application", error: error)
     }
 
@@ -85,7 +94,7 @@ final class KafkaClientMetrics: Sendable {
     private func countCommit(origin: String, error: (any Error)?) {
         var dimensions = self.dimensions(operation: "commit", topic: nil, partition: nil, errorType: error.map(KafkaError.errorType(of:)))
         dimensions.append(("tracedkafka.commit.origin", origin))
-        counter("tracedkafka.consumer.commits", dimensions).increment()
+        counter("tracedkafka.consumer.commits", dimensions, unit: "{commit}").increment()
     }
 
     func recordConsumed(_ message: KafkaConsumerMessage) {
@@ -122,27 +131,32 @@ final class KafkaClientMetrics: Sendable {
         timer("messaging.process.duration", dimensions).recordNanoseconds(duration.nanoseconds)
     }
 
-    /// Sets a gauge from librdkafka's statistics.
-    func gauge(_ label: String, topic: String?, partition: Int?, value: Double) {
+    /// Sets a gauge (of messages) from librdkafka's statistics; the series names this client.
+    func gauge(_ label: String, clientID: String?, topic: String?, partition: Int?, value: Double) {
         guard isEnabled else { return }
-        let dimensions = self.dimensions(operation: nil, topic: topic, partition: partition, errorType: nil)
-        let gauge = metric(label, dimensions, \.gauges) { Gauge(label: $0, dimensions: $1, factory: $2) }
+        var dimensions = self.dimensions(operation: nil, topic: topic, partition: partition, errorType: nil)
+        if let clientID { dimensions.append(("messaging.client.id", clientID)) }
+        let gauge = metric(label, withUnit("{message}", dimensions), \.gauges) { Gauge(label: $0, dimensions: $1, factory: $2) }
         gauge.record(value)
     }
 
     // MARK: - Series
 
     private func dimensions(operation: String?, topic: String?, partition: Int?, errorType: String?) -> [(String, String)] {
-        var result: [(String, String)] = [("messaging.system", "kafka")]
+        var result = common
         if let operation { result.append(("messaging.operation.name", operation)) }
         if let topic {
             let bounded = bound(topic: topic, partition: partition)
             result.append(("messaging.destination.name", bounded.topic))
             if let partition = bounded.partition { result.append(("messaging.destination.partition.id", partition)) }
         }
-        if let groupID { result.append(("messaging.consumer.group.name", groupID)) }
         if let errorType { result.append(("error.type", errorType)) }
         return result
+    }
+
+    /// `dimensions` with the metric's unit, when units go in a dimension (``KafkaMetricsConfiguration/unitDimension``).
+    private func withUnit(_ unit: String, _ dimensions: [(String, String)]) -> [(String, String)] {
+        unitDimension ? dimensions + [("unit", unit)] : dimensions
     }
 
     /// The destination as recorded: itself while there is room for new series, `_OTHER` once there is not.
@@ -157,12 +171,17 @@ final class KafkaClientMetrics: Sendable {
         return admitted ? (topic, partition.map(String.init)) : (Self.other, nil)
     }
 
-    private func counter(_ label: String, _ dimensions: [(String, String)]) -> Counter {
-        metric(label, dimensions, \.counters) { Counter(label: $0, dimensions: $1, factory: $2) }
+    private func counter(_ label: String, _ dimensions: [(String, String)], unit: String = "{message}") -> Counter {
+        metric(label, withUnit(unit, dimensions), \.counters) { Counter(label: $0, dimensions: $1, factory: $2) }
     }
 
     private func timer(_ label: String, _ dimensions: [(String, String)]) -> Timer {
-        metric(label, dimensions, \.timers) { Timer(label: $0, dimensions: $1, preferredDisplayUnit: .seconds, factory: $2) }
+        metric(label, withUnit("s", dimensions), \.timers) { Timer(label: $0, dimensions: $1, preferredDisplayUnit: .seconds, factory: $2) }
+    }
+
+    /// `messaging.client.operation.duration`, which also names the operation's type.
+    private func operationDuration(_ dimensions: [(String, String)], type: String) -> Timer {
+        timer("messaging.client.operation.duration", dimensions + [("messaging.operation.type", type)])
     }
 
     /// The metric object of a series, made on first use.

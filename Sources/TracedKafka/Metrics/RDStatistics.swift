@@ -3,13 +3,14 @@ import Foundation
 /// Turns librdkafka's statistics JSON (emitted every `statistics.interval.ms`) into gauges: the producer's queue
 /// depth (`msg_cnt`) and each assigned partition's consumer lag (`topics.*.partitions.*.consumer_lag`).
 enum RDStatistics {
-    static let queuedMessages = "messaging.kafka.client.queued.messages"
-    static let consumerLag = "messaging.kafka.consumer.lag"
+    static let queuedMessages = "tracedkafka.producer.queued.messages"
+    static let consumerLag = "tracedkafka.consumer.lag"
 
     static func record(_ json: Data, into metrics: KafkaClientMetrics, consumer: Bool) {
         guard let object = try? JSONSerialization.jsonObject(with: json) as? [String: Any] else { return }
+        let clientID = object["client_id"] as? String
         if !consumer, let count = (object["msg_cnt"] as? NSNumber)?.doubleValue {
-            metrics.gauge(queuedMessages, topic: nil, partition: nil, value: count)
+            metrics.gauge(queuedMessages, clientID: clientID, topic: nil, partition: nil, value: count)
         }
         guard consumer, let topics = object["topics"] as? [String: Any] else { return }
         for (topic, value) in topics {
@@ -19,7 +20,7 @@ enum RDStatistics {
                 guard let number = Int(id), number >= 0,
                     let lag = ((partition as? [String: Any])?["consumer_lag"] as? NSNumber)?.int64Value, lag >= 0
                 else { continue }
-                metrics.gauge(consumerLag, topic: topic, partition: number, value: Double(lag))
+                metrics.gauge(consumerLag, clientID: clientID, topic: topic, partition: number, value: Double(lag))
             }
         }
     }

@@ -129,7 +129,7 @@ import Tracing
         // `messaging.kafka.offset` is a record's offset: the last one the commit covers, before the next to read.
         let span = startClientSpan(
             tracer, operation: "commit", type: "settle", topics: offsets.lazy.map(\.topic),
-            first: (first.partition, first.offset - 1), count: offsets.count, countKey: "messaging.kafka.commit.partition_count"
+            first: (first.partition, first.offset - 1), count: offsets.count, countKey: "tracedkafka.commit.partition_count"
         )
         defer { span.end() }
         do {

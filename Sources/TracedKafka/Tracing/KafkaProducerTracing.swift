@@ -64,7 +64,7 @@ import Tracing
                 fail(with: error)
             }
             if let transactionOutcome {
-                attributes.set("messaging.kafka.transaction.outcome", value: .string(transactionOutcome.name))
+                attributes.set("tracedkafka.transaction.outcome", value: .string(transactionOutcome.name))
                 if case .aborted(let error) = transactionOutcome, case .success = result { fail(with: error) }
             }
             KafkaTracingAttributes.hand(attributes, to: span)
@@ -181,7 +181,7 @@ import Tracing
     ///
     /// The conventions define no transaction operation: INTERNAL, because the span covers the application's work
     /// (the sends inside it are its PRODUCER children); named after the operation, as kafkajs' instrumentation does.
-    /// - Parameter transactionalID: The producer's transactional id, recorded as `messaging.kafka.transaction.id`.
+    /// - Parameter transactionalID: The producer's transactional id, recorded as `tracedkafka.transaction.id`.
     func startTransaction(_ transactionalID: String) -> (any Span)? {
         guard let tracer = configuration.currentTracer else { return nil }
         let span = tracer.startSpan("transaction", context: InstrumentationContext.current ?? .topLevel, ofKind: .internal)
@@ -189,7 +189,7 @@ import Tracing
             span.updateAttributes { attributes in
                 attributes["messaging.system"] = "kafka"
                 attributes["messaging.operation.name"] = "transaction"
-                attributes["messaging.kafka.transaction.id"] = transactionalID
+                attributes["tracedkafka.transaction.id"] = transactionalID
                 if let clientID { attributes["messaging.client.id"] = clientID }
                 server?.apply(to: &attributes)
             }
@@ -201,7 +201,7 @@ import Tracing
     static func endTransaction(_ span: any Span, outcome: TransactionOutcome, sentCount: Int) {
         if span.isRecording {
             span.updateAttributes { attributes in
-                attributes["messaging.kafka.transaction.outcome"] = outcome.name
+                attributes["tracedkafka.transaction.outcome"] = outcome.name
                 attributes["messaging.batch.message_count"] = sentCount
             }
             if case .aborted(let error) = outcome { KafkaTracingAttributes.fail(span, with: error) }
@@ -335,7 +335,7 @@ enum KafkaTracingAttributes {
     /// The error recorded on the span and its error status (`error.type` is set by the caller).
     static func recordFailure(of span: any Span, _ error: any Error) {
         span.recordError(error)
-        span.setStatus(SpanStatus(code: .error, message: "\(error)"))
+        span.setStatus(SpanStatus(code: .error, message: KafkaError.statusDescription(of: error)))
     }
 
     /// Gives a span the attributes built for it in one assignment: it holds none yet (or only its sampler's, which

@@ -136,7 +136,7 @@ struct CrossLanguageTests {
         }
         let checkout = try span(tracer, "checkout"), transaction = try span(tracer, "transaction"), send = try span(tracer, "send \(topic)")
         #expect(transaction.isChild(of: checkout) && send.isChild(of: transaction))
-        #expect(transaction.string("messaging.kafka.transaction.outcome") == "committed")
+        #expect(transaction.string("tracedkafka.transaction.outcome") == "committed")
 
         // confluent-kafka reads read_committed, as librdkafka does by default: it gets the record once the transaction committed.
         let output = try await Self.python(["consume", "--topic", topic, "--group", Integration.group("python-tx"), "--count", "1"])
