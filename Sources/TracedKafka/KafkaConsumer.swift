@@ -383,7 +383,7 @@ public final class KafkaConsumer: Service, Sendable {
                 handled = []
                 var messages = entries.map(\.message)
                 for index in messages.indices { self.prepare(&messages[index]) }
-                self.tracing.recordPoll(messages, startedAt: pollStart)
+                self.tracing.recordPoll(messages, startedAt: pollStart, isBatch: true)
                 try await self.processWithPolicy(messages) { [messages] in
                     try await self.tracing.withBatchSpan(messages, handler)
                 }
@@ -491,7 +491,7 @@ public struct KafkaConsumerMessages: AsyncSequence, Sendable {
             let pollStart = consumer.tracing.pollStarted()
             guard let (message, position) = try await consumer.nextMessage(after: previous) else { return nil }
             handled.withLock { $0 = position }
-            consumer.tracing.recordPoll(CollectionOfOne(message), startedAt: pollStart)
+            consumer.tracing.recordPoll(CollectionOfOne(message), startedAt: pollStart, isBatch: false)
             return message
         }
     }

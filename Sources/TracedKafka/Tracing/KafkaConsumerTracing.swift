@@ -106,7 +106,12 @@ import Tracing
         if span.isRecording {
             span.updateAttributes { attributes in
                 setCommon(&attributes)
-                if topics.count == 1 { attributes["messaging.destination.name"] = first.topic }
+                if topics.count == 1 {
+                    attributes["messaging.destination.name"] = first.topic
+                    if messages.allSatisfy({ $0.partition == first.partition }) {
+                        attributes["messaging.destination.partition.id"] = PartitionID.text(first.partition)
+                    }
+                }
                 attributes["messaging.batch.message_count"] = messages.count
             }
             linkProducerContexts(of: messages, to: span)
@@ -147,7 +152,13 @@ import Tracing
 
     /// Records a CLIENT span `poll {topic}` from `start` to now for messages just handed to the application, with
     /// a link to each one's producer context; nothing when no message (of a traced topic) was handed out.
-    func recordPoll(_ messages: some Collection<KafkaConsumerMessage>, startedAt start: DefaultTracerClock.Instant?) {
+    /// - Parameters:
+    ///   - messages: The messages handed out.
+    ///   - start: When the receive began (``pollStarted()``).
+    ///   - isBatch: Whether they were handed out by a batch API (``KafkaConsumer/runBatches(maxMessages:_:)``): its
+    ///     span has `messaging.batch.message_count` even for one message, as the conventions ask of batch APIs; a
+    ///     single-message receive's has the message's key and tombstone flag instead.
+    func recordPoll(_ messages: some Collection<KafkaConsumerMessage>, startedAt start: DefaultTracerClock.Instant?, isBatch: Bool) {
         guard let start, let tracer = configuration.currentTracer else { return }
         let traced = messages.filter { !configuration.isUntraced($0.topic) }
         guard let first = traced.first else { return }
@@ -155,7 +166,17 @@ import Tracing
             tracer, operation: "poll", type: "receive", topics: traced.lazy.map(\.topic),
             first: (first.partition, first.offset), count: traced.count, countKey: "messaging.batch.message_count", at: start
         )
-        if span.isRecording { linkProducerContexts(of: traced, to: span) }
+        if span.isRecording {
+            span.updateAttributes { attributes in
+                if isBatch {
+                    attributes["messaging.batch.message_count"] = traced.count
+                } else {
+                    if let key = first.keyString { attributes["messaging.kafka.message.key"] = key }
+                    if first.isTombstone { attributes["messaging.kafka.message.tombstone"] = true }
+                }
+            }
+            linkProducerContexts(of: traced, to: span)
+        }
         span.end()
     }
 
@@ -194,19 +215,19 @@ import Tracing
         return span
     }
 
-    /// Links a span to each message's producer context, the link carrying the message's partition and offset.
-    private func linkProducerContexts(of messages: some Sequence<KafkaConsumerMessage>, to span: any Span) {
+    /// Links a span to each message's producer context, the link carrying the message's partition, offset and key,
+    /// and its topic when the messages' topics differ (the span then names none).
+    private func linkProducerContexts(of messages: some Collection<KafkaConsumerMessage>, to span: any Span) {
+        let topicVaries = messages.first.map { first in messages.contains { $0.topic != first.topic } } ?? false
         for message in messages {
             guard let context = message.traceContext else { continue }
-            span.addLink(
-                SpanLink(
-                    context: context,
-                    attributes: [
-                        "messaging.destination.partition.id": .string(PartitionID.text(message.partition)),
-                        "messaging.kafka.offset": .int64(message.offset),
-                    ]
-                )
-            )
+            var attributes: SpanAttributes = [
+                "messaging.destination.partition.id": .string(PartitionID.text(message.partition)),
+                "messaging.kafka.offset": .int64(message.offset),
+            ]
+            if topicVaries { attributes["messaging.destination.name"] = message.topic }
+            if let key = message.keyString { attributes["messaging.kafka.message.key"] = key }
+            span.addLink(SpanLink(context: context, attributes: attributes))
         }
     }
 
