@@ -113,10 +113,10 @@ public struct KafkaConsumerConfiguration: Sendable {
     public var shutdownTimeout: Duration
     /// How many messages are read ahead of the handler before fetching pauses.
     public var maxBufferedMessages: Int
-    /// How many bytes of messages (keys, values, headers) are read ahead of the handler before fetching pauses:
-    /// with large records this bound, not ``maxBufferedMessages``, keeps memory in check. It may be passed by one
-    /// fetched batch. 32 MiB by default. librdkafka keeps a prefetch queue of its own besides
-    /// (`queued.max.messages.kbytes`, 64 MiB by default; a raw property changes it).
+    /// How many bytes of messages are read ahead of the handler before fetching pauses, counting each message's key
+    /// and value (not its headers): with large records this bound, not ``maxBufferedMessages``, keeps memory in
+    /// check. It may be passed by one fetched batch. 32 MiB by default. librdkafka keeps a prefetch queue of its
+    /// own besides (`queued.max.messages.kbytes`, 64 MiB by default; a raw property changes it).
     public var maxBufferedBytes: Int
     /// Tracing: spans and trace context in record headers.
     public var tracing: KafkaTracingConfiguration
@@ -138,7 +138,7 @@ public struct KafkaConsumerConfiguration: Sendable {
     ///   - clientID: The client id, if any.
     ///   - shutdownTimeout: How long shutdown waits for the message being handled.
     ///   - maxBufferedMessages: How many messages are read ahead of the handler.
-    ///   - maxBufferedBytes: How many bytes of messages are read ahead of the handler.
+    ///   - maxBufferedBytes: How many bytes of keys and values are read ahead of the handler.
     ///   - tracing: Spans and trace context in record headers.
     ///   - security: TLS and SASL settings.
     ///   - backend: librdkafka (the default) or the local file queue.
@@ -194,7 +194,7 @@ public struct KafkaConsumerConfiguration: Sendable {
     ///   - clientID: The client id, if any.
     ///   - shutdownTimeout: How long shutdown waits for the message being handled.
     ///   - maxBufferedMessages: How many messages are read ahead of the handler.
-    ///   - maxBufferedBytes: How many bytes of messages are read ahead of the handler.
+    ///   - maxBufferedBytes: How many bytes of keys and values are read ahead of the handler.
     ///   - tracing: Spans and trace context in record headers.
     ///   - security: TLS and SASL settings.
     ///   - backend: librdkafka (the default) or the local file queue.
@@ -230,10 +230,9 @@ public struct KafkaConsumerConfiguration: Sendable {
     /// librdkafka's own read-ahead, behind this consumer's buffer. librdkafka 2.0.2 stops fetching once its queue
     /// holds `queued.min.messages` (or `queued.max.messages.kbytes`) and looks again only when its broker thread
     /// next wakes, up to a second later: a consumer that lags its fetcher but drains that queue in less than a
-    /// second starved for up to a second at a time (measured: 0.4–0.6 s pauses at ~300k messages/s with the
-    /// default 100,000). So the count threshold is set far above what the buffer holds (100 × maxBufferedMessages,
-    /// 1,000,000 by default) and the queue is bounded by bytes instead: twice ``maxBufferedBytes``, at least
-    /// librdkafka's own 64 MiB.
+    /// second starves for up to a second at a time. So the count threshold is set far above what the buffer holds
+    /// (100 × ``maxBufferedMessages``, from 1,000,000 to 10,000,000) and the queue is bounded by bytes instead:
+    /// twice ``maxBufferedBytes``, at least librdkafka's own 64 MiB.
     var rdKafkaFetchQueue: [(String, String)] {
         let messages = min(10_000_000, max(1_000_000, maxBufferedMessages.multipliedReportingOverflow(by: 100).partialValue))
         let kilobytes = min(2_097_151, max(65_536, maxBufferedBytes / 512))

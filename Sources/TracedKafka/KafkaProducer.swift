@@ -361,8 +361,8 @@ public final class KafkaProducer: Service, Sendable {
     /// A task cancelled while it waits gets ``KafkaError/Code/cancelled`` promptly; the records go on being delivered.
     /// - Parameter timeout: How long to wait at most.
     /// - Throws: ``KafkaError/Code/timedOut`` when records are still outstanding, ``KafkaError/Code/cancelled`` when
-    ///   the task is cancelled, ``KafkaError/Code/shutDown`` once shutdown has begun (shutdown delivers what is
-    ///   queued itself), ``KafkaError/Code/fatal`` after a fatal error.
+    ///   the task is cancelled, ``KafkaError/Code/shutDown`` when called once shutdown has begun, on either backend
+    ///   (shutdown delivers what is queued itself), ``KafkaError/Code/fatal`` after a fatal error.
     public func flush(timeout: Duration = .seconds(30)) async throws {
         try core.machine.withLock { try $0.requireRunning() }
         try await backend.flush(timeout: timeout)

@@ -13,7 +13,10 @@ protocol KafkaProducerBackend: AnyObject, Sendable {
     /// - Throws: ``KafkaError`` when the record is refused; then the ticket hears nothing from the backend.
     func offer(_ record: KafkaProducerRecord, traceHeaders: InjectedTraceHeaders, ticket: DeliveryTicket?) throws -> Bool
 
-    /// Waits until every record handed over so far has its outcome, or the timeout passes.
+    /// Waits until every record handed over so far has its outcome, or the timeout passes. ``KafkaProducer`` calls it
+    /// only while the producer runs (once shutdown has begun it throws ``KafkaError/Code/shutDown`` without calling
+    /// it), but a flush under way is not a call that closing waits for: librdkafka's client runs its close after
+    /// the flush on their one serial queue; the file queue's close runs beside it.
     /// - Throws: ``KafkaError/Code/timedOut`` when records are still outstanding at the timeout,
     ///   ``KafkaError/Code/cancelled`` when the task is cancelled first.
     func flush(timeout: Duration) async throws

@@ -75,10 +75,11 @@ public struct KafkaProducerConfiguration: Sendable {
     public var compression: Compression?
     /// How long graceful shutdown waits for queued records to be delivered before it fails the rest.
     public var shutdownTimeout: Duration
-    /// The largest record accepted, in bytes: its key, value and header keys and values together. Larger records
-    /// are refused at once with ``KafkaError/Code/invalidRecord``, on both backends. The default, 1,000,000, is
-    /// librdkafka's `message.max.bytes` default; librdkafka's own limit is set a little above it (16 KiB, for its
-    /// framing), so this is the limit that decides. A raw `message.max.bytes` in ``properties`` replaces it, for
+    /// The largest record accepted, in bytes: its key, value and header keys and values together (the headers the
+    /// record carries, not the trace headers the producer adds to it). Larger records are refused at once with
+    /// ``KafkaError/Code/invalidRecord``, on both backends. The default, 1,000,000, is librdkafka's
+    /// `message.max.bytes` default; librdkafka's own limit is set 16 KiB above it (room for its framing and the
+    /// trace headers), so this is the limit that decides. A raw `message.max.bytes` in ``properties`` replaces it, for
     /// this check too. A broker still refuses records above its own `message.max.bytes`.
     public var maxMessageBytes: Int
     /// Tracing: spans and trace context in record headers.
@@ -100,7 +101,7 @@ public struct KafkaProducerConfiguration: Sendable {
     ///   - linger: Batching delay, or `nil` for librdkafka's default.
     ///   - compression: Compression codec, or `nil` for librdkafka's default.
     ///   - shutdownTimeout: How long shutdown waits for delivery of queued records.
-    ///   - maxMessageBytes: The largest record accepted (key, value and headers).
+    ///   - maxMessageBytes: The largest record accepted (key, value and the record's headers).
     ///   - tracing: Spans and trace context in record headers.
     ///   - security: TLS and SASL settings.
     ///   - backend: librdkafka (the default) or the local file queue.
@@ -143,13 +144,13 @@ public struct KafkaProducerConfiguration: Sendable {
     /// What librdkafka's `message.max.bytes` gets above ``maxMessageBytes``.
     static let rdKafkaFramingAllowance = 16 << 10
 
-    /// The librdkafka properties this configuration stands for, raw properties last.
-    /// - Throws: ``KafkaError/Code/configuration`` for security settings that cannot work, or a transactional id
-    ///   that is empty or comes with acks other than ``Acks/all``.
-    /// The largest record the producer takes (key, value and headers): ``maxMessageBytes``, or the raw
+    /// The largest record the producer takes (key, value and the record's headers): ``maxMessageBytes``, or the raw
     /// `message.max.bytes` property when one is given (a raw property wins over the typed field it maps to).
     var recordSizeLimit: Int { properties["message.max.bytes"].flatMap { Int($0) } ?? maxMessageBytes }
 
+    /// The librdkafka properties this configuration stands for, raw properties last.
+    /// - Throws: ``KafkaError/Code/configuration`` for security settings that cannot work, or a transactional id
+    ///   that is empty or comes with acks other than ``Acks/all``.
     func rdKafkaProperties() throws -> [(String, String)] {
         guard properties["transactional.id"] == nil else {
             throw KafkaError(
