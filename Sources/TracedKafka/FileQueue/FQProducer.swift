@@ -96,6 +96,8 @@ final class FQProducer: KafkaProducerBackend, @unchecked Sendable {
             return pending
         }
         fail(left, with: KafkaError(code: .shutDown, reason: "The producer shut down before the record was written"))
+        // Failed is an outcome: a flush waiting for these records returns now.
+        markCompleted(left.count)
         await writerFinished.wait()
     }
 
@@ -139,19 +141,24 @@ final class FQProducer: KafkaProducerBackend, @unchecked Sendable {
         return condition.withLock { completed >= target }
     }
 
+    /// `count` more records have their outcome: wakes the waiters whose target that reaches.
+    private func markCompleted(_ count: Int) {
+        let ready = condition.withLock {
+            completed += UInt64(count)
+            let ready = completionWaiters.filter { $0.target <= completed }
+            completionWaiters.removeAll { $0.target <= completed }
+            return ready
+        }
+        for waiter in ready { waiter.continuation.resume() }
+    }
+
     // MARK: - Writer thread
 
     private func writerLoop() {
         while let batch = nextBatch() {
             write(batch)
             if let interval = options.durability.syncInterval { syncIfDue(interval) }
-            let ready = condition.withLock {
-                completed += UInt64(batch.count)
-                let ready = completionWaiters.filter { $0.target <= completed }
-                completionWaiters.removeAll { $0.target <= completed }
-                return ready
-            }
-            for waiter in ready { waiter.continuation.resume() }
+            markCompleted(batch.count)
         }
         syncAll()
         writers = [:]
