@@ -74,6 +74,8 @@ protocol KafkaAdminBackend: Sendable {
 /// `TracedKafkaTesting`.
 ///
 /// ```swift
+/// import TracedKafka
+///
 /// let admin = try KafkaAdminClient(configuration: .init(bootstrapServers: ["localhost:9092"]))
 /// do {
 ///     try await admin.createTopic("orders", partitions: 6, replicationFactor: 3, configs: ["retention.ms": "86400000"])

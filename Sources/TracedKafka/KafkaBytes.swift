@@ -6,6 +6,8 @@ import struct Foundation.Data
 /// Conform your own type (a buffer from your serializer, for example) by lending its bytes:
 ///
 /// ```swift
+/// import TracedKafka
+///
 /// struct Frame: KafkaContiguousBytes {
 ///     let storage: [UInt8]
 ///     func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {

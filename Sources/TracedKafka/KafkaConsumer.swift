@@ -10,6 +10,8 @@ import Synchronization
 /// the consumer leaves its group cleanly.
 ///
 /// ```swift
+/// import TracedKafka
+///
 /// let consumer = try KafkaConsumer(configuration: .init(
 ///     bootstrapServers: ["localhost:9092"], groupID: "billing", topics: ["orders"]))
 /// try await withThrowingDiscardingTaskGroup { group in

@@ -5,6 +5,11 @@
 /// (which needs a `default:`):
 ///
 /// ```swift
+/// import TracedKafka
+///
+/// let (consumer, events) = try KafkaConsumer.makeConsumerWithEvents(configuration: .init(
+///     bootstrapServers: ["localhost:9092"], groupID: "billing", topics: ["orders"]))
+/// Task { try await consumer.run { message in print(message.offset) } }   // events arrive while it runs
 /// for await event in events {
 ///     switch event.kind {
 ///     case .partitionsAssigned: print("assigned", event.partitions)

@@ -4,10 +4,19 @@ import ServiceLifecycle
 /// ``KafkaConsumer/run(_:)`` with the handler.
 ///
 /// ```swift
+/// import Logging
+/// import ServiceLifecycle
+/// import TracedKafka
+///
+/// let producer = try KafkaProducer(configuration: .init(bootstrapServers: ["localhost:9092"]))
+/// let consumer = try KafkaConsumer(configuration: .init(bootstrapServers: ["localhost:9092"], groupID: "billing", topics: ["orders"]))
 /// let group = ServiceGroup(configuration: .init(services: [
 ///     .init(service: producer),
 ///     .init(service: consumer.service { message in try await handle(message) }),
-/// ], logger: logger))
+/// ], logger: Logger(label: "billing")))
+/// try await group.run()
+///
+/// func handle(_ message: KafkaConsumerMessage) async throws { /* your work */ }
 /// ```
 public struct KafkaConsumerHandlerService: Service {
     /// The consumer.

@@ -8,7 +8,15 @@ extension KafkaError {
     /// Compare with the constants below, or look up ``name`` in librdkafka's documentation:
     ///
     /// ```swift
-    /// catch let error as KafkaError where error.rdKafkaCode == .messageTimedOut { … }
+    /// import TracedKafka
+    ///
+    /// func send(_ record: KafkaProducerRecord, with producer: KafkaProducer) async throws {
+    ///     do {
+    ///         try await producer.send(record)
+    ///     } catch let error as KafkaError where error.rdKafkaCode == .messageTimedOut {
+    ///         // No broker took the record within `message.timeout.ms`.
+    ///     }
+    /// }
     /// ```
     public struct RdKafkaCode: Hashable, Sendable, CustomStringConvertible {
         /// The `rd_kafka_resp_err_t` value.

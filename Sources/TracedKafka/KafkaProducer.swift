@@ -11,6 +11,8 @@ import Tracing
 /// ``KafkaProducerConfiguration/shutdownTimeout``, fails the rest (their senders see the error), and frees librdkafka.
 ///
 /// ```swift
+/// import TracedKafka
+///
 /// let producer = try KafkaProducer(configuration: .init(bootstrapServers: ["localhost:9092"]))
 /// let report = try await producer.send(KafkaProducerRecord(topic: "orders", key: "42", value: "{…}"))
 /// print(report.partition, report.offset)

@@ -5,6 +5,10 @@ import Foundation
 /// `properties` still win over what this sets.
 ///
 /// ```swift
+/// import Foundation
+/// import TracedKafka
+///
+/// let secret = ProcessInfo.processInfo.environment["KAFKA_PASSWORD"] ?? ""
 /// var configuration = KafkaProducerConfiguration(bootstrapServers: ["kafka.example.com:9093"])
 /// configuration.security = .sasl(.scramSHA512(username: "checkout", password: secret),
 ///                                tls: .init(trustRoots: .file("/etc/ssl/kafka-ca.pem")))

@@ -9,9 +9,13 @@ import Tracing
 /// ``KafkaError/Code/notInTransaction``.
 ///
 /// ```swift
-/// try await producer.withTransaction { transaction in
-///     try await transaction.send(KafkaProducerRecord(topic: "invoices", key: order.key, value: invoice))
-///     try await transaction.sendOffsets(after: message, of: consumer)
+/// import TracedKafka
+///
+/// func invoice(_ order: KafkaConsumerMessage, of consumer: KafkaConsumer, with producer: KafkaProducer) async throws {
+///     try await producer.withTransaction { transaction in
+///         try await transaction.send(KafkaProducerRecord(topic: "invoices", key: order.key, value: order.value))
+///         try await transaction.sendOffsets(after: order, of: consumer)
+///     }
 /// }
 /// ```
 public final class KafkaTransaction: Sendable {

@@ -21,9 +21,13 @@ import Synchronization
 /// started, so reading a pipe ends when the child (and any child of its own that kept the descriptor) has exited.
 ///
 /// ```swift
-/// let child = try ChildProcess("/usr/bin/kcat", ["-b", servers, "-L"], standardOutput: .pipe)
+/// import TracedKafkaTesting
+///
+/// let cluster = try EmbeddedKafkaCluster()
+/// let child = try ChildProcess("/usr/bin/kcat", ["-b", cluster.bootstrapServers, "-L"], standardOutput: .pipe)
 /// while let line = child.standardOutput?.readLine() { print(line) }
 /// let status = child.waitUntilExit()   // the exit status, or the number of the signal that ended it
+/// print("kcat ended with", status)
 /// ```
 ///
 /// Wait for every child with ``waitUntilExit()``: until then it stays in the process table after it exits.

@@ -10,6 +10,9 @@ import TracedKafka
 /// It lives until ``shutdown()`` or until it is released.
 ///
 /// ```swift
+/// import TracedKafka
+/// import TracedKafkaTesting
+///
 /// let cluster = try EmbeddedKafkaCluster(brokers: 3)
 /// try cluster.createTopic("orders", partitions: 6)
 /// let producer = try KafkaProducer(configuration: .init(bootstrapServers: cluster.bootstrapServerList))

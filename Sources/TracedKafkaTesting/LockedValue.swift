@@ -3,8 +3,14 @@ import Foundation
 /// A value shared between the tasks and threads of a test, under a lock.
 ///
 /// ```swift
-/// let seen = LockedValue<[String]>([])
-/// try await consumer.run { message in seen.withLock { $0.append(message.valueString ?? "") } }
+/// import TracedKafka
+/// import TracedKafkaTesting
+///
+/// func values(handledBy consumer: KafkaConsumer) async throws -> [String] {
+///     let seen = LockedValue<[String]>([])
+///     try await consumer.run { message in seen.withLock { $0.append(message.valueString ?? "") } }
+///     return seen.withLock { $0 }
+/// }
 /// ```
 ///
 /// The lock is an `NSLock`, a `pthread_mutex_t`, which ThreadSanitizer sees: on Linux it cannot see the futex under

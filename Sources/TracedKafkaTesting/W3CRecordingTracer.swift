@@ -7,9 +7,19 @@ import W3CTraceContext
 /// ``Sampler``, a child by its parent's sampled flag) and records every sampled span when it ends.
 ///
 /// ```swift
-/// let tracer = W3CRecordingTracer()
-/// try await withTracer(tracer) { try await producer.send(record) }
-/// let send = try #require(tracer.span(named: "send orders"))
+/// import Testing
+/// import TracedKafka
+/// import TracedKafkaTesting
+/// import Tracing
+///
+/// @Test func sendsAreTraced() async throws {
+///     let cluster = try EmbeddedKafkaCluster()
+///     let producer = try KafkaProducer(configuration: .init(bootstrapServers: cluster.bootstrapServerList))
+///     let tracer = W3CRecordingTracer()
+///     try await withTracer(tracer) { _ = try await producer.send(KafkaProducerRecord(topic: "orders", value: "espresso")) }
+///     let send = try #require(tracer.span(named: "send orders"))
+///     #expect(send.kind == .producer)
+/// }
 /// ```
 public final class W3CRecordingTracer: Tracer, Sendable {
     /// How root spans are sampled.
