@@ -2,17 +2,21 @@
 """A minimal OTLP/HTTP receiver and the checks check-export runs on what it received.
 
     otlp_check.py serve  --port-file FILE --dump DIR
-        Listens on 127.0.0.1 (a free port, written to FILE once listening) for POST /v1/traces and /v1/logs
-        (application/x-protobuf, gzip-encoded or not), validates each request, stores it in DIR, and answers
-        as an OTLP collector does. Anything it cannot take is answered with an error and recorded in DIR, so
-        the checks fail on it.
+        Listens on 127.0.0.1 (a free port, written to FILE once listening) for POST /v1/traces, /v1/logs and
+        /v1/metrics (application/x-protobuf, gzip-encoded or not), validates each request, stores it in DIR,
+        and answers as an OTLP collector does. Anything it cannot take is answered with an error and recorded
+        in DIR, so the checks fail on it.
 
     otlp_check.py verify --dump DIR --orders N [--wait SECONDS] [--watch-pid PID]
         Checks what was received: N traces of the order pipeline, each spanning orders-api, payments and
         notifications (three service.name resources), with PRODUCER and CONSUMER spans where each consumer's
         `process T` span is the child of the upstream service's `send T` span and links to it, payments' send
-        inside a committed `transaction` span that is the child of its process span; and log records
-        from every service that carry the trace_id/span_id of a span they were written in.
+        inside a committed `transaction` span that is the child of its process span; log records
+        from every service that carry the trace_id/span_id of a span they were written in; and TracedKafka's
+        metrics with the OpenTelemetry conventions' units: messaging.client.operation.duration and
+        messaging.process.duration in "s", messaging.client.sent.messages and messaging.client.consumed.messages
+        in "{message}" (from any service), and none of the library's metrics (messaging.*, tracedkafka.*)
+        without a unit.
         With --wait it retries until the checks pass or SECONDS pass (or PID exits); exits 1 with the reasons
         when they fail.
 """
@@ -28,6 +32,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from itertools import count
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest, ExportLogsServiceResponse
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+    ExportMetricsServiceResponse,
+)
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -37,6 +45,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 SIGNALS = {
     "/v1/traces": ("traces", ExportTraceServiceRequest, ExportTraceServiceResponse),
     "/v1/logs": ("logs", ExportLogsServiceRequest, ExportLogsServiceResponse),
+    "/v1/metrics": ("metrics", ExportMetricsServiceRequest, ExportMetricsServiceResponse),
 }
 
 # The order pipeline, as Examples/Sources/order-pipeline builds it.
@@ -48,6 +57,16 @@ HOPS = [  # (topic, upstream service, downstream service)
 ]
 
 TRANSACTION_SPAN = "transaction"  # payments' exactly-once transaction, around its send
+
+# TracedKafka's metrics that the pipeline records, with their units as the OpenTelemetry semantic conventions give
+# them. The library puts the unit in a `unit` dimension, which swift-otel makes the instrument's unit.
+EXPECTED_UNITS = {
+    "messaging.client.operation.duration": "s",
+    "messaging.process.duration": "s",
+    "messaging.client.sent.messages": "{message}",
+    "messaging.client.consumed.messages": "{message}",
+}
+LIBRARY_METRIC_PREFIXES = ("messaging.", "tracedkafka.")  # the library's metrics, whose units are checked
 
 
 def string_attribute(span, key):
@@ -150,8 +169,10 @@ class SpanRecord:
 class Received:
     spans: list = field(default_factory=list)  # SpanRecord
     logs: list = field(default_factory=list)  # (service, trace_id hex, span_id hex, body)
+    # (name, unit) -> {"services": the service.names it came from, "kinds": its data kinds (sum, histogram, …)}
+    metrics: dict = field(default_factory=dict)
     errors: list = field(default_factory=list)
-    requests: dict = field(default_factory=lambda: {"traces": 0, "logs": 0})
+    requests: dict = field(default_factory=lambda: {"traces": 0, "logs": 0, "metrics": 0})
 
 
 def service_name(resource):
@@ -194,6 +215,15 @@ def load(dump):
             for service, record in entries(request.resource_logs, "scope_logs", "log_records"):
                 entry = (service, record.trace_id.hex(), record.span_id.hex(), record.body.string_value)
                 logs.setdefault((entry, record.time_unix_nano), entry)
+        elif kind == "metrics":
+            received.requests["metrics"] += 1
+            request = ExportMetricsServiceRequest.FromString(body)
+            for service, metric in entries(request.resource_metrics, "scope_metrics", "metrics"):
+                # Cumulative metrics are sent again on every export: what counts is each (name, unit) seen.
+                data = metric.WhichOneof("data")
+                seen = received.metrics.setdefault((metric.name, metric.unit), {"services": set(), "kinds": set()})
+                seen["services"].add(service)
+                seen["kinds"].add(data or "<no data>")
     received.spans = list(spans.values())
     received.logs = list(logs.values())
     return received
@@ -273,7 +303,45 @@ def verify(received, orders):
         if not correlated:
             total = sum(1 for log in received.logs if log[0] == service)
             problems.append(f"none of {service}'s {total} log records carries the trace_id/span_id of one of its spans")
+
+    problems += check_metrics(received)
     return problems, pipeline
+
+
+def check_metrics(received):
+    """The problems with TracedKafka's metrics: each expected one in its conventional unit, none without a unit."""
+    problems = []
+    if received.requests["metrics"] == 0:
+        return ["no POST /v1/metrics was received"]
+    units = {}  # name -> {unit: services}
+    for (name, unit), seen in received.metrics.items():
+        units.setdefault(name, {})[unit] = seen["services"]
+
+    def describe(name):
+        return ", ".join(
+            f"{unit or '<empty>'!r} from {', '.join(sorted(services))}" for unit, services in sorted(units[name].items())
+        )
+
+    for name, unit in EXPECTED_UNITS.items():
+        if name not in units:
+            problems.append(f"metric {name} did not arrive (expected with unit {unit!r})")
+        elif set(units[name]) != {unit}:
+            problems.append(f"metric {name} arrived with unit {describe(name)}; expected only {unit!r}")
+    for name in sorted(units):
+        if name.startswith(LIBRARY_METRIC_PREFIXES) and name not in EXPECTED_UNITS and "" in units[name]:
+            problems.append(f"metric {name} arrived without a unit (from {', '.join(sorted(units[name]['']))})")
+    return problems
+
+
+def metrics_summary(received):
+    """One line per metric received: name, unit, data kind, services."""
+    lines = []
+    for (name, unit), seen in sorted(received.metrics.items()):
+        lines.append(
+            f"  {name:<40} unit {unit or '<empty>'!r:<12} {'/'.join(sorted(seen['kinds'])):<10} "
+            f"{', '.join(sorted(seen['services']))}"
+        )
+    return "\n".join(lines)
 
 
 def waterfall(spans):
@@ -308,18 +376,19 @@ def run_verify(dump, orders, wait, watch_pid):
             if watch_pid and not alive(watch_pid):
                 problems.insert(0, f"the pipeline (pid {watch_pid}) exited before its export was complete")
             waited = time.monotonic() - started
-            print(
-                f"check-export: after {waited:.0f} s, what the pipeline exported is not one trace per order "
-                "across three services:"
-            )
+            print(f"check-export: after {waited:.0f} s, what the pipeline exported is incomplete or wrong:")
             for problem in problems[:40]:
                 print(f"  - {problem}")
             if len(problems) > 40:
                 print(f"  … and {len(problems) - 40} more")
             print(
                 f"  (received {received.requests['traces']} trace requests with {len(received.spans)} spans, "
-                f"{received.requests['logs']} log requests with {len(received.logs)} records)"
+                f"{received.requests['logs']} log requests with {len(received.logs)} records, "
+                f"{received.requests['metrics']} metrics requests with {len(received.metrics)} metrics)"
             )
+            if received.metrics:
+                print("metrics received (name, unit, kind, services):")
+                print(metrics_summary(received))
             return 1
         time.sleep(0.5)
 
@@ -327,10 +396,13 @@ def run_verify(dump, orders, wait, watch_pid):
     services = sorted({r.service for r in spans})
     print(
         f"check-export: {len(pipeline)} traces across {', '.join(services)}; "
-        f"{len(received.spans)} spans and {len(received.logs)} log records received over OTLP/HTTP"
+        f"{len(received.spans)} spans, {len(received.logs)} log records and {len(received.metrics)} metrics "
+        "received over OTLP/HTTP"
     )
     print(f"trace {trace_id}:")
     print(waterfall(spans))
+    print("metrics (name, unit, kind, services):")
+    print(metrics_summary(received))
     return 0
 
 
