@@ -67,6 +67,9 @@ public struct KafkaHeader: Sendable, Hashable {
     /// - Parameters:
     ///   - key: The header's key.
     ///   - value: The header's value as text, or `nil` for a header without a value.
+    ///
+    /// Disfavoured, so that `KafkaHeader(key:value: nil)` means a header without a value instead of being ambiguous.
+    @_disfavoredOverload
     public init(key: String, value: String?) {
         self.storedKey = .text(key)
         self.valueBytes = value.map(KafkaBytes.init)

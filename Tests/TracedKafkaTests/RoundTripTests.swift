@@ -13,7 +13,7 @@ struct RoundTripTests {
             KafkaHeader(key: "a", value: [0, 255, 1]),
             KafkaHeader(key: "b", value: "second"),
             KafkaHeader(key: "empty", value: [UInt8]()),
-            KafkaHeader(key: "none", value: nil as [UInt8]?),
+            KafkaHeader(key: "none", value: nil),
         ]
         let stamp = Date(timeIntervalSince1970: 1_700_000_000.123)
         let records = [
