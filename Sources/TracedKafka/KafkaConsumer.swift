@@ -304,9 +304,9 @@ public final class KafkaConsumer: Service, Sendable {
 
     /// Counts a message handed to the application and extracts its trace context — here, in the consuming task,
     /// so a tracer bound with withTracer is the one used.
-    private func prepare(_ message: inout KafkaConsumerMessage) {
+    private func prepare(_ message: inout KafkaConsumerMessage, in scope: KafkaConsumerTracing.ProcessScope? = nil) {
         metrics.recordConsumed(message)
-        if tracing.extractsContext { message.traceContext = tracing.extractContext(from: message) }
+        if tracing.extractsContext { message.traceContext = tracing.extractContext(from: message, in: scope) }
     }
 
     // MARK: - Handler API
@@ -340,7 +340,7 @@ public final class KafkaConsumer: Service, Sendable {
                 switch self.core.take(after: handled) {
                 case .message(var message, let position, _):
                     handled = nil
-                    self.prepare(&message)
+                    self.prepare(&message, in: scope)
                     if direct {
                         try await handler(message)
                     } else {

@@ -129,6 +129,23 @@ public struct KafkaConsumerMessage: Sendable, Hashable {
         }
     }
 
+    /// Whether the message has any header, without copying them.
+    var hasHeaders: Bool {
+        switch body {
+        case .owned(_, _, let headers): return !headers.isEmpty
+        case .librdkafka(let batch, let index): return batch.hasHeaders(index)
+        }
+    }
+
+    /// `read` applied to the last value of header `key`, without copying the headers; `nil` when there is no such
+    /// header or its last one has no value.
+    func withLastHeaderValue<Result>(forKey key: String, _ read: (UnsafeRawBufferPointer) -> Result?) -> Result? {
+        switch body {
+        case .owned(_, _, let headers): return headers.lastValue(forKey: key).flatMap { value in value.withUnsafeBytes(read) }
+        case .librdkafka(let batch, let index): return batch.withLastHeaderValue(index, key: key, read)
+        }
+    }
+
     /// The size of the value, without copying it.
     var valueCount: Int {
         switch body {

@@ -90,6 +90,23 @@ final class RDMessageBatch: Sendable {
     /// Whether the value of message `index` is absent.
     func isTombstone(_ index: Int) -> Bool { messages.value[index].pointee.payload == nil }
 
+    /// Whether message `index` has any header.
+    func hasHeaders(_ index: Int) -> Bool {
+        headerList(index).map { rd_kafka_header_cnt($0) > 0 } ?? false
+    }
+
+    /// `body` applied to the last value of header `key` of message `index`, read where librdkafka holds it; `nil`
+    /// when there is no such header or its last one has no value.
+    func withLastHeaderValue<Result>(_ index: Int, key: String, _ body: (UnsafeRawBufferPointer) -> Result?) -> Result? {
+        guard let list = headerList(index) else { return nil }
+        var value: UnsafeRawPointer?
+        var size = 0
+        // withCString: a short key is a small string, which an implicit conversion would copy to the heap.
+        let found = key.withCString { rd_kafka_header_get_last(list, $0, &value, &size) }
+        guard found == RD_KAFKA_RESP_ERR_NO_ERROR, let value else { return nil }
+        return body(UnsafeRawBufferPointer(start: value, count: size))
+    }
+
     /// The headers of message `index`, copied, in the order they were produced.
     func headers(_ index: Int) -> KafkaHeaders {
         guard let list = headerList(index) else { return [] }

@@ -22,31 +22,40 @@ import Tracing
         processTemplates = TopicSpanTemplates(operation: "process", attributes: attributes)
     }
 
-    /// Where the process spans of one reading loop get their parent, decided once per loop: whether the loop's
-    /// ambient context carries a span can only be learnt by asking the tracer to write it out.
+    /// What the process spans of one reading loop share, decided once per loop: the tracer (resolved as at any
+    /// operation: `tracer ?? InstrumentationSystem.tracer`, honouring `withTracer` around the loop), and where their
+    /// parent comes from (whether the loop's ambient context carries a span can only be learnt by asking the tracer
+    /// to write it out).
     @_spi(Benchmarks) public struct ProcessScope: Sendable {
+        /// The tracer, `nil` when tracing is off.
+        let tracer: (any Tracer)?
         /// The ambient context, when it carries a span the tracer would propagate.
         let ambientSpan: InstrumentationContext?
     }
 
     /// The scope of the reading loop running in the current task.
     @_spi(Benchmarks) public func processScope() -> ProcessScope {
-        guard let ambient = InstrumentationContext.current, !ambient.isEmpty, carriesSpan(ambient) else { return ProcessScope(ambientSpan: nil) }
-        return ProcessScope(ambientSpan: ambient)
+        let tracer = configuration.currentTracer
+        guard let tracer, let ambient = InstrumentationContext.current, !ambient.isEmpty, carriesSpan(ambient, tracer: tracer) else {
+            return ProcessScope(tracer: tracer, ambientSpan: nil)
+        }
+        return ProcessScope(tracer: tracer, ambientSpan: ambient)
     }
 
     /// Whether ``extractContext(from:)`` can find anything: tracing and propagation are on.
     var extractsContext: Bool { configuration.isEnabled && configuration.propagatesContext }
 
     /// The producer's context carried in a message's headers, or `nil` (propagation off, no or hostile headers).
-    @_spi(Benchmarks) public func extractContext(from message: KafkaConsumerMessage) -> InstrumentationContext? {
-        guard configuration.propagatesContext else { return nil }
-        // Read once: a message from librdkafka copies its headers out on each read.
-        let headers = message.headers
-        guard !headers.isEmpty, let tracer = configuration.currentTracer else { return nil }
-        // Always into a fresh context, never into one that already carries a span.
+    /// - Parameters:
+    ///   - message: The message.
+    ///   - scope: The reading loop's ``processScope()``, whose tracer is used; `nil` to resolve the tracer now.
+    @_spi(Benchmarks) public func extractContext(from message: KafkaConsumerMessage, in scope: ProcessScope? = nil) -> InstrumentationContext? {
+        guard configuration.propagatesContext, message.hasHeaders, let tracer = scope.map(\.tracer) ?? configuration.currentTracer else {
+            return nil
+        }
+        // Always into a fresh context, never into one that already carries a span; the headers read in place.
         var context = InstrumentationContext.topLevel
-        tracer.extract(headers, into: &context, using: KafkaHeadersExtractor())
+        tracer.extract(message, into: &context, using: KafkaHeadersExtractor.MessageExtractor())
         return context.isEmpty ? nil : context
     }
 
@@ -61,7 +70,8 @@ import Tracing
         in scope: ProcessScope? = nil,
         _ handler: nonisolated(nonsending) (KafkaConsumerMessage) async throws -> Void
     ) async throws {
-        guard let tracer = configuration.currentTracer else { return try await handler(message) }
+        let scope = scope ?? processScope()
+        guard let tracer = scope.tracer else { return try await handler(message) }
         let producerContext = message.traceContext
         if configuration.isUntraced(message.topic) {
             // No span; the handler continues the producer's trace.
@@ -71,7 +81,7 @@ import Tracing
         let template = processTemplates.template(for: message.topic)
         let span = tracer.startSpan(
             template.name,
-            context: parent(producerContext: producerContext, scope: scope ?? processScope()),
+            context: parent(producerContext: producerContext, scope: scope),
             ofKind: .consumer
         )
         if span.isRecording {
@@ -231,19 +241,18 @@ import Tracing
         }
     }
 
-    private func parent(producerContext: InstrumentationContext?, scope: @autoclosure () -> ProcessScope) -> InstrumentationContext {
+    private func parent(producerContext: InstrumentationContext?, scope: ProcessScope) -> InstrumentationContext {
         switch configuration.consumerParent.kind {
         case .linkOnly:
             return .topLevel
         case .producerContext:
-            return scope().ambientSpan ?? producerContext ?? .topLevel
+            return scope.ambientSpan ?? producerContext ?? .topLevel
         }
     }
 
     /// Whether a context holds a span the tracer would propagate (not just baggage or other values): the tracer
     /// writes something for it.
-    private func carriesSpan(_ context: InstrumentationContext) -> Bool {
-        guard let tracer = configuration.currentTracer else { return false }
+    private func carriesSpan(_ context: InstrumentationContext, tracer: any Tracer) -> Bool {
         var probe = KafkaHeaders()
         tracer.inject(context, into: &probe, using: KafkaHeadersInjector())
         return !probe.isEmpty

@@ -51,11 +51,17 @@ public struct KafkaHeadersExtractor: Extractor {
         carrier.forEachBorrowed { header in
             if header.hasKey(key) { last = header.valueBytes }
         }
-        return last.flatMap { $0.withUnsafeBytes { sanitized($0, key: key) } }
+        return last.flatMap { $0.withUnsafeBytes { Self.sanitized($0, key: key) } }
     }
 
     /// The value of `key` if it passes the checks for that key, as text.
-    private func sanitized(_ bytes: UnsafeRawBufferPointer, key: String) -> String? {
+    static func sanitized(_ bytes: UnsafeRawBufferPointer, key: String) -> String? {
+        if key == "traceparent" {
+            guard isValidTraceParent(bytes) else { return nil }
+            // Version 00's 55 bytes are all hex digits and dashes, checked; a later version's further fields are
+            // not, so they are checked for control characters below.
+            if bytes.count == 55 { return String(decoding: bytes, as: UTF8.self) }
+        }
         // Checked on the bytes, so the one allocation is the String handed back. In UTF-8, bytes below 0x80 are
         // ASCII, so a control character is exactly a byte below 0x20 or 0x7F. The W3C lists (tracestate, baggage)
         // allow tabs as optional whitespace around their separators; the members are trimmed of them below.
@@ -64,8 +70,7 @@ public struct KafkaHeadersExtractor: Extractor {
         else { return nil }
         switch key {
         case "traceparent":
-            // The four fields are checked ASCII; a later version's further fields need not be, so validate all.
-            return Self.isValidTraceParent(bytes) ? String(utf8Bytes: bytes) : nil
+            return String(utf8Bytes: bytes)
         case "tracestate":
             return String(utf8Bytes: bytes).flatMap {
                 Self.cut($0, maxMembers: Self.maxTraceStateMembers, maxLength: Self.maxTraceStateLength)
@@ -76,6 +81,13 @@ public struct KafkaHeadersExtractor: Extractor {
             }
         default:
             return bytes.count <= Self.maxValueLength ? String(utf8Bytes: bytes) : nil
+        }
+    }
+
+    /// The same checks, reading a consumed message's headers in place (no copy of its headers).
+    struct MessageExtractor: Extractor {
+        func extract(key: String, from carrier: KafkaConsumerMessage) -> String? {
+            carrier.withLastHeaderValue(forKey: key) { KafkaHeadersExtractor.sanitized($0, key: key) }
         }
     }
 
