@@ -123,7 +123,46 @@ public final class KafkaConsumer: Service, Sendable {
     /// ``KafkaConsumerConfiguration/CommitMode/afterHandled(interval:)`` only handled messages are committed.
     /// Leaving the loop with `break` leaves the last message unhandled: it is delivered again later.
     /// The sequence ends after graceful shutdown; it throws a ``KafkaError`` on a fatal consumer error.
+    ///
+    /// Iterating makes no process span by itself: handle each message inside ``process(_:_:)`` to get the span that
+    /// ``run(_:)`` gives, one line in the loop.
     public var messages: KafkaConsumerMessages { KafkaConsumerMessages(consumer: self) }
+
+    /// Handles a message read from ``messages`` inside its CONSUMER span `process {topic}`, as ``run(_:)`` does:
+    /// the span is a child of the producer's span (or of the ambient span) and links to it, it is
+    /// `InstrumentationContext.current` inside `body`, so whatever `body` sends or traces continues the trace, and
+    /// the call is timed in `messaging.process.duration`.
+    ///
+    /// ```swift
+    /// import TracedKafka
+    ///
+    /// func consume(_ consumer: KafkaConsumer, handle: (KafkaConsumerMessage) async throws -> Void) async throws {
+    ///     for try await message in consumer.messages {
+    ///         try await consumer.process(message) { message in try await handle(message) }
+    ///     }
+    /// }
+    /// ```
+    ///
+    /// When `body` throws, the span records the error (error status, `error.type`) and the error is rethrown: the
+    /// loop decides what follows (leaving it leaves the message unhandled, so it is delivered again). There is no
+    /// span without this call: a span the iterator ended at the next `next()` could not be the current context of
+    /// the loop's body, so the work done for the message would not be its child.
+    /// - Parameters:
+    ///   - message: A message from ``messages``.
+    ///   - body: The handling.
+    nonisolated(nonsending) public func process(
+        _ message: KafkaConsumerMessage,
+        _ body: nonisolated(nonsending) (KafkaConsumerMessage) async throws -> Void
+    ) async throws {
+        let started = metrics.started()
+        do {
+            try await tracing.withProcessSpan(message, body)
+            metrics.recordProcess(CollectionOfOne(message), startedAt: started, error: nil)
+        } catch {
+            metrics.recordProcess(CollectionOfOne(message), startedAt: started, error: error)
+            throw error
+        }
+    }
 
     // MARK: - Offsets and partitions
 

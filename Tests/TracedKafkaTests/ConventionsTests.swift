@@ -137,7 +137,7 @@ struct ConventionsTests {
             }
         }
 
-        // Handled one by one (process, poll and commit spans), then in a batch, then through the iterator.
+        // Handled one by one (process, poll and commit spans), then in a batch, then through the iterator with process.
         func consumer() throws -> KafkaConsumer {
             var configuration = consumerConfiguration(SharedCluster.cluster, group: uniqueName("g"), topics: [topic], commitMode: .manual)
             configuration.tracing = tracing
@@ -153,7 +153,8 @@ struct ConventionsTests {
                 if seen.withLock({ $0 += messages.count; return $0 }) >= 3 { batches.triggerGracefulShutdown() }
             }
         }
-        _ = try await consume(try consumer(), count: 3)
+        let iterated = try consumer()
+        _ = try await consume(iterated, count: 3) { message in try await iterated.process(message) { _ in } }
 
         let spans = tracer.finishedSpans
         for span in spans {
