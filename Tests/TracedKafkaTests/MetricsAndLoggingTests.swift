@@ -120,7 +120,7 @@ struct MetricsTests {
         #expect(destinations == [topics[0], topics[1], "_OTHER"])
     }
 
-    @Test("librdkafka's statistics feed the producer queue-depth and consumer-lag gauges")
+    @Test("librdkafka's statistics feed the queue-depth, consumer-lag and client-total gauges, one series per client")
     func statisticsGauges() async throws {
         let metrics = TestMetrics()
         let topic = try await TestBackend.librdkafka.newTopic("lag")
@@ -129,7 +129,12 @@ struct MetricsTests {
         try await withRunning(try KafkaProducer(configuration: producerConfiguration)) { producer in
             for index in 0..<10 { try await producer.send(KafkaProducerRecord(topic: topic, value: "m\(index)")) }
             try await withDeadline("queue-depth gauge") {
-                while metrics.recorders(label: "tracedkafka.producer.queued.messages").isEmpty { try await Task.sleep(for: .milliseconds(50)) }
+                // Statistics after the ten sends: the queue-depth gauge, and the messages-sent total counting them.
+                while metrics.recorders(label: "tracedkafka.producer.queued.messages").isEmpty
+                    || !metrics.recorders(label: "tracedkafka.producer.messages.sent").contains(where: { ($0.values.last ?? 0) >= 10 })
+                {
+                    try await Task.sleep(for: .milliseconds(50))
+                }
             }
         }
         // consumer_lag is measured from the committed offset: commit after each handled message, quickly.
@@ -159,6 +164,14 @@ struct MetricsTests {
         // One series per client: the consumer, made without a client id, is named consumer-N.
         #expect(lag?.dimensions.contains { $0.0 == "messaging.client.id" && $0.1.hasPrefix("consumer-") } == true)
         #expect(lag?.dimensions.contains { $0 == ("unit", "{message}") } == true)
+        // The client totals swift-kafka-client also offers, one series per client, with their units.
+        let requests = metrics.recorders(label: "tracedkafka.client.requests.sent")
+        #expect(requests.contains { $0.dimensions.contains { $0.0 == "messaging.client.id" && $0.1.hasPrefix("producer-") } })
+        #expect(requests.contains { $0.dimensions.contains { $0.0 == "messaging.client.id" && $0.1.hasPrefix("consumer-") } })
+        #expect(requests.allSatisfy { $0.dimensions.contains { $0 == ("unit", "{request}") } && ($0.values.last ?? 0) > 0 })
+        #expect(metrics.recorders(label: "tracedkafka.producer.messages.sent").contains { ($0.values.last ?? 0) >= 10 })
+        #expect(metrics.recorders(label: "tracedkafka.consumer.messages.received").contains { ($0.values.last ?? 0) >= 1 })
+        #expect(metrics.recorders(label: "tracedkafka.client.responses.size").allSatisfy { $0.dimensions.contains { $0 == ("unit", "By") } })
         let lagValue = lag?.values.contains(6)
         #expect(lagValue == true)
     }

@@ -131,12 +131,12 @@ final class KafkaClientMetrics: Sendable {
         timer("messaging.process.duration", dimensions).recordNanoseconds(duration.nanoseconds)
     }
 
-    /// Sets a gauge (of messages) from librdkafka's statistics; the series names this client.
-    func gauge(_ label: String, clientID: String?, topic: String?, partition: Int?, value: Double) {
+    /// Sets a gauge from librdkafka's statistics; the series names this client.
+    func gauge(_ label: String, unit: String, clientID: String?, topic: String?, partition: Int?, value: Double) {
         guard isEnabled else { return }
         var dimensions = self.dimensions(operation: nil, topic: topic, partition: partition, errorType: nil)
         if let clientID { dimensions.append(("messaging.client.id", clientID)) }
-        let gauge = metric(label, withUnit("{message}", dimensions), \.gauges) { Gauge(label: $0, dimensions: $1, factory: $2) }
+        let gauge = metric(label, withUnit(unit, dimensions), \.gauges) { Gauge(label: $0, dimensions: $1, factory: $2) }
         gauge.record(value)
     }
 

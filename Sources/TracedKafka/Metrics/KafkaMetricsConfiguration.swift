@@ -12,6 +12,9 @@ import CoreMetrics
 /// | `tracedkafka.consumer.commits` | counter | `{commit}` | per commit answered, by origin (`application`, `consumer`) |
 /// | `tracedkafka.producer.queued.messages` | gauge | `{message}` | per producer: librdkafka's queue depth, from its statistics |
 /// | `tracedkafka.consumer.lag` | gauge | `{message}` | per consumer and assigned partition, from librdkafka's statistics |
+/// | `tracedkafka.client.queued.operations`, `.requests.sent`, `.requests.size`, `.responses.received`, `.responses.size`, `.metadata.topics` | gauge | `{operation}`, `{request}`, `By`, `{response}`, `By`, `{topic}` | per client: librdkafka's totals (`replyq`, `tx`, `tx_bytes`, `rx`, `rx_bytes`, `metadata_cache_cnt`) |
+/// | `tracedkafka.producer.queued.size`, `.messages.sent`, `.messages.size` | gauge | `By`, `{message}`, `By` | per producer: `msg_size`, `txmsgs`, `txmsg_bytes` |
+/// | `tracedkafka.consumer.messages.received`, `.messages.size` | gauge | `{message}`, `By` | per consumer: `rxmsgs`, `rxmsg_bytes` |
 ///
 /// Dimensions: `messaging.system`, `messaging.operation.name`, `messaging.operation.type` (on
 /// `messaging.client.operation.duration`), `messaging.destination.name`, `messaging.destination.partition.id`,
@@ -24,8 +27,8 @@ public struct KafkaMetricsConfiguration: Sendable {
     public var isEnabled: Bool
     /// Where metrics go; `nil` uses `MetricsSystem.factory` (whatever the process bootstrapped), resolved at creation.
     public var factory: (any MetricsFactory)?
-    /// How often librdkafka reports its statistics (`statistics.interval.ms`), which feed the queue-depth and
-    /// consumer-lag gauges; `nil` (the default) turns them off. The file queue has no such statistics.
+    /// How often librdkafka reports its statistics (`statistics.interval.ms`), which feed the gauges (queue depth,
+    /// consumer lag, the client's totals); `nil` (the default) turns them off. The file queue has no such statistics.
     public var statisticsInterval: Duration?
     /// How many distinct topic/partition pairs get series of their own.
     public var maxDestinations: Int
