@@ -1,4 +1,3 @@
-import Synchronization
 import Tracing
 
 /// The producer's tracing layer: one PRODUCER span per record, from send to delivery report.
