@@ -34,6 +34,7 @@ struct TracePropagationTests {
             #expect(process.links(to: send))
             #expect(charge.isChild(of: process))
             #expect(messages[0].headers.values(forKey: "traceparent") == [Array("00-\(send.traceID)-\(send.spanID)-01".utf8)])
+            #expect(messages[0].keyString == "customer-1" && messages[0].valueString == "espresso")
 
             #expect(send.string("messaging.system") == "kafka")
             #expect(send.string("messaging.operation.name") == "send")
@@ -115,18 +116,18 @@ struct TracePropagationTests {
         #expect(process.links(to: send))
     }
 
-    @Test("A batch handler runs in one process span with one link per message, carrying partition and offset", arguments: TestBackend.allCases)
+    @Test("A batch handler runs in one process span with one link per message, carrying its partition and offset", arguments: TestBackend.allCases)
     func batchSpan(backend: TestBackend) async throws {
         let tracer = W3CRecordingTracer()
-        let topic = try await backend.newTopic("batch")
-        let count = 6
+        let topic = try await backend.newTopic("batch", partitions: 3)
+        let count = 12
         try await withTracer(tracer) {
             let producer = try tracedProducer(backend)
             try await withRunning(producer) { producer in
                 for index in 0..<count {
                     // Each record in a trace of its own.
                     try await withSpan("request \(index)") { _ in
-                        _ = try await producer.send(KafkaProducerRecord(topic: topic, value: "\(index)"))
+                        _ = try await producer.send(KafkaProducerRecord(topic: topic, key: "k\(index)", value: "\(index)"))
                     }
                 }
             }
@@ -144,9 +145,12 @@ struct TracePropagationTests {
         #expect(batches.map { Int($0.int("messaging.batch.message_count") ?? 0) }.reduce(0, +) == count)
         let links = batches.flatMap(\.links)
         #expect(links.count == count)
+        let partitions = Set(sends.compactMap { $0.string("messaging.destination.partition.id") })
+        #expect(partitions.count > 1, "the keys spread the records over the partitions: \(partitions)")
         for send in sends {
             let link = try #require(links.first { $0.spanID == send.spanID && $0.traceID == send.traceID })
-            #expect(link.attributes.get("messaging.destination.partition.id") == .string("0"))
+            let partition = try #require(send.string("messaging.destination.partition.id"))
+            #expect(link.attributes.get("messaging.destination.partition.id") == .string(partition))
             #expect(link.attributes.get("messaging.kafka.offset") == .int64(send.int("messaging.kafka.offset") ?? -1))
         }
         #expect(batches.allSatisfy { $0.kind == .consumer && $0.isRoot })
