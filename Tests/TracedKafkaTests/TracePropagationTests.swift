@@ -61,6 +61,38 @@ struct TracePropagationTests {
         }
     }
 
+    @Test("With propagatesContext off, spans are still made, but the producer writes no trace header into its records and the consumer reads none from them", arguments: TestBackend.allCases)
+    func propagationOff(backend: TestBackend) async throws {
+        let tracer = W3CRecordingTracer()
+        let unmarked = try await backend.newTopic("unpropagated")
+        let marked = try await backend.newTopic("propagated")
+        let off = KafkaTracingConfiguration(propagatesContext: false)
+        let tenant: KafkaHeaders = [KafkaHeader(key: "tenant", value: "acme")]
+        let (unmarkedMessage, markedMessage) = try await withTracer(tracer) {
+            let producer = try tracedProducer(backend, tracing: off)
+            try await withRunning(producer) { producer in
+                try await withSpan("checkout") { _ in
+                    _ = try await producer.send(KafkaProducerRecord(topic: unmarked, value: "x", headers: tenant))
+                }
+            }
+            // A record that does carry its send span's context, for a consumer that does not read it.
+            try await withSpan("request") { _ in try await sendTraced(KafkaProducerRecord(topic: marked, value: "y"), on: backend) }
+            let unmarkedMessages = try await handle(try tracedConsumer(backend, topics: [unmarked], tracing: .disabled), count: 1)
+            let markedMessages = try await handle(try tracedConsumer(backend, topics: [marked], tracing: off), count: 1) { message in
+                #expect(message.traceContext == nil)
+            }
+            return (unmarkedMessages[0], markedMessages[0])
+        }
+        let unmarkedSend = try span(tracer, "send \(unmarked)")
+        #expect(unmarkedSend.isChild(of: try span(tracer, "checkout")), "the send span is made as with propagation on")
+        #expect(unmarkedMessage.headers == tenant, "no trace header was written")
+        let send = try span(tracer, "send \(marked)")
+        let process = try span(tracer, "process \(marked)")
+        #expect(markedMessage.headers.values(forKey: "traceparent") == [Array("00-\(send.traceID)-\(send.spanID)-01".utf8)])
+        #expect(process.isRoot && !process.sharesTrace(with: send), "the process span is made, but not from the record's context")
+        #expect(process.links.isEmpty)
+    }
+
     @Test("A consume-transform-produce chain over three topics is one trace with the right parents", arguments: TestBackend.allCases)
     func chainOverThreeTopics(backend: TestBackend) async throws {
         let tracer = W3CRecordingTracer()
