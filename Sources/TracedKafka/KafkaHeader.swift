@@ -142,10 +142,12 @@ public struct KafkaHeaders: Sendable, Hashable, RandomAccessCollection, MutableC
     /// The position after the last header.
     public var endIndex: Int { storage.endIndex }
 
-    /// The header at a position.
+    /// The header at a position. Changed in place (`headers[0].value?[1] = …`), the header is not copied out of
+    /// the list, so its value's array is changed in its own buffer.
     public subscript(position: Int) -> KafkaHeader {
         get { storage[position] }
         set { storage[position] = newValue }
+        _modify { yield &storage[position] }
     }
 
     /// Replaces a range of headers with others.

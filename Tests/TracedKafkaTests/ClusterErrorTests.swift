@@ -1,5 +1,7 @@
 import CRdKafka
 import Foundation
+import InMemoryLogging
+import Logging
 import Testing
 @testable import TracedKafka
 import TracedKafkaTesting
@@ -117,6 +119,74 @@ struct SecurityFailureTests {
         }
         #expect(error?.isRetriable == false, "fix the configuration")
         #expect(error?.reason.contains("SASL") == true)
+    }
+
+    /// Whether the `openssl` command is there to make a certificate and serve TLS with it.
+    static let hasOpenSSL = FileManager.default.isExecutableFile(atPath: "/usr/bin/openssl")
+
+    @Test(
+        "verifiesBrokerCertificate: on, a broker certificate no trusted root signed fails the TLS handshake as an error event; off, the handshake completes and the client goes on to ask the broker's API versions",
+        .enabled(if: hasOpenSSL, "needs the openssl command"),
+        arguments: [true, false]
+    )
+    func brokerCertificateVerification(verifies: Bool) async throws {
+        // A TLS server (`openssl s_server`) on 127.0.0.1 with a self-signed certificate, which no trusted root signed.
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(uniqueName("tls")).path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let certificate = try ChildProcess("/usr/bin/openssl", [
+            "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
+            "-subj", "/CN=broker.test", "-keyout", "\(directory)/key.pem", "-out", "\(directory)/cert.pem",
+        ])
+        try #require(certificate.waitUntilExit() == 0, "openssl could not make a certificate")
+        let server = try ChildProcess(
+            "/usr/bin/openssl",
+            ["s_server", "-accept", "127.0.0.1:0", "-cert", "\(directory)/cert.pem", "-key", "\(directory)/key.pem", "-www"],
+            standardOutput: .pipe
+        )
+        defer {
+            server.kill(SIGTERM)
+            _ = server.waitUntilExit()
+        }
+        var port: Substring?
+        while port == nil, let line = server.standardOutput?.readLine() {
+            if line.hasPrefix("ACCEPT ") { port = line.split(separator: ":").last }
+        }
+        let address = try #require(port.map { "127.0.0.1:\($0)" }, "openssl s_server named no port")
+
+        var handler = InMemoryLogHandler()
+        handler.logLevel = .debug
+        let captured = handler
+        // librdkafka's `broker` debug lines give each connection's states: past the handshake, it asks for API versions.
+        var configuration = KafkaProducerConfiguration(bootstrapServers: [address], properties: ["debug": "broker"])
+        configuration.tracing = .disabled
+        // The host name is not checked (the certificate names broker.test), so the verdict is the chain's alone.
+        configuration.security = .tls(.init(verifiesBrokerCertificate: verifies, verifiesHostname: false))
+        let (producer, events) = try KafkaProducer.makeProducerWithEvents(
+            configuration: configuration, logger: Logger(label: "test") { _ in captured }
+        )
+        defer { producer.triggerGracefulShutdown() }
+        try await producer.enqueue(KafkaProducerRecord(topic: uniqueName("secured"), value: "x"))
+        let refusal = Shared<KafkaError?>(nil)
+        let reader = Task {
+            for await event in events {
+                if case .error(let error) = event, error.reason.contains("certificate verify failed") { refusal.withLock { $0 = $0 ?? error } }
+            }
+        }
+        defer { reader.cancel() }
+        func handshakeCompleted() -> Bool {
+            captured.entries.contains { "\($0.message)".contains("Broker changed state SSL_HANDSHAKE -> APIVERSION_QUERY") }
+        }
+        // Whichever comes first decides: the refusal, or the handshake done.
+        while refusal.withLock({ $0 }) == nil, !handshakeCompleted() { try await Task.sleep(for: .milliseconds(10)) }
+        if verifies {
+            // librdkafka 2.0.2 reports it as the handshake failing (_SSL) or as a disconnect in SSL_HANDSHAKE (_TRANSPORT).
+            let error = try #require(refusal.withLock { $0 }, "the handshake completed with an unverifiable certificate")
+            #expect(error.rdKafkaCode == .ssl || error.rdKafkaCode == .transport, "\(error)")
+        } else {
+            #expect(refusal.withLock { $0 } == nil, "the certificate was verified")
+            #expect(handshakeCompleted())
+        }
     }
 
     @Test("TLS against a broker that does not speak it is an error event, not silence until a timeout")

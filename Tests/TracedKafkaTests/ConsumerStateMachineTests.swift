@@ -4,7 +4,7 @@ import Testing
 import TracedKafkaTesting
 
 /// The consumer's state machine alone: no broker, no file queue, no threads but the test's.
-@Suite("The consumer's state machine")
+@Suite("The consumer's state machine", .timeLimit(.minutes(1)))
 struct ConsumerStateMachineTests {
     static let p0 = KafkaTopicPartition(topic: "orders", partition: 0)
     static let p1 = KafkaTopicPartition(topic: "orders", partition: 1)
@@ -44,6 +44,37 @@ struct ConsumerStateMachineTests {
         #expect(registered && core.startFetcher())
         core.assigned([Self.p0])
         return core
+    }
+
+    /// Returns, yielding, once `condition` holds (`true`) or `otherwise` holds (`false`): the test goes on from a
+    /// state it has seen, never after a sleep.
+    static func until(_ condition: () -> Bool, otherwise: () -> Bool) async -> Bool {
+        while true {
+            if condition() { return true }
+            if otherwise() { return false }
+            await Task.yield()
+        }
+    }
+
+    /// Whether shutdown waits in the machine for the reader: its waiters are taken and put back under one lock, so
+    /// the machine is left as it was.
+    static func shutdownIsWaiting(_ core: ConsumerCore) -> Bool {
+        core.machine.withLock { machine in
+            let waiters = machine.takeIdleWaiters()
+            for waiter in waiters where !machine.waitUntilReaderIdle(waiter) { waiter.resume() }
+            return !waiters.isEmpty
+        }
+    }
+
+    /// Whether the reader is parked in the machine: taken and put back under one lock (nothing changed since it
+    /// parked, so it parks again; if not, the machine's state is inconsistent, and it is left alone rather than
+    /// resumed a second time).
+    static func readerIsParked(_ core: ConsumerCore) -> Bool {
+        core.machine.withLock { machine in
+            guard let reader = machine.cancelReaderWait() else { return false }
+            if !machine.parkReader(reader) { Issue.record("a parked reader could not park again") }
+            return true
+        }
     }
 
     static func take(_ machine: inout ConsumerStateMachine, after handled: ConsumerPosition?) -> (KafkaConsumerMessage, ConsumerPosition)? {
@@ -130,16 +161,18 @@ struct ConsumerStateMachineTests {
             await core.waitUntilReaderIdle(timeout: .seconds(3600))
             done.withLock { $0 = true }
         }()
-        try await Task.sleep(for: .milliseconds(100))
-        #expect(!done.withLock { $0 }, "shutdown did not wait for the handler")
+        // Shutdown's waiter is parked in the machine instead of resumed at once.
+        let parked = await Self.until({ Self.shutdownIsWaiting(core) }, otherwise: { done.withLock { $0 } })
+        #expect(parked, "shutdown did not wait for the handler")
         // The handler returns: its message is handled, nothing more is handed out (m1 stays unhandled).
         guard case .end(nil) = core.take(after: position) else {
             Issue.record("a message was handed out after shutdown began")
             return
         }
-        try await withDeadline("the handler's next request frees shutdown", .seconds(30)) {
-            while !done.withLock({ $0 }) { try await Task.sleep(for: .milliseconds(10)) }
-        }
+        // That request resumed the waiter: none is left parked (one that was is released here, so the test ends).
+        let left = core.machine.withLock { $0.takeIdleWaiters() }
+        #expect(left.isEmpty, "the handler's next request did not free shutdown")
+        for waiter in left { waiter.resume() }
         await waited
         #expect(core.takeStoredOffsets().map(\.offset) == [1])
     }
@@ -147,11 +180,18 @@ struct ConsumerStateMachineTests {
     @Test("Cancellation while waiting resumes the reader with KafkaError.cancelled; a later message finds no stale waiter")
     func cancelWhileWaiting() async throws {
         let core = Self.runningCore()
-        let waiting = Task { try await core.next(after: nil, onWait: {}) }
-        try await Task.sleep(for: .milliseconds(100))
+        let finished = Shared(false)
+        let waiting = Task {
+            defer { finished.withLock { $0 = true } }
+            return try await core.next(after: nil, onWait: {})
+        }
+        // Cancelled once parked: the cancellation handler, not the check before parking, must resume it.
+        let parked = await Self.until({ Self.readerIsParked(core) }, otherwise: { finished.withLock { $0 } })
+        #expect(parked, "the reader never parked")
         waiting.cancel()
         let error = await #expect(throws: KafkaError.self) { _ = try await waiting.value }
         #expect(error?.code == .cancelled)
+        try #require(!Self.readerIsParked(core), "the cancelled reader's continuation is still parked")
         var batch = [Self.message(Self.p0, 0)]
         core.fetched(&batch)
         let next = try await core.next(after: nil, onWait: {})
@@ -166,20 +206,29 @@ struct ConsumerStateMachineTests {
         #expect(!startedAfterClose, "a fetcher starting after close began")
         #expect(shouldStop)
 
+        // A started fetcher: close is told to wait, and its waiter is handed back only when the fetcher says it stopped.
+        var machine = ConsumerStateMachine(storeMode: .whenHandled, maxMessages: 10, maxBytes: 1 << 20)
+        let started = machine.startFetcher(), startedAgain = machine.startFetcher()
+        #expect(started)
+        #expect(!startedAgain, "started twice")
+        guard case .waitForStop = machine.stopFetcher() else { Issue.record("close did not wait for the running fetcher"); return }
+        let toldToStop = machine.fetcherShouldStop
+        #expect(toldToStop)
+        await withCheckedContinuation { (closing: CheckedContinuation<Void, Never>) in
+            let parked = machine.waitForFetcherStop(closing)
+            let (waiters, _) = machine.fetcherStopped()
+            #expect(parked, "close's waiter was resumed before the fetcher stopped")
+            #expect(waiters.count == 1, "the fetcher's stop did not hand back close's waiter")
+            if waiters.isEmpty { closing.resume() } else { for waiter in waiters { waiter.resume() } }
+        }
+
+        // The core does what the machine says: close returns once a fetcher that saw it must stop says it stopped.
         let core = ConsumerCore(storeMode: .whenHandled, maxMessages: 10, maxBytes: 1 << 20, events: nil)
         #expect(core.startFetcher())
-        #expect(!core.startFetcher(), "started twice")
-        let stopped = Shared(false)
-        async let closing: Void = {
-            await core.stopFetcher(wake: {})
-            stopped.withLock { $0 = true }
-        }()
-        try await Task.sleep(for: .milliseconds(100))
-        #expect(core.fetcherShouldStop)
-        #expect(!stopped.withLock { $0 }, "close did not wait for the running fetcher")
+        async let closing: Void = core.stopFetcher(wake: {})
+        _ = await Self.until({ core.fetcherShouldStop }, otherwise: { false })
         core.fetcherStopped()
         await closing
-        #expect(stopped.withLock { $0 })
     }
 
     @Test("A request for the fetcher after it stopped fails with shutDown instead of waiting forever")

@@ -99,9 +99,22 @@ struct ContiguousBytesTests {
         #expect(messages[1].value?.count == 20)
     }
 
-    @Test("Key, value and a header's value can be changed in place, whatever they were made from")
+    @Test("A key, value or header value made from an array is changed in place, in the record's own buffer; one made from text is copied once, then changed in place")
     func changedInPlace() {
-        var record = KafkaProducerRecord(topic: "t", key: "ab", value: [1, 2, 3], headers: [KafkaHeader(key: "h", value: "xy")])
+        /// An array with room to grow, made inside the call so that only the record it goes to holds its buffer.
+        func roomy(_ bytes: [UInt8]) -> [UInt8] {
+            var array = [UInt8]()
+            array.reserveCapacity(16)
+            array += bytes
+            return array
+        }
+        func address(_ bytes: KafkaBytes?) -> UnsafeRawPointer? { bytes?.withUnsafeBytes { $0.baseAddress } }
+
+        var record = KafkaProducerRecord(
+            topic: "t", key: roomy(Array("ab".utf8)), value: roomy([1, 2, 3]),
+            headers: [KafkaHeader(key: "h", value: roomy(Array("xy".utf8)))]
+        )
+        let key = address(record.keyBytes), value = address(record.valueBytes), header = address(record.headers[0].valueBytes)
         record.value![0] = 9
         record.value?.append(4)
         record.key?.append(0x63)
@@ -109,6 +122,26 @@ struct ContiguousBytesTests {
         #expect(record.value == [9, 2, 3, 4])
         #expect(record.keyBytes?.string == "abc")
         #expect(record.headers[0].stringValue == "xz")
+        #expect(address(record.valueBytes) == value, "the value was copied to be changed")
+        #expect(address(record.keyBytes) == key, "the key was copied to be changed")
+        #expect(address(record.headers[0].valueBytes) == header, "the header's value was copied to be changed")
+
+        // A copy of the record shares the buffers: changing one leaves the other as it was.
+        let copy = record
+        record.value![0] = 1
+        #expect(copy.value == [9, 2, 3, 4] && record.value == [1, 2, 3, 4])
+
+        // Text has no array to change: the first change copies it into one, later changes happen in that array.
+        var text = KafkaProducerRecord(topic: "t", key: "ab", value: "xyz", headers: [KafkaHeader(key: "h", value: "xy")])
+        text.value![0] = 0x58
+        text.key?.append(0x63)
+        text.headers[0].value?[0] = 0x58
+        #expect(text.valueBytes?.string == "Xyz" && text.keyBytes?.string == "abc" && text.headers[0].stringValue == "Xy")
+        let copied = address(text.valueBytes)
+        text.value![1] = 0x59
+        #expect(text.valueBytes?.string == "XYz")
+        #expect(address(text.valueBytes) == copied, "changed again in the array it was copied into")
+
         record.value = nil
         #expect(record.isTombstone)
     }

@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-import TracedKafka
+@testable import TracedKafka
 import TracedKafkaTesting
 
 /// A fresh file-queue directory of its own for one test.
@@ -197,6 +197,67 @@ struct FileQueueTests {
         var reported = 0
         for await event in events { if let error = event.error, error.code == .corruptRecord { reported += 1 } }
         #expect(reported == 1)
+    }
+
+    @Test("A topic a producer makes by writing to it gets defaultPartitionCount partitions; one made with createTopic keeps its own count")
+    func defaultPartitionCount() async throws {
+        let directory = freshQueueDirectory()
+        try KafkaFileQueue.createTopic("made-before", partitions: 2, in: directory)
+        let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(
+            tracing: .disabled,
+            backend: .fileQueue(KafkaFileQueueConfiguration(directory: directory, defaultPartitionCount: 5))
+        ))
+        try await withRunning(producer) { producer in
+            #expect(try await producer.send(KafkaProducerRecord(topic: "made-on-use", value: "first")).offset == 0)
+            #expect(try await producer.send(KafkaProducerRecord(topic: "made-on-use", value: "last", partition: 4)).partition == 4)
+            let beyond = await #expect(throws: KafkaError.self) {
+                try await producer.send(KafkaProducerRecord(topic: "made-on-use", value: "beyond", partition: 5))
+            }
+            #expect(beyond?.code == .unknownPartition)
+            _ = try await producer.send(KafkaProducerRecord(topic: "made-before", value: "v"))
+        }
+        let admin = try KafkaAdminClient(configuration: KafkaAdminConfiguration(backend: .fileQueue(directory: directory)))
+        #expect(try await admin.describeTopic("made-on-use").partitions.map(\.id) == [0, 1, 2, 3, 4])
+        #expect(try await admin.describeTopic("made-before").partitions.map(\.id) == [0, 1])
+        await admin.close()
+    }
+
+    @Test(
+        "The producer holds at most maxQueuedRecords records besides the batch being written: with the writer held up, the next send waits for room, and is written once the writer goes on",
+        arguments: [1, 3]
+    )
+    func maxQueuedRecords(limit: Int) async throws {
+        try await withStallableProducer(.fileQueue, maxQueued: limit) { stallable in
+            let producer = stallable.producer, topic = stallable.topic
+            // The writer waits for the log's lock with the first batch it takes.
+            try stallable.stall()
+            // One record more than the queue holds: by the time they are all taken, the writer has taken a batch of
+            // them (1 to `limit` records) and can take no other.
+            for index in 0...limit { try await producer.enqueue(KafkaProducerRecord(topic: topic, value: "r\(index)")) }
+            // Records are taken until the queue is full again; then a sender waits for room, and stays waiting.
+            var accepted = limit + 1
+            var waiting: Task<Void, any Error>?
+            while accepted <= 2 * limit {
+                let returned = Shared(false), index = accepted
+                let sender = Task {
+                    try await producer.enqueue(KafkaProducerRecord(topic: topic, value: "r\(index)"))
+                    returned.withLock { $0 = true }
+                }
+                while !returned.withLock({ $0 }), producer.core.machine.withLock({ $0.roomWaiterCount }) == 0 { await Task.yield() }
+                if returned.withLock({ $0 }) {
+                    accepted += 1
+                } else {
+                    waiting = sender
+                    break
+                }
+            }
+            #expect((limit + 1...2 * limit).contains(accepted), "\(accepted) records taken while the writer was held up")
+            try stallable.resume()
+            let sender = try #require(waiting, "no sender waited for room")
+            try await sender.value
+            // Every record was written, in order: the warm-up record is offset 0, the ones sent here 1 to accepted + 1.
+            #expect(try await producer.send(KafkaProducerRecord(topic: topic, value: "after")).offset == Int64(accepted + 2))
+        }
     }
 
     @Test("A consumer that starts at the latest offset before the partition's log exists gets what is sent after")

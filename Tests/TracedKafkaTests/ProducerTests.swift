@@ -1,4 +1,6 @@
 import Foundation
+import InMemoryLogging
+import Logging
 import Synchronization
 import Testing
 import TracedKafka
@@ -135,5 +137,40 @@ struct ProducerTests {
             }
         }
         #expect(error?.rdKafkaName == "TOPIC_AUTHORIZATION_FAILED")
+    }
+
+    @Test(
+        "compression: every batch librdkafka sends is compressed with the codec (its produce log names the codec, the batches are a fraction of the records' bytes), and the consumer gets the records back byte for byte",
+        arguments: [KafkaProducerConfiguration.Compression.gzip, .snappy, .lz4, .zstd]
+    )
+    func compression(codec: KafkaProducerConfiguration.Compression) async throws {
+        let topic = try await newTopic("compressed")
+        var handler = InMemoryLogHandler()
+        handler.logLevel = .debug
+        let captured = handler
+        // librdkafka's `msg` debug lines give each batch it produces: its record count, its size and its codec.
+        var configuration = producerConfiguration(SharedCluster.cluster, properties: ["debug": "msg"])
+        configuration.compression = codec
+        let values = (0..<20).map { index in Array(String(repeating: "espresso \(index) ", count: 1_000).utf8) }
+        let producer = try KafkaProducer(configuration: configuration, logger: Logger(label: "test") { _ in captured })
+        try await withRunning(producer) { producer in
+            for value in values { try await producer.enqueue(KafkaProducerRecord(topic: topic, value: value)) }
+            try await producer.flush()
+        }
+        // "<topic> [0]: Produce MessageSet with 20 message(s) (1234 bytes, ApiVersion 7, MsgVersion 2, …, lz4)"
+        let batches = handler.entries.compactMap { entry -> (count: Int, bytes: Int, codec: String)? in
+            let line = "\(entry.message)"
+            guard line.contains("\(topic) ["),
+                let match = line.firstMatch(of: /Produce MessageSet with (\d+) message\(s\) \((\d+) bytes, .*, ([a-z0-9]+)\)$/)
+            else { return nil }
+            return (Int(match.1) ?? 0, Int(match.2) ?? 0, String(match.3))
+        }
+        #expect(batches.map(\.count).reduce(0, +) == values.count, "\(batches)")
+        #expect(batches.allSatisfy { $0.codec == codec.description }, "\(batches)")
+        let recordBytes = values.map(\.count).reduce(0, +)
+        #expect(batches.map(\.bytes).reduce(0, +) < recordBytes / 10, "\(batches) for \(recordBytes) bytes of records")
+        let consumer = try KafkaConsumer(configuration: consumerConfiguration(SharedCluster.cluster, group: uniqueName("g"), topics: [topic]))
+        let messages = try await handle(consumer, count: values.count)
+        #expect(messages.map(\.value) == values)
     }
 }

@@ -34,6 +34,7 @@ struct TracePropagationTests {
             #expect(process.links(to: send))
             #expect(charge.isChild(of: process))
             #expect(messages[0].headers.values(forKey: "traceparent") == [Array("00-\(send.traceID)-\(send.spanID)-01".utf8)])
+            #expect(messages[0].keyString == "customer-1" && messages[0].valueString == "espresso")
 
             #expect(send.string("messaging.system") == "kafka")
             #expect(send.string("messaging.operation.name") == "send")
@@ -58,6 +59,38 @@ struct TracePropagationTests {
             #expect(process.attributes.get("messaging.message.body.size") == nil, "opt-in in the conventions: off by default")
             #expect(send.attributes.get("messaging.message.body.size") == nil)
         }
+    }
+
+    @Test("With propagatesContext off, spans are still made, but the producer writes no trace header into its records and the consumer reads none from them", arguments: TestBackend.allCases)
+    func propagationOff(backend: TestBackend) async throws {
+        let tracer = W3CRecordingTracer()
+        let unmarked = try await backend.newTopic("unpropagated")
+        let marked = try await backend.newTopic("propagated")
+        let off = KafkaTracingConfiguration(propagatesContext: false)
+        let tenant: KafkaHeaders = [KafkaHeader(key: "tenant", value: "acme")]
+        let (unmarkedMessage, markedMessage) = try await withTracer(tracer) {
+            let producer = try tracedProducer(backend, tracing: off)
+            try await withRunning(producer) { producer in
+                try await withSpan("checkout") { _ in
+                    _ = try await producer.send(KafkaProducerRecord(topic: unmarked, value: "x", headers: tenant))
+                }
+            }
+            // A record that does carry its send span's context, for a consumer that does not read it.
+            try await withSpan("request") { _ in try await sendTraced(KafkaProducerRecord(topic: marked, value: "y"), on: backend) }
+            let unmarkedMessages = try await handle(try tracedConsumer(backend, topics: [unmarked], tracing: .disabled), count: 1)
+            let markedMessages = try await handle(try tracedConsumer(backend, topics: [marked], tracing: off), count: 1) { message in
+                #expect(message.traceContext == nil)
+            }
+            return (unmarkedMessages[0], markedMessages[0])
+        }
+        let unmarkedSend = try span(tracer, "send \(unmarked)")
+        #expect(unmarkedSend.isChild(of: try span(tracer, "checkout")), "the send span is made as with propagation on")
+        #expect(unmarkedMessage.headers == tenant, "no trace header was written")
+        let send = try span(tracer, "send \(marked)")
+        let process = try span(tracer, "process \(marked)")
+        #expect(markedMessage.headers.values(forKey: "traceparent") == [Array("00-\(send.traceID)-\(send.spanID)-01".utf8)])
+        #expect(process.isRoot && !process.sharesTrace(with: send), "the process span is made, but not from the record's context")
+        #expect(process.links.isEmpty)
     }
 
     @Test("A consume-transform-produce chain over three topics is one trace with the right parents", arguments: TestBackend.allCases)
@@ -115,18 +148,18 @@ struct TracePropagationTests {
         #expect(process.links(to: send))
     }
 
-    @Test("A batch handler runs in one process span with one link per message, carrying partition and offset", arguments: TestBackend.allCases)
+    @Test("A batch handler runs in one process span with one link per message, carrying its partition and offset", arguments: TestBackend.allCases)
     func batchSpan(backend: TestBackend) async throws {
         let tracer = W3CRecordingTracer()
-        let topic = try await backend.newTopic("batch")
-        let count = 6
+        let topic = try await backend.newTopic("batch", partitions: 3)
+        let count = 12
         try await withTracer(tracer) {
             let producer = try tracedProducer(backend)
             try await withRunning(producer) { producer in
                 for index in 0..<count {
                     // Each record in a trace of its own.
                     try await withSpan("request \(index)") { _ in
-                        _ = try await producer.send(KafkaProducerRecord(topic: topic, value: "\(index)"))
+                        _ = try await producer.send(KafkaProducerRecord(topic: topic, key: "k\(index)", value: "\(index)"))
                     }
                 }
             }
@@ -144,9 +177,12 @@ struct TracePropagationTests {
         #expect(batches.map { Int($0.int("messaging.batch.message_count") ?? 0) }.reduce(0, +) == count)
         let links = batches.flatMap(\.links)
         #expect(links.count == count)
+        let partitions = Set(sends.compactMap { $0.string("messaging.destination.partition.id") })
+        #expect(partitions.count > 1, "the keys spread the records over the partitions: \(partitions)")
         for send in sends {
             let link = try #require(links.first { $0.spanID == send.spanID && $0.traceID == send.traceID })
-            #expect(link.attributes.get("messaging.destination.partition.id") == .string("0"))
+            let partition = try #require(send.string("messaging.destination.partition.id"))
+            #expect(link.attributes.get("messaging.destination.partition.id") == .string(partition))
             #expect(link.attributes.get("messaging.kafka.offset") == .int64(send.int("messaging.kafka.offset") ?? -1))
         }
         #expect(batches.allSatisfy { $0.kind == .consumer && $0.isRoot })

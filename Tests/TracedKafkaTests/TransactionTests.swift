@@ -29,6 +29,23 @@ struct TransactionTests {
         return (cluster, topic)
     }
 
+    @Test("transactionTimeout is librdkafka's transaction.timeout.ms: a message timeout longer than it is refused when the producer is made, one within it is taken")
+    func transactionTimeoutReachesLibrdkafka() throws {
+        // librdkafka gives a transaction's records at most the transaction's time: it refuses a longer
+        // message.timeout.ms, naming transaction.timeout.ms.
+        func producer(transactionTimeout: Duration) throws -> KafkaProducer {
+            var configuration = producerConfiguration(SharedCluster.cluster, properties: ["message.timeout.ms": "10000"])
+            configuration.transactionalID = uniqueName("tx")
+            configuration.transactionTimeout = transactionTimeout
+            return try KafkaProducer(configuration: configuration)
+        }
+        let refused = #expect(throws: KafkaError.self) { _ = try producer(transactionTimeout: .seconds(5)) }
+        #expect(refused?.code == .configuration)
+        #expect(refused?.reason.contains("transaction.timeout.ms") == true, "\(String(describing: refused))")
+        let taken = try producer(transactionTimeout: .seconds(20))
+        taken.triggerGracefulShutdown()
+    }
+
     @Test("A committed transaction's records arrive; its span parents the sends and says committed")
     func commitWithSpans() async throws {
         let tracer = W3CRecordingTracer()

@@ -4,40 +4,11 @@ import Tracing
 import TracedKafka
 import TracedKafkaTesting
 
-/// Every user path of the README, against the running broker (`KAFKA_BOOTSTRAP_SERVERS`) over TCP.
+/// User paths of the README against the running broker (`KAFKA_BOOTSTRAP_SERVERS`) over TCP: a group split by the
+/// broker's coordinator, commits, and a service between Kafka and the file queue. The span model across one hop (send
+/// and process spans, links, header bytes, batch spans) is tested in the root suite on both backends.
 @Suite("User paths against the running broker")
 struct UserPathTests {
-    @Test("Produce, then consume with an automatic child span: one trace, real W3C header bytes, broker attributes")
-    func produceAndConsume() async throws {
-        let topic = try await Integration.topic("roundtrip")
-        let group = Integration.group("billing")
-        let tracer = W3CRecordingTracer()
-        let (report, messages) = try await withTracer(tracer) {
-            let producer = try KafkaProducer(configuration: producerConfiguration())
-            let report = try await withRunning(producer) { producer in
-                try await withSpan("checkout") { _ in
-                    try await producer.send(KafkaProducerRecord(topic: topic, key: "customer-42", value: #"{"item":"espresso"}"#))
-                }
-            }
-            let consumer = try KafkaConsumer(configuration: consumerConfiguration(group: group, topics: [topic]))
-            let messages = try await handle(consumer, count: 1) { _ in withSpan("charge card") { _ in } }
-            return (report, messages)
-        }
-        let root = try span(tracer, "checkout")
-        let send = try span(tracer, "send \(topic)")
-        let process = try span(tracer, "process \(topic)")
-        let charge = try span(tracer, "charge card")
-        #expect(send.isChild(of: root) && send.kind == .producer)
-        #expect(process.isChild(of: send) && process.kind == .consumer && process.links(to: send))
-        #expect(charge.isChild(of: process))
-        #expect(messages[0].headers.values(forKey: "traceparent") == [Array("00-\(send.traceID)-\(send.spanID)-01".utf8)])
-        #expect(messages[0].keyString == "customer-42" && messages[0].valueString == #"{"item":"espresso"}"#)
-        #expect(messages[0].partition == report.partition && messages[0].offset == report.offset)
-        #expect(send.string("server.address") != nil)
-        #expect(send.int("messaging.kafka.offset") == report.offset)
-        #expect(process.string("messaging.consumer.group.name") == group)
-    }
-
     @Test("Two members of one consumer group split the partitions and together see every message once")
     func consumerGroup() async throws {
         let topic = try await Integration.topic("group")
@@ -115,42 +86,6 @@ struct UserPathTests {
         let rest = try await consume(second, count: 4)
         #expect(rest.map(\.offset) == [6, 7, 8, 9])
         #expect(rest.map(\.valueString) == ["c6", "c7", "c8", "c9"])
-    }
-
-    @Test("A batch handler runs in one process span per batch with one link per message")
-    func batchHandler() async throws {
-        let topic = try await Integration.topic("batch")
-        let tracer = W3CRecordingTracer()
-        let count = 20
-        try await withTracer(tracer) {
-            let producer = try KafkaProducer(configuration: producerConfiguration())
-            try await withRunning(producer) { producer in
-                for index in 0..<count {
-                    try await withSpan("request \(index)") { _ in
-                        _ = try await producer.send(KafkaProducerRecord(topic: topic, key: "k\(index)", value: "\(index)"))
-                    }
-                }
-            }
-            let consumer = try KafkaConsumer(configuration: consumerConfiguration(group: Integration.group("batch"), topics: [topic]))
-            let seen = Shared(0)
-            try await withDeadline("batches", .seconds(90)) {
-                try await consumer.runBatches(maxMessages: 100) { batch in
-                    if seen.withLock({ $0 += batch.count; return $0 }) == count { consumer.triggerGracefulShutdown() }
-                }
-            }
-        }
-        let sends = tracer.spans(named: "send \(topic)")
-        let batches = tracer.spans(named: "process \(topic)")
-        #expect(sends.count == count)
-        #expect(batches.map { Int($0.int("messaging.batch.message_count") ?? 0) }.reduce(0, +) == count)
-        let links = batches.flatMap(\.links)
-        #expect(links.count == count)
-        for send in sends {
-            let link = try #require(links.first { $0.spanID == send.spanID && $0.traceID == send.traceID })
-            let partition = try #require(send.string("messaging.destination.partition.id"))
-            #expect(link.attributes.get("messaging.destination.partition.id") == .string(partition))
-            #expect(link.attributes.get("messaging.kafka.offset") == .int64(send.int("messaging.kafka.offset") ?? -1))
-        }
     }
 
     @Test("The file-queue backend beside the broker: a service forwards from Kafka into a local queue, one trace throughout")
