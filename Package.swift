@@ -7,6 +7,9 @@ let package = Package(
     products: [
         .library(name: "TracedKafka", targets: ["TracedKafka"]),
         .library(name: "TracedKafkaTesting", targets: ["TracedKafkaTesting"]),
+        // SwiftNIO `ByteBuffer` keys, values and header values: a product of its own, so that TracedKafka itself
+        // never depends on SwiftNIO.
+        .library(name: "TracedKafkaNIO", targets: ["TracedKafkaNIO"]),
         .executable(name: "local-kafka", targets: ["local-kafka"]),
         .executable(name: "tracedkafka-demo", targets: ["tracedkafka-demo"]),
         .executable(name: "tracedkafka-queue", targets: ["tracedkafka-queue"]),
@@ -18,6 +21,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-distributed-tracing.git", from: "1.7.3"),
         .package(url: "https://github.com/swift-otel/swift-w3c-trace-context.git", from: "1.0.0"),
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.1.0"),
+        // TracedKafkaNIO only.
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         // Documentation only (`swift package generate-documentation`): a plugin, linked into nothing.
         .package(url: "https://github.com/swiftlang/swift-docc-plugin.git", from: "1.5.0"),
     ],
@@ -47,6 +52,13 @@ let package = Package(
                 .product(name: "W3CTraceContext", package: "swift-w3c-trace-context"),
             ]
         ),
+        .target(
+            name: "TracedKafkaNIO",
+            dependencies: [
+                "TracedKafka",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
         .executableTarget(
             name: "local-kafka",
             dependencies: ["TracedKafkaTesting"]
@@ -74,6 +86,15 @@ let package = Package(
                 .product(name: "InMemoryTracing", package: "swift-distributed-tracing"),
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
                 .product(name: "InMemoryLogging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(
+            name: "TracedKafkaNIOTests",
+            dependencies: [
+                "TracedKafka",
+                "TracedKafkaNIO",
+                "TracedKafkaTesting",
+                .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
     ],

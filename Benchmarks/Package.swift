@@ -12,6 +12,8 @@ let package = Package(
     dependencies: [
         .package(name: "TracedKafka", path: ".."),
         .package(url: "https://github.com/ordo-one/benchmark", exact: "1.38.1", traits: ["MallocInterposer"]),
+        // ByteBuffer records (TracedKafkaNIO); the same requirement as the root package's.
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
     ],
     targets: [
         // Microbenchmarks (ordo-one/benchmark): `swift package benchmark` in this folder.
@@ -21,6 +23,8 @@ let package = Package(
                 .product(name: "Benchmark", package: "benchmark"),
                 .product(name: "TracedKafka", package: "TracedKafka"),
                 .product(name: "TracedKafkaTesting", package: "TracedKafka"),
+                .product(name: "TracedKafkaNIO", package: "TracedKafka"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ],
             path: "Benchmarks/TracedKafkaMicro",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]

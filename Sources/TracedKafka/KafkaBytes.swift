@@ -2,7 +2,8 @@ import struct Foundation.Data
 
 /// Bytes a record's key or value can be made of, handed to Kafka without an intermediate copy.
 ///
-/// `[UInt8]`, `ArraySlice<UInt8>`, `ContiguousArray<UInt8>`, `String`, `Substring` and Foundation's `Data` conform.
+/// `[UInt8]`, `ArraySlice<UInt8>`, `ContiguousArray<UInt8>`, `String`, `Substring` and Foundation's `Data` conform,
+/// and SwiftNIO's `ByteBuffer` with the `TracedKafkaNIO` library.
 /// Conform your own type (a buffer from your serializer, for example) by lending its bytes:
 ///
 /// ```swift

@@ -154,6 +154,29 @@ public struct KafkaConsumerMessage: Sendable, Hashable {
         }
     }
 
+    /// Calls `read` with the key's bytes where the message holds them (librdkafka's copy of the record, or the
+    /// array), without copying them, or with `nil` when there is no key; the pointer is valid only while `read` runs.
+    /// For TracedKafkaNIO, which copies them once into a `ByteBuffer`.
+    package func withUnsafeKeyBytes<R>(_ read: (UnsafeRawBufferPointer?) throws -> R) rethrows -> R {
+        try withUnsafeBytes(ofKey: true, read)
+    }
+
+    /// Calls `read` with the value's bytes where the message holds them, without copying them, or with `nil` for a
+    /// tombstone; the pointer is valid only while `read` runs. For TracedKafkaNIO.
+    package func withUnsafeValueBytes<R>(_ read: (UnsafeRawBufferPointer?) throws -> R) rethrows -> R {
+        try withUnsafeBytes(ofKey: false, read)
+    }
+
+    private func withUnsafeBytes<R>(ofKey isKey: Bool, _ read: (UnsafeRawBufferPointer?) throws -> R) rethrows -> R {
+        switch body {
+        case .owned(let key, let value, _):
+            guard let bytes = isKey ? key : value else { return try read(nil) }
+            return try bytes.withUnsafeBytes { try read($0) }
+        case .librdkafka(let batch, let index):
+            return try batch.withBytes(index, key: isKey, read)
+        }
+    }
+
     /// The key decoded as UTF-8, or `nil`.
     public var keyString: String? { text(ofKey: true) }
     /// The value decoded as UTF-8, or `nil`.

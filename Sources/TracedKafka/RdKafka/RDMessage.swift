@@ -74,6 +74,12 @@ final class RDMessageBatch: Sendable {
     /// The value of message `index` as text, read in place, or `nil` (a tombstone, or not UTF-8).
     func valueString(_ index: Int) -> String? { bytes(index, key: false).flatMap { String(utf8Bytes: $0) } }
 
+    /// Calls `body` with the key or the value of message `index` where librdkafka holds it (no copy), or with `nil`
+    /// when it is absent; valid only while `body` runs.
+    func withBytes<R>(_ index: Int, key: Bool, _ body: (UnsafeRawBufferPointer?) throws -> R) rethrows -> R {
+        try body(bytes(index, key: key))
+    }
+
     /// The key or the value of message `index` where librdkafka holds it (valid while the batch lives), or `nil`.
     private func bytes(_ index: Int, key: Bool) -> UnsafeRawBufferPointer? {
         let message = messages.value[index].pointee
