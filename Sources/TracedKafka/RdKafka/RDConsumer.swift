@@ -153,16 +153,11 @@ final class RDConsumer: KafkaConsumerBackend, @unchecked Sendable {
 
     /// Topic names by librdkafka topic handle: one String per topic, made once.
     private struct TopicNames {
-        private var last: (OpaquePointer, String)?
-        private var known: [OpaquePointer: String] = [:]
+        private var names = LastKeyCache<OpaquePointer, String>()
 
         mutating func name(of rkt: OpaquePointer?) -> String {
             guard let rkt else { return "" }
-            if let last, last.0 == rkt { return last.1 }
-            let name = known[rkt] ?? String(cString: rd_kafka_topic_name(rkt))
-            known[rkt] = name
-            last = (rkt, name)
-            return name
+            return names.value(for: rkt) { String(cString: rd_kafka_topic_name($0)) }
         }
     }
 

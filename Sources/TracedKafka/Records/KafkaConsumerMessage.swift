@@ -141,7 +141,7 @@ public struct KafkaConsumerMessage: Sendable, Hashable {
     /// header or its last one has no value.
     func withLastHeaderValue<Result>(forKey key: String, _ read: (UnsafeRawBufferPointer) -> Result?) -> Result? {
         switch body {
-        case .owned(_, _, let headers): return headers.lastValue(forKey: key).flatMap { value in value.withUnsafeBytes(read) }
+        case .owned(_, _, let headers): return headers.withLastValueBytes(forKey: key, read)
         case .librdkafka(let batch, let index): return batch.withLastHeaderValue(index, key: key, read)
         }
     }

@@ -47,11 +47,7 @@ public struct KafkaHeadersExtractor: Extractor {
     ///   - key: The header key the tracer asks for.
     ///   - carrier: The record's headers.
     public func extract(key: String, from carrier: KafkaHeaders) -> String? {
-        var last: KafkaBytes?
-        carrier.forEachBorrowed { header in
-            if header.hasKey(key) { last = header.valueBytes }
-        }
-        return last.flatMap { $0.withUnsafeBytes { Self.sanitized($0, key: key) } }
+        carrier.withLastValueBytes(forKey: key) { Self.sanitized($0, key: key) }
     }
 
     /// The value of `key` if it passes the checks for that key, as text.

@@ -24,14 +24,8 @@ final class TopicSpanTemplates: Sendable {
 
     private let operation: String
     private let constant: SpanAttributes
-    /// Every topic's template, and the last one handed out: a producer mostly sends to one topic in a row, and
-    /// comparing a name with the last (the same string, usually) is cheaper than hashing it.
-    private struct Cache {
-        var byTopic: [String: Template] = [:]
-        var last: (topic: String, template: Template)?
-    }
-
-    private let templates = Mutex(Cache())
+    /// Up to 1,000 topics' templates.
+    private let templates = Mutex(LastKeyCache<String, Template>(limit: 1_000))
 
     init(operation: String, attributes: SpanAttributes) {
         self.operation = operation
@@ -40,19 +34,13 @@ final class TopicSpanTemplates: Sendable {
 
     func template(for topic: String) -> Template {
         templates.withLock { cache in
-            if let last = cache.last, last.topic == topic { return last.template }
-            if let template = cache.byTopic[topic] {
-                cache.last = (topic, template)
-                return template
+            cache.value(for: topic) { topic in
+                var attributes = SpanAttributes()
+                attributes.reserveCapacity(12)
+                attributes.merge(constant)
+                attributes.set("messaging.destination.name", value: .string(topic))
+                return Template(name: "\(operation) \(topic)", attributes: attributes)
             }
-            var attributes = SpanAttributes()
-            attributes.reserveCapacity(12)
-            attributes.merge(constant)
-            attributes.set("messaging.destination.name", value: .string(topic))
-            let template = Template(name: "\(operation) \(topic)", attributes: attributes)
-            if cache.byTopic.count < 1_000 { cache.byTopic[topic] = template }
-            cache.last = (topic, template)
-            return template
         }
     }
 }
