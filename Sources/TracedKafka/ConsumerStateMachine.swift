@@ -474,6 +474,9 @@ struct ConsumerStateMachine: ~Copyable {
                 pending.append(KafkaTopicPartitionOffset(topic: partition.topic, partition: partition.partition, offset: stored))
             }
             slots[slot].dirty = false
+            // The next owner (this member again, maybe) starts from what the group committed, which may be below
+            // what was stored here when the commit was refused: what it handles then is stored afresh.
+            slots[slot].stored = nil
             slots[slot].owned = false
             slots[slot].paused = false
             slots[slot].generation &+= 1

@@ -114,6 +114,24 @@ struct ConsumerStateMachineTests {
         #expect(lostBack.isEmpty && lostStored.isEmpty)
     }
 
+    @Test("A partition revoked and assigned again stores what is handled anew, also below what was stored before (the commit at the revoke may have been refused)")
+    func reassignedStoresAnew() throws {
+        var machine = Self.running(fetched: [0, 1, 2, 3])
+        var handled: ConsumerPosition?
+        for _ in 0..<4 { handled = try #require(Self.take(&machine, after: handled)).1 }
+        _ = machine.next(after: handled)
+        let pending = machine.revoked([Self.p0], lost: false).map(\.offset)
+        #expect(pending == [4])
+        // Assigned again from the committed offset 2 (the broker refused the commit of 4).
+        machine.assigned([Self.p0])
+        var again = [Self.message(Self.p0, 2), Self.message(Self.p0, 3)]
+        _ = machine.fetched(&again)
+        let (_, first) = try #require(Self.take(&machine, after: nil))
+        _ = machine.next(after: first)
+        let stored = machine.takeStoredOffsets().map(\.offset)
+        #expect(stored == [3])
+    }
+
     @Test("A message out during shutdown: shutdown waits for it; the reader's next request frees the waiter")
     func messageOutDuringShutdown() async throws {
         let core = Self.runningCore()
