@@ -322,8 +322,9 @@ public final class KafkaConsumer: Service, Sendable {
     ///   ``KafkaConsumerEvent/Kind/error`` event meanwhile).
     /// - Throws: ``KafkaError/Code/noGroup`` for a consumer of given partitions (with or without a group id: it is
     ///   no member of a group); ``KafkaError/Code/unknownPartition`` for a name Kafka refuses as a topic name (an
-    ///   empty one too); ``KafkaError/Code/shutDown`` once shutdown began; librdkafka's refusal, after which the
-    ///   subscription is what it was.
+    ///   empty one too); ``KafkaError/Code/shutDown`` once shutdown began; librdkafka's refusal, or
+    ///   ``KafkaError/Code/fileQueue`` when the file queue cannot write the member file (a full disk), after which
+    ///   the subscription is what it was.
     public func subscribe(topics: [String]) async throws {
         try requireMembership(for: "subscribe")
         for topic in topics { try KafkaTopicName.validate(topic, code: .unknownPartition) }
@@ -338,7 +339,8 @@ public final class KafkaConsumer: Service, Sendable {
     /// keeps running; ``messages`` waits. With librdkafka it also leaves the group, and joins again on the next
     /// subscription.
     /// - Throws: ``KafkaError/Code/noGroup`` for a consumer of given partitions; ``KafkaError/Code/shutDown`` once
-    ///   shutdown began; librdkafka's refusal.
+    ///   shutdown began; librdkafka's refusal, or the file queue's ``KafkaError/Code/fileQueue``, as
+    ///   ``subscribe(topics:)``.
     public func unsubscribe() async throws {
         try requireMembership(for: "unsubscribe")
         try requireRunning()

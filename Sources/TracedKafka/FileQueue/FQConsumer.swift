@@ -85,7 +85,13 @@ final class FQConsumer: KafkaConsumerBackend, @unchecked Sendable {
             let joining = "\(members)/.\(id)"
             let file = try FQFile(creating: joining)
             try file.lock(exclusive: true)
-            try file.write(Array(FQMember.fileContent(subscribing: core.subscription ?? []).utf8), at: 0)
+            do {
+                try file.write(Array(FQMember.fileContent(subscribing: core.subscription ?? []).utf8), at: 0)
+            } catch {
+                // A full disk still lets a consumer join (creating the file took no data block): its empty file
+                // counts for every topic with the others, as a member of an older version does.
+                logger.warning("Could not write this member's subscription; the other members take it to subscribe to every topic", metadata: ["error": "\(error)"])
+            }
             guard rename(joining, "\(members)/\(id)") == 0 else { throw FQFile.error("Cannot join the group in \(members)") }
             membership = (id, members, file)
         }

@@ -4,8 +4,8 @@
 /// ```
 /// tracedkafka-member 1
 /// topic orders
-/// topic payments
-/// end 84cbf2e1a7d0b3f9
+/// topic refunds
+/// end 895c46db07c170b7
 /// ```
 ///
 /// The last line is the FNV-1a hash of the topic lines, so a file read while its member rewrites it in place (its
