@@ -145,6 +145,24 @@ struct ConsumerStateMachineTests {
         #expect(lostBack.isEmpty && lostStored.isEmpty)
     }
 
+    @Test("A partition revoked and assigned again stores what is handled anew, also below what was stored before (the commit at the revoke may have been refused)")
+    func reassignedStoresAnew() throws {
+        var machine = Self.running(fetched: [0, 1, 2, 3])
+        var handled: ConsumerPosition?
+        for _ in 0..<4 { handled = try #require(Self.take(&machine, after: handled)).1 }
+        _ = machine.next(after: handled)
+        let pending = machine.revoked([Self.p0], lost: false).map(\.offset)
+        #expect(pending == [4])
+        // Assigned again from the committed offset 2 (the broker refused the commit of 4).
+        machine.assigned([Self.p0])
+        var again = [Self.message(Self.p0, 2), Self.message(Self.p0, 3)]
+        _ = machine.fetched(&again)
+        let (_, first) = try #require(Self.take(&machine, after: nil))
+        _ = machine.next(after: first)
+        let stored = machine.takeStoredOffsets().map(\.offset)
+        #expect(stored == [3])
+    }
+
     @Test("A message out during shutdown: shutdown waits for it; the reader's next request frees the waiter")
     func messageOutDuringShutdown() async throws {
         let core = Self.runningCore()
@@ -290,5 +308,121 @@ struct ConsumerStateMachineTests {
         let (_, second) = try #require(Self.take(&machine, after: first))
         guard case .end(let error?) = machine.next(after: second) else { Issue.record("no error after the buffered messages"); return }
         #expect(error.code == .corruptRecord)
+    }
+}
+
+// MARK: - Subscription
+
+extension ConsumerStateMachineTests {
+    static let q0 = KafkaTopicPartition(topic: "payments", partition: 0)
+
+    /// A running group member subscribed to orders and payments, owning p0 and q0, with `orders` of p0 and
+    /// `payments` of q0 fetched (p0's first).
+    static func subscribed(orders: [Int64], payments: [Int64]) -> ConsumerStateMachine {
+        var machine = ConsumerStateMachine(storeMode: .whenHandled, maxMessages: 100, maxBytes: 1 << 20, subscription: ["orders", "payments"])
+        _ = try? machine.lifecycle.run()
+        let registered = machine.registerReader(), started = machine.startFetcher()
+        #expect(registered && started)
+        machine.assigned([p0, q0])
+        var batch = orders.map { message(p0, $0) } + payments.map { message(q0, $0) }
+        _ = machine.fetched(&batch)
+        return machine
+    }
+
+    @Test("Subscribing away from a topic: its buffered and later fetched messages are never handed out; the one out counts when handled and is committed when the partition goes")
+    func subscribeAwayDropsTopic() throws {
+        var machine = Self.subscribed(orders: [0, 1, 2], payments: [0, 1])
+        let (first, out) = try #require(Self.take(&machine, after: nil))
+        #expect(first.topic == "orders" && first.offset == 0)
+        let change = try machine.subscribe(["payments"])
+        #expect(change.previous == ["orders", "payments"])
+        #expect(machine.subscription == ["payments"])
+        // The handler finishes orders@0: the next message is of payments, not orders@1.
+        let (next, nextPosition) = try #require(Self.take(&machine, after: out))
+        #expect(next.topic == "payments" && next.offset == 0)
+        var later = [Self.message(Self.p0, 3), Self.message(Self.q0, 2)]
+        _ = machine.fetched(&later)
+        var handedOut: [String] = []
+        var handled = nextPosition
+        while case .message(let message, let position, _) = machine.next(after: handled) {
+            handedOut.append("\(message.topic)@\(message.offset)")
+            handled = position
+        }
+        #expect(handedOut == ["payments@1", "payments@2"])
+        // The group has yet to take orders[0] back: still owned, leaving; what was handled of it goes with it.
+        let owned = machine.owns(Self.p0), leaving = machine.isLeaving(Self.p0)
+        #expect(owned && leaving)
+        let pending = machine.revoked([Self.p0], lost: false)
+        #expect(pending == [KafkaTopicPartitionOffset(topic: "orders", partition: 0, offset: 1)])
+    }
+
+    @Test("A topic subscribed again before its partition went is handed out again from the first message dropped, once the fetcher went back there")
+    func subscribeAgainRewinds() throws {
+        var machine = Self.subscribed(orders: [0, 1, 2], payments: [])
+        let (_, out) = try #require(Self.take(&machine, after: nil))
+        _ = try machine.subscribe(["payments"])
+        guard case .wait = machine.next(after: out) else { Issue.record("a message of an unsubscribed topic was handed out"); return }
+        let change = try machine.subscribe(["payments", "orders"])
+        #expect(change.wakeFetcher)
+        let requests = machine.takeFetcherRequests()
+        guard requests.count == 1, case .rewind(let partition, let offset) = requests[0] else {
+            Issue.record("expected one rewind request, got \(requests)")
+            return
+        }
+        #expect(partition == Self.p0 && offset == 1, "back to orders@1, the first message dropped")
+        // What the fetcher read before going back is still dropped.
+        var stale = [Self.message(Self.p0, 3)]
+        _ = machine.fetched(&stale)
+        let target = machine.rewindTarget(of: Self.p0)
+        #expect(target == 1)
+        guard case .wait = machine.next(after: nil) else { Issue.record("a message from before the rewind was handed out"); return }
+        machine.rewound(Self.p0, to: 1)
+        var again = [Self.message(Self.p0, 1), Self.message(Self.p0, 2)]
+        _ = machine.fetched(&again)
+        let (resumed, _) = try #require(Self.take(&machine, after: nil))
+        #expect(resumed.offset == 1)
+    }
+
+    @Test("A leaving partition of which nothing was dropped is handed out from again at once when its topic is subscribed again")
+    func subscribeAgainWithoutDrops() throws {
+        var machine = Self.subscribed(orders: [], payments: [])
+        _ = try machine.subscribe(["payments"])
+        let change = try machine.subscribe(["orders", "payments"])
+        let leaving = machine.isLeaving(Self.p0), requests = machine.takeFetcherRequests()
+        #expect(!change.wakeFetcher && requests.isEmpty && !leaving)
+        var batch = [Self.message(Self.p0, 0)]
+        _ = machine.fetched(&batch)
+        let (message, _) = try #require(Self.take(&machine, after: nil))
+        #expect(message.offset == 0)
+    }
+
+    @Test("A partition the group still assigns of a topic no longer subscribed is not handed out")
+    func assignedAfterSubscribeAway() throws {
+        var machine = Self.subscribed(orders: [], payments: [])
+        _ = machine.revoked([Self.p0, Self.q0], lost: false)
+        _ = try machine.subscribe(["payments"])
+        machine.assigned([Self.p0, Self.q0])  // dealt from the old subscription
+        var batch = [Self.message(Self.p0, 0), Self.message(Self.q0, 0)]
+        _ = machine.fetched(&batch)
+        let (message, position) = try #require(Self.take(&machine, after: nil))
+        #expect(message.topic == "payments")
+        guard case .wait = machine.next(after: position) else { Issue.record("orders was handed out"); return }
+    }
+
+    @Test("The subscription: duplicates dropped in the order first named; none for given partitions (noGroup); refused once shutdown began")
+    func subscriptionMisuse() throws {
+        var machine = ConsumerStateMachine(storeMode: .whenHandled, maxMessages: 10, maxBytes: 1 << 20, subscription: ["a", "b", "a"])
+        #expect(machine.subscription == ["a", "b"])
+        _ = try machine.subscribe(["c", "a", "c"])
+        #expect(machine.subscription == ["c", "a"])
+        var given = ConsumerStateMachine(storeMode: .whenHandled, maxMessages: 10, maxBytes: 1 << 20)
+        var refused: KafkaError?
+        do { _ = try given.subscribe(["a"]) } catch { refused = error as? KafkaError }
+        #expect(refused?.code == .noGroup)
+        _ = machine.lifecycle.triggerShutdown()
+        var late: KafkaError?
+        do { _ = try machine.subscribe(["a"]) } catch { late = error as? KafkaError }
+        #expect(late?.code == .shutDown)
+        #expect(machine.subscription == ["c", "a"])
     }
 }

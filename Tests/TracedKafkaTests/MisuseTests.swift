@@ -54,12 +54,15 @@ struct MisuseTests {
         #expect(flushError?.code == .shutDown)
     }
 
-    @Test("A consumer without topics is refused")
+    @Test("A consumer with nothing to read (no group, topics or partitions) or an empty topic name is refused; a group member without topics is not")
     func consumerWithoutTopics() throws {
         let error = #expect(throws: KafkaError.self) {
-            try KafkaConsumer(configuration: consumerConfiguration(cluster, group: "g", topics: []))
+            try KafkaConsumer(configuration: consumerConfiguration(cluster, group: "", topics: []))
         }
         #expect(error?.code == .noTopics)
+        let member = try KafkaConsumer(configuration: consumerConfiguration(cluster, group: uniqueName("g"), topics: []))
+        #expect(member.subscribedTopics.isEmpty)
+        member.triggerGracefulShutdown()
         let emptyName = #expect(throws: KafkaError.self) {
             try KafkaConsumer(configuration: consumerConfiguration(cluster, group: "g", topics: ["ok", ""]))
         }

@@ -17,9 +17,10 @@ final class ConsumerCore: ClientLifecycleLocking {
         storeMode: ConsumerStateMachine.StoreMode,
         maxMessages: Int,
         maxBytes: Int,
+        subscription: [String]? = nil,
         events: BoundedEventStream<KafkaConsumerEvent>?
     ) {
-        machine = Mutex(ConsumerStateMachine(storeMode: storeMode, maxMessages: maxMessages, maxBytes: maxBytes))
+        machine = Mutex(ConsumerStateMachine(storeMode: storeMode, maxMessages: maxMessages, maxBytes: maxBytes, subscription: subscription))
         self.events = events
     }
 
@@ -207,6 +208,27 @@ final class ConsumerCore: ClientLifecycleLocking {
         let pending = machine.withLock { $0.revoked(partitions, lost: lost) }
         if !partitions.isEmpty { emit(lost ? .partitionsLost(partitions) : .partitionsRevoked(partitions)) }
         return pending
+    }
+
+    // MARK: - Subscription
+
+    /// The topics subscribed to now (`nil` for a consumer of given partitions).
+    var subscription: [String]? { machine.withLock { $0.subscription } }
+
+    /// Changes the subscription (``ConsumerStateMachine/subscribe(_:)``); the backend calls it where its changes are
+    /// ordered, just before it tells librdkafka or the group, and wakes the fetcher when partitions must be read
+    /// again from where their dropped messages began.
+    /// - Parameter wake: Cuts the fetcher's current wait short.
+    /// - Returns: The subscription before the change.
+    /// - Throws: as ``ConsumerStateMachine/subscribe(_:)``.
+    @discardableResult
+    func subscribe(_ topics: [String], wake: () -> Void) throws -> [String] {
+        let change = try machine.withLock { try $0.subscribe(topics) }
+        if change.wakeFetcher {
+            fetcherGate.signal()
+            wake()
+        }
+        return change.previous
     }
 
     /// The consumer cannot go on: the messages end with `error`.

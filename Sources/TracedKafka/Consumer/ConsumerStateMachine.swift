@@ -9,9 +9,9 @@ struct ConsumerPosition: Sendable, Hashable {
     var offset: Int64
 }
 
-/// The whole state of one consumer, under one lock (``ConsumerCore``): its lifecycle, the partitions it owns (paused,
-/// lost), the read-ahead buffer and the one reader waiting on it, the message out with the handler, the offsets
-/// stored for commit, and its fetcher's running and stopping.
+/// The whole state of one consumer, under one lock (``ConsumerCore``): its lifecycle, its subscription, the partitions
+/// it owns (paused, lost, leaving), the read-ahead buffer and the one reader waiting on it, the message out with the
+/// handler, the offsets stored for commit, and its fetcher's running and stopping.
 ///
 /// A value type whose mutating methods decide and return what must happen; the caller does it outside the lock
 /// (resuming continuations, waking the fetcher, calling librdkafka or the file system). The backends are I/O: they
@@ -39,6 +39,12 @@ struct ConsumerStateMachine: ~Copyable {
         var dirty = false
         /// The offset after the last message handed out, for ``position(of:)``.
         var delivered: Int64?
+        /// Owned, but its topic is no longer subscribed: the group has yet to take it back. Its messages are dropped
+        /// instead of handed out (what was handled of it is still stored, and committed when it goes).
+        var leaving = false
+        /// The offset of the first message dropped while leaving: where reading must go on from if its topic is
+        /// subscribed again before the partition goes (the fetcher has read past it).
+        var resumeAt: Int64?
     }
 
     /// A message as the fetcher hands it over, with its size for the buffer's byte bound (key and value).
@@ -104,10 +110,22 @@ struct ConsumerStateMachine: ~Copyable {
     private var slotIndex: [KafkaTopicPartition: Int32] = [:]
     private var anyDirty = false
 
-    init(storeMode: StoreMode, maxMessages: Int, maxBytes: Int) {
+    /// The topics the consumer subscribes to as a group member, in the order first named; `nil` for a consumer of
+    /// given partitions, which has no subscription.
+    private(set) var subscription: [String]?
+    /// ``subscription`` as a set, for the check made per assigned partition.
+    private var subscribed: Set<String> = []
+
+    /// - Parameter subscription: The topics a group member starts subscribed to (duplicates are dropped), or `nil`
+    ///   for a consumer of given partitions.
+    init(storeMode: StoreMode, maxMessages: Int, maxBytes: Int, subscription: [String]? = nil) {
         self.storeMode = storeMode
         self.capacity = max(1, maxMessages)
         self.byteCapacity = max(1, maxBytes)
+        if let subscription {
+            self.subscription = Self.withoutDuplicates(subscription)
+            self.subscribed = Set(subscription)
+        }
     }
 
     var bufferedCount: Int { entries.count }
@@ -308,7 +326,7 @@ struct ConsumerStateMachine: ~Copyable {
         var waitForRoom: Bool
     }
 
-    /// The fetcher hands over `messages` (emptied). Messages of partitions not owned, or offered after the
+    /// The fetcher hands over `messages` (emptied). Messages of partitions not owned or leaving, or offered after the
     /// messages ended, are dropped: never handed out, so never committed.
     mutating func fetched(_ messages: inout [FetchedMessage]) -> FetchedAction {
         defer { messages.removeAll(keepingCapacity: true) }
@@ -326,6 +344,10 @@ struct ConsumerStateMachine: ~Copyable {
                 lastSlot = slot
             }
             guard slots[Int(slot)].owned else { continue }
+            if slots[Int(slot)].leaving {
+                if slots[Int(slot)].resumeAt == nil { slots[Int(slot)].resumeAt = message.offset }
+                continue
+            }
             let position = ConsumerPosition(slot: slot, generation: slots[Int(slot)].generation, offset: message.offset)
             entries.append(Entry(message: message, position: position, size: size))
             bufferedBytes += size
@@ -393,11 +415,16 @@ struct ConsumerStateMachine: ~Copyable {
     enum FetcherRequest {
         /// Move an owned partition to `offset`; resume with the outcome.
         case seek(KafkaTopicPartition, KafkaOffset, CheckedContinuation<Void, any Error>)
+        /// A leaving partition's topic is subscribed again: unless ``ConsumerStateMachine/rewindTarget(of:)`` says
+        /// otherwise by then, fetch it again from the offset (the first one dropped), then
+        /// ``ConsumerStateMachine/rewound(_:to:)``.
+        case rewind(KafkaTopicPartition, Int64)
 
         /// Ends the request with `error`.
         func fail(_ error: KafkaError) {
             switch self {
             case .seek(_, _, let continuation): continuation.resume(throwing: error)
+            case .rewind: break  // the partition goes with the consumer
             }
         }
     }
@@ -456,6 +483,11 @@ struct ConsumerStateMachine: ~Copyable {
                 slots[slot].owned = true
                 slots[slot].generation &+= 1
             }
+            if slots[slot].resumeAt == nil {
+                // A group that was still dealing the old subscription can hand over a topic no longer subscribed:
+                // it is taken back once the new subscription is dealt.
+                slots[slot].leaving = subscription != nil && !subscribed.contains(partition.topic)
+            }
             slots[slot].paused = false
             slots[slot].delivered = nil
         }
@@ -474,13 +506,106 @@ struct ConsumerStateMachine: ~Copyable {
                 pending.append(KafkaTopicPartitionOffset(topic: partition.topic, partition: partition.partition, offset: stored))
             }
             slots[slot].dirty = false
+            // The next owner (this member again, maybe) starts from what the group committed, which may be below
+            // what was stored here when the commit was refused: what it handles then is stored afresh.
+            slots[slot].stored = nil
             slots[slot].owned = false
             slots[slot].paused = false
+            slots[slot].leaving = false
+            slots[slot].resumeAt = nil
             slots[slot].generation &+= 1
             gone.insert(index)
         }
         drop { gone.contains($0.position.slot) }
         return pending
+    }
+
+    // MARK: - Subscription
+
+    /// What changing the subscription asks of the backend.
+    struct SubscriptionChange {
+        /// The subscription before the change, to go back to when the backend cannot make it.
+        var previous: [String]
+        /// Requests were queued for the fetcher (a ``FetcherRequest/rewind(_:_:)`` for each leaving partition whose
+        /// topic is subscribed again after messages of it were dropped): wake it.
+        var wakeFetcher: Bool
+    }
+
+    /// The consumer subscribes to `topics` instead of what it subscribed to (none: it subscribes to nothing).
+    /// Owned partitions of topics no longer subscribed are leaving until the group takes them back: their buffered
+    /// messages are dropped now and their later ones as they arrive, never handed out; a message of one already out
+    /// with the handler still counts when handled (the partition is still this member's). A leaving partition whose
+    /// topic is subscribed again is handed out from again: at once when nothing of it was dropped, else once the
+    /// fetcher has gone back to the first dropped message (a ``FetcherRequest/rewind(_:_:)`` queued for it).
+    /// - Throws: ``KafkaError/Code/shutDown`` once shutdown began; ``KafkaError/Code/noGroup`` for a consumer of
+    ///   given partitions.
+    mutating func subscribe(_ topics: [String]) throws -> SubscriptionChange {
+        guard lifecycle.acceptsWork else { throw KafkaError.shutDown("The consumer") }
+        guard let previous = subscription else {
+            throw KafkaError(code: .noGroup, reason: "Cannot subscribe: the consumer reads given partitions, as no member of a group")
+        }
+        let topics = Self.withoutDuplicates(topics)
+        subscription = topics
+        subscribed = Set(topics)
+        var newlyLeaving = Set<Int32>()
+        var wakeFetcher = false
+        for index in slots.indices where slots[index].owned {
+            let wanted = subscribed.contains(slots[index].partition.topic)
+            if !wanted, !slots[index].leaving {
+                slots[index].leaving = true
+                newlyLeaving.insert(Int32(index))
+            } else if wanted, slots[index].leaving {
+                if let resumeAt = slots[index].resumeAt {
+                    // Still leaving (its messages dropped) until the fetcher has gone back there. Only a started
+                    // fetcher owns partitions; a stopping one has nothing left to read.
+                    if fetcher == .running || fetcher == .waitingForRoom {
+                        fetcherRequests.append(.rewind(slots[index].partition, resumeAt))
+                        wakeFetcher = true
+                    }
+                } else {
+                    slots[index].leaving = false
+                }
+            }
+        }
+        if !newlyLeaving.isEmpty {
+            for entry in entries where newlyLeaving.contains(entry.position.slot) {
+                let slot = Int(entry.position.slot)
+                if slots[slot].resumeAt == nil, entry.position.generation == slots[slot].generation {
+                    slots[slot].resumeAt = entry.position.offset
+                }
+            }
+            drop { newlyLeaving.contains($0.position.slot) }
+        }
+        if wakeFetcher, fetcher == .waitingForRoom { fetcher = .running }
+        return SubscriptionChange(previous: previous, wakeFetcher: wakeFetcher)
+    }
+
+    /// Where the fetcher must go back to in a leaving partition before its messages are handed out again; `nil` when
+    /// that is no longer so (it went, its topic is unsubscribed again, or it was rewound already).
+    func rewindTarget(of partition: KafkaTopicPartition) -> Int64? {
+        guard let index = slotIndex[partition] else { return nil }
+        let slot = slots[Int(index)]
+        guard slot.owned, slot.leaving, subscribed.contains(partition.topic) else { return nil }
+        return slot.resumeAt
+    }
+
+    /// The fetcher went back to `offset` in a partition whose topic is subscribed again (after
+    /// ``rewindTarget(of:)`` gave it that offset): its messages are handed out again from there.
+    mutating func rewound(_ partition: KafkaTopicPartition, to offset: Int64) {
+        guard rewindTarget(of: partition) == offset, let index = slotIndex[partition] else { return }
+        slots[Int(index)].leaving = false
+        slots[Int(index)].resumeAt = nil
+    }
+
+    /// Whether an owned partition's topic is no longer subscribed (the group has yet to take it back).
+    func isLeaving(_ partition: KafkaTopicPartition) -> Bool {
+        slotIndex[partition].map { slots[Int($0)].owned && slots[Int($0)].leaving } ?? false
+    }
+
+    /// `topics` in the order first named, each once.
+    static func withoutDuplicates(_ topics: [String]) -> [String] {
+        var seen = Set<String>()
+        return topics.filter { seen.insert($0).inserted }
     }
 
     /// Drops the buffered messages that `matches`.

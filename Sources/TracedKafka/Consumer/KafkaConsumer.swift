@@ -32,11 +32,13 @@ public final class KafkaConsumer: Service, Sendable {
     private let metrics: KafkaClientMetrics
 
     /// Creates a consumer on the configured backend (librdkafka, or the file queue) and subscribes it to the
-    /// configured topics (or assigns it the configured partitions).
+    /// configured topics (or assigns it the configured partitions). A group member made without topics subscribes to
+    /// nothing until ``subscribe(topics:)``.
     /// - Parameters:
     ///   - configuration: How to connect, what to read and how to commit.
     ///   - logger: Where the consumer and librdkafka log.
-    /// - Throws: ``KafkaError/Code/noTopics`` without topics or partitions; ``KafkaError/Code/configuration`` with
+    /// - Throws: ``KafkaError/Code/noTopics`` without a group, topics or partitions, or for an empty topic name;
+    ///   ``KafkaError/Code/configuration`` with
     ///   librdkafka's message for an unknown property or bad value, for librdkafka without bootstrap servers, or for
     ///   what ``KafkaConsumerConfiguration`` describes as invalid; ``KafkaError/Code/fileQueue`` for an unusable
     ///   queue directory; ``KafkaError/Code/unknownPartition`` for a given partition the file queue does not have.
@@ -94,6 +96,7 @@ public final class KafkaConsumer: Service, Sendable {
             storeMode: configuration.storeMode,
             maxMessages: configuration.maxBufferedMessages,
             maxBytes: configuration.maxBufferedBytes,
+            subscription: configuration.readsGivenPartitions ? nil : configuration.topics,
             events: events
         )
         self.core = core
@@ -289,6 +292,78 @@ public final class KafkaConsumer: Service, Sendable {
     private func requireGroup(for what: String) throws {
         guard configuration.hasGroup else {
             throw KafkaError(code: .noGroup, reason: "Cannot \(what): the consumer reads its partitions without a group id")
+        }
+    }
+
+    // MARK: - Subscription
+
+    /// Subscribes this group member to `topics` instead of what it subscribed to, as librdkafka's
+    /// `rd_kafka_subscribe` does: the group deals the new topics' partitions among its members that subscribe to
+    /// them. Before ``run()`` it changes the subscription the consumer starts with; while running, the group
+    /// rebalances, and the partitions that go are reported as usual (``KafkaConsumerEvent/Kind/partitionsRevoked``
+    /// after committing what was handled of them, per the commit mode, and the new ones as
+    /// ``KafkaConsumerEvent/Kind/partitionsAssigned``).
+    ///
+    /// From the moment it returns no message of a topic left out is handed out: those read ahead are dropped,
+    /// unhandled, as on a revoke, so their partition's next owner reads them from the committed offset. A message
+    /// of such a topic already out with the handler still counts as handled when the handler is done. Its
+    /// partitions stay in ``assignment`` until the group has taken them back.
+    ///
+    /// ```swift
+    /// import TracedKafka
+    ///
+    /// func follow(_ consumer: KafkaConsumer) async throws {
+    ///     try await consumer.subscribe(topics: ["orders", "refunds"])   // replaces the subscription
+    ///     print(consumer.subscribedTopics)                              // ["orders", "refunds"]
+    /// }
+    /// ```
+    /// - Parameter topics: The topics to read, each once (duplicates are dropped); none is the same as
+    ///   ``unsubscribe()``. A topic that does not exist yet is read once it does (librdkafka reports it as an
+    ///   ``KafkaConsumerEvent/Kind/error`` event meanwhile).
+    /// - Throws: ``KafkaError/Code/noGroup`` for a consumer of given partitions (with or without a group id: it is
+    ///   no member of a group); ``KafkaError/Code/unknownPartition`` for a name Kafka refuses as a topic name (an
+    ///   empty one too); ``KafkaError/Code/shutDown`` once shutdown began; librdkafka's refusal, or
+    ///   ``KafkaError/Code/fileQueue`` when the file queue cannot write the member file (a full disk), after which
+    ///   the subscription is what it was.
+    public func subscribe(topics: [String]) async throws {
+        try requireMembership(for: "subscribe")
+        for topic in topics { try KafkaTopicName.validate(topic, code: .unknownPartition) }
+        try requireRunning()
+        // librdkafka refuses a topic named twice.
+        try await backend.subscribe(ConsumerStateMachine.withoutDuplicates(topics))
+    }
+
+    /// Ends this group member's subscription: every partition it owns is revoked — what was handled of them is
+    /// committed first, per the commit mode, and reported in a ``KafkaConsumerEvent/Kind/partitionsRevoked`` event —
+    /// its messages read ahead are dropped, and nothing more is read until ``subscribe(topics:)``. The consumer
+    /// keeps running; ``messages`` waits. With librdkafka it also leaves the group, and joins again on the next
+    /// subscription.
+    /// - Throws: ``KafkaError/Code/noGroup`` for a consumer of given partitions; ``KafkaError/Code/shutDown`` once
+    ///   shutdown began; librdkafka's refusal, or the file queue's ``KafkaError/Code/fileQueue``, as
+    ///   ``subscribe(topics:)``.
+    public func unsubscribe() async throws {
+        try requireMembership(for: "unsubscribe")
+        try requireRunning()
+        try await backend.subscribe([])
+    }
+
+    /// The topics this group member subscribes to now, in the order first named: the configured ones until
+    /// ``subscribe(topics:)`` or ``unsubscribe()`` changes them (the last change made, also after shutdown). Empty
+    /// for a consumer of given partitions.
+    public var subscribedTopics: [String] { core.subscription ?? [] }
+
+    private func requireMembership(for what: String) throws {
+        guard configuration.hasGroup else {
+            throw KafkaError(
+                code: .noGroup,
+                reason: "Cannot \(what): the consumer reads given partitions without a group id; make a consumer with a groupID and topics (or none) to subscribe"
+            )
+        }
+        guard !configuration.readsGivenPartitions else {
+            throw KafkaError(
+                code: .noGroup,
+                reason: "Cannot \(what): the consumer reads given partitions, as no member of group \(String(reflecting: configuration.groupID)); make a consumer with topics (or none) to subscribe"
+            )
         }
     }
 

@@ -7,6 +7,11 @@ protocol KafkaConsumerBackend: AnyObject, Sendable {
     func spawnFetcher()
     /// Cuts the fetcher's current wait short, so it sees a request now.
     func wakeFetcher()
+    /// Subscribes a group member to `topics` instead (none: unsubscribes): changes the core's subscription
+    /// (``ConsumerCore/subscribe(_:wake:)``), then the group's, one change at a time; the group then revokes and
+    /// assigns partitions through the usual path. Back to the old subscription when the group refuses.
+    /// - Throws: ``KafkaError/Code/shutDown`` once closed, what the core throws, or the group's refusal.
+    func subscribe(_ topics: [String]) async throws
     /// Commits positions and waits for the group coordinator's answer.
     func commit(_ offsets: [KafkaTopicPartitionOffset]) async throws
     /// The group's committed offsets (the next offset to read) of the partitions that have one.

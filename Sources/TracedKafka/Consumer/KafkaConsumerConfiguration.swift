@@ -95,7 +95,8 @@ public struct KafkaConsumerConfiguration: Sendable {
     public var metrics: KafkaMetricsConfiguration
     /// The consumer group (`group.id`). Empty for a consumer of given ``partitions`` that commits nothing.
     public var groupID: String
-    /// The topics to subscribe to as a member of the group; empty when the consumer reads given ``partitions``.
+    /// The topics a member of the group subscribes to at first (``KafkaConsumer/subscribe(topics:)`` changes them
+    /// later). Empty when the consumer reads given ``partitions``, or for a member that subscribes only later.
     public var topics: [String]
     /// The partitions to read, each from its own offset, without joining the group (no rebalances); empty for a
     /// group member, which reads ``topics``.
@@ -132,7 +133,7 @@ public struct KafkaConsumerConfiguration: Sendable {
     /// - Parameters:
     ///   - bootstrapServers: The brokers to bootstrap from, as `host:port` (for the librdkafka backend).
     ///   - groupID: The consumer group.
-    ///   - topics: The topics to subscribe to.
+    ///   - topics: The topics to subscribe to at first; empty for none until ``KafkaConsumer/subscribe(topics:)``.
     ///   - autoOffsetReset: Where to start without a committed offset: the partition's end by default.
     ///   - commitMode: When offsets are committed.
     ///   - clientID: The client id, if any.
@@ -256,9 +257,10 @@ public struct KafkaConsumerConfiguration: Sendable {
     }
 
     /// Checks what the consumer reads.
-    /// - Throws: ``KafkaError/Code/noTopics`` for neither topics nor partitions (or an empty topic name);
-    ///   ``KafkaError/Code/configuration`` for both, for a member without a group, for a topic Kafka refuses, a
-    ///   negative partition or offset, a partition named twice, or ``KafkaOffset/committed`` without a group.
+    /// - Throws: ``KafkaError/Code/noTopics`` for neither a group, topics nor partitions (or an empty topic name);
+    ///   ``KafkaError/Code/configuration`` for both topics and partitions, for a member without a group, for a topic
+    ///   Kafka refuses, a negative partition or offset, a partition named twice, or ``KafkaOffset/committed``
+    ///   without a group.
     func validateConsumption() throws {
         if readsGivenPartitions {
             guard topics.isEmpty else {
@@ -282,14 +284,15 @@ public struct KafkaConsumerConfiguration: Sendable {
             }
             return
         }
-        let named = topics.filter { !$0.isEmpty }
-        guard !named.isEmpty, named.count == topics.count else {
+        // A group member may start without topics and subscribe later (KafkaConsumer.subscribe(topics:)).
+        guard !topics.isEmpty || hasGroup else {
             throw KafkaError(
                 code: .noTopics,
-                reason: topics.isEmpty
-                    ? "The consumer configuration names no topic to subscribe to and no partition to read"
-                    : "The consumer configuration names an empty topic"
+                reason: "The consumer configuration names no group to subscribe in, no topic and no partition to read"
             )
+        }
+        guard !topics.contains("") else {
+            throw KafkaError(code: .noTopics, reason: "The consumer configuration names an empty topic")
         }
         for topic in topics { try KafkaTopicName.validate(topic, code: .configuration) }
         guard hasGroup else {

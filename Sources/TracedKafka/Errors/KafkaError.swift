@@ -24,7 +24,8 @@ public struct KafkaError: Error, Sendable, CustomStringConvertible {
         public static let shutDown = Code(backing: .shutDown)
         /// `run()` was called a second time on the same client.
         public static let alreadyRunning = Code(backing: .alreadyRunning)
-        /// A consumer was configured without any topic to subscribe to.
+        /// A consumer was configured with nothing to read: no group to subscribe in, no topic and no partition (or
+        /// with an empty topic name).
         public static let noTopics = Code(backing: .noTopics)
         /// An operation with a timeout did not complete in time.
         public static let timedOut = Code(backing: .timedOut)
@@ -46,7 +47,8 @@ public struct KafkaError: Error, Sendable, CustomStringConvertible {
         public static let invalidOffset = Code(backing: .invalidOffset)
         /// A call names a partition this consumer does not own now (seek, pause, resume, position).
         public static let notAssigned = Code(backing: .notAssigned)
-        /// A call needs a consumer group (commit, committed offsets) and the consumer reads its partitions without one.
+        /// A call needs a consumer group (commit, committed offsets) and the consumer reads its partitions without
+        /// one, or needs group membership (subscribe, unsubscribe) and the consumer reads given partitions.
         public static let noGroup = Code(backing: .noGroup)
         /// A topic to be created exists already.
         public static let topicAlreadyExists = Code(backing: .topicAlreadyExists)

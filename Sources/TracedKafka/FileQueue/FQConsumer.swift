@@ -10,11 +10,14 @@ import Synchronization
 /// The file-queue consumer backend: a consumer-group member on a queue directory (or a reader of given
 /// partitions), I/O for the ``ConsumerCore``.
 ///
-/// Membership: each member holds an exclusive `flock` on its file in `groups/<group>/members/`; a member whose
-/// file can be locked by someone else is dead (the kernel dropped its lock) and its file is removed. Every member
-/// deals the subscribed topics' partitions round-robin over the sorted live members, and owns a partition only
-/// while it holds that partition's lock file — so no two members ever read one partition at once, and a crashed
-/// member's partitions go to the others at their next check (every 200 ms). A member commits a partition's stored
+/// Membership: each member holds an exclusive `flock` on its file in `groups/<group>/members/`, which says what it
+/// subscribes to (``FQMember``); a member whose file can be locked by someone else is dead (the kernel dropped its
+/// lock) and its file is removed. Every member deals the partitions of the topics the live members subscribe to
+/// over those members (``FQAssignor``), and owns a partition only while it holds that partition's lock file — so no
+/// two members ever read one partition at once, and a crashed member's partitions go to the others at their next
+/// check (every 200 ms, and at once when a member file changes). A change of subscription rewrites the member
+/// file in place and is dealt at once: the partitions of topics no longer subscribed are let go (committing what
+/// was handled), the new topics' taken as their previous owners let go. A member commits a partition's stored
 /// offset before it lets go of it; the next owner starts from the committed offset. A consumer of given partitions
 /// takes no part in any of that: it reads them from where it was told.
 final class FQConsumer: KafkaConsumerBackend, @unchecked Sendable {
@@ -24,8 +27,13 @@ final class FQConsumer: KafkaConsumerBackend, @unchecked Sendable {
     private let core: ConsumerCore
     private let logger: Logger
     private let metrics: KafkaClientMetrics
-    /// This member's id and file (`nil` for a consumer of given partitions, which joins no group).
+    /// This member's id and file (`nil` for a consumer of given partitions, which joins no group). The file is
+    /// written on the subscription queue only.
     private let membership: (id: String, directory: String, file: FQFile)?
+    /// Changes of subscription, one at a time, each written to the member file.
+    private let subscriptionQueue = DispatchQueue(label: "TracedKafka.fileQueue.subscription")
+    /// The subscription changed since the fetch thread last dealt the partitions.
+    private let subscriptionChanged = Atomic(false)
     private let monitor: FQChangeMonitor
     private let commitQueue = DispatchQueue(label: "TracedKafka.fileQueue.commit")
     /// Where a partition's reading started, until it has read something (for ``fetchPosition(_:)``).
@@ -37,8 +45,10 @@ final class FQConsumer: KafkaConsumerBackend, @unchecked Sendable {
     private var failed = false
     /// Counts fetch rounds, to rotate which partition is read first.
     private var fetchRound = 0
-    /// Partition counts of the subscribed topics found so far (a topic's count never changes).
+    /// Partition counts of the group's topics found so far (a topic's count never changes).
     private var partitionCounts: [String: Int] = [:]
+    /// What each other member's file said when it was last read whole.
+    private var knownSubscriptions: [String: FQMember.Subscription] = [:]
 
     private static let rebalanceInterval = Duration.milliseconds(200)
     private static let batchSize = 512
@@ -75,6 +85,13 @@ final class FQConsumer: KafkaConsumerBackend, @unchecked Sendable {
             let joining = "\(members)/.\(id)"
             let file = try FQFile(creating: joining)
             try file.lock(exclusive: true)
+            do {
+                try file.write(Array(FQMember.fileContent(subscribing: core.subscription ?? []).utf8), at: 0)
+            } catch {
+                // A full disk still lets a consumer join (creating the file took no data block): its empty file
+                // counts for every topic with the others, as a member of an older version does.
+                logger.warning("Could not write this member's subscription; the other members take it to subscribe to every topic", metadata: ["error": "\(error)"])
+            }
             guard rename(joining, "\(members)/\(id)") == 0 else { throw FQFile.error("Cannot join the group in \(members)") }
             membership = (id, members, file)
         }
@@ -94,6 +111,38 @@ final class FQConsumer: KafkaConsumerBackend, @unchecked Sendable {
     }
 
     func wakeFetcher() { monitor.wake() }
+
+    func subscribe(_ topics: [String]) async throws {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            subscriptionQueue.async { [self] in
+                continuation.resume(with: Result { try changeSubscription(to: topics) })
+            }
+        }
+    }
+
+    /// On the subscription queue: the core first (its buffered messages of dropped topics go), then the member file
+    /// the other members deal by; the fetch thread deals the partitions again at once.
+    private func changeSubscription(to topics: [String]) throws {
+        guard !closed.withLock({ $0 }) else { throw KafkaError.shutDown("The consumer") }
+        let previous = try core.subscribe(topics, wake: monitor.wake)
+        if let membership {
+            do {
+                try Self.write(FQMember.fileContent(subscribing: topics), to: membership.file)
+            } catch {
+                _ = try? core.subscribe(previous, wake: monitor.wake)
+                throw error
+            }
+        }
+        subscriptionChanged.store(true, ordering: .releasing)
+        monitor.wake()
+    }
+
+    /// Rewrites a member file in place: its `flock` stays, as the others' liveness check needs.
+    private static func write(_ content: String, to file: FQFile) throws {
+        let bytes = Array(content.utf8)
+        try file.write(bytes, at: 0)
+        try file.truncate(to: Int64(bytes.count))
+    }
 
     func commit(_ offsets: [KafkaTopicPartitionOffset]) async throws {
         guard !offsets.isEmpty else { return }
@@ -185,7 +234,8 @@ final class FQConsumer: KafkaConsumerBackend, @unchecked Sendable {
         if configuration.readsGivenPartitions { openGivenPartitions() }
         var changed: Set<String> = []
         while !core.fetcherShouldStop {
-            if clock.now >= nextRebalance || changed.contains(membership?.directory ?? "") {
+            let resubscribed = subscriptionChanged.exchange(false, ordering: .acquiring)
+            if resubscribed || clock.now >= nextRebalance || changed.contains(membership?.directory ?? "") {
                 rebalance()  // a consumer of given partitions has nothing to rebalance: this only bounds its waits
                 nextRebalance = clock.now + Self.rebalanceInterval
             }
@@ -226,7 +276,8 @@ final class FQConsumer: KafkaConsumerBackend, @unchecked Sendable {
         var batch: [ConsumerStateMachine.FetchedMessage] = []
         for partition in order[first...] + order[..<first] {
             guard room.count > 0, room.bytes > 0 else { break }
-            guard let owned = readers[partition], !core.machine.withLock({ $0.isPaused(partition) }) else { continue }
+            // Nothing of a partition leaving (its topic unsubscribed) would be handed out: it is not read.
+            guard let owned = readers[partition], !core.machine.withLock({ $0.isPaused(partition) || $0.isLeaving(partition) }) else { continue }
             do {
                 let (messages, skipped) = try owned.reader.read(max: min(Self.batchSize, room.count), maxBytes: room.bytes)
                 for error in skipped { core.emit(.error(error)) }
@@ -265,6 +316,11 @@ final class FQConsumer: KafkaConsumerBackend, @unchecked Sendable {
                 readers[partition] = (owned.lock, makeReader(partition, start: .offset(target)))
                 try core.machine.withLock { try $0.seek(partition, to: target) }
             })
+        case .rewind(let partition, let offset):
+            // Its topic is subscribed again before this member let it go: read again from the first dropped record.
+            guard core.machine.withLock({ $0.rewindTarget(of: partition) }) == offset, let owned = readers[partition] else { return }
+            readers[partition] = (owned.lock, makeReader(partition, start: .offset(offset)))
+            core.machine.withLock { $0.rewound(partition, to: offset) }
         }
     }
 
@@ -301,16 +357,19 @@ final class FQConsumer: KafkaConsumerBackend, @unchecked Sendable {
     /// Recomputes this member's share of the partitions; lets go of the others and takes the free ones.
     private func rebalance() {
         guard let membership else { return }
-        let members = liveMembers(membership)
-        guard let index = members.firstIndex(of: membership.id) else { return }
-        var all: [KafkaTopicPartition] = []
-        for topic in configuration.topics.sorted() {
+        let subscription = core.subscription ?? []
+        let members = liveMembers(membership, subscribing: subscription)
+        // Every topic some member subscribes to is dealt (a topic of another member's shifts the deal); a member
+        // that does not say what it subscribes to counts for each of them.
+        var topics = Set(subscription)
+        for member in members { if case .topics(let theirs) = member.subscription { topics.formUnion(theirs) } }
+        var counts: [String: Int] = [:]
+        for topic in topics {
             if partitionCounts[topic] == nil { partitionCounts[topic] = try? directory.partitionCount(of: topic) }
-            guard let count = partitionCounts[topic] else { continue }
-            monitor.watch(directory.topicDirectory(topic))
-            all += (0..<count).map { KafkaTopicPartition(topic: topic, partition: $0) }
+            counts[topic] = partitionCounts[topic]
         }
-        let desired = Set(all.enumerated().filter { $0.offset % members.count == index }.map(\.element))
+        for topic in subscription where counts[topic] != nil { monitor.watch(directory.topicDirectory(topic)) }
+        let desired = Set(FQAssignor.share(of: membership.id, among: members, partitionCounts: counts))
         let revoked = readers.keys.filter { !desired.contains($0) }.sorted(by: Self.order)
         if !revoked.isEmpty { release(revoked) }
         var assigned: [KafkaTopicPartition] = []
@@ -347,25 +406,28 @@ final class FQConsumer: KafkaConsumerBackend, @unchecked Sendable {
         }
     }
 
-    /// The sorted ids of the group's live members; removes the files of dead ones.
-    private func liveMembers(_ membership: (id: String, directory: String, file: FQFile)) -> [String] {
+    /// The group's live members and what they subscribe to, this one with `subscription`; removes the files of dead
+    /// ones.
+    private func liveMembers(_ membership: (id: String, directory: String, file: FQFile), subscribing subscription: [String]) -> [FQMember] {
         let path = membership.directory
-        var live: [String] = []
-        for name in FQFile.names(in: path) where !name.hasPrefix(".") {
-            if name == membership.id {
-                live.append(name)
-                continue
-            }
+        var live: [FQMember] = [FQMember(id: membership.id, subscription: .topics(Set(subscription)))]
+        var known: [String: FQMember.Subscription] = [:]
+        for name in FQFile.names(in: path) where !name.hasPrefix(".") && name != membership.id {
             guard let file = try? FQFile.open("\(path)/\(name)", writable: false) else { continue }
             if (try? file.lock(exclusive: false, wait: false)) == true {
                 // Nobody holds it: its member died without leaving.
                 unlink("\(path)/\(name)")
                 file.unlock()
-            } else {
-                live.append(name)
+                continue
             }
+            // Caught half rewritten: what it said before, until the next read.
+            let text = (try? file.read(at: 0, count: Int(max(0, (try? file.size) ?? 0)))).map { String(decoding: $0, as: UTF8.self) }
+            let theirs = text.flatMap(FQMember.subscription(inFile:)) ?? knownSubscriptions[name] ?? .everything
+            known[name] = theirs
+            live.append(FQMember(id: name, subscription: theirs))
         }
-        return live.sorted()
+        knownSubscriptions = known
+        return live
     }
 
     /// Lets `partitions` go: the core drops their buffered messages and hands back what was stored for them,

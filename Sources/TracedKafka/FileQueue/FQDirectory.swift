@@ -205,7 +205,7 @@ struct FQDirectory: Sendable {
     }
 
     /// FNV-1a, 64 bits, as 16 hex digits.
-    private static func hexHash(_ name: String) -> String {
+    static func hexHash(_ name: String) -> String {
         var hash: UInt64 = 0xCBF2_9CE4_8422_2325
         for byte in name.utf8 { hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01B3 }
         let hex = String(hash, radix: 16)

@@ -5,10 +5,11 @@ import Synchronization
 
 /// The librdkafka consumer backend: I/O for the ``ConsumerCore``.
 ///
-/// Subscribes (or assigns the configured partitions) at creation. A dedicated poll thread, spawned when the core
-/// says so, fetches batches from the consumer queue — serving rebalance callbacks on the way — and hands them to the
-/// core without copying the records (one ``RDMessageBatch`` per fetch); between batches it stores the offsets the core has for
-/// commit (librdkafka's auto-commit then commits them on its interval) and carries out seeks.
+/// Subscribes (or assigns the configured partitions) at creation, and again on the client's serial queue whenever
+/// the subscription changes. A dedicated poll thread, spawned when the core says so, fetches batches from the
+/// consumer queue — serving rebalance callbacks on the way — and hands them to the core without copying the records
+/// (one ``RDMessageBatch`` per fetch); between batches it stores the offsets the core has for commit (librdkafka's
+/// auto-commit then commits them on its interval) and carries out seeks and rewinds.
 final class RDConsumer: KafkaConsumerBackend, @unchecked Sendable {
     private let client: RDClient
     private let core: ConsumerCore
@@ -51,17 +52,23 @@ final class RDConsumer: KafkaConsumerBackend, @unchecked Sendable {
         queue = UncheckedSendable(rd_kafka_queue_get_consumer(client.handle))
         if configuration.readsGivenPartitions {
             try assignGivenPartitions()
-        } else {
-            let subscription = RDTopicPartitionList.make(
-                configuration.topics.map { KafkaTopicPartition(topic: $0, partition: -1) }
-            )
-            defer { rd_kafka_topic_partition_list_destroy(subscription) }
-            let err = rd_kafka_subscribe(client.handle, subscription)
+        } else if let topics = core.subscription, !topics.isEmpty {
+            // A member made without topics joins its group when it first subscribes.
+            let err = Self.subscribe(client.handle, to: topics)
             guard err == RD_KAFKA_RESP_ERR_NO_ERROR else {
                 rd_kafka_queue_destroy(queue.value)
-                throw KafkaError.rdKafka(err, context: "Could not subscribe to \(configuration.topics)")
+                throw KafkaError.rdKafka(err, context: "Could not subscribe to \(topics)")
             }
         }
+    }
+
+    /// `rd_kafka_subscribe`, or `rd_kafka_unsubscribe` for no topics. Either waits for librdkafka's main thread to
+    /// take the change (not for the rebalance it starts, which reaches the poll thread's rebalance callback).
+    private static func subscribe(_ handle: OpaquePointer, to topics: [String]) -> rd_kafka_resp_err_t {
+        guard !topics.isEmpty else { return rd_kafka_unsubscribe(handle) }
+        let list = RDTopicPartitionList.make(topics.map { KafkaTopicPartition(topic: $0, partition: Int(RD_KAFKA_PARTITION_UA)) })
+        defer { rd_kafka_topic_partition_list_destroy(list) }
+        return rd_kafka_subscribe(handle, list)
     }
 
     /// Assigns the configured partitions from their starting offsets (no group membership).
@@ -180,7 +187,31 @@ final class RDConsumer: KafkaConsumerBackend, @unchecked Sendable {
         switch request {
         case .seek(let partition, let offset, let continuation):
             continuation.resume(with: Result { try seek(partition, to: offset) })
+        case .rewind(let partition, let offset):
+            rewind(partition, to: offset)
         }
+    }
+
+    /// On the poll thread, between batches: a partition whose topic is subscribed again before the group took it
+    /// back is fetched again from its first dropped message, then handed out from again. librdkafka drops what it
+    /// fetched before the seek.
+    private func rewind(_ partition: KafkaTopicPartition, to offset: Int64) {
+        guard core.machine.withLock({ $0.rewindTarget(of: partition) }) == offset else { return }
+        let list = RDTopicPartitionList.make([KafkaTopicPartitionOffset(topic: partition.topic, partition: partition.partition, offset: offset)])
+        defer { rd_kafka_topic_partition_list_destroy(list) }
+        var failure: KafkaError?
+        if let error = rd_kafka_seek_partitions(client.handle, list, 10_000) {
+            failure = KafkaError.consuming(error)
+        } else {
+            failure = RDTopicPartitionList.firstError(list)
+        }
+        if let failure {
+            // It stays leaving: its messages are not handed out, and the group's next rebalance starts it afresh.
+            logger.error("Could not read \(partition) again from \(offset) after subscribing to its topic again: \(failure)")
+            core.emit(.error(failure))
+            return
+        }
+        core.machine.withLock { $0.rewound(partition, to: offset) }
     }
 
     /// On the poll thread, between batches: resolves the offset against the partition's watermarks, moves
@@ -296,6 +327,23 @@ final class RDConsumer: KafkaConsumerBackend, @unchecked Sendable {
 
     func wakeFetcher() {
         rd_kafka_queue_yield(queue.value)
+    }
+
+    /// On the client's serial queue, so changes reach the core and librdkafka in one order: the core first (its
+    /// buffered messages of dropped topics go, and partitions the group assigns from now on are judged by the new
+    /// subscription), then librdkafka, whose rebalance then revokes through the poll thread's callback (committing
+    /// what was handled) and assigns the new topics' partitions. librdkafka postpones a change that comes during a
+    /// rebalance until that rebalance is done.
+    func subscribe(_ topics: [String]) async throws {
+        let core = self.core, wake = self.wakeFetcher
+        try await client.blocking("The consumer") { handle in
+            let previous = try core.subscribe(topics, wake: wake)
+            let err = Self.subscribe(handle, to: topics)
+            guard err == RD_KAFKA_RESP_ERR_NO_ERROR else {
+                _ = try? core.subscribe(previous, wake: wake)
+                throw KafkaError.rdKafka(err, context: topics.isEmpty ? "Could not unsubscribe" : "Could not subscribe to \(topics)")
+            }
+        }
     }
 
     func commit(_ offsets: [KafkaTopicPartitionOffset]) async throws {
