@@ -630,6 +630,14 @@ struct ConsumerStateMachine: ~Copyable {
         return offsets
     }
 
+    /// Every owned partition's stored offset, taken by the backend or not: what the consumer would commit now.
+    func storedOffsets() -> [KafkaTopicPartitionOffset] {
+        slots.compactMap { slot in
+            guard slot.owned, let stored = slot.stored else { return nil }
+            return KafkaTopicPartitionOffset(topic: slot.partition.topic, partition: slot.partition.partition, offset: stored)
+        }
+    }
+
     /// Whether there are stored offsets not yet taken (a cheap check before ``takeStoredOffsets()``).
     var hasStoredOffsets: Bool { anyDirty }
 

@@ -177,6 +177,19 @@ public final class KafkaConsumer: Service, Sendable {
         try await commit(offsets: [message.nextOffset])
     }
 
+    /// Commits the positions the consumer has stored, now, and waits for the group coordinator to accept them,
+    /// instead of leaving them to the commit interval: in ``KafkaConsumerConfiguration/CommitMode/afterHandled(interval:)``
+    /// the position after each handled message, in ``KafkaConsumerConfiguration/CommitMode/automatic(interval:)`` after
+    /// each message handed out. Returns at once when nothing is stored; in
+    /// ``KafkaConsumerConfiguration/CommitMode/manual`` nothing is, so commit messages or offsets instead.
+    /// - Throws: as ``commit(offsets:)``.
+    public func commit() async throws {
+        try requireGroup(for: "commit")
+        let offsets = core.machine.withLock { $0.storedOffsets() }
+        guard !offsets.isEmpty else { return }
+        try await commit(offsets: offsets)
+    }
+
     /// Commits positions and waits for the group coordinator to accept them.
     /// - Parameter offsets: For each partition, the offset of the next message to read.
     /// - Throws: ``KafkaError`` with librdkafka's code when the commit fails, ``KafkaError/Code/shutDown`` after
