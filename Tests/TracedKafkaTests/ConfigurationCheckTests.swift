@@ -32,6 +32,17 @@ struct ConfigurationCheckTests {
         #expect(admin?.reason.contains(String(reflecting: entry)) == true)
     }
 
+    @Test("No group is nil: an empty group id is refused, a consumer of given partitions has none by default", arguments: TestBackend.allCases)
+    func groupIDIsOptional(backend: TestBackend) throws {
+        var member = consumerConfiguration(backend, group: "g", topics: ["t"])
+        member.groupID = ""
+        member.backend = backend.backend
+        let error = #expect(throws: KafkaError.self) { try KafkaConsumer(configuration: member) }
+        #expect(error?.code == .configuration && error?.reason.contains("group id is empty") == true)
+        let reader = KafkaConsumerConfiguration(bootstrapServers: ["localhost:9092"], partitions: [KafkaPartitionStart(topic: "t", partition: 0)])
+        #expect(reader.groupID == nil)
+    }
+
     @Test("Bootstrap servers as librdkafka takes them are accepted: IPv6, a protocol, several in one string")
     func goodBootstrapServers() throws {
         for servers in [["[::1]:9092"], ["PLAINTEXT://127.0.0.1:9092"], ["a.example:9092, b.example:9093"], ["h:1", " ", "h:65535"]] {

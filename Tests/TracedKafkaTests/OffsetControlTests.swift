@@ -21,7 +21,7 @@ func fill(_ topic: String, partitions: Int, count: Int, on backend: TestBackend,
 func partitionConsumer(
     _ backend: TestBackend,
     _ partitions: [KafkaPartitionStart],
-    group: String = "",
+    group: String? = nil,
     commitMode: KafkaConsumerConfiguration.CommitMode = .afterHandled(interval: .milliseconds(50)),
     tracing: KafkaTracingConfiguration = .disabled
 ) throws -> (KafkaConsumer, AsyncStream<KafkaConsumerEvent>) {

@@ -147,7 +147,7 @@ struct SubscriptionTests {
     func subscribeMisuse(backend: TestBackend) async throws {
         let topic = try await backend.newTopic("sub-misuse")
         let start = [KafkaPartitionStart(topic: topic, partition: 0, offset: .beginning)]
-        for group in ["", uniqueName("g")] {
+        for group in [nil, uniqueName("g")] as [String?] {
             let (consumer, _) = try partitionConsumer(backend, start, group: group)
             let subscribing = await #expect(throws: KafkaError.self) { try await consumer.subscribe(topics: [topic]) }
             #expect(subscribing?.code == .noGroup)
@@ -165,8 +165,8 @@ struct SubscriptionTests {
         #expect(member.subscribedTopics == [topic], "a refused subscription changes nothing")
         member.triggerGracefulShutdown()
         let noGroup = #expect(throws: KafkaError.self) {
-            var configuration = consumerConfiguration(backend, group: "", topics: [])
-            configuration.groupID = ""
+            var configuration = consumerConfiguration(backend, group: "g", topics: [])
+            configuration.groupID = nil
             _ = try KafkaConsumer(configuration: configuration)
         }
         #expect(noGroup?.code == .noTopics)

@@ -84,11 +84,11 @@ public final class KafkaConsumer: Service, Sendable {
         configuration.clientID = ClientID.resolve(configuration.clientID, kind: "consumer")
         let server = KafkaServerAddress(backend: configuration.backend, bootstrapServers: configuration.bootstrapServers)
         self.configuration = configuration
-        self.metrics = KafkaClientMetrics(configuration: configuration.metrics, groupID: configuration.hasGroup ? configuration.groupID : nil, server: server)
-        let logger = logger.withClientMetadata(clientID: configuration.clientID, groupID: configuration.hasGroup ? configuration.groupID : nil)
+        self.metrics = KafkaClientMetrics(configuration: configuration.metrics, groupID: configuration.groupID, server: server)
+        let logger = logger.withClientMetadata(clientID: configuration.clientID, groupID: configuration.groupID)
         self.tracing = KafkaConsumerTracing(
             configuration: configuration.tracing,
-            groupID: configuration.hasGroup ? configuration.groupID : nil,
+            groupID: configuration.groupID,
             clientID: configuration.clientID,
             server: server
         )

@@ -93,8 +93,9 @@ public struct KafkaConsumerConfiguration: Sendable {
     public var backend: KafkaBackend
     /// Messaging metrics through swift-metrics (on by default, to `MetricsSystem.factory`).
     public var metrics: KafkaMetricsConfiguration
-    /// The consumer group (`group.id`). Empty for a consumer of given ``partitions`` that commits nothing.
-    public var groupID: String
+    /// The consumer group (`group.id`); `nil` for a consumer of given ``partitions`` that commits nothing. An empty
+    /// string is refused when the consumer is made.
+    public var groupID: String?
     /// The topics a member of the group subscribes to at first (``KafkaConsumer/subscribe(topics:)`` changes them
     /// later). Empty when the consumer reads given ``partitions``, or for a member that subscribes only later.
     public var topics: [String]
@@ -188,7 +189,7 @@ public struct KafkaConsumerConfiguration: Sendable {
     /// - Parameters:
     ///   - bootstrapServers: The brokers to bootstrap from, as `host:port` (for the librdkafka backend).
     ///   - partitions: The partitions to read and where to start in each.
-    ///   - groupID: The group to commit to, or empty for none.
+    ///   - groupID: The group to commit to, or `nil` for none.
     ///   - autoOffsetReset: Where to start in a partition without a committed offset, for ``KafkaOffset/committed``:
     ///     the partition's end by default.
     ///   - commitMode: When offsets are committed (with a group).
@@ -205,7 +206,7 @@ public struct KafkaConsumerConfiguration: Sendable {
     public init(
         bootstrapServers: [String] = [],
         partitions: [KafkaPartitionStart],
-        groupID: String = "",
+        groupID: String? = nil,
         autoOffsetReset: AutoOffsetReset = .latest,
         commitMode: CommitMode = .afterHandled,
         clientID: String? = nil,
@@ -220,12 +221,13 @@ public struct KafkaConsumerConfiguration: Sendable {
         properties: [String: String] = [:]
     ) {
         self.init(
-            bootstrapServers: bootstrapServers, groupID: groupID, topics: [], autoOffsetReset: autoOffsetReset,
+            bootstrapServers: bootstrapServers, groupID: groupID ?? "", topics: [], autoOffsetReset: autoOffsetReset,
             commitMode: commitMode, clientID: clientID, shutdownTimeout: shutdownTimeout,
             maxBufferedMessages: maxBufferedMessages, maxBufferedBytes: maxBufferedBytes, tracing: tracing,
             security: security, backend: backend, metrics: metrics, handlerFailure: handlerFailure, properties: properties
         )
         self.partitions = partitions
+        self.groupID = groupID
     }
 
     /// librdkafka's own read-ahead, behind this consumer's buffer. librdkafka 2.0.2 stops fetching once its queue
@@ -244,7 +246,7 @@ public struct KafkaConsumerConfiguration: Sendable {
     var readsGivenPartitions: Bool { !partitions.isEmpty }
 
     /// Whether the consumer has a group to commit to.
-    var hasGroup: Bool { !groupID.isEmpty }
+    var hasGroup: Bool { groupID != nil }
 
     /// When the consumer stores offsets for commit.
     var storeMode: ConsumerStateMachine.StoreMode {
@@ -258,10 +260,16 @@ public struct KafkaConsumerConfiguration: Sendable {
 
     /// Checks what the consumer reads.
     /// - Throws: ``KafkaError/Code/noTopics`` for neither a group, topics nor partitions (or an empty topic name);
-    ///   ``KafkaError/Code/configuration`` for both topics and partitions, for a member without a group, for a topic
-    ///   Kafka refuses, a negative partition or offset, a partition named twice, or ``KafkaOffset/committed``
-    ///   without a group.
+    ///   ``KafkaError/Code/configuration`` for an empty group id, for both topics and partitions, for a member
+    ///   without a group, for a topic Kafka refuses, a negative partition or offset, a partition named twice, or
+    ///   ``KafkaOffset/committed`` without a group.
     func validateConsumption() throws {
+        guard groupID != "" else {
+            throw KafkaError(
+                code: .configuration,
+                reason: "The group id is empty: give a group's name, or nil for a consumer of given partitions without a group"
+            )
+        }
         if readsGivenPartitions {
             guard topics.isEmpty else {
                 throw KafkaError(code: .configuration, reason: "The consumer configuration names both topics to subscribe to and partitions to read; choose one")
@@ -313,7 +321,7 @@ public struct KafkaConsumerConfiguration: Sendable {
             ("bootstrap.servers", bootstrapServers.joined(separator: ",")),
             // A consumer of given partitions without a group still gets one: librdkafka's assign path wants a
             // group id (its issue #3261); nothing is ever committed to it.
-            ("group.id", hasGroup ? groupID : "tracedkafka-no-group-\(UInt64.random(in: 0...UInt64.max))"),
+            ("group.id", groupID ?? "tracedkafka-no-group-\(UInt64.random(in: 0...UInt64.max))"),
             ("auto.offset.reset", autoOffsetReset.kind.rawValue),
         ]
         switch (hasGroup ? commitMode : .manual).kind {

@@ -68,8 +68,7 @@ final class FQConsumer: KafkaConsumerBackend, @unchecked Sendable {
         self.core = core
         self.logger = logger
         self.monitor = try FQChangeMonitor()
-        let group = configuration.groupID
-        if configuration.hasGroup { try directory.prepareGroup(group) }
+        if let group = configuration.groupID { try directory.prepareGroup(group) }
         if configuration.readsGivenPartitions {
             membership = nil
             for start in configuration.partitions {
@@ -81,7 +80,7 @@ final class FQConsumer: KafkaConsumerBackend, @unchecked Sendable {
         } else {
             let id = FQDirectory.memberID(clientID: configuration.clientID)
             // Locked before it gets its name, so no other member ever sees it unlocked and takes it for dead.
-            let members = directory.membersDirectory(group)
+            let members = directory.membersDirectory(configuration.groupID ?? "")
             let joining = "\(members)/.\(id)"
             let file = try FQFile(creating: joining)
             try file.lock(exclusive: true)
@@ -144,6 +143,9 @@ final class FQConsumer: KafkaConsumerBackend, @unchecked Sendable {
         try file.truncate(to: Int64(bytes.count))
     }
 
+    /// The group's name; only read for a consumer in a group.
+    private var group: String { configuration.groupID ?? "" }
+
     func commit(_ offsets: [KafkaTopicPartitionOffset]) async throws {
         guard !offsets.isEmpty else { return }
         guard !closed.withLock({ $0 }) else { throw KafkaError.shutDown("The consumer") }
@@ -189,7 +191,7 @@ final class FQConsumer: KafkaConsumerBackend, @unchecked Sendable {
     }
 
     private func committedOffset(_ partition: KafkaTopicPartition) throws -> Int64? {
-        guard let text = try FQFile.text(at: directory.offsetPath(configuration.groupID, partition)) else { return nil }
+        guard let text = try FQFile.text(at: directory.offsetPath(group, partition)) else { return nil }
         return Int64(text.trimmingCharacters(in: .whitespacesAndNewlines))
     }
 
@@ -375,8 +377,8 @@ final class FQConsumer: KafkaConsumerBackend, @unchecked Sendable {
         var assigned: [KafkaTopicPartition] = []
         for partition in desired.sorted(by: Self.order) where readers[partition] == nil {
             do {
-                try FQFile.makeChildDirectory(directory.lockDirectory(configuration.groupID, partition.topic))
-                let lock = try FQFile(creating: directory.lockPath(configuration.groupID, partition))
+                try FQFile.makeChildDirectory(directory.lockDirectory(group, partition.topic))
+                let lock = try FQFile(creating: directory.lockPath(group, partition))
                 // Still held by its previous owner: taken at a later check, once it lets go.
                 guard try lock.lock(exclusive: true, wait: false) else { continue }
                 readers[partition] = (lock, makeReader(partition, start: try startPosition(partition)))
@@ -400,7 +402,7 @@ final class FQConsumer: KafkaConsumerBackend, @unchecked Sendable {
         case .error:
             throw KafkaError(
                 code: .configuration,
-                reason: "\(partition) has no committed offset for group \(configuration.groupID) and "
+                reason: "\(partition) has no committed offset for group \(group) and "
                     + "autoOffsetReset is .error"
             )
         }
@@ -456,9 +458,9 @@ final class FQConsumer: KafkaConsumerBackend, @unchecked Sendable {
     private func write(_ offsets: [KafkaTopicPartitionOffset]) throws {
         for offset in offsets {
             let partition = KafkaTopicPartition(topic: offset.topic, partition: offset.partition)
-            try FQFile.makeChildDirectory(directory.offsetDirectory(configuration.groupID, offset.topic))
+            try FQFile.makeChildDirectory(directory.offsetDirectory(group, offset.topic))
             try FQFile.replace(
-                directory.offsetPath(configuration.groupID, partition),
+                directory.offsetPath(group, partition),
                 with: "\(offset.offset)\n",
                 sync: options.durability != .none
             )
