@@ -21,7 +21,7 @@ extension KafkaConsumerMessage {
     /// - Parameter allocator: The allocator of the buffer.
     /// - Returns: The key's bytes, or `nil`.
     public func keyBuffer(allocator: ByteBufferAllocator) -> ByteBuffer? {
-        withUnsafeKeyBytes { $0.map { allocator.buffer(copying: $0) } }
+        withUnsafeKeyBytes { $0.map { allocator.buffer(bytes: $0) } }
     }
 
     /// The value in a new `ByteBuffer` from `allocator` (a channel's, for example), or `nil` for a tombstone. The
@@ -29,15 +29,6 @@ extension KafkaConsumerMessage {
     /// - Parameter allocator: The allocator of the buffer.
     /// - Returns: The value's bytes, or `nil`.
     public func valueBuffer(allocator: ByteBufferAllocator) -> ByteBuffer? {
-        withUnsafeValueBytes { $0.map { allocator.buffer(copying: $0) } }
-    }
-}
-
-extension ByteBufferAllocator {
-    /// A buffer of exactly these bytes: one copy.
-    func buffer(copying bytes: UnsafeRawBufferPointer) -> ByteBuffer {
-        var buffer = self.buffer(capacity: bytes.count)
-        buffer.writeBytes(bytes)
-        return buffer
+        withUnsafeValueBytes { $0.map { allocator.buffer(bytes: $0) } }
     }
 }

@@ -29,6 +29,6 @@ extension KafkaHeader {
     /// - Parameter allocator: The allocator of the buffer.
     /// - Returns: The value's bytes, or `nil`.
     public func valueBuffer(allocator: ByteBufferAllocator) -> ByteBuffer? {
-        valueBytes.map { bytes in bytes.withUnsafeBytes { allocator.buffer(copying: $0) } }
+        valueBytes.map { bytes in bytes.withUnsafeBytes { allocator.buffer(bytes: $0) } }
     }
 }

@@ -81,10 +81,11 @@ public final class KafkaConsumer: Service, Sendable {
     ) throws {
         try configuration.validateConsumption()
         var configuration = configuration
-        configuration.clientID = ClientID.resolve(configuration.clientID, kind: "consumer")
+        let clientID = ClientID.resolve(configuration.clientID, kind: "consumer")
+        configuration.clientID = clientID
         let server = KafkaServerAddress(backend: configuration.backend, bootstrapServers: configuration.bootstrapServers)
         self.configuration = configuration
-        self.metrics = KafkaClientMetrics(configuration: configuration.metrics, groupID: configuration.groupID, server: server)
+        self.metrics = KafkaClientMetrics(configuration: configuration.metrics, clientID: clientID, groupID: configuration.groupID, server: server)
         let logger = logger.withClientMetadata(clientID: configuration.clientID, groupID: configuration.groupID)
         self.tracing = KafkaConsumerTracing(
             configuration: configuration.tracing,

@@ -108,8 +108,9 @@ public struct KafkaConsumerConfiguration: Sendable {
     public var autoOffsetReset: AutoOffsetReset
     /// When offsets are committed.
     public var commitMode: CommitMode
-    /// The client id reported to the brokers (`client.id`) and recorded as `messaging.client.id` on spans, metrics
-    /// and log lines; `nil` names the client `consumer-N`, N counting the consumers made in this process.
+    /// The client id reported to the brokers (`client.id`) and recorded as `messaging.client.id` on spans, the
+    /// statistics gauges and log lines; `nil` names the client `consumer-N`, N counting the consumers made in this
+    /// process.
     public var clientID: String?
     /// How long graceful shutdown waits for the message being handled before it commits and leaves the group.
     public var shutdownTimeout: Duration

@@ -114,6 +114,8 @@ extension KafkaError {
             RdKafkaCode(RD_KAFKA_RESP_ERR_THROTTLING_QUOTA_EXCEEDED),
         ]
 
+        /// librdkafka's answers for a topic or partition that does not exist: ``KafkaError/Code/unknownPartition``.
+        static let unknownPartitionCodes: Set<RdKafkaCode> = [.unknownTopicOrPartition, .unknownPartition, .unknownTopic]
         /// Conditions after which the client cannot go on.
         static let fatalCodes: Set<RdKafkaCode> = [.fatal, .fenced, .producerFenced, .invalidProducerEpoch]
     }

@@ -131,9 +131,8 @@ extension KafkaError {
     /// An error for a librdkafka response code, with librdkafka's own text for it.
     static func rdKafka(_ err: rd_kafka_resp_err_t, context: String? = nil) -> KafkaError {
         let code = RdKafkaCode(err)
-        let unknown: Set<RdKafkaCode> = [.unknownTopicOrPartition, .unknownPartition, .unknownTopic]
         return KafkaError(
-            code: unknown.contains(code) ? .unknownPartition : RdKafkaCode.fatalCodes.contains(code) ? .fatal : .rdKafka,
+            code: RdKafkaCode.unknownPartitionCodes.contains(code) ? .unknownPartition : RdKafkaCode.fatalCodes.contains(code) ? .fatal : .rdKafka,
             reason: context.map { "\($0): \(code.text)" } ?? code.text,
             rdKafkaCode: code
         )

@@ -65,7 +65,7 @@ final class FQProducer: KafkaProducerBackend, @unchecked Sendable {
             throw KafkaError(code: .invalidRecord, reason: "The record is \(size) bytes; the file queue takes at most "
                 + "\(FQRecordCodec.maxBodySize)")
         }
-        let timestamp = Int64(((record.timestamp ?? Date()).timeIntervalSince1970 * 1000).rounded(.down))
+        let timestamp = record.timestampMilliseconds ?? Int64((Date().timeIntervalSince1970 * 1000).rounded(.down))
         let item = Item(record: record, ticket: ticket, timestampMilliseconds: timestamp, size: size)
         return condition.withLock {
             guard pending.count < max(1, options.maxQueuedRecords) else { return false }

@@ -7,6 +7,8 @@ final class KafkaClientMetrics: Sendable {
     /// The dimensions every series of this client has: the system, the client's group, the server.
     private let common: [(String, String)]
     private let unitDimension: Bool
+    /// The client's id, on the statistics gauges.
+    private let clientID: String
     private let maxDestinations: Int
     private let series = Mutex<Series>(Series())
 
@@ -26,7 +28,8 @@ final class KafkaClientMetrics: Sendable {
 
     /// `nil` factory when metrics are off, or when they would go to swift-metrics' no-op handler (nothing
     /// bootstrapped): then no message pays for building series that record nothing.
-    init(configuration: KafkaMetricsConfiguration, groupID: String?, server: KafkaServerAddress?) {
+    init(configuration: KafkaMetricsConfiguration, clientID: String, groupID: String?, server: KafkaServerAddress?) {
+        self.clientID = clientID
         let factory = configuration.factory ?? MetricsSystem.factory
         self.factory = configuration.isEnabled && !(factory is NOOPMetricsHandler) ? factory : nil
         self.isEnabled = self.factory != nil
@@ -131,12 +134,12 @@ final class KafkaClientMetrics: Sendable {
         timer("messaging.process.duration", dimensions).recordNanoseconds(duration.nanoseconds)
     }
 
-    /// Sets a gauge from librdkafka's statistics; the series names this client.
-    func gauge(_ label: String, unit: String, clientID: String?, topic: String?, partition: Int?, value: Double) {
+    /// Sets a gauge from librdkafka's statistics; the series names this client (`messaging.client.id`).
+    func gauge(_ label: String, unit: String, topic: String?, partition: Int?, value: Double) {
         guard isEnabled else { return }
         var dimensions = self.dimensions(operation: nil, topic: topic, partition: partition, errorType: nil)
-        if let clientID { dimensions.append(("messaging.client.id", clientID)) }
-        let gauge = metric(label, withUnit(unit, dimensions), \.gauges) { Gauge(label: $0, dimensions: $1, factory: $2) }
+        dimensions.append(("messaging.client.id", clientID))
+        let gauge = metric(label, dimensions, \.gauges, unit: unit) { Gauge(label: $0, dimensions: $1, factory: $2) }
         gauge.record(value)
     }
 
@@ -154,11 +157,6 @@ final class KafkaClientMetrics: Sendable {
         return result
     }
 
-    /// `dimensions` with the metric's unit, when units go in a dimension (``KafkaMetricsConfiguration/unitDimension``).
-    private func withUnit(_ unit: String, _ dimensions: [(String, String)]) -> [(String, String)] {
-        unitDimension ? dimensions + [("unit", unit)] : dimensions
-    }
-
     /// The destination as recorded: itself while there is room for new series, `_OTHER` once there is not.
     private func bound(topic: String, partition: Int?) -> (topic: String, partition: String?) {
         let key = KafkaTopicPartition(topic: topic, partition: partition ?? -1)
@@ -172,28 +170,37 @@ final class KafkaClientMetrics: Sendable {
     }
 
     private func counter(_ label: String, _ dimensions: [(String, String)], unit: String = "{message}") -> Counter {
-        metric(label, withUnit(unit, dimensions), \.counters) { Counter(label: $0, dimensions: $1, factory: $2) }
+        metric(label, dimensions, \.counters, unit: unit) { Counter(label: $0, dimensions: $1, factory: $2) }
     }
 
-    private func timer(_ label: String, _ dimensions: [(String, String)]) -> Timer {
-        metric(label, withUnit("s", dimensions), \.timers) { Timer(label: $0, dimensions: $1, preferredDisplayUnit: .seconds, factory: $2) }
+    private func timer(_ label: String, _ dimensions: [(String, String)], operationType: String? = nil) -> Timer {
+        metric(label, dimensions, \.timers, unit: "s", operationType: operationType) {
+            Timer(label: $0, dimensions: $1, preferredDisplayUnit: .seconds, factory: $2)
+        }
     }
 
     /// `messaging.client.operation.duration`, which also names the operation's type.
     private func operationDuration(_ dimensions: [(String, String)], type: String) -> Timer {
-        timer("messaging.client.operation.duration", dimensions + [("messaging.operation.type", type)])
+        timer("messaging.client.operation.duration", dimensions, operationType: type)
     }
 
-    /// The metric object of a series, made on first use.
+    /// The metric object of a series, made on first use. Its unit (when units go in a dimension,
+    /// ``KafkaMetricsConfiguration/unitDimension``) and operation type follow from the label and the operation name,
+    /// so they are added only when the series is made, never to the key looked up for each message.
     private func metric<Metric: Sendable>(
         _ label: String,
         _ dimensions: [(String, String)],
         _ table: WritableKeyPath<Series, [Key: Metric]>,
+        unit: String,
+        operationType: String? = nil,
         make: (String, [(String, String)], any MetricsFactory) -> Metric
     ) -> Metric {
         let key = Key(label: label, dimensions: dimensions.flatMap { [$0.0, $0.1] })
         return series.withLock { series in
             if let metric = series[keyPath: table][key] { return metric }
+            var dimensions = dimensions
+            if let operationType { dimensions.append(("messaging.operation.type", operationType)) }
+            if unitDimension { dimensions.append(("unit", unit)) }
             let metric = make(label, dimensions, factory!)
             series[keyPath: table][key] = metric
             return metric

@@ -34,10 +34,9 @@ enum RDStatistics {
 
     static func record(_ json: Data, into metrics: KafkaClientMetrics, consumer: Bool) {
         guard let object = try? JSONSerialization.jsonObject(with: json) as? [String: Any] else { return }
-        let clientID = object["client_id"] as? String
         for field in fields where field.producer != consumer {
             guard let value = (object[field.field] as? NSNumber)?.doubleValue else { continue }
-            metrics.gauge(field.label, unit: field.unit, clientID: clientID, topic: nil, partition: nil, value: value)
+            metrics.gauge(field.label, unit: field.unit, topic: nil, partition: nil, value: value)
         }
         guard consumer, let topics = object["topics"] as? [String: Any] else { return }
         for (topic, value) in topics {
@@ -47,7 +46,7 @@ enum RDStatistics {
                 guard let number = Int(id), number >= 0,
                     let lag = ((partition as? [String: Any])?["consumer_lag"] as? NSNumber)?.int64Value, lag >= 0
                 else { continue }
-                metrics.gauge(consumerLag, unit: "{message}", clientID: clientID, topic: topic, partition: number, value: Double(lag))
+                metrics.gauge(consumerLag, unit: "{message}", topic: topic, partition: number, value: Double(lag))
             }
         }
     }

@@ -75,11 +75,12 @@ public final class KafkaProducer: Service, Sendable {
         events: BoundedEventStream<KafkaProducerEvent>?
     ) throws {
         var configuration = configuration
-        configuration.clientID = ClientID.resolve(configuration.clientID, kind: "producer")
+        let clientID = ClientID.resolve(configuration.clientID, kind: "producer")
+        configuration.clientID = clientID
         let server = KafkaServerAddress(backend: configuration.backend, bootstrapServers: configuration.bootstrapServers)
         self.configuration = configuration
         self.events = events
-        let metrics = KafkaClientMetrics(configuration: configuration.metrics, groupID: nil, server: server)
+        let metrics = KafkaClientMetrics(configuration: configuration.metrics, clientID: clientID, groupID: nil, server: server)
         self.metrics = metrics.isEnabled ? metrics : nil
         let logger = logger.withClientMetadata(clientID: configuration.clientID, groupID: nil)
         self.logger = logger
@@ -331,7 +332,7 @@ public final class KafkaProducer: Service, Sendable {
         if let partition = record.partition, partition < 0 || partition > Int(Int32.max) {
             throw KafkaError(code: .invalidRecord, reason: "Partition \(partition) is out of range")
         }
-        if let timestamp = record.timestamp, Int64(exactly: (timestamp.timeIntervalSince1970 * 1000).rounded(.down)).map({ $0 >= 0 }) != true {
+        if let timestamp = record.timestamp, record.timestampMilliseconds == nil {
             throw KafkaError(
                 code: .invalidRecord,
                 reason: "Timestamp \(timestamp.timeIntervalSince1970) s after 1970 is out of range: Kafka keeps milliseconds since 1970, never negative, as a 64-bit count"

@@ -52,8 +52,9 @@ public struct KafkaProducerConfiguration: Sendable {
     public var backend: KafkaBackend
     /// Messaging metrics through swift-metrics (on by default, to `MetricsSystem.factory`).
     public var metrics: KafkaMetricsConfiguration
-    /// The client id reported to the brokers (`client.id`) and recorded as `messaging.client.id` on spans, metrics
-    /// and log lines; `nil` names the client `producer-N`, N counting the producers made in this process.
+    /// The client id reported to the brokers (`client.id`) and recorded as `messaging.client.id` on spans, the
+    /// statistics gauges and log lines; `nil` names the client `producer-N`, N counting the producers made in this
+    /// process.
     public var clientID: String?
     /// Acknowledgements to wait for (`acks`).
     public var acks: Acks

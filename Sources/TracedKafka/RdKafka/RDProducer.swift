@@ -125,9 +125,7 @@ final class RDProducer: KafkaProducerBackend, @unchecked Sendable {
                         if let key { add(RD_KAFKA_VTYPE_KEY) { $0.u.mem.ptr = UnsafeMutableRawPointer(mutating: key); $0.u.mem.size = keyCount } }
                         if let headers { add(RD_KAFKA_VTYPE_HEADERS) { $0.u.headers = headers } }
                         if let opaque { add(RD_KAFKA_VTYPE_OPAQUE) { $0.u.ptr = opaque } }
-                        if let timestamp = record.timestamp {
-                            add(RD_KAFKA_VTYPE_TIMESTAMP) { $0.u.i64 = Int64((timestamp.timeIntervalSince1970 * 1000).rounded()) }
-                        }
+                        if let timestamp = record.timestampMilliseconds { add(RD_KAFKA_VTYPE_TIMESTAMP) { $0.u.i64 = timestamp } }
                         guard let error = rd_kafka_produceva(handle, args.baseAddress, count) else { return RD_KAFKA_RESP_ERR_NO_ERROR }
                         // Refused: the headers and the ticket's retain are still ours.
                         let code = rd_kafka_error_code(error)

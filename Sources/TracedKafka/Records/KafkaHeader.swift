@@ -183,11 +183,7 @@ public struct KafkaHeaders: Sendable, Hashable, RandomAccessCollection, MutableC
     /// `read` applied to the bytes of the last value of `key`, read in place (a value given as text is not copied);
     /// `nil` when there is no such header or its last one has no value.
     func withLastValueBytes<Result>(forKey key: String, _ read: (UnsafeRawBufferPointer) -> Result?) -> Result? {
-        var last: KafkaBytes?
-        forEachBorrowed { header in
-            if header.hasKey(key) { last = header.valueBytes }
-        }
-        return last.flatMap { $0.withUnsafeBytes(read) }
+        storage.last(where: { $0.hasKey(key) })?.valueBytes.flatMap { $0.withUnsafeBytes(read) }
     }
 
     /// Appends a header whose value is a string's UTF-8 bytes.

@@ -146,3 +146,14 @@ public struct KafkaProducerRecord: Sendable, Hashable {
     /// Whether this record is a tombstone (its value is `nil`).
     public var isTombstone: Bool { valueBytes == nil }
 }
+
+extension KafkaProducerRecord {
+    /// The timestamp as Kafka keeps it, whole milliseconds since 1970 (rounded down), for both backends; `nil` when
+    /// none was given or it is out of Kafka's range (negative, or past a 64-bit count).
+    var timestampMilliseconds: Int64? {
+        guard let timestamp, let milliseconds = Int64(exactly: (timestamp.timeIntervalSince1970 * 1000).rounded(.down)),
+            milliseconds >= 0
+        else { return nil }
+        return milliseconds
+    }
+}

@@ -36,10 +36,13 @@ import Tracing
     /// The scope of the reading loop running in the current task.
     @_spi(Benchmarks) public func processScope() -> ProcessScope {
         let tracer = configuration.currentTracer
-        guard let tracer, let ambient = InstrumentationContext.current, !ambient.isEmpty, carriesSpan(ambient, tracer: tracer) else {
-            return ProcessScope(tracer: tracer, ambientSpan: nil)
-        }
-        return ProcessScope(tracer: tracer, ambientSpan: ambient)
+        return ProcessScope(tracer: tracer, ambientSpan: tracer.flatMap(ambientSpan(for:)))
+    }
+
+    /// The current task's context, when it carries a span `tracer` would propagate.
+    private func ambientSpan(for tracer: any Tracer) -> InstrumentationContext? {
+        guard let ambient = InstrumentationContext.current, !ambient.isEmpty, carriesSpan(ambient, tracer: tracer) else { return nil }
+        return ambient
     }
 
     /// Whether ``extractContext(from:)`` can find anything: tracing and propagation are on.
@@ -70,8 +73,8 @@ import Tracing
         in scope: ProcessScope? = nil,
         _ handler: nonisolated(nonsending) (KafkaConsumerMessage) async throws -> Void
     ) async throws {
-        let scope = scope ?? processScope()
-        guard let tracer = scope.tracer else { return try await handler(message) }
+        // Without a loop's scope, the ambient span is looked for only when a span is made and parented on it.
+        guard let tracer = scope.map(\.tracer) ?? configuration.currentTracer else { return try await handler(message) }
         let producerContext = message.traceContext
         if configuration.isUntraced(message.topic) {
             // No span; the handler continues the producer's trace.
@@ -81,7 +84,7 @@ import Tracing
         let template = processTemplates.template(for: message.topic)
         let span = tracer.startSpan(
             template.name,
-            context: parent(producerContext: producerContext, scope: scope),
+            context: parent(producerContext: producerContext, ambientSpan: scope.map(\.ambientSpan) ?? ambientSpan(for: tracer)),
             ofKind: .consumer
         )
         if span.isRecording {
@@ -174,25 +177,21 @@ import Tracing
         guard let first = traced.first else { return }
         let span = startClientSpan(
             tracer, operation: "poll", type: "receive", topics: traced.lazy.map(\.topic),
-            first: (first.partition, first.offset), count: traced.count, countKey: "messaging.batch.message_count", at: start
-        )
-        if span.isRecording {
-            span.updateAttributes { attributes in
-                if isBatch {
-                    attributes["messaging.batch.message_count"] = traced.count
-                } else {
-                    if let key = first.keyString { attributes["messaging.kafka.message.key"] = key }
-                    if first.isTombstone { attributes["messaging.kafka.message.tombstone"] = true }
-                }
-            }
-            linkProducerContexts(of: traced, to: span)
+            first: (first.partition, first.offset), count: traced.count, countKey: "messaging.batch.message_count",
+            alwaysCounts: isBatch, at: start
+        ) { attributes in
+            guard !isBatch else { return }
+            if let key = first.keyString { attributes["messaging.kafka.message.key"] = key }
+            if first.isTombstone { attributes["messaging.kafka.message.tombstone"] = true }
         }
+        if span.isRecording { linkProducerContexts(of: traced, to: span) }
         span.end()
     }
 
     /// Starts a CLIENT span `<operation> {topic}` (`<operation>` across topics), a child of the ambient span, for an
-    /// operation on `count` positions: its attributes name the topic when there is one, and the partition and offset
-    /// when there is one position, else the count under `countKey`.
+    /// operation on `count` positions: its attributes name the topic when there is one, the partition and offset
+    /// when there is one position, the count under `countKey` when there are more (or always, with `alwaysCounts`),
+    /// and what `more` adds.
     private func startClientSpan(
         _ tracer: any Tracer,
         operation: String,
@@ -201,7 +200,9 @@ import Tracing
         first: (partition: Int, offset: Int64),
         count: Int,
         countKey: String,
-        at start: DefaultTracerClock.Instant = DefaultTracerClock.now
+        alwaysCounts: Bool = false,
+        at start: DefaultTracerClock.Instant = DefaultTracerClock.now,
+        more: (inout SpanAttributes) -> Void = { _ in }
     ) -> any Span {
         let topic = topics.first.flatMap { first in topics.allSatisfy { $0 == first } ? first : nil }
         let span = tracer.startSpan(
@@ -217,9 +218,9 @@ import Tracing
                 if count == 1 {
                     attributes["messaging.destination.partition.id"] = PartitionID.text(first.partition)
                     if first.offset >= 0 { attributes["messaging.kafka.offset"] = first.offset }
-                } else {
-                    attributes[countKey] = count
                 }
+                if count > 1 || alwaysCounts { attributes[countKey] = count }
+                more(&attributes)
             }
         }
         return span
@@ -241,12 +242,12 @@ import Tracing
         }
     }
 
-    private func parent(producerContext: InstrumentationContext?, scope: ProcessScope) -> InstrumentationContext {
+    private func parent(producerContext: InstrumentationContext?, ambientSpan: @autoclosure () -> InstrumentationContext?) -> InstrumentationContext {
         switch configuration.consumerParent.kind {
         case .linkOnly:
             return .topLevel
         case .producerContext:
-            return scope.ambientSpan ?? producerContext ?? .topLevel
+            return ambientSpan() ?? producerContext ?? .topLevel
         }
     }
 
