@@ -1,60 +1,16 @@
 import Foundation
-import Synchronization
 import TracedKafka
 import TracedKafkaTesting
 
-// A small copy of Tests/TracedKafkaTests/TestSupport.swift: the two backends the round trips run on. (Test targets
-// cannot share a source file, and this is too little to make public API of TracedKafkaTesting.)
+// The shared cluster, unique names and the two backends are TracedKafkaTesting's (`KafkaTestCluster.shared`,
+// `uniqueName(_:)`, `KafkaTestBackend`), as in TracedKafkaTests; what is here is only what these round trips need.
 
-/// `KAFKA_BOOTSTRAP_SERVERS`, or one embedded broker for this test process.
-enum SharedCluster {
-    static let cluster: KafkaTestCluster = {
-        do { return try KafkaTestCluster.fromEnvironment() } catch { fatalError("Could not start the embedded cluster: \(error)") }
-    }()
-}
+typealias TestBackend = KafkaTestBackend
 
-private let counter = Atomic<Int>(0)
-/// Random per run: a cluster that outlives the run keeps its topics.
-private let runToken = String(UInt32.random(in: .min ... .max), radix: 36)
-
-/// A name no other test uses.
-func uniqueName(_ prefix: String) -> String {
-    "\(prefix)-\(runToken)-\(counter.add(1, ordering: .relaxed).newValue)"
-}
-
-/// The embedded broker (or `KAFKA_BOOTSTRAP_SERVERS`) through librdkafka, and the file queue in a directory of this
-/// test process's own.
-enum TestBackend: String, CaseIterable, Sendable {
-    case librdkafka
-    case fileQueue
-
-    static let fileQueueDirectory: String = {
-        let path = FileManager.default.temporaryDirectory
-            .appendingPathComponent("tracedkafka-nio-tests-\(ProcessInfo.processInfo.processIdentifier)").path
-        try? FileManager.default.removeItem(atPath: path)
-        return path
-    }()
-
-    var backend: KafkaBackend {
-        switch self {
-        case .librdkafka: return .librdkafka
-        case .fileQueue: return .fileQueue(directory: Self.fileQueueDirectory)
-        }
-    }
-
-    /// Creates a topic of one partition with a name no other test uses.
-    func newTopic(_ prefix: String) async throws -> String {
-        let topic = uniqueName(prefix)
-        switch self {
-        case .librdkafka: try await SharedCluster.cluster.createTopic(topic, partitions: 1)
-        case .fileQueue: try KafkaFileQueue.createTopic(topic, partitions: 1, in: Self.fileQueueDirectory)
-        }
-        return topic
-    }
-
+extension KafkaTestBackend {
     func producerConfiguration() -> KafkaProducerConfiguration {
         var configuration = KafkaProducerConfiguration(
-            bootstrapServers: SharedCluster.cluster.bootstrapServerList, linger: .milliseconds(1)
+            bootstrapServers: KafkaTestCluster.shared.bootstrapServerList, linger: .milliseconds(1)
         )
         configuration.backend = backend
         return configuration
@@ -63,7 +19,7 @@ enum TestBackend: String, CaseIterable, Sendable {
     /// A new group reading `topic` from its start, with quick group joins on the embedded broker.
     func consumerConfiguration(topic: String) -> KafkaConsumerConfiguration {
         var configuration = KafkaConsumerConfiguration(
-            bootstrapServers: SharedCluster.cluster.bootstrapServerList,
+            bootstrapServers: KafkaTestCluster.shared.bootstrapServerList,
             groupID: uniqueName("g"),
             topics: [topic],
             autoOffsetReset: .earliest,

@@ -107,12 +107,12 @@ struct SecurityTests {
             (.sasl(.oauthBearer(clientID: "c", clientSecret: "s", tokenEndpoint: "not a url")), "not a url"),
         ]
         for (security, named) in refusals {
-            var configuration = producerConfiguration(SharedCluster.cluster)
+            var configuration = producerConfiguration(KafkaTestCluster.shared)
             configuration.security = security
             let error = #expect(throws: KafkaError.self) { _ = try KafkaProducer(configuration: configuration) }
             #expect(error?.code == .configuration)
             #expect(error?.reason.contains(named) == true, "\(String(describing: error))")
-            var consumer = consumerConfiguration(SharedCluster.cluster, group: "g", topics: ["t"])
+            var consumer = consumerConfiguration(KafkaTestCluster.shared, group: "g", topics: ["t"])
             consumer.security = security
             #expect(throws: KafkaError.self) { _ = try KafkaConsumer(configuration: consumer) }
         }
@@ -120,7 +120,7 @@ struct SecurityTests {
 
     @Test("Raw properties still win over the typed settings")
     func rawPropertiesWin() throws {
-        var configuration = producerConfiguration(SharedCluster.cluster, properties: ["security.protocol": "plaintext"])
+        var configuration = producerConfiguration(KafkaTestCluster.shared, properties: ["security.protocol": "plaintext"])
         configuration.security = .sasl(.plain(username: "u", password: "p"), tls: nil)
         let resolved = try configuration.rdKafkaProperties()
         #expect(resolved.last { $0.0 == "security.protocol" }?.1 == "plaintext")

@@ -100,7 +100,7 @@ struct SecurityFailureTests {
     /// The first error event of a producer with `security` against the embedded broker (which speaks plaintext
     /// only) that `matches`; other error events (all brokers down, a disconnect) may come before it.
     static func firstError(_ security: KafkaSecurity, matching matches: @escaping @Sendable (KafkaError) -> Bool) async throws -> KafkaError? {
-        var configuration = producerConfiguration(SharedCluster.cluster)
+        var configuration = producerConfiguration(KafkaTestCluster.shared)
         configuration.security = security
         configuration.tracing = .disabled
         let (producer, events) = try KafkaProducer.makeProducerWithEvents(configuration: configuration)

@@ -118,7 +118,7 @@ struct ConventionsTests {
         let metrics = TestMetrics()
         let topic = try await TestBackend.librdkafka.newTopic("conventions")
         let tracing = KafkaTracingConfiguration(tracer: tracer, pollSpans: true)
-        var producer = producerConfiguration(SharedCluster.cluster)
+        var producer = producerConfiguration(KafkaTestCluster.shared)
         producer.tracing = tracing
         producer.metrics = KafkaMetricsConfiguration(factory: metrics)
         try await withRunning(try KafkaProducer(configuration: producer)) { producer in
@@ -139,7 +139,7 @@ struct ConventionsTests {
 
         // Handled one by one (process, poll and commit spans), then in a batch, then through the iterator with process.
         func consumer() throws -> KafkaConsumer {
-            var configuration = consumerConfiguration(SharedCluster.cluster, group: uniqueName("g"), topics: [topic], commitMode: .manual)
+            var configuration = consumerConfiguration(KafkaTestCluster.shared, group: uniqueName("g"), topics: [topic], commitMode: .manual)
             configuration.tracing = tracing
             configuration.metrics = KafkaMetricsConfiguration(factory: metrics)
             return try KafkaConsumer(configuration: configuration)

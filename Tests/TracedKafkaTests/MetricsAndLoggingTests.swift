@@ -23,7 +23,7 @@ func dimensions(
     if let partition { result.append(("messaging.destination.partition.id", partition)) }
     if let group { result.append(("messaging.consumer.group.name", group)) }
     if let error { result.append(("error.type", error)) }
-    if backend == .librdkafka, let server = SharedCluster.cluster.bootstrapServerList.first, let colon = server.lastIndex(of: ":") {
+    if backend == .librdkafka, let server = KafkaTestCluster.shared.bootstrapServerList.first, let colon = server.lastIndex(of: ":") {
         result.append(("server.address", String(server[..<colon])))
         result.append(("server.port", String(server[server.index(after: colon)...])))
     }

@@ -5,7 +5,7 @@ import TracedKafkaTesting
 
 @Suite("Bad input and misuse get typed errors, never a crash")
 struct MisuseTests {
-    let cluster = SharedCluster.cluster
+    let cluster = KafkaTestCluster.shared
 
     @Test("An unknown property fails at init with librdkafka's message")
     func unknownProperty() throws {
@@ -148,7 +148,7 @@ func withRunningIgnoringResult(_ producer: KafkaProducer, _ body: @escaping @Sen
 struct ConsumerReaderMisuseTests {
     @Test("A second reader of the messages gets alreadyRunning, not a crash")
     func secondReader() async throws {
-        let consumer = try KafkaConsumer(configuration: consumerConfiguration(SharedCluster.cluster, group: uniqueName("g"), topics: [uniqueName("t")]))
+        let consumer = try KafkaConsumer(configuration: consumerConfiguration(KafkaTestCluster.shared, group: uniqueName("g"), topics: [uniqueName("t")]))
         let first = consumer.messages.makeAsyncIterator()
         var second = consumer.messages.makeAsyncIterator()
         let error = await #expect(throws: KafkaError.self) { _ = try await second.next() }
@@ -161,7 +161,7 @@ struct ConsumerReaderMisuseTests {
 
     @Test("run(_:) beside a running run(), in either order, fails at once")
     func handlerBesideRun() async throws {
-        let consumer = try KafkaConsumer(configuration: consumerConfiguration(SharedCluster.cluster, group: uniqueName("g"), topics: [uniqueName("t")]))
+        let consumer = try KafkaConsumer(configuration: consumerConfiguration(KafkaTestCluster.shared, group: uniqueName("g"), topics: [uniqueName("t")]))
         try await expectOneFailsAtOnce({ try await consumer.run() }, { try await consumer.run { _ in } }, thenShutDown: consumer.triggerGracefulShutdown)
     }
 }

@@ -26,7 +26,7 @@ func partitionConsumer(
     tracing: KafkaTracingConfiguration = .disabled
 ) throws -> (KafkaConsumer, AsyncStream<KafkaConsumerEvent>) {
     var configuration = KafkaConsumerConfiguration(
-        bootstrapServers: SharedCluster.cluster.bootstrapServerList, partitions: partitions, groupID: group,
+        bootstrapServers: KafkaTestCluster.shared.bootstrapServerList, partitions: partitions, groupID: group,
         autoOffsetReset: .earliest, commitMode: commitMode, tracing: tracing, properties: fastGroupProperties
     )
     configuration.backend = backend.backend

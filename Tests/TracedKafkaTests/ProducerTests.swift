@@ -10,7 +10,7 @@ import TracedKafkaTesting
 struct ProducerTests {
     @Test("Graceful shutdown with 10k queued records loses none")
     func shutdownLosesNothing() async throws {
-        let cluster = SharedCluster.cluster
+        let cluster = KafkaTestCluster.shared
         let topic = try await newTopic("shutdown", partitions: 2)
         let count = 10_000
         // A long linger keeps the records queued in librdkafka when shutdown begins.
@@ -35,7 +35,7 @@ struct ProducerTests {
 
     @Test("A full librdkafka queue makes senders wait, and every record is delivered")
     func backPressure() async throws {
-        let cluster = SharedCluster.cluster
+        let cluster = KafkaTestCluster.shared
         let topic = try await newTopic("backpressure")
         let configuration = producerConfiguration(cluster, properties: ["queue.buffering.max.messages": "10"])
         let producer = try KafkaProducer(configuration: configuration)
@@ -55,7 +55,7 @@ struct ProducerTests {
     @Test("With tracing and metrics off and no events stream, enqueue waits for room in a full queue and loses nothing")
     func unobservedEnqueueIntoFullQueue() async throws {
         // The path a record takes when nothing observes its outcome: no span, no metrics, no delivery handler.
-        let cluster = SharedCluster.cluster
+        let cluster = KafkaTestCluster.shared
         let topic = try await newTopic("unobserved")
         var configuration = producerConfiguration(cluster, properties: ["queue.buffering.max.messages": "10"])
         configuration.tracing = .disabled
@@ -149,7 +149,7 @@ struct ProducerTests {
         handler.logLevel = .debug
         let captured = handler
         // librdkafka's `msg` debug lines give each batch it produces: its record count, its size and its codec.
-        var configuration = producerConfiguration(SharedCluster.cluster, properties: ["debug": "msg"])
+        var configuration = producerConfiguration(KafkaTestCluster.shared, properties: ["debug": "msg"])
         configuration.compression = codec
         let values = (0..<20).map { index in Array(String(repeating: "espresso \(index) ", count: 1_000).utf8) }
         let producer = try KafkaProducer(configuration: configuration, logger: Logger(label: "test") { _ in captured })
@@ -169,7 +169,7 @@ struct ProducerTests {
         #expect(batches.allSatisfy { $0.codec == codec.description }, "\(batches)")
         let recordBytes = values.map(\.count).reduce(0, +)
         #expect(batches.map(\.bytes).reduce(0, +) < recordBytes / 10, "\(batches) for \(recordBytes) bytes of records")
-        let consumer = try KafkaConsumer(configuration: consumerConfiguration(SharedCluster.cluster, group: uniqueName("g"), topics: [topic]))
+        let consumer = try KafkaConsumer(configuration: consumerConfiguration(KafkaTestCluster.shared, group: uniqueName("g"), topics: [topic]))
         let messages = try await handle(consumer, count: values.count)
         #expect(messages.map(\.value) == values)
     }

@@ -1,16 +1,7 @@
 import Foundation
-import Synchronization
 import Testing
 import TracedKafka
 import TracedKafkaTesting
-
-/// The cluster shared by the tests that inject no faults: `KAFKA_BOOTSTRAP_SERVERS`, or one embedded broker.
-/// Each test uses topics and groups of its own.
-enum SharedCluster {
-    static let cluster: KafkaTestCluster = {
-        do { return try KafkaTestCluster.fromEnvironment() } catch { fatalError("Could not start the embedded cluster: \(error)") }
-    }()
-}
 
 /// What the client configurations need of a cluster.
 protocol BootstrapProviding {
@@ -19,15 +10,6 @@ protocol BootstrapProviding {
 
 extension KafkaTestCluster: BootstrapProviding {}
 extension EmbeddedKafkaCluster: BootstrapProviding {}
-
-private let counter = Atomic<Int>(0)
-/// Random per run: a process id alone repeats (containers), and a cluster that outlives the run keeps its topics.
-private let runToken = String(UInt32.random(in: .min ... .max), radix: 36)
-
-/// A name no other test uses.
-func uniqueName(_ prefix: String) -> String {
-    "\(prefix)-\(runToken)-\(counter.add(1, ordering: .relaxed).newValue)"
-}
 
 /// Consumer settings that make group joins and rebalances quick on the embedded cluster.
 let fastGroupProperties = [
@@ -59,42 +41,15 @@ func consumerConfiguration(
     )
 }
 
-/// The backends the shared tests run against: the embedded broker (or `KAFKA_BOOTSTRAP_SERVERS`) through librdkafka,
-/// and the local file queue in a directory of this test run's own.
-enum TestBackend: String, CaseIterable, Sendable, CustomTestStringConvertible {
-    case librdkafka
-    case fileQueue
+/// The backends the shared tests run against (`KafkaTestBackend` of TracedKafkaTesting, which the NIO tests use too).
+typealias TestBackend = KafkaTestBackend
 
-    var testDescription: String { rawValue }
-
-    /// The file queue's directory for this test process.
-    static let fileQueueDirectory: String = {
-        let path = FileManager.default.temporaryDirectory
-            .appendingPathComponent("tracedkafka-tests-\(ProcessInfo.processInfo.processIdentifier)").path
-        try? FileManager.default.removeItem(atPath: path)
-        return path
-    }()
-
-    var backend: KafkaBackend {
-        switch self {
-        case .librdkafka: return .librdkafka
-        case .fileQueue: return .fileQueue(directory: Self.fileQueueDirectory)
-        }
-    }
-
-    /// Creates a topic with a name no other test uses.
-    func newTopic(_ prefix: String, partitions: Int = 1) async throws -> String {
-        let topic = uniqueName(prefix)
-        switch self {
-        case .librdkafka: try await SharedCluster.cluster.createTopic(topic, partitions: partitions)
-        case .fileQueue: try KafkaFileQueue.createTopic(topic, partitions: partitions, in: Self.fileQueueDirectory)
-        }
-        return topic
-    }
+extension KafkaTestBackend: CustomTestStringConvertible {
+    public var testDescription: String { rawValue }
 }
 
 func producerConfiguration(_ backend: TestBackend, properties: [String: String] = [:]) -> KafkaProducerConfiguration {
-    var configuration = producerConfiguration(SharedCluster.cluster, properties: properties)
+    var configuration = producerConfiguration(KafkaTestCluster.shared, properties: properties)
     configuration.backend = backend.backend
     return configuration
 }
@@ -107,7 +62,7 @@ func consumerConfiguration(
     properties: [String: String] = [:]
 ) -> KafkaConsumerConfiguration {
     var configuration = consumerConfiguration(
-        SharedCluster.cluster, group: group, topics: topics, commitMode: commitMode, properties: properties
+        KafkaTestCluster.shared, group: group, topics: topics, commitMode: commitMode, properties: properties
     )
     configuration.backend = backend.backend
     return configuration

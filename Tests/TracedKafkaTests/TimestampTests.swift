@@ -21,7 +21,7 @@ struct TimestampTests {
         case .fileQueue:
             #expect(reports.map(\.timestampType) == [.createTime, .createTime])
             #expect(reports[1].timestamp == given)
-        case .librdkafka where SharedCluster.cluster.embedded != nil:
+        case .librdkafka where KafkaTestCluster.shared.embedded != nil:
             // The embedded broker's artefact, as documented on KafkaDeliveryReport.timestamp.
             #expect(reports.map(\.timestampType) == [.logAppendTime, .logAppendTime])
             #expect(reports.map(\.timestamp) == [Date(timeIntervalSince1970: 1.234), Date(timeIntervalSince1970: 1.234)])

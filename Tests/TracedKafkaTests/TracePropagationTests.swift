@@ -375,7 +375,7 @@ struct ResendEdgeTests {
     func errorOnlyReportsAreOverridden() async throws {
         let topic = try await newTopic("reports")
         let producer = try KafkaProducer(
-            configuration: producerConfiguration(SharedCluster.cluster, properties: ["delivery.report.only.error": "true"]))
+            configuration: producerConfiguration(KafkaTestCluster.shared, properties: ["delivery.report.only.error": "true"]))
         let report = try await withRunning(producer) { producer in
             try await withDeadline("send with error-only reports", .seconds(30)) {
                 try await producer.send(KafkaProducerRecord(topic: topic, value: "x"))

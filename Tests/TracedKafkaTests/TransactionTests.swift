@@ -10,7 +10,7 @@ import TracedKafkaTesting
 @Suite("Transactions: commit, abort, fatal errors, spans, misuse")
 struct TransactionTests {
     func transactionalProducer(
-        _ cluster: some BootstrapProviding = SharedCluster.cluster,
+        _ cluster: some BootstrapProviding = KafkaTestCluster.shared,
         id: String = uniqueName("tx"),
         tracer: (any Tracer)? = nil
     ) throws -> KafkaProducer {
@@ -34,7 +34,7 @@ struct TransactionTests {
         // librdkafka gives a transaction's records at most the transaction's time: it refuses a longer
         // message.timeout.ms, naming transaction.timeout.ms.
         func producer(transactionTimeout: Duration) throws -> KafkaProducer {
-            var configuration = producerConfiguration(SharedCluster.cluster, properties: ["message.timeout.ms": "10000"])
+            var configuration = producerConfiguration(KafkaTestCluster.shared, properties: ["message.timeout.ms": "10000"])
             configuration.transactionalID = uniqueName("tx")
             configuration.transactionTimeout = transactionTimeout
             return try KafkaProducer(configuration: configuration)
@@ -62,7 +62,7 @@ struct TransactionTests {
             }
         }
         #expect(value == 42)
-        let consumer = try KafkaConsumer(configuration: consumerConfiguration(SharedCluster.cluster, group: uniqueName("g"), topics: [topic]))
+        let consumer = try KafkaConsumer(configuration: consumerConfiguration(KafkaTestCluster.shared, group: uniqueName("g"), topics: [topic]))
         let messages = try await consume(consumer, count: 2)
         #expect(Set(messages.compactMap(\.valueString)) == ["invoice", "receipt"])
 
@@ -195,9 +195,9 @@ struct TransactionTests {
     func sendOffsets() async throws {
         let tracer = W3CRecordingTracer()
         let input = try await newTopic("tx-in"), output = try await newTopic("tx-out")
-        let seed = try KafkaProducer(configuration: producerConfiguration(SharedCluster.cluster))
+        let seed = try KafkaProducer(configuration: producerConfiguration(KafkaTestCluster.shared))
         _ = try await withRunning(seed) { try await $0.send(KafkaProducerRecord(topic: input, key: "k", value: "order")) }
-        var configuration = consumerConfiguration(SharedCluster.cluster, group: uniqueName("g"), topics: [input], commitMode: .manual)
+        var configuration = consumerConfiguration(KafkaTestCluster.shared, group: uniqueName("g"), topics: [input], commitMode: .manual)
         configuration.tracing.tracer = tracer
         let consumer = try KafkaConsumer(configuration: configuration)
         let producer = try transactionalProducer(tracer: tracer)
@@ -215,7 +215,7 @@ struct TransactionTests {
             }
         }
         // The next service reads the output.
-        var next = consumerConfiguration(SharedCluster.cluster, group: uniqueName("next"), topics: [output])
+        var next = consumerConfiguration(KafkaTestCluster.shared, group: uniqueName("next"), topics: [output])
         next.tracing.tracer = tracer
         try await handle(try KafkaConsumer(configuration: next), count: 1)
 
@@ -229,7 +229,7 @@ struct TransactionTests {
         #expect(transaction.eventNames == ["offsets sent"])
         #expect(transaction.string("tracedkafka.transaction.outcome") == "committed")
 
-        let selfCommitting = try KafkaConsumer(configuration: consumerConfiguration(SharedCluster.cluster, group: uniqueName("g"), topics: [input]))
+        let selfCommitting = try KafkaConsumer(configuration: consumerConfiguration(KafkaTestCluster.shared, group: uniqueName("g"), topics: [input]))
         let other = try transactionalProducer()
         try await withRunning(other) { producer in
             let error = await #expect(throws: KafkaError.self) {
@@ -263,7 +263,7 @@ struct TransactionTests {
             }
         }
 
-        let plainProducer = try KafkaProducer(configuration: producerConfiguration(SharedCluster.cluster))
+        let plainProducer = try KafkaProducer(configuration: producerConfiguration(KafkaTestCluster.shared))
         let noID = await #expect(throws: KafkaError.self) { try await plainProducer.withTransaction { _ in } }
         #expect(noID?.code == .configuration)
         plainProducer.triggerGracefulShutdown()
@@ -273,12 +273,12 @@ struct TransactionTests {
         let unsupported = #expect(throws: KafkaError.self) { try KafkaProducer(configuration: fileQueue) }
         #expect(unsupported?.code == .unsupported)
 
-        var leaderAcks = producerConfiguration(SharedCluster.cluster)
+        var leaderAcks = producerConfiguration(KafkaTestCluster.shared)
         leaderAcks.transactionalID = "acks"
         leaderAcks.acks = .leader
         let acks = #expect(throws: KafkaError.self) { try KafkaProducer(configuration: leaderAcks) }
         #expect(acks?.code == .configuration)
-        var empty = producerConfiguration(SharedCluster.cluster)
+        var empty = producerConfiguration(KafkaTestCluster.shared)
         empty.transactionalID = ""
         let emptyID = #expect(throws: KafkaError.self) { try KafkaProducer(configuration: empty) }
         #expect(emptyID?.code == .configuration)
