@@ -132,33 +132,27 @@ struct ConsumerGroupTests {
 
     @Test("A paused partition delivers nothing until it is resumed", arguments: TestBackend.allCases)
     func pauseResume(backend: TestBackend) async throws {
-        let topic = try await backend.newTopic("pause")
+        let topic = try await backend.newTopic("pause", partitions: 2)
         let consumer = try KafkaConsumer(configuration: consumerConfiguration(backend, group: uniqueName("g"), topics: [topic]))
-        let partition = KafkaTopicPartition(topic: topic, partition: 0)
-        let producer = try KafkaProducer(configuration: producerConfiguration(backend))
-        let seen = Shared<[String]>([])
-        @Sendable func waitFor(_ count: Int) async throws {
-            while seen.withLock({ $0.count }) < count { try await Task.sleep(for: .milliseconds(20)) }
-        }
-        try await withRunning(producer) { producer in
+        let paused = KafkaTopicPartition(topic: topic, partition: 0)
+        try await withRunning(try KafkaProducer(configuration: producerConfiguration(backend))) { producer in
             try await withDeadline("pause and resume") {
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     group.addTask { try await consumer.run() }
-                    group.addTask {
-                        for try await message in consumer.messages {
-                            seen.withLock { $0.append(message.valueString ?? "") }
-                        }
-                    }
+                    var log = MessageLog(consumer)
                     try await producer.send(KafkaProducerRecord(topic: topic, value: "before", partition: 0))
-                    try await waitFor(1)
-                    try consumer.pause([partition])
+                    try await log.read(until: "before")
+                    try consumer.pause([paused])
                     try await producer.send(KafkaProducerRecord(topic: topic, value: "while paused", partition: 0))
-                    try await Task.sleep(for: .seconds(1))
-                    #expect(seen.withLock { $0 } == ["before"])
-                    try consumer.resume([partition])
-                    try await waitFor(2)
-                    #expect(seen.withLock { $0 } == ["before", "while paused"])
+                    // Partition 1 is not paused: once the consumer has fetched from both partitions after the record
+                    // above was written, it would have come, had the pause not held partition 0 back.
+                    try await log.passWholeFetch(producer, topic: topic, markerPartition: 1)
+                    #expect(log.values(of: 0) == ["before"])
+                    try consumer.resume([paused])
+                    try await log.read(until: "while paused")
+                    #expect(log.values(of: 0) == ["before", "while paused"])
                     consumer.triggerGracefulShutdown()
+                    try await log.readToEnd()
                     try await group.waitForAll()
                 }
             }
