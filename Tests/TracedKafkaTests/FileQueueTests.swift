@@ -264,23 +264,46 @@ struct FileQueueTests {
     func latestBeforeAnyRecord() async throws {
         let directory = freshQueueDirectory()
         let topic = uniqueName("latest")
-        try KafkaFileQueue.createTopic(topic, partitions: 1, in: directory)
+        // Partition 0 is the one under test. Partition 1 carries the markers that show the consumer has read partition
+        // 0 (`MessageLog.passWholeFetch`): the group's committed offset 0 has it read from its start, however late.
+        try KafkaFileQueue.createTopic(topic, partitions: 2, in: directory)
         let (consumer, events) = try KafkaConsumer.makeConsumerWithEvents(configuration: KafkaConsumerConfiguration(
             groupID: uniqueName("g"), topics: [topic], autoOffsetReset: .latest, tracing: .disabled,
             backend: .fileQueue(directory: directory)
         ))
-        let messages = try await withDeadline("latest") {
-            try await withThrowingTaskGroup(of: [KafkaConsumerMessage].self) { group in
-                group.addTask { try await consume(consumer, count: 3) }
-                for await event in events { if event.kind == .partitionsAssigned { break } }
-                try await Task.sleep(for: .milliseconds(300))  // the consumer has looked for the log and found none
-                try await withRunning(try fileQueueProducer(directory)) { producer in
-                    for index in 0..<3 { try await producer.send(KafkaProducerRecord(topic: topic, value: "new\(index)")) }
+        try await consumer.commit(offsets: [KafkaTopicPartitionOffset(topic: topic, partition: 1, offset: 0)])
+        let values = try await withDeadline("latest") {
+            try await withRunning(try fileQueueProducer(directory)) { producer in
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask { try await consumer.run() }
+                    var assigned: Set<Int> = []
+                    for await event in events where event.kind == .partitionsAssigned {
+                        assigned.formUnion(event.partitions.map(\.partition))
+                        if assigned == [0, 1] { break }
+                    }
+                    var log = MessageLog(consumer)
+                    // Partition 0 has been read, and had no log then.
+                    let partition0 = KafkaTopicPartition(topic: topic, partition: 0)
+                    try await log.passWholeFetch(producer, topic: topic, markerPartition: 1)
+                    let log0 = try FQDirectory(path: directory).logPath(partition0)
+                    #expect(!FileManager.default.fileExists(atPath: log0), "partition 0 has a log before anything was sent to it")
+                    // Written while partition 0 is paused (and no fetch that began before the pause is still going),
+                    // so that the first look at its log finds all three there: a consumer that took "latest" from that
+                    // look, not from the one before the log existed, would skip them all.
+                    try consumer.pause([partition0])
+                    try await log.passWholeFetch(producer, topic: topic, markerPartition: 1)
+                    for index in 0..<3 { try await producer.send(KafkaProducerRecord(topic: topic, value: "new\(index)", partition: 0)) }
+                    try consumer.resume([partition0])
+                    // Partition 0 has been read again since: what was sent to it has come.
+                    try await log.passWholeFetch(producer, topic: topic, markerPartition: 1)
+                    consumer.triggerGracefulShutdown()
+                    try await log.readToEnd()
+                    try await group.waitForAll()
+                    return log.values(of: 0)
                 }
-                return try await group.next() ?? []
             }
         }
-        #expect(messages.compactMap(\.valueString) == ["new0", "new1", "new2"])
+        #expect(values == ["new0", "new1", "new2"])
     }
 
     @Test("Topic names with path characters are refused, and nothing is written outside the directory",
