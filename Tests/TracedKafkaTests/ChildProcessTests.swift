@@ -78,25 +78,26 @@ struct ChildProcessTests {
         #expect(inherited.waitUntilExit() == .exited(0))
     }
 
-    @Test("Inherited stdout and stderr are this process's own (the same open file), not captured; the status arrives")
-    func inheritedOutput() throws {
-        // What each of the shell's descriptors is, written to the other one, which is a pipe here. (Read before the
-        // redirection: the shell may run its last command in its own process, `$$`, with that redirection applied.)
-        let out = try ChildProcess(
-            "/bin/sh", ["-c", "link=$(readlink /proc/$$/fd/1); echo \"$link\" >&2"], standardOutput: .inherited, standardError: .pipe
+    @Test(
+        "Inherited stdout or stderr is this process's own (the same open file), not captured; the status arrives",
+        arguments: [STDOUT_FILENO, STDERR_FILENO]
+    )
+    func inheritedOutput(fd: Int32) throws {
+        let other = fd == STDOUT_FILENO ? STDERR_FILENO : STDOUT_FILENO
+        // What the shell's descriptor `fd` is, written to the other one, a pipe here. (Read before the redirection:
+        // the shell may run its last command in its own process, `$$`, with that redirection applied.)
+        let child = try ChildProcess(
+            "/bin/sh", ["-c", "link=$(readlink /proc/$$/fd/\(fd)); echo \"$link\" >&\(other); exit 4"],
+            standardOutput: fd == STDOUT_FILENO ? .inherited : .pipe,
+            standardError: fd == STDERR_FILENO ? .inherited : .pipe
         )
-        #expect(out.standardOutput == nil)
-        let ownStandardOutput = try ownDescriptor(1)
-        #expect(out.standardError?.readStringToEnd() == "\(ownStandardOutput)\n")
-        #expect(out.waitUntilExit() == .exited(0))
-
-        let err = try ChildProcess(
-            "/bin/sh", ["-c", "readlink /proc/$$/fd/2; exit 4"], standardOutput: .pipe, standardError: .inherited
-        )
-        #expect(err.standardError == nil)
-        let ownStandardError = try ownDescriptor(2)
-        #expect(err.standardOutput?.readStringToEnd() == "\(ownStandardError)\n")
-        #expect(err.waitUntilExit() == .exited(4))
+        let (inherited, captured) = fd == STDOUT_FILENO
+            ? (child.standardOutput, child.standardError) : (child.standardError, child.standardOutput)
+        #expect(inherited == nil)
+        let reader = try #require(captured)
+        let own = try ownDescriptor(fd)
+        #expect(reader.readStringToEnd() == "\(own)\n")
+        #expect(child.waitUntilExit() == .exited(4))
     }
 
     /// What this process's descriptor `fd` is open on, as `/proc` names it (`pipe:[…]`, `/dev/pts/0`, a path).
