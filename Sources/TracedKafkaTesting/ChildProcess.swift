@@ -43,7 +43,8 @@ public final class ChildProcess: Sendable {
         case pipe
         /// To `/dev/null`.
         case nullDevice
-        /// To whatever this process's own stdout or stderr is (a terminal, a pipe, a file), not captured here.
+        /// To this process's own stdout (for the child's stdout) or stderr (for its stderr), whatever that is: a
+        /// terminal, a pipe, a file. Nothing is captured here.
         case inherited
     }
 
