@@ -43,7 +43,11 @@ let package = Package(
         ),
         .executableTarget(name: "request-producer", dependencies: exampleDependencies),
         .executableTarget(name: "downstream-consumer", dependencies: exampleDependencies),
-        .executableTarget(name: "order-pipeline", dependencies: exampleDependencies),
+        // The launcher starts each service as a child process with TracedKafkaTesting's ChildProcess.
+        .executableTarget(
+            name: "order-pipeline",
+            dependencies: exampleDependencies + [.product(name: "TracedKafkaTesting", package: "TracedKafka")]
+        ),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -5,8 +5,9 @@ import Darwin
 #endif
 import Synchronization
 
-/// A child process started with `posix_spawn` directly, for tests that run other programs: stdin reads
-/// `/dev/null`; stdout and stderr each go to `/dev/null` or into a pipe this process reads.
+/// A child process started with `posix_spawn` directly, for tests and tools that run other programs: stdin reads
+/// `/dev/null`; stdout and stderr each go to `/dev/null`, into a pipe this process reads, or to this process's own
+/// stdout or stderr.
 ///
 /// It exists because Foundation's `Process.run()` on Linux can crash the process that calls it: the
 /// swift-corelibs-foundation of Swift 6.3.1 and earlier scans `/proc/self/fd` and copies a fixed 256 bytes of each
@@ -15,10 +16,12 @@ import Synchronization
 /// request #5472, in no released toolchain this package builds with; a crash in a test run loses the whole run, so
 /// every child process a test starts goes through this type instead.
 ///
-/// The child gets this process's environment and working directory, its own process group (as `Process` gives it),
-/// an empty signal mask and every signal at its default action (whatever thread starts it), and no file descriptor
-/// of this process other than its stdin, stdout and stderr. The pipes' write ends are closed here once the child has
-/// started, so reading a pipe ends when the child (and any child of its own that kept the descriptor) has exited.
+/// The child gets this process's environment (or the one it is given) and working directory, its own process group
+/// (as `Process` gives it: a Ctrl-C at the terminal reaches this process only, which may pass it on with
+/// ``kill(_:)``), an empty signal mask and every signal at its default action (whatever thread starts it), and no
+/// file descriptor of this process other than its stdin, stdout and stderr. The pipes' write ends are closed here once
+/// the child has started, so reading a pipe ends when the child (and any child of its own that kept the descriptor)
+/// has exited.
 ///
 /// ```swift
 /// import TracedKafkaTesting
@@ -26,8 +29,10 @@ import Synchronization
 /// let cluster = try EmbeddedKafkaCluster()
 /// let child = try ChildProcess("/usr/bin/kcat", ["-b", cluster.bootstrapServers, "-L"], standardOutput: .pipe)
 /// while let line = child.standardOutput?.readLine() { print(line) }
-/// let status = child.waitUntilExit()   // the exit status, or the number of the signal that ended it
-/// print("kcat ended with", status)
+/// switch child.waitUntilExit() {
+/// case .exited(0): print("done")
+/// case let termination: print("kcat ended with", termination)   // "exit status 1", "signal 9", …
+/// }
 /// ```
 ///
 /// Wait for every child with ``waitUntilExit()``: until then it stays in the process table after it exits.
@@ -38,6 +43,29 @@ public final class ChildProcess: Sendable {
         case pipe
         /// To `/dev/null`.
         case nullDevice
+        /// To this process's own stdout (for the child's stdout) or stderr (for its stderr), whatever that is: a
+        /// terminal, a pipe, a file. Nothing is captured here.
+        case inherited
+    }
+
+    /// How a child ended, as ``ChildProcess/waitUntilExit()`` reports it.
+    public enum Termination: Sendable, Hashable, CustomStringConvertible {
+        /// It exited by itself (returned from `main`, called `exit`) with this exit status, 0 to 255.
+        case exited(Int32)
+        /// A signal ended it: the signal's number (`SIGKILL`, 9, for a child killed with ``ChildProcess/kill(_:)``).
+        case signalled(Int32)
+        /// Its status is lost: something else in this process reaped the child before ``ChildProcess/waitUntilExit()``
+        /// could.
+        case unknown
+
+        /// "exit status 3", "signal 9" or "an unknown status".
+        public var description: String {
+            switch self {
+            case .exited(let status): "exit status \(status)"
+            case .signalled(let signal): "signal \(signal)"
+            case .unknown: "an unknown status"
+            }
+        }
     }
 
     /// The child could not be started.
@@ -91,14 +119,17 @@ public final class ChildProcess: Sendable {
     public let standardOutput: OutputPipe?
     /// The pipe from the child's stderr, when it was started with `standardError: .pipe`.
     public let standardError: OutputPipe?
-    /// Set once the child has been reaped: its status as ``waitUntilExit()`` returns it. Signals are only sent under
-    /// this lock while it is `nil`, so never to a process ID the system may have handed to another process.
-    private let exitStatus = Mutex<Int32?>(nil)
+    /// Set once the child has been reaped: how it ended, as ``waitUntilExit()`` returns it. Signals are only sent
+    /// under this lock while it is `nil`, so never to a process ID the system may have handed to another process.
+    private let termination = Mutex<Termination?>(nil)
 
     /// Starts a program.
     /// - Parameters:
     ///   - executable: The program's path (not looked up in `PATH`); also the child's `argv[0]`.
     ///   - arguments: Its arguments, after `argv[0]`.
+    ///   - environment: The child's whole environment, each key a variable's name (without `=`); `nil` for this
+    ///     process's environment as it is when the child starts. To add to or change this process's, start from
+    ///     `ProcessInfo.processInfo.environment`.
     ///   - standardOutput: Where its stdout goes; `.pipe` to read it from ``standardOutput``.
     ///   - standardError: Where its stderr goes; `.pipe` to read it from ``standardError``.
     /// - Throws: ``SpawnError`` when a pipe cannot be made or the program cannot be started (no such file, not
@@ -106,6 +137,7 @@ public final class ChildProcess: Sendable {
     public init(
         _ executable: String,
         _ arguments: [String] = [],
+        environment: [String: String]? = nil,
         standardOutput: Output = .nullDevice,
         standardError: Output = .nullDevice
     ) throws {
@@ -115,7 +147,11 @@ public final class ChildProcess: Sendable {
             pid = try withDescriptorsLock {
                 if standardOutput == .pipe { outPipe = try makePipe(for: executable) }
                 if standardError == .pipe { errPipe = try makePipe(for: executable) }
-                return try spawn(executable, arguments, stdout: outPipe?.write, stderr: errPipe?.write)
+                return try spawn(
+                    executable, arguments, environment: environment,
+                    stdout: Destination(standardOutput, pipe: outPipe?.write),
+                    stderr: Destination(standardError, pipe: errPipe?.write)
+                )
             }
         } catch {
             for fd in [outPipe?.read, outPipe?.write, errPipe?.read, errPipe?.write].compactMap({ $0 }) { _ = close(fd) }
@@ -131,29 +167,30 @@ public final class ChildProcess: Sendable {
     /// Sends the child a signal; does nothing once ``waitUntilExit()`` has reaped it.
     /// - Parameter signal: The signal, `SIGKILL` unless told.
     public func kill(_ signal: Int32 = SIGKILL) {
-        exitStatus.withLock { status in
-            if status == nil { _ = sendSignal(pid, signal) }
+        termination.withLock { termination in
+            if termination == nil { _ = sendSignal(pid, signal) }
         }
     }
 
     /// Blocks the calling thread until the child has exited, and reaps it. Call it off Swift's cooperative thread
-    /// pool when the child may run for long. Can be called again, from any thread: it then returns the same status.
-    /// - Returns: The child's exit status when it exited, or the number of the signal that ended it (as
-    ///   `Process.terminationStatus` gives them: `SIGKILL`, 9, for a child killed with ``kill(_:)``); -1 in the
-    ///   unexpected case that something else in this process reaped the child first.
-    public func waitUntilExit() -> Int32 {
-        if let status = exitStatus.withLock({ $0 }) { return status }
+    /// pool when the child may run for long. Can be called again, from any thread: it then returns the same result.
+    /// - Returns: ``Termination/exited(_:)`` with its exit status, or ``Termination/signalled(_:)`` with the signal
+    ///   that ended it; ``Termination/unknown`` in the unexpected case that something else in this process reaped the
+    ///   child first.
+    public func waitUntilExit() -> Termination {
+        if let termination = termination.withLock({ $0 }) { return termination }
         // Wait without reaping, so that the process ID stays the child's while `kill(_:)` may use it.
         var info = siginfo_t()
         while waitid(P_PID, id_t(pid), &info, WEXITED | WNOWAIT) == -1 && errno == EINTR {}
-        return exitStatus.withLock { status in
-            if let status { return status }
+        return termination.withLock { termination in
+            if let termination { return termination }
             var raw: Int32 = 0
             var result: pid_t
             repeat { result = waitpid(pid, &raw, 0) } while result == -1 && errno == EINTR
-            // WIFEXITED / WEXITSTATUS / WTERMSIG, which Swift does not import (they are macros).
-            let decoded: Int32 = result == -1 ? -1 : (raw & 0x7F) == 0 ? (raw >> 8) & 0xFF : raw & 0x7F
-            status = decoded
+            // WIFEXITED / WEXITSTATUS / WTERMSIG, which Swift does not import (they are macros). Without WUNTRACED
+            // or WCONTINUED, waitpid reports only the child's end: an exit or a signal.
+            let decoded: Termination = result == -1 ? .unknown : (raw & 0x7F) == 0 ? .exited((raw >> 8) & 0xFF) : .signalled(raw & 0x7F)
+            termination = decoded
             return decoded
         }
     }
@@ -248,8 +285,30 @@ private func makePipe(for executable: String) throws -> (read: Int32, write: Int
     return (fds[0], fds[1])
 }
 
-/// Starts the child: stdin from `/dev/null`, stdout and stderr into the given pipe ends or to `/dev/null`.
-private func spawn(_ executable: String, _ arguments: [String], stdout outWrite: Int32?, stderr errWrite: Int32?) throws -> pid_t {
+/// Where `spawn` sends the child's stdout or stderr.
+private enum Destination {
+    /// Into this descriptor (a pipe's write end).
+    case descriptor(Int32)
+    /// To `/dev/null`.
+    case nullDevice
+    /// This process's own descriptor of the same number.
+    case inherited
+
+    /// Where `output` goes; `pipe` is the write end made for it when it is `.pipe`.
+    init(_ output: ChildProcess.Output, pipe: Int32?) {
+        switch (output, pipe) {
+        case (.pipe, let pipe?): self = .descriptor(pipe)
+        case (.inherited, _): self = .inherited
+        case (.nullDevice, _), (.pipe, nil): self = .nullDevice
+        }
+    }
+}
+
+/// Starts the child: stdin from `/dev/null`, stdout and stderr where told; the given environment, or this process's.
+private func spawn(
+    _ executable: String, _ arguments: [String], environment: [String: String]?,
+    stdout: Destination, stderr: Destination
+) throws -> pid_t {
     func check(_ call: String, _ result: Int32) throws {
         if result != 0 { throw ChildProcess.SpawnError(executable: executable, call: call, code: result) }
     }
@@ -265,11 +324,17 @@ private func spawn(_ executable: String, _ arguments: [String], stdout outWrite:
     defer { posix_spawnattr_destroy(attributes) }
 
     try check("posix_spawn_file_actions_addopen", posix_spawn_file_actions_addopen(actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0))
-    for (target, source) in [(STDOUT_FILENO, outWrite), (STDERR_FILENO, errWrite)] {
-        if let source {
+    for (target, destination) in [(STDOUT_FILENO, stdout), (STDERR_FILENO, stderr)] {
+        switch destination {
+        case .descriptor(let source):
             try check("posix_spawn_file_actions_adddup2", posix_spawn_file_actions_adddup2(actions, source, target))
-        } else {
+        case .nullDevice:
             try check("posix_spawn_file_actions_addopen", posix_spawn_file_actions_addopen(actions, target, "/dev/null", O_WRONLY, 0))
+        case .inherited:
+            // Kept as it is; on Darwin, POSIX_SPAWN_CLOEXEC_DEFAULT would close it unless named here.
+            #if canImport(Darwin)
+            try check("posix_spawn_file_actions_addinherit_np", posix_spawn_file_actions_addinherit_np(actions, target))
+            #endif
         }
     }
 
@@ -293,14 +358,19 @@ private func spawn(_ executable: String, _ arguments: [String], stdout outWrite:
     try check("posix_spawnattr_setflags", posix_spawnattr_setflags(attributes, Int16(flags)))
 
     let argv: [UnsafeMutablePointer<CChar>?] = ([executable] + arguments).map { strdup($0) } + [nil]
-    defer { for argument in argv { free(argument) } }
+    let envp: [UnsafeMutablePointer<CChar>?]? = environment.map { $0.map { strdup("\($0.key)=\($0.value)") } + [nil] }
+    defer { for string in argv + (envp ?? []) { free(string) } }
     var pid: pid_t = 0
-    #if canImport(Darwin)
-    let environment = _NSGetEnviron().pointee
-    #else
-    let environment = environ
-    #endif
-    try check("posix_spawn", posix_spawn(&pid, executable, actions, attributes, argv, environment))
+    if let envp {
+        try check("posix_spawn", posix_spawn(&pid, executable, actions, attributes, argv, envp))
+    } else {
+        #if canImport(Darwin)
+        let inherited = _NSGetEnviron().pointee
+        #else
+        let inherited = environ
+        #endif
+        try check("posix_spawn", posix_spawn(&pid, executable, actions, attributes, argv, inherited))
+    }
     return pid
 }
 

@@ -138,7 +138,7 @@ struct SecurityFailureTests {
             "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
             "-subj", "/CN=broker.test", "-keyout", "\(directory)/key.pem", "-out", "\(directory)/cert.pem",
         ])
-        try #require(certificate.waitUntilExit() == 0, "openssl could not make a certificate")
+        try #require(certificate.waitUntilExit() == .exited(0), "openssl could not make a certificate")
         let server = try ChildProcess(
             "/usr/bin/openssl",
             ["s_server", "-accept", "127.0.0.1:0", "-cert", "\(directory)/cert.pem", "-key", "\(directory)/key.pem", "-www"],

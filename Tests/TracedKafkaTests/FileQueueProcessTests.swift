@@ -42,9 +42,8 @@ final class QueueToolProcess: Sendable {
 
     func kill() { process.kill(SIGKILL) }
 
-    /// Waits (off the cooperative pool) until the process has exited and its output is read; returns its exit
-    /// status (the signal's number when a signal ended it).
-    func waitUntilExit() async -> Int32 {
+    /// Waits (off the cooperative pool) until the process has exited and its output is read; returns how it ended.
+    func waitUntilExit() async -> ChildProcess.Termination {
         let process = self.process, finished = self.finished
         return await withCheckedContinuation { continuation in
             DispatchQueue.global().async {
@@ -69,11 +68,11 @@ struct FileQueueProcessTests {
             try QueueToolProcess(["produce", "--dir", directory, "--topic", topic, "--count", "\(perProducer)", "--prefix", prefix, "--partitions", "3"])
         }
         let statuses = try await withDeadline("three processes", .seconds(90)) {
-            var statuses: [Int32] = []
+            var statuses: [ChildProcess.Termination] = []
             for process in producers + [consumer] { statuses.append(await process.waitUntilExit()) }
             return statuses
         }
-        #expect(statuses == [0, 0, 0])
+        #expect(statuses == [.exited(0), .exited(0), .exited(0)])
         for producer in producers { #expect(producer.output.filter { $0.hasPrefix("acked ") }.count == perProducer) }
 
         let messages = consumer.output.filter { $0.hasPrefix("message ") }.map { $0.split(separator: " ") }
@@ -97,7 +96,7 @@ struct FileQueueProcessTests {
             while writer.output.count < 3_000 { try await Task.sleep(for: .milliseconds(5)) }
         }
         writer.kill()
-        #expect(await writer.waitUntilExit() == SIGKILL)
+        #expect(await writer.waitUntilExit() == .signalled(SIGKILL))
         let acknowledged = writer.output.filter { $0.hasPrefix("acked ") }.map { String($0.split(separator: " ")[3]) }
         #expect(acknowledged.count >= 3_000)
 
@@ -123,7 +122,7 @@ struct FileQueueProcessTests {
         let writer = try QueueToolProcess(
             ["produce", "--dir", directory, "--topic", topic, "--count", "5000", "--prefix", "f"], fileSizeLimitKiB: limit / 1024
         )
-        #expect(try await withDeadline("the limited writer") { await writer.waitUntilExit() } == 0)
+        #expect(try await withDeadline("the limited writer") { await writer.waitUntilExit() } == .exited(0))
         let acknowledged = writer.output.filter { $0.hasPrefix("acked ") }.map { String($0.split(separator: " ")[3]) }
         let failed = writer.output.filter { $0.hasPrefix("failed ") }
         #expect(acknowledged.count + failed.count == 5000)
@@ -158,13 +157,13 @@ struct FileQueueProcessTests {
         let consumer = try QueueToolProcess(
             ["consume", "--dir", directory, "--topic", topic, "--group", "g", "--count", "20"], fileSizeLimitKiB: 0
         )
-        #expect(try await withDeadline("the consumer on a full disk", .seconds(30)) { await consumer.waitUntilExit() } == 0)
+        #expect(try await withDeadline("the consumer on a full disk", .seconds(30)) { await consumer.waitUntilExit() } == .exited(0))
         #expect(consumer.output.filter { $0.hasPrefix("message ") }.map { $0.split(separator: " ")[3] } == (0..<20).map { "v\($0)"[...] })
 
         let producer = try QueueToolProcess(
             ["produce", "--dir", directory, "--topic", topic, "--count", "5"], fileSizeLimitKiB: 0
         )
-        #expect(try await withDeadline("the producer on a full disk", .seconds(30)) { await producer.waitUntilExit() } == 0)
+        #expect(try await withDeadline("the producer on a full disk", .seconds(30)) { await producer.waitUntilExit() } == .exited(0))
         let failed = producer.output.filter { $0.hasPrefix("failed ") }, errors = producer.output.filter { $0.hasPrefix("error ") }
         #expect(failed.count == 5)
         #expect(errors.count == 1, "the writer's failure is an error event too, once: \(producer.output)")

@@ -55,7 +55,7 @@ struct CrossLanguageTests {
     static func python(_ arguments: [String], sourceLocation: SourceLocation = #_sourceLocation) async throws -> PythonOutput {
         let interpreter = try requiredEnvironment("INTEGRATION_PYTHON", sourceLocation: sourceLocation)
         let output = try await runProcess(interpreter, [script] + arguments + ["--bootstrap", Integration.bootstrapServers])
-        try #require(output.status == 0, "otel_kafka.py \(arguments.joined(separator: " ")) failed (\(output.status)):\n\(output.stderr)", sourceLocation: sourceLocation)
+        try #require(output.status == .exited(0), "otel_kafka.py \(arguments.joined(separator: " ")) failed (\(output.status)):\n\(output.stderr)", sourceLocation: sourceLocation)
         do {
             return try JSONDecoder().decode(PythonOutput.self, from: Data(output.stdout.utf8))
         } catch {
@@ -182,7 +182,7 @@ struct CrossLanguageTests {
             let arguments = ["-P", "-b", Integration.bootstrapServers, "-t", topic, "-p", "0"]
                 + headers.flatMap { ["-H", "\($0.0)=\($0.1)"] } + [file.path]
             let output = try await runProcess(kcat, arguments)
-            try #require(output.status == 0, "kcat \(arguments.joined(separator: " ")) failed: \(output.stderr)")
+            try #require(output.status == .exited(0), "kcat \(arguments.joined(separator: " ")) failed: \(output.stderr)")
         }
     }
 

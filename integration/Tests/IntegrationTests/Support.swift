@@ -100,8 +100,8 @@ final class Shared<Value: Sendable>: Sendable {
 
 /// A child process's outcome.
 struct ProcessOutput: Sendable {
-    /// Exit status.
-    var status: Int32
+    /// How it ended.
+    var status: ChildProcess.Termination
     /// Everything it wrote to stdout.
     var stdout: String
     /// Everything it wrote to stderr.
