@@ -53,8 +53,9 @@ public final class KafkaConsumer: Service, Sendable {
     ///
     /// Until a reader asks for the first event, at most `maxBufferedEvents` events wait unread; past that the oldest
     /// unread event is dropped for each new one (and counted in ``droppedEventCount``), so a stream nobody reads never
-    /// grows without bound. Once a reader has started, nothing is dropped (the consumer's events are few: rebalances,
-    /// and errors at most one per kind every 5 seconds).
+    /// grows without bound. Once a reader has started, nothing is dropped (the consumer's events are few: rebalances;
+    /// failed commits; the cluster's errors, at most one per kind every 5 seconds; on the file queue, each damaged
+    /// record skipped and each partition it could not take).
     /// - Parameters:
     ///   - configuration: How to connect, what to read and how to commit.
     ///   - maxBufferedEvents: How many events wait unread at most (1,000 by default).
@@ -158,14 +159,7 @@ public final class KafkaConsumer: Service, Sendable {
         _ message: KafkaConsumerMessage,
         _ body: nonisolated(nonsending) (KafkaConsumerMessage) async throws -> Void
     ) async throws {
-        let started = metrics.started()
-        do {
-            try await tracing.withProcessSpan(message, body)
-            metrics.recordProcess(CollectionOfOne(message), startedAt: started, error: nil)
-        } catch {
-            metrics.recordProcess(CollectionOfOne(message), startedAt: started, error: error)
-            throw error
-        }
+        try await measured(CollectionOfOne(message)) { try await tracing.withProcessSpan(message, body) }
     }
 
     // MARK: - Offsets and partitions
@@ -367,16 +361,10 @@ public final class KafkaConsumer: Service, Sendable {
     public var subscribedTopics: [String] { core.subscription ?? [] }
 
     private func requireMembership(for what: String) throws {
-        guard configuration.hasGroup else {
+        guard configuration.hasGroup, !configuration.readsGivenPartitions else {
             throw KafkaError(
                 code: .noGroup,
-                reason: "Cannot \(what): the consumer reads given partitions without a group id; make a consumer with a groupID and topics (or none) to subscribe"
-            )
-        }
-        guard !configuration.readsGivenPartitions else {
-            throw KafkaError(
-                code: .noGroup,
-                reason: "Cannot \(what): the consumer reads given partitions, as no member of group \(String(reflecting: configuration.groupID)); make a consumer with topics (or none) to subscribe"
+                reason: "Cannot \(what): the consumer reads given partitions, as no member of a group; make a consumer with a groupID and topics (or none) to subscribe"
             )
         }
     }
@@ -548,14 +536,10 @@ public final class KafkaConsumer: Service, Sendable {
     ) async throws {
         var attempt = 1
         while true {
-            // Each attempt is one handler call: its duration and outcome are recorded.
-            let started = metrics.started()
             do {
-                try await process()
-                metrics.recordProcess(messages, startedAt: started, error: nil)
+                try await measured(messages, process)
                 return
             } catch {
-                metrics.recordProcess(messages, startedAt: started, error: error)
                 if Task.isCancelled || error is CancellationError || (error as? KafkaError)?.code == .cancelled { throw error }
                 switch configuration.handlerFailure.kind {
                 case .skip:
@@ -569,6 +553,21 @@ public final class KafkaConsumer: Service, Sendable {
                 }
             }
         }
+    }
+
+    /// Runs one handler call, recording its duration and outcome.
+    private nonisolated(nonsending) func measured<Messages: Collection<KafkaConsumerMessage>>(
+        _ messages: Messages,
+        _ call: nonisolated(nonsending) () async throws -> Void
+    ) async throws {
+        let started = metrics.started()
+        do {
+            try await call()
+        } catch {
+            metrics.recordProcess(messages, startedAt: started, error: error)
+            throw error
+        }
+        metrics.recordProcess(messages, startedAt: started, error: nil)
     }
 
     static let secondReader = KafkaError(

@@ -18,6 +18,8 @@ final class RDConsumer: KafkaConsumerBackend, @unchecked Sendable {
     /// The consumer queue (all events come through it), made on demand for the poll thread; `rd_kafka_queue_yield`
     /// on it cuts the poll thread's wait short. Destroyed at close, before the handle can go.
     private let queue: UncheckedSendable<OpaquePointer>
+    /// The cluster's errors (librdkafka's error callback and consumer error events), as throttled error events.
+    private let errors: ClientErrorReports
 
     private static let batchSize = 512
 
@@ -32,7 +34,7 @@ final class RDConsumer: KafkaConsumerBackend, @unchecked Sendable {
         self.logger = logger
         let statistics = RDCallbacks.statisticsHandler(configuration.metrics, metrics, consumer: true)
         // Cluster errors become events; a fatal one ends the messages with it.
-        let errors = ClientErrorReports { error in
+        errors = ClientErrorReports { error in
             if error.isFatal { core.fail(error, deliveringBuffered: false) }
             core.emit(.error(error))
         }
@@ -197,18 +199,12 @@ final class RDConsumer: KafkaConsumerBackend, @unchecked Sendable {
     /// fetched before the seek.
     private func rewind(_ partition: KafkaTopicPartition, to offset: Int64) {
         guard core.machine.withLock({ $0.rewindTarget(of: partition) }) == offset else { return }
-        let list = RDTopicPartitionList.make([KafkaTopicPartitionOffset(topic: partition.topic, partition: partition.partition, offset: offset)])
-        defer { rd_kafka_topic_partition_list_destroy(list) }
-        var failure: KafkaError?
-        if let error = rd_kafka_seek_partitions(client.handle, list, 10_000) {
-            failure = KafkaError.consuming(error)
-        } else {
-            failure = RDTopicPartitionList.firstError(list)
-        }
-        if let failure {
+        do {
+            try moveFetchPosition(of: partition, to: offset)
+        } catch {
             // It stays leaving: its messages are not handed out, and the group's next rebalance starts it afresh.
-            logger.error("Could not read \(partition) again from \(offset) after subscribing to its topic again: \(failure)")
-            core.emit(.error(failure))
+            logger.error("Could not read \(partition) again from \(offset) after subscribing to its topic again: \(error)")
+            core.emit(.error(error))
             return
         }
         core.machine.withLock { $0.rewound(partition, to: offset) }
@@ -220,11 +216,16 @@ final class RDConsumer: KafkaConsumerBackend, @unchecked Sendable {
         try core.machine.withLock { try $0.requireOwned([partition], for: "seek") }
         let (low, high) = try Self.watermarks(partition, on: client.handle, timeout: .seconds(10))
         let target = try offset.resolve(low: low, high: high, in: partition)
-        let list = RDTopicPartitionList.make([KafkaTopicPartitionOffset(topic: partition.topic, partition: partition.partition, offset: target)])
+        try moveFetchPosition(of: partition, to: target)
+        try core.machine.withLock { try $0.seek(partition, to: target) }
+    }
+
+    /// Moves librdkafka's fetch position of `partition` to `offset` (what it fetched before is dropped).
+    private func moveFetchPosition(of partition: KafkaTopicPartition, to offset: Int64) throws(KafkaError) {
+        let list = RDTopicPartitionList.make([KafkaTopicPartitionOffset(topic: partition.topic, partition: partition.partition, offset: offset)])
         defer { rd_kafka_topic_partition_list_destroy(list) }
         if let error = rd_kafka_seek_partitions(client.handle, list, 10_000) { throw KafkaError.consuming(error) }
         if let error = RDTopicPartitionList.firstError(list) { throw error }
-        try core.machine.withLock { try $0.seek(partition, to: target) }
     }
 
     private static func watermarks(
@@ -255,7 +256,7 @@ final class RDConsumer: KafkaConsumerBackend, @unchecked Sendable {
             return
         }
         logger.warning("Consumer error: \(error)")
-        core.emit(.error(error))
+        errors.report(error)
     }
 
     // MARK: - Callbacks (on the thread that serves the consumer queue)
