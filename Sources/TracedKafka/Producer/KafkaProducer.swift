@@ -26,6 +26,8 @@ public final class KafkaProducer: Service, Sendable {
     let tracing: KafkaProducerTracing
     /// The producer's metrics, when they are on.
     private let metrics: KafkaClientMetrics?
+    /// ``KafkaProducerConfiguration/maxMessageBytes``, or the raw `message.max.bytes`: the largest record taken.
+    private let recordSizeLimit: Int
     let logger: Logger
 
     /// Creates a producer on the configured backend (librdkafka, or the file queue).
@@ -79,6 +81,7 @@ public final class KafkaProducer: Service, Sendable {
         configuration.clientID = clientID
         let server = KafkaServerAddress(backend: configuration.backend, bootstrapServers: configuration.bootstrapServers)
         self.configuration = configuration
+        self.recordSizeLimit = configuration.recordSizeLimit
         self.events = events
         let metrics = KafkaClientMetrics(configuration: configuration.metrics, clientID: clientID, groupID: nil, server: server)
         self.metrics = metrics.isEnabled ? metrics : nil
@@ -108,10 +111,10 @@ public final class KafkaProducer: Service, Sendable {
                         + "readers to skip aborted records by; use a producer without a transactionalID"
                 )
             }
-            guard configuration.recordSizeLimit <= FQRecordCodec.maxRecordBytes else {
+            guard recordSizeLimit <= FQRecordCodec.maxRecordBytes else {
                 throw KafkaError(
                     code: .configuration,
-                    reason: "maxMessageBytes is \(configuration.recordSizeLimit); the file queue takes at most "
+                    reason: "maxMessageBytes is \(recordSizeLimit); the file queue takes at most "
                         + "\(FQRecordCodec.maxRecordBytes) bytes"
                 )
             }
@@ -350,11 +353,11 @@ public final class KafkaProducer: Service, Sendable {
                 throw KafkaError(code: .invalidRecord, reason: "Header key \(String(reflecting: keyWithNUL)) holds a NUL byte")
             }
         }
-        guard size <= configuration.recordSizeLimit else {
+        guard size <= recordSizeLimit else {
             throw KafkaError(
                 code: .invalidRecord,
                 reason: "The record is \(size) bytes (key, value and headers); the producer takes at most "
-                    + "\(configuration.recordSizeLimit) (maxMessageBytes, or the raw message.max.bytes)"
+                    + "\(recordSizeLimit) (maxMessageBytes, or the raw message.max.bytes)"
             )
         }
     }
