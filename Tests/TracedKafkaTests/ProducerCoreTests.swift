@@ -148,4 +148,34 @@ struct ProducerCoreTests {
         #expect(returned.withLock { $0 } == 500)
         #expect(core.machine.withLock { $0.roomWaiterCount } == 0)
     }
+
+    @Test("A sender waiting for the events' reader resumes once the reader makes room; a cancelled one stops waiting")
+    func eventRoom() async throws {
+        // The file queue: no cluster errors come between the events the test adds.
+        let (producer, events) = try KafkaProducer.makeProducerWithEvents(
+            configuration: KafkaProducerConfiguration(backend: TestBackend.fileQueue.backend),
+            maxBufferedEvents: 2
+        )
+        let event = KafkaProducerEvent.error(KafkaError(code: .rdKafka, reason: "an error"))
+        var reader = events.makeAsyncIterator()
+        producer.events?.yield(event)
+        _ = await reader.next()  // a reader has started: from now on the stream drops nothing
+        producer.events?.yield(event)
+        #expect(!producer.eventsAreFull)
+        producer.events?.yield(event)
+        #expect(producer.eventsAreFull)
+        let waiting = Task { try await producer.waitForEventRoom() }
+        await Self.until(producer.core) { $0.roomWaiterCount == 1 }
+        _ = await reader.next()
+        try await waiting.value
+        #expect(!producer.eventsAreFull)
+
+        producer.events?.yield(event)
+        let cancelled = Task { try await producer.waitForEventRoom() }
+        await Self.until(producer.core) { $0.roomWaiterCount == 1 }
+        cancelled.cancel()
+        let error = await #expect(throws: KafkaError.self) { try await cancelled.value }
+        #expect(error?.code == .cancelled)
+        #expect(producer.core.machine.withLock { $0.roomWaiterCount } == 0)
+    }
 }

@@ -3,8 +3,8 @@ import Synchronization
 /// A producer's ``ProducerStateMachine`` under its lock, shared by the ``KafkaProducer`` and its backend, and the
 /// side effects its actions ask for: resuming senders waiting for room and the closing task, settling tickets.
 ///
-/// The backend reports into it when its queue may have room again (``roomMade()``); the lock is never held across
-/// a call into the backend.
+/// The backend reports into it when its queue may have room again (``roomMade()``), and so does the producer's events
+/// stream when its reader makes room; the lock is never held across a call into the backend.
 final class ProducerCore: ClientLifecycleLocking {
     let machine: Mutex<ProducerStateMachine>
 
@@ -53,7 +53,7 @@ final class ProducerCore: ClientLifecycleLocking {
     /// Read before an offer that may find the queue full; passed to ``waitForRoom(after:)``.
     var roomGeneration: UInt64 { machine.withLock { $0.roomGeneration } }
 
-    /// Parks, without blocking a thread, until the backend may have room again. Returns at once when room was made
+    /// Parks, without blocking a thread, until ``roomMade()`` is next called. Returns at once when room was made
     /// since `generation` was read, when the producer is closing, or when the task is cancelled.
     nonisolated(nonsending) func waitForRoom(after generation: UInt64) async {
         let id = machine.withLock { $0.makeRoomWaiterID() }
@@ -68,7 +68,8 @@ final class ProducerCore: ClientLifecycleLocking {
         }
     }
 
-    /// The backend may have room again: the senders waiting for it offer again.
+    /// The backend may have room again, or the events stream's reader made room: the senders waiting for either
+    /// look again.
     func roomMade() {
         for waiter in machine.withLock({ $0.roomMade() }) { waiter.resume() }
     }
