@@ -122,6 +122,8 @@ public final class KafkaProducer: Service, Sendable {
             }
             self.backend = try FQProducer(options: options, logger: logger, core: core, errors: errors)
         }
+        // Weak: the producer's deinit closes the backend of a producer nobody holds.
+        core.attachShutDown { [weak self] in await self?.shutDown() }
     }
 
     deinit {

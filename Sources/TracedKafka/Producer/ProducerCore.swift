@@ -39,13 +39,22 @@ final class ProducerCore: ClientLifecycleLocking {
         if let outcome = machine.withLock({ $0.taken(in: transaction, ticket: ticket) }) { ticket?.settle(outcome) }
     }
 
-    /// A fatal error from the backend: every later call throws it, and a waiting `run()` shuts the producer down.
-    func fail(_ error: KafkaError) {
-        let waitingRun: UnsafeContinuation<Void, Never>? = machine.withLock { machine in
-            guard machine.becomeFatal(error), case .resume(let run) = machine.lifecycle.triggerShutdown() else { return nil }
-            return run
-        }
-        waitingRun?.resume()
+    /// Attaches the producer's shutdown (close the backend, end the events), for a fatal error that comes before
+    /// `run()`; runs it now, in the background, when one came already. Called once, when the producer is made.
+    func attachShutDown(_ shutDown: @escaping @Sendable () async -> Void) {
+        if machine.withLock({ $0.attachShutDown(shutDown) }) { Task { await shutDown() } }
+    }
+
+    /// A fatal error, from the backend or a transactional call: every later call throws it, and the producer shuts
+    /// down — through a waiting `run()`, at once in a `run()` called later, or in the background when `run()` was
+    /// never called — so the backend is closed once and the waiting senders fail.
+    /// - Returns: Whether it was the first fatal error (a later one changes nothing).
+    @discardableResult
+    func fail(_ error: KafkaError) -> Bool {
+        guard case .stop(let run, let shutDown) = machine.withLock({ $0.fail(error) }) else { return false }
+        run?.resume()
+        if let shutDown { Task { await shutDown() } }
+        return true
     }
 
     // MARK: - Room in the backend's queue
