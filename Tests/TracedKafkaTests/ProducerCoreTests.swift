@@ -148,4 +148,100 @@ struct ProducerCoreTests {
         #expect(returned.withLock { $0 } == 500)
         #expect(core.machine.withLock { $0.roomWaiterCount } == 0)
     }
+
+    // MARK: - Fatal errors
+
+    static let fenced = KafkaError(code: .fatal, reason: "fenced")
+
+    /// A core whose attached shutdown closes the backend through it, counting the closes.
+    static func coreCountingCloses() -> (ProducerCore, Shared<Int>) {
+        let core = ProducerCore(isTransactional: false)
+        let closes = Shared(0)
+        core.attachShutDown { [weak core] in await core?.close { _ in closes.withLock { $0 += 1 } } }
+        return (core, closes)
+    }
+
+    @Test("A fatal error before run() closes the backend once, in the background; later calls and run() find it")
+    func fatalBeforeRun() async throws {
+        let (core, closes) = Self.coreCountingCloses()
+        #expect(core.fail(Self.fenced))
+        #expect(!core.fail(KafkaError(code: .fatal, reason: "again")), "only the first fatal error counts")
+        await Self.until(core) { $0.backend == .closed }
+        #expect(closes.withLock { $0 } == 1)
+        #expect((#expect(throws: KafkaError.self) { try core.admit(transaction: nil) })?.reason == "fenced")
+        // A run() called afterwards shuts down at once, without closing again.
+        try await core.run(start: { Issue.record("started after a fatal error") }, trigger: {}) {
+            await core.close { _ in closes.withLock { $0 += 1 } }
+        }
+        #expect(closes.withLock { $0 } == 1)
+    }
+
+    @Test("A fatal error that comes before the shutdown is attached closes the backend once it is")
+    func fatalBeforeAttach() async {
+        let core = ProducerCore(isTransactional: false)
+        #expect(core.fail(Self.fenced))
+        let closes = Shared(0)
+        core.attachShutDown { [weak core] in await core?.close { _ in closes.withLock { $0 += 1 } } }
+        await Self.until(core) { $0.backend == .closed }
+        #expect(closes.withLock { $0 } == 1)
+    }
+
+    @Test("A fatal error racing run(): the backend closes exactly once, whichever comes first")
+    func fatalRacingRun() async throws {
+        for _ in 0..<200 {
+            let (core, closes) = Self.coreCountingCloses()
+            let running = Task {
+                try await core.run(start: {}, trigger: {}) { await core.close { _ in closes.withLock { $0 += 1 } } }
+            }
+            core.fail(Self.fenced)
+            try await running.value
+            await Self.until(core) { $0.backend == .closed }
+            #expect(closes.withLock { $0 } == 1)
+        }
+    }
+
+    @Test("A producer hit by a fatal error before run() frees its backend and ends its events; sends and run() throw the error")
+    func producerFatalBeforeRun() async throws {
+        // The file queue (librdkafka's threads would keep this suite from running under ThreadSanitizer).
+        let (producer, events) = try KafkaProducer.makeProducerWithEvents(
+            configuration: KafkaProducerConfiguration(backend: TestBackend.fileQueue.backend)
+        )
+        #expect(producer.core.fail(Self.fenced))
+        for await _ in events {}  // the events end once the producer has shut down
+        #expect(producer.core.machine.withLock { $0.backend } == .closed)
+        let send = await #expect(throws: KafkaError.self) { try await producer.send(KafkaProducerRecord(topic: "t", value: "v")) }
+        #expect(send?.reason == "fenced")
+        let run = await #expect(throws: KafkaError.self) { try await producer.run() }
+        #expect(run?.reason == "fenced")
+    }
+
+    @Test("A sender waiting for the events' reader resumes once the reader makes room; a cancelled one stops waiting")
+    func eventRoom() async throws {
+        // The file queue: no cluster errors come between the events the test adds.
+        let (producer, events) = try KafkaProducer.makeProducerWithEvents(
+            configuration: KafkaProducerConfiguration(backend: TestBackend.fileQueue.backend),
+            maxBufferedEvents: 2
+        )
+        let event = KafkaProducerEvent.error(KafkaError(code: .rdKafka, reason: "an error"))
+        var reader = events.makeAsyncIterator()
+        producer.events?.yield(event)
+        _ = await reader.next()  // a reader has started: from now on the stream drops nothing
+        producer.events?.yield(event)
+        #expect(!producer.eventsAreFull)
+        producer.events?.yield(event)
+        #expect(producer.eventsAreFull)
+        let waiting = Task { try await producer.waitForEventRoom() }
+        await Self.until(producer.core) { $0.roomWaiterCount == 1 }
+        _ = await reader.next()
+        try await waiting.value
+        #expect(!producer.eventsAreFull)
+
+        producer.events?.yield(event)
+        let cancelled = Task { try await producer.waitForEventRoom() }
+        await Self.until(producer.core) { $0.roomWaiterCount == 1 }
+        cancelled.cancel()
+        let error = await #expect(throws: KafkaError.self) { try await cancelled.value }
+        #expect(error?.code == .cancelled)
+        #expect(producer.core.machine.withLock { $0.roomWaiterCount } == 0)
+    }
 }

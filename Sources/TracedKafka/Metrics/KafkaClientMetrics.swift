@@ -19,9 +19,23 @@ final class KafkaClientMetrics: Sendable {
         var destinations: Set<KafkaTopicPartition> = []
     }
 
+    /// A series: its label and dimensions, as looked up for each message (no unit or operation type).
     private struct Key: Hashable {
         var label: String
-        var dimensions: [String]
+        var dimensions: [(String, String)]
+
+        static func == (lhs: Key, rhs: Key) -> Bool {
+            lhs.label == rhs.label && lhs.dimensions.elementsEqual(rhs.dimensions) { $0 == $1 }
+        }
+
+        func hash(into hasher: inout Hasher) {
+            hasher.combine(label)
+            hasher.combine(dimensions.count)
+            for (name, value) in dimensions {
+                hasher.combine(name)
+                hasher.combine(value)
+            }
+        }
     }
 
     static let other = "_OTHER"
@@ -195,7 +209,7 @@ final class KafkaClientMetrics: Sendable {
         operationType: String? = nil,
         make: (String, [(String, String)], any MetricsFactory) -> Metric
     ) -> Metric {
-        let key = Key(label: label, dimensions: dimensions.flatMap { [$0.0, $0.1] })
+        let key = Key(label: label, dimensions: dimensions)
         return series.withLock { series in
             if let metric = series[keyPath: table][key] { return metric }
             var dimensions = dimensions

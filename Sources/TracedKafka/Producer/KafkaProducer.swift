@@ -26,6 +26,8 @@ public final class KafkaProducer: Service, Sendable {
     let tracing: KafkaProducerTracing
     /// The producer's metrics, when they are on.
     private let metrics: KafkaClientMetrics?
+    /// ``KafkaProducerConfiguration/maxMessageBytes``, or the raw `message.max.bytes`: the largest record taken.
+    private let recordSizeLimit: Int
     let logger: Logger
 
     /// Creates a producer on the configured backend (librdkafka, or the file queue).
@@ -39,7 +41,7 @@ public final class KafkaProducer: Service, Sendable {
         configuration: KafkaProducerConfiguration,
         logger: Logger = Logger(label: "TracedKafka.producer")
     ) throws {
-        try self.init(configuration: configuration, logger: logger, events: nil)
+        try self.init(configuration: configuration, logger: logger, maxBufferedEvents: nil)
     }
 
     /// Creates a producer and the sequence of outcomes of records sent with ``enqueue(_:)``.
@@ -60,9 +62,9 @@ public final class KafkaProducer: Service, Sendable {
         maxBufferedEvents: Int = 10_000,
         logger: Logger = Logger(label: "TracedKafka.producer")
     ) throws -> (KafkaProducer, AsyncStream<KafkaProducerEvent>) {
-        let (stream, events) = BoundedEventStream<KafkaProducerEvent>.make(limit: maxBufferedEvents)
-        let producer = try KafkaProducer(configuration: configuration, logger: logger, events: events)
-        return (producer, stream)
+        let producer = try KafkaProducer(configuration: configuration, logger: logger, maxBufferedEvents: maxBufferedEvents)
+        guard let events = producer.events else { preconditionFailure("A producer made with events has them") }
+        return (producer, events.stream)
     }
 
     /// How many events of ``makeProducerWithEvents(configuration:maxBufferedEvents:logger:)``'s stream were dropped
@@ -72,20 +74,23 @@ public final class KafkaProducer: Service, Sendable {
     private init(
         configuration: KafkaProducerConfiguration,
         logger: Logger,
-        events: BoundedEventStream<KafkaProducerEvent>?
+        maxBufferedEvents: Int?
     ) throws {
         var configuration = configuration
         let clientID = ClientID.resolve(configuration.clientID, kind: "producer")
         configuration.clientID = clientID
         let server = KafkaServerAddress(backend: configuration.backend, bootstrapServers: configuration.bootstrapServers)
         self.configuration = configuration
+        self.recordSizeLimit = configuration.recordSizeLimit
+        let core = ProducerCore(isTransactional: configuration.transactionalID != nil)
+        self.core = core
+        // Senders waiting for the events' reader wait with those waiting for room in the backend's queue.
+        let events = maxBufferedEvents.map { BoundedEventStream<KafkaProducerEvent>(limit: $0) { core.roomMade() } }
         self.events = events
         let metrics = KafkaClientMetrics(configuration: configuration.metrics, clientID: clientID, groupID: nil, server: server)
         self.metrics = metrics.isEnabled ? metrics : nil
         let logger = logger.withClientMetadata(clientID: configuration.clientID, groupID: nil)
         self.logger = logger
-        let core = ProducerCore(isTransactional: configuration.transactionalID != nil)
-        self.core = core
         self.tracing = KafkaProducerTracing(
             configuration: configuration.tracing,
             clientID: configuration.clientID,
@@ -108,15 +113,17 @@ public final class KafkaProducer: Service, Sendable {
                         + "readers to skip aborted records by; use a producer without a transactionalID"
                 )
             }
-            guard configuration.recordSizeLimit <= FQRecordCodec.maxRecordBytes else {
+            guard recordSizeLimit <= FQRecordCodec.maxRecordBytes else {
                 throw KafkaError(
                     code: .configuration,
-                    reason: "maxMessageBytes is \(configuration.recordSizeLimit); the file queue takes at most "
+                    reason: "maxMessageBytes is \(recordSizeLimit); the file queue takes at most "
                         + "\(FQRecordCodec.maxRecordBytes) bytes"
                 )
             }
             self.backend = try FQProducer(options: options, logger: logger, core: core, errors: errors)
         }
+        // Weak: the producer's deinit closes the backend of a producer nobody holds.
+        core.attachShutDown { [weak self] in await self?.shutDown() }
     }
 
     deinit {
@@ -200,10 +207,22 @@ public final class KafkaProducer: Service, Sendable {
     /// drops no outcome, so a sender waits while its bound of events waits unread.
     @usableFromInline var eventsAreFull: Bool { events?.isFull ?? false }
 
-    /// Waits until the events stream's reader has made room.
-    /// - Throws: ``KafkaError/Code/cancelled`` when the task is cancelled first (the record is not sent).
+    /// Waits until the events stream's reader has made room, as a sender waits for room in the backend's queue.
+    /// - Throws: ``KafkaError/Code/cancelled`` when the task is cancelled first (the record is not sent); the fatal
+    ///   error, or ``KafkaError/Code/shutDown`` once shutdown has begun.
     @usableFromInline
-    nonisolated(nonsending) func waitForEventRoom() async throws { try await events?.waitForRoom() }
+    nonisolated(nonsending) func waitForEventRoom() async throws {
+        while true {
+            // Read before the check: room the reader makes after it ends the wait at once.
+            let generation = core.roomGeneration
+            guard eventsAreFull else { return }
+            if Task.isCancelled {
+                throw KafkaError(code: .cancelled, reason: "The send was cancelled while it waited for the events stream's reader; it was not sent")
+            }
+            try core.machine.withLock { try $0.requireRunning() }
+            await core.waitForRoom(after: generation)
+        }
+    }
 
     /// A record handed over (or waiting for room), its id and its ticket.
     @usableFromInline
@@ -350,11 +369,11 @@ public final class KafkaProducer: Service, Sendable {
                 throw KafkaError(code: .invalidRecord, reason: "Header key \(String(reflecting: keyWithNUL)) holds a NUL byte")
             }
         }
-        guard size <= configuration.recordSizeLimit else {
+        guard size <= recordSizeLimit else {
             throw KafkaError(
                 code: .invalidRecord,
                 reason: "The record is \(size) bytes (key, value and headers); the producer takes at most "
-                    + "\(configuration.recordSizeLimit) (maxMessageBytes, or the raw message.max.bytes)"
+                    + "\(recordSizeLimit) (maxMessageBytes, or the raw message.max.bytes)"
             )
         }
     }

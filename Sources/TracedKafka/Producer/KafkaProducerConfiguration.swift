@@ -81,7 +81,8 @@ public struct KafkaProducerConfiguration: Sendable {
     /// ``KafkaError/Code/invalidRecord``, on both backends. The default, 1,000,000, is librdkafka's
     /// `message.max.bytes` default; librdkafka's own limit is set 16 KiB above it (room for its framing and the
     /// trace headers), so this is the limit that decides. A raw `message.max.bytes` in ``properties`` replaces it, for
-    /// this check too. A broker still refuses records above its own `message.max.bytes`.
+    /// this check too, and librdkafka's limit is then set 16 KiB above the raw value. A broker still refuses records
+    /// above its own `message.max.bytes`.
     public var maxMessageBytes: Int
     /// Tracing: spans and trace context in record headers.
     public var tracing: KafkaTracingConfiguration
@@ -146,8 +147,12 @@ public struct KafkaProducerConfiguration: Sendable {
     static let rdKafkaFramingAllowance = 16 << 10
 
     /// The largest record the producer takes (key, value and the record's headers): ``maxMessageBytes``, or the raw
-    /// `message.max.bytes` property when one is given (a raw property wins over the typed field it maps to).
-    var recordSizeLimit: Int { properties["message.max.bytes"].flatMap { Int($0) } ?? maxMessageBytes }
+    /// `message.max.bytes` property when one is given (a raw property wins over the typed field it maps to). Either
+    /// way librdkafka gets ``rdKafkaFramingAllowance`` above it. Parsed on each use: read it once.
+    var recordSizeLimit: Int { rawMessageMaxBytes ?? maxMessageBytes }
+
+    /// The raw `message.max.bytes` property as a number, when one is given.
+    private var rawMessageMaxBytes: Int? { properties["message.max.bytes"].flatMap { Int($0) } }
 
     /// The librdkafka properties this configuration stands for, raw properties last.
     /// - Throws: ``KafkaError/Code/configuration`` for security settings that cannot work, or a transactional id
@@ -175,7 +180,7 @@ public struct KafkaProducerConfiguration: Sendable {
             // The Java client's partitioner, so a key lands on the same partition whichever language sends it.
             ("partitioner", "murmur2_random"),
             // librdkafka also counts header framing: a little room above the limit the producer checks itself.
-            ("message.max.bytes", String(min(1_000_000_000, max(1_000, maxMessageBytes + Self.rdKafkaFramingAllowance)))),
+            ("message.max.bytes", String(min(1_000_000_000, max(1_000, recordSizeLimit + Self.rdKafkaFramingAllowance)))),
         ]
         if let clientID { result.append(("client.id", clientID)) }
         if let transactionalID {
@@ -186,7 +191,10 @@ public struct KafkaProducerConfiguration: Sendable {
         if let linger { result.append(("linger.ms", String(linger.milliseconds))) }
         if let compression { result.append(("compression.codec", compression.rawValue)) }
         result.append(contentsOf: try security.rdKafkaProperties())
-        result.append(contentsOf: properties.sorted { $0.key < $1.key })
+        // A raw message.max.bytes that is a number stands for maxMessageBytes (above): librdkafka gets the allowance
+        // above it too. One that is not goes as it is, for librdkafka to refuse.
+        let raw = rawMessageMaxBytes == nil ? properties : properties.filter { $0.key != "message.max.bytes" }
+        result.append(contentsOf: raw.sorted { $0.key < $1.key })
         // Every awaited send is completed by its delivery report: success reports must not be switched off.
         result.append(("delivery.report.only.error", "false"))
         return result

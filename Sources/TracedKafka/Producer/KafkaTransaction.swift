@@ -260,7 +260,7 @@ extension KafkaProducer {
                     try? await Task.sleep(for: .milliseconds(50))
                     continue
                 case .fatal:
-                    becomeFatal(failure.error)
+                    if core.fail(failure.error) { logger.critical("Fatal producer error, the producer stops: \(failure.error)") }
                 default:
                     break
                 }
@@ -271,13 +271,6 @@ extension KafkaProducer {
                 throw failure.kind == .fatal ? failure.error : failure
             }
         }
-    }
-
-    /// Stops the producer for good after a fatal error: every later call throws it, and so does ``run()``.
-    private func becomeFatal(_ error: KafkaError) {
-        guard core.machine.withLock({ $0.becomeFatal(error) }) else { return }
-        logger.critical("Fatal producer error, the producer stops: \(error)")
-        triggerGracefulShutdown()
     }
 }
 

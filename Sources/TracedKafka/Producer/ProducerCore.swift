@@ -3,8 +3,8 @@ import Synchronization
 /// A producer's ``ProducerStateMachine`` under its lock, shared by the ``KafkaProducer`` and its backend, and the
 /// side effects its actions ask for: resuming senders waiting for room and the closing task, settling tickets.
 ///
-/// The backend reports into it when its queue may have room again (``roomMade()``); the lock is never held across
-/// a call into the backend.
+/// The backend reports into it when its queue may have room again (``roomMade()``), and so does the producer's events
+/// stream when its reader makes room; the lock is never held across a call into the backend.
 final class ProducerCore: ClientLifecycleLocking {
     let machine: Mutex<ProducerStateMachine>
 
@@ -39,13 +39,22 @@ final class ProducerCore: ClientLifecycleLocking {
         if let outcome = machine.withLock({ $0.taken(in: transaction, ticket: ticket) }) { ticket?.settle(outcome) }
     }
 
-    /// A fatal error from the backend: every later call throws it, and a waiting `run()` shuts the producer down.
-    func fail(_ error: KafkaError) {
-        let waitingRun: UnsafeContinuation<Void, Never>? = machine.withLock { machine in
-            guard machine.becomeFatal(error), case .resume(let run) = machine.lifecycle.triggerShutdown() else { return nil }
-            return run
-        }
-        waitingRun?.resume()
+    /// Attaches the producer's shutdown (close the backend, end the events), for a fatal error that comes before
+    /// `run()`; runs it now, in the background, when one came already. Called once, when the producer is made.
+    func attachShutDown(_ shutDown: @escaping @Sendable () async -> Void) {
+        if machine.withLock({ $0.attachShutDown(shutDown) }) { Task { await shutDown() } }
+    }
+
+    /// A fatal error, from the backend or a transactional call: every later call throws it, and the producer shuts
+    /// down — through a waiting `run()`, at once in a `run()` called later, or in the background when `run()` was
+    /// never called — so the backend is closed once and the waiting senders fail.
+    /// - Returns: Whether it was the first fatal error (a later one changes nothing).
+    @discardableResult
+    func fail(_ error: KafkaError) -> Bool {
+        guard case .stop(let run, let shutDown) = machine.withLock({ $0.fail(error) }) else { return false }
+        run?.resume()
+        if let shutDown { Task { await shutDown() } }
+        return true
     }
 
     // MARK: - Room in the backend's queue
@@ -53,7 +62,7 @@ final class ProducerCore: ClientLifecycleLocking {
     /// Read before an offer that may find the queue full; passed to ``waitForRoom(after:)``.
     var roomGeneration: UInt64 { machine.withLock { $0.roomGeneration } }
 
-    /// Parks, without blocking a thread, until the backend may have room again. Returns at once when room was made
+    /// Parks, without blocking a thread, until ``roomMade()`` is next called. Returns at once when room was made
     /// since `generation` was read, when the producer is closing, or when the task is cancelled.
     nonisolated(nonsending) func waitForRoom(after generation: UInt64) async {
         let id = machine.withLock { $0.makeRoomWaiterID() }
@@ -68,7 +77,8 @@ final class ProducerCore: ClientLifecycleLocking {
         }
     }
 
-    /// The backend may have room again: the senders waiting for it offer again.
+    /// The backend may have room again, or the events stream's reader made room: the senders waiting for either
+    /// look again.
     func roomMade() {
         for waiter in machine.withLock({ $0.roomMade() }) { waiter.resume() }
     }

@@ -63,6 +63,8 @@ struct ProducerStateMachine: ~Copyable {
     /// Closes that came while another was under way, until the backend is closed.
     private var closeWaiters: [UnsafeContinuation<Void, Never>] = []
     private var roomWaiters = CancellableWaiters()
+    /// The producer's shutdown, for a fatal error that stops a producer whose `run()` was never called.
+    private var shutDownWithoutRun: (@Sendable () async -> Void)?
 
     init(isTransactional: Bool) {
         self.isTransactional = isTransactional
@@ -273,10 +275,40 @@ struct ProducerStateMachine: ~Copyable {
         return (held, current.sentCount)
     }
 
-    /// A fatal error: returns whether it is the first (then the producer shuts down).
+    /// Records a fatal error: returns whether it is the first. ``fail(_:)`` also stops the producer.
     mutating func becomeFatal(_ error: KafkaError) -> Bool {
         guard fatal == nil else { return false }
         fatal = error
         return true
+    }
+
+    /// What a fatal error asks for.
+    enum FatalAction {
+        /// The producer had failed already: nothing more.
+        case none
+        /// The first fatal error: the producer takes nothing more. Resume `run`, the parked `run()`, when there is
+        /// one; run `shutDown` in the background when `run()` was never called (the producer's shutdown, when it is
+        /// attached yet: else ``attachShutDown(_:)`` asks for it).
+        case stop(resumeRun: UnsafeContinuation<Void, Never>?, shutDown: (@Sendable () async -> Void)?)
+    }
+
+    /// A fatal error: the first one is what every later call throws, and stops the producer the way a shutdown
+    /// does — a running `run()` closes the backend, and one called later closes it at once; without `run()`, the
+    /// producer's shutdown runs in the background.
+    mutating func fail(_ error: KafkaError) -> FatalAction {
+        guard becomeFatal(error) else { return .none }
+        switch lifecycle.triggerShutdown() {
+        case .resume(let run): return .stop(resumeRun: run, shutDown: nil)
+        case .shutDownWithoutRun: return .stop(resumeRun: nil, shutDown: shutDownWithoutRun)
+        case .runWillNotice, .none: return .stop(resumeRun: nil, shutDown: nil)
+        }
+    }
+
+    /// Attaches the producer's shutdown (close the backend, end the events), which a fatal error runs when
+    /// `run()` was never called; attached once, when the producer is made, before anyone can call `run()`.
+    /// Returns `true` when a fatal error came before: run it now.
+    mutating func attachShutDown(_ shutDown: @escaping @Sendable () async -> Void) -> Bool {
+        shutDownWithoutRun = shutDown
+        return fatal != nil
     }
 }

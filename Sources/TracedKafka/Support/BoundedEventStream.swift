@@ -5,8 +5,9 @@ import Synchronization
 ///
 /// While nobody reads the stream, at most `limit` events wait: past that the oldest waiting event is dropped for the
 /// new one and counted, so a stream nobody reads never grows. Once a reader has asked for an event, nothing is dropped
-/// any more: a producer's `enqueue` waits while `limit` events wait unread (``waitForRoom()``), as it waits for room in
-/// the backend's queue, so the buffer stays near its bound and every outcome reaches the reader.
+/// any more: a producer's `enqueue` waits while `limit` events wait unread (``isFull``), as it waits for room in the
+/// backend's queue and with the same waiters (the producer's), told by `onRoom` when the reader has made room; so the
+/// buffer stays near its bound and every outcome reaches the reader.
 final class BoundedEventStream<Event: Sendable>: Sendable {
     private struct State {
         var buffer = Deque<Event>()
@@ -16,22 +17,35 @@ final class BoundedEventStream<Event: Sendable>: Sendable {
         var dropped = 0
         /// The reader, waiting for the next event.
         var reader: UnsafeContinuation<Event?, Never>?
-        /// Senders waiting for the reader to take events.
-        var roomWaiters = CancellableWaiters()
 
         var hasRoom: Bool { !isRead || isFinished || buffer.count < limit }
         let limit: Int
     }
 
     private let state: Mutex<State>
+    /// `!state.hasRoom`, stored under the lock whenever it may change, so that a sender reads it without the lock.
+    private let full = Atomic(false)
+    /// Called, outside the lock, each time the reader makes room in a full buffer.
+    private let onRoom: (@Sendable () -> Void)?
 
-    private init(limit: Int) { state = Mutex(State(limit: max(1, limit))) }
+    /// Creates the sending side; ``stream`` is the reading side.
+    /// - Parameters:
+    ///   - limit: How many events wait unread at most (at least 1).
+    ///   - onRoom: Called each time the reader takes an event from a full buffer, for the senders waiting on
+    ///     ``isFull``.
+    init(limit: Int, onRoom: (@Sendable () -> Void)? = nil) {
+        state = Mutex(State(limit: max(1, limit)))
+        self.onRoom = onRoom
+    }
 
     /// The stream and its sending side.
     static func make(limit: Int) -> (AsyncStream<Event>, BoundedEventStream<Event>) {
         let events = BoundedEventStream(limit: limit)
-        return (AsyncStream(unfolding: { await events.next() }), events)
+        return (events.stream, events)
     }
+
+    /// The reading side: a stream of the events, which ends once ``finish()`` was called and every event was read.
+    var stream: AsyncStream<Event> { AsyncStream(unfolding: { await self.next() }) }
 
     /// Adds an event: hands it to the waiting reader, or buffers it (dropping the oldest while nobody reads).
     func yield(_ event: Event) {
@@ -46,48 +60,29 @@ final class BoundedEventStream<Event: Sendable>: Sendable {
                 state.buffer.removeFirst()
                 state.dropped += 1
             }
+            full.store(!state.hasRoom, ordering: .relaxed)
             return nil
         }
         reader?.resume(returning: event)
     }
 
-    /// Ends the stream once its buffered events are read; senders waiting for room go on.
+    /// Ends the stream once its buffered events are read.
     func finish() {
-        let (reader, waiters) = state.withLock { state in
+        let reader = state.withLock { state in
             state.isFinished = true
+            full.store(false, ordering: .relaxed)
             defer { state.reader = nil }
-            return (state.reader, state.roomWaiters.takeAll())
+            return state.reader
         }
         reader?.resume(returning: nil)
-        for waiter in waiters { waiter.resume() }
     }
 
     /// How many events were dropped unread so far.
     var droppedCount: Int { state.withLock { $0.dropped } }
 
     /// Whether a sender must wait before it adds an event: a reader has started and `limit` events wait unread.
-    var isFull: Bool { state.withLock { !$0.hasRoom } }
-
-    /// Waits until the reader has made room (or the stream ended).
-    /// - Throws: ``KafkaError/Code/cancelled`` when the task is cancelled first.
-    nonisolated(nonsending) func waitForRoom() async throws {
-        let id = state.withLock { $0.roomWaiters.makeID() }
-        await withTaskCancellationHandler {
-            await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
-                let parked = state.withLock { state in
-                    guard !Task.isCancelled, !state.hasRoom else { return false }
-                    state.roomWaiters.park(id, continuation)
-                    return true
-                }
-                if !parked { continuation.resume() }
-            }
-        } onCancel: {
-            state.withLock { $0.roomWaiters.remove(id) }?.resume()
-        }
-        if Task.isCancelled {
-            throw KafkaError(code: .cancelled, reason: "The send was cancelled while it waited for the events stream's reader; it was not sent")
-        }
-    }
+    /// Read without the lock: a sender that reads it after `onRoom` was called for the room it waits for sees `false`.
+    var isFull: Bool { full.load(ordering: .relaxed) }
 
     /// The reader's next event, or `nil` once the stream is finished and drained.
     private func next() async -> Event? {
@@ -98,21 +93,22 @@ final class BoundedEventStream<Event: Sendable>: Sendable {
         }
     }
 
-    /// The next buffered event (waking the senders waiting for room once there is room), `.some(nil)` once the
+    /// The next buffered event (calling `onRoom` when that makes room in a full buffer), `.some(nil)` once the
     /// stream is finished and drained, or `nil` when there is none yet: then `reader`, if given, is parked.
     private func take(parking reader: UnsafeContinuation<Event?, Never>?) -> Event?? {
-        var waiters: [UnsafeContinuation<Void, Never>] = []
+        var madeRoom = false
         let taken: Event?? = state.withLock { state in
             state.isRead = true
             if let event = state.buffer.popFirst() {
-                if state.hasRoom { waiters = state.roomWaiters.takeAll() }
+                madeRoom = state.buffer.count + 1 == state.limit && !state.isFinished
+                full.store(!state.hasRoom, ordering: .relaxed)
                 return .some(event)
             }
             if state.isFinished { return .some(nil) }
             state.reader = reader
             return nil
         }
-        for waiter in waiters { waiter.resume() }
+        if madeRoom { onRoom?() }
         return taken
     }
 }

@@ -1,6 +1,6 @@
-/// Tasks parked in a state under a lock until something happens (room made, events read), each found by its id so
-/// that its task's cancellation can take it out. Used by the producer's state machine and its events stream; their
-/// callers resume the continuations handed out, outside the lock.
+/// Tasks parked in a state under a lock until something happens (room made in the backend's queue or in the events
+/// stream), each found by its id so that its task's cancellation can take it out. The producer's state machine holds
+/// its senders waiting for room in one; its caller resumes the continuations handed out, outside the lock.
 struct CancellableWaiters {
     private var parked: [(id: UInt64, continuation: UnsafeContinuation<Void, Never>)] = []
     private var lastID: UInt64 = 0
