@@ -175,8 +175,8 @@ struct DeliveryTicketTests {
             let delivered = Self.ticket(), refused = Self.ticket()
             deliveredTicket = delivered
             refusedTicket = refused
-            #expect(try producer.backend.offer(record, traceHeaders: InjectedTraceHeaders(), ticket: delivered))
-            #expect(try producer.backend.offer(record, traceHeaders: InjectedTraceHeaders(), ticket: refused) == false, "the queue was full")
+            #expect(try producer.backend.offer(record, trailingHeaders: TrailingHeaders(), ticket: delivered))
+            #expect(try producer.backend.offer(record, trailingHeaders: TrailingHeaders(), ticket: refused) == false, "the queue was full")
             try cluster.setBrokerUp(1)
             outcome = try await delivered.outcome()
         }

@@ -110,7 +110,7 @@ let benchmarks: @Sendable () -> Void = {
             benchmark.startMeasurement()
             for _ in benchmark.scaledIterations {
                 let record = KafkaProducerRecord(topic: "orders", value: value)
-                var traceHeaders = InjectedTraceHeaders()
+                var traceHeaders = TrailingHeaders()
                 var keptHeaders: KafkaHeaders?
                 if let span = tracing.startSend(record, traceHeaders: &traceHeaders, keptHeaders: &keptHeaders) {
                     KafkaProducerTracing.end(span, with: .success(report))

@@ -50,11 +50,11 @@ final class FQProducer: KafkaProducerBackend, @unchecked Sendable {
         thread.start()
     }
 
-    func offer(_ record: KafkaProducerRecord, traceHeaders: InjectedTraceHeaders, ticket: DeliveryTicket?) throws -> Bool {
+    func offer(_ record: KafkaProducerRecord, trailingHeaders: TrailingHeaders, ticket: DeliveryTicket?) throws -> Bool {
         // The writer thread encodes the record after this returns: bytes of a caller's own type are copied now, so
         // that nothing the caller does later changes what is written, or the size measured here.
         var record = record
-        traceHeaders.forEach { key, value in record.headers.append(KafkaHeader(key: key, value: value)) }
+        trailingHeaders.forEach { key, value in record.headers.append(KafkaHeader(key: key, value: value)) }
         if record.keyBytes?.isOwned == false { record.keyBytes = record.keyBytes?.owned }
         if record.valueBytes?.isOwned == false { record.valueBytes = record.valueBytes?.owned }
         for index in record.headers.indices where record.headers[index].valueBytes?.isOwned == false {

@@ -238,11 +238,11 @@ public final class KafkaProducer: Service, Sendable {
     @usableFromInline
     final class Waiting {
         let record: KafkaProducerRecord
-        let traceHeaders: InjectedTraceHeaders
+        let traceHeaders: TrailingHeaders
         let ticket: DeliveryTicket?
         let transaction: UInt64?
 
-        init(record: KafkaProducerRecord, traceHeaders: InjectedTraceHeaders, ticket: DeliveryTicket?, transaction: UInt64?) {
+        init(record: KafkaProducerRecord, traceHeaders: TrailingHeaders, ticket: DeliveryTicket?, transaction: UInt64?) {
             self.record = record
             self.traceHeaders = traceHeaders
             self.ticket = ticket
@@ -260,7 +260,7 @@ public final class KafkaProducer: Service, Sendable {
     func handOver(_ record: KafkaProducerRecord, in transaction: UInt64?, awaited: Bool) throws -> Handed {
         try validate(record)
         let id = try core.admit(transaction: transaction)
-        var traceHeaders = InjectedTraceHeaders()
+        var traceHeaders = TrailingHeaders()
         var keptHeaders: KafkaHeaders?
         // `nil` with tracing off: the record then goes as it is, with no trace headers.
         let span = tracing.startSend(record, traceHeaders: &traceHeaders, keptHeaders: &keptHeaders)
@@ -282,7 +282,7 @@ public final class KafkaProducer: Service, Sendable {
     /// The first offer of an admitted record (counted by the admission); the record waits when the queue is full.
     private func offerFirst(
         _ record: KafkaProducerRecord,
-        traceHeaders: InjectedTraceHeaders,
+        traceHeaders: TrailingHeaders,
         id: KafkaProducerMessageID,
         ticket: DeliveryTicket?,
         in transaction: UInt64?
@@ -324,13 +324,13 @@ public final class KafkaProducer: Service, Sendable {
     /// One counted call into the backend: `true` when it took the record.
     private func offerOnce(
         _ record: KafkaProducerRecord,
-        traceHeaders: InjectedTraceHeaders,
+        traceHeaders: TrailingHeaders,
         ticket: DeliveryTicket?,
         in transaction: UInt64?
     ) throws -> Bool {
         let taken: Bool
         do {
-            taken = try backend.offer(record, traceHeaders: traceHeaders, ticket: ticket)
+            taken = try backend.offer(record, trailingHeaders: traceHeaders, ticket: ticket)
         } catch {
             core.callEnded()
             throw error

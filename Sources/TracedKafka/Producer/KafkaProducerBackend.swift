@@ -1,17 +1,17 @@
 /// The boundary under ``KafkaProducer``: what a backend (librdkafka, or the local file queue) must do.
 /// The public API and the tracing layer above it never know which backend runs.
 ///
-/// The producer's ``ProducerCore`` calls ``offer(_:traceHeaders:ticket:)`` only while the backend is open: closing
+/// The producer's ``ProducerCore`` calls ``offer(_:trailingHeaders:ticket:)`` only while the backend is open: closing
 /// waits for the offers under way and starts no more, so a backend needs no lock of its own around them. A backend
 /// reports each taken record's outcome to its ticket, and calls ``ProducerCore/roomMade()`` whenever a full queue
 /// may have room again.
 protocol KafkaProducerBackend: AnyObject, Sendable {
     /// Hands a record to the backend if its queue has room, without waiting: the per-record path. The record's
-    /// headers are written first, then `traceHeaders`.
+    /// headers are written first, then `trailingHeaders`.
     /// - Returns: `true` when the backend took the record: its `ticket` (if any) gets the outcome exactly once,
     ///   from any thread. `false` when the queue is full: nothing was kept.
     /// - Throws: ``KafkaError`` when the record is refused; then the ticket hears nothing from the backend.
-    func offer(_ record: KafkaProducerRecord, traceHeaders: InjectedTraceHeaders, ticket: DeliveryTicket?) throws -> Bool
+    func offer(_ record: KafkaProducerRecord, trailingHeaders: TrailingHeaders, ticket: DeliveryTicket?) throws -> Bool
 
     /// Waits until every record handed over so far has its outcome, or the timeout passes. ``KafkaProducer`` calls it
     /// only while the producer runs (once shutdown has begun it throws ``KafkaError/Code/shutDown`` without calling

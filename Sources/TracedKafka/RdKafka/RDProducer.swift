@@ -87,8 +87,8 @@ final class RDProducer: KafkaProducerBackend, @unchecked Sendable {
         }
     }
 
-    func offer(_ record: KafkaProducerRecord, traceHeaders: InjectedTraceHeaders, ticket: DeliveryTicket?) throws -> Bool {
-        switch RDProducer.enqueue(record, traceHeaders: traceHeaders, ticket: ticket, on: client.handle) {
+    func offer(_ record: KafkaProducerRecord, trailingHeaders: TrailingHeaders, ticket: DeliveryTicket?) throws -> Bool {
+        switch RDProducer.enqueue(record, trailingHeaders: trailingHeaders, ticket: ticket, on: client.handle) {
         case RD_KAFKA_RESP_ERR_NO_ERROR: return true
         case RD_KAFKA_RESP_ERR__QUEUE_FULL: return false
         case let err: throw KafkaError.rdKafka(err, context: "Could not send to topic '\(record.topic)'")
@@ -99,11 +99,11 @@ final class RDProducer: KafkaProducerBackend, @unchecked Sendable {
     /// (headers and the ticket's retain are released here).
     private static func enqueue(
         _ record: KafkaProducerRecord,
-        traceHeaders: InjectedTraceHeaders,
+        trailingHeaders: TrailingHeaders,
         ticket: DeliveryTicket?,
         on handle: OpaquePointer
     ) -> rd_kafka_resp_err_t {
-        let headers = record.headers.isEmpty && traceHeaders.isEmpty ? nil : makeHeaders(record.headers, traceHeaders)
+        let headers = record.headers.isEmpty && trailingHeaders.isEmpty ? nil : makeHeaders(record.headers, trailingHeaders)
         let opaque = ticket.map { Unmanaged.passRetained($0).toOpaque() }
         let err: rd_kafka_resp_err_t = record.topic.withCString { topic in
             withOptionalBytes(record.keyBytes) { key, keyCount in
@@ -143,8 +143,8 @@ final class RDProducer: KafkaProducerBackend, @unchecked Sendable {
     }
 
     /// librdkafka's header list: the record's headers, then the trace headers.
-    private static func makeHeaders(_ headers: KafkaHeaders, _ traceHeaders: InjectedTraceHeaders) -> OpaquePointer {
-        let list = rd_kafka_headers_new(headers.count + traceHeaders.count)!
+    private static func makeHeaders(_ headers: KafkaHeaders, _ trailingHeaders: TrailingHeaders) -> OpaquePointer {
+        let list = rd_kafka_headers_new(headers.count + trailingHeaders.count)!
         // The key's exact bytes (admission refused a key holding NUL, which librdkafka's C strings end at).
         func add(_ key: UnsafeRawBufferPointer, _ value: UnsafeRawPointer?, _ count: Int) {
             guard let name = key.baseAddress?.assumingMemoryBound(to: CChar.self) else {
@@ -155,7 +155,7 @@ final class RDProducer: KafkaProducerBackend, @unchecked Sendable {
         headers.forEachBorrowed { header in
             withOptionalBytes(header.valueBytes) { value, count in header.withKeyBytes { key in add(key, value, count) } }
         }
-        traceHeaders.forEach { key, value in
+        trailingHeaders.forEach { key, value in
             var key = key  // withUTF8 reads a native string's bytes in place
             key.withUTF8 { key in withOptionalBytes(value) { value, count in add(UnsafeRawBufferPointer(key), value, count) } }
         }

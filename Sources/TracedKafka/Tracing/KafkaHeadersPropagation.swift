@@ -136,56 +136,9 @@ extension Substring {
     }
 }
 
-/// The trace headers a tracer wrote for one send, kept beside the record until the backend writes them after the
-/// record's own headers: a traced send makes no array of headers and no ``KafkaHeader`` per record. The first two
-/// are held inline (a W3C tracer writes `traceparent` and, when it has one, `tracestate`); more go to an array.
-///
-/// Not API: visible to the benchmarks through `@_spi(Benchmarks) import TracedKafka`.
-@_spi(Benchmarks) public struct InjectedTraceHeaders: Sendable {
-    private var first: (key: String, value: String)?
-    private var second: (key: String, value: String)?
-    private var more: [(key: String, value: String)] = []
-
-    /// No headers.
-    public init() {}
-
-    /// Whether the tracer wrote nothing.
-    var isEmpty: Bool { first == nil }
-
-    /// How many headers the tracer wrote.
-    var count: Int { first == nil ? 0 : second == nil ? 1 : 2 + more.count }
-
-    /// Sets `key` to `value`, replacing an earlier value of the same key.
-    mutating func set(_ value: String, forKey key: String) {
-        if first == nil || first?.key == key {
-            first = (key, value)
-        } else if second == nil || second?.key == key {
-            second = (key, value)
-        } else if let index = more.firstIndex(where: { $0.key == key }) {
-            more[index].value = value
-        } else {
-            more.append((key, value))
-        }
-    }
-
-    /// Whether the tracer wrote a header named `key`.
-    func contains(key: String) -> Bool {
-        first?.key == key || second?.key == key || more.contains { $0.key == key }
-    }
-
-    /// Calls `body` with each key and value, in the order they were first written.
-    func forEach(_ body: (String, String) -> Void) {
-        guard let first else { return }
-        body(first.key, first.value)
-        guard let second else { return }
-        body(second.key, second.value)
-        for (key, value) in more { body(key, value) }
-    }
-}
-
-/// Writes a tracer's context into a send's ``InjectedTraceHeaders``; each write replaces one of the same key.
-struct InjectedTraceHeadersInjector: Injector {
-    func inject(_ value: String, forKey key: String, into carrier: inout InjectedTraceHeaders) {
+/// Writes a tracer's context into a send's ``TrailingHeaders``; each write replaces one of the same key.
+struct TrailingHeadersInjector: Injector {
+    func inject(_ value: String, forKey key: String, into carrier: inout TrailingHeaders) {
         carrier.set(value, forKey: key)
     }
 }

@@ -93,7 +93,7 @@ import Tracing
     ///   delivery-report work for it.
     @_spi(Benchmarks) public func startSend(
         _ record: KafkaProducerRecord,
-        traceHeaders: inout InjectedTraceHeaders,
+        traceHeaders: inout TrailingHeaders,
         keptHeaders: inout KafkaHeaders?
     ) -> SendSpan? {
         guard let tracer = configuration.currentTracer else { return nil }
@@ -119,7 +119,7 @@ import Tracing
             send = SendSpan(span: span, attributes: attributes, chosenPartition: record.partition)
         }
         if configuration.propagatesContext {
-            tracer.inject(span.context, into: &traceHeaders, using: InjectedTraceHeadersInjector())
+            tracer.inject(span.context, into: &traceHeaders, using: TrailingHeadersInjector())
             Self.dropStaleTraceHeaders(from: record.headers, into: &keptHeaders, read: previousKeys, written: traceHeaders)
         }
         if send == nil { span.end() }
@@ -131,13 +131,13 @@ import Tracing
     private func propagateWithoutSpan(
         _ record: KafkaProducerRecord,
         tracer: any Tracer,
-        into traceHeaders: inout InjectedTraceHeaders,
+        into traceHeaders: inout TrailingHeaders,
         keptHeaders: inout KafkaHeaders?
     ) {
         guard configuration.propagatesContext, let ambient = InstrumentationContext.current else { return }
         let (carried, readKeys) = Self.carriedContext(of: record, tracer: tracer)
         if carried != nil { return }
-        tracer.inject(ambient, into: &traceHeaders, using: InjectedTraceHeadersInjector())
+        tracer.inject(ambient, into: &traceHeaders, using: TrailingHeadersInjector())
         Self.dropStaleTraceHeaders(from: record.headers, into: &keptHeaders, read: readKeys, written: traceHeaders)
     }
 
@@ -158,7 +158,7 @@ import Tracing
         from headers: KafkaHeaders,
         into kept: inout KafkaHeaders?,
         read: Set<String>,
-        written: InjectedTraceHeaders
+        written: TrailingHeaders
     ) {
         let isStale = { (header: KafkaHeader) -> Bool in
             header.hasKey("traceparent") || header.hasKey("tracestate")
