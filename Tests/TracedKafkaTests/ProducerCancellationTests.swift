@@ -1,20 +1,27 @@
 import Foundation
+import Synchronization
 import Testing
 @testable import TracedKafka
 import TracedKafkaTesting
+import Tracing
 
 /// A running traced producer on a backend of its own whose acknowledgements can be held back: the embedded broker
 /// answering late, or the file queue's partition log locked by another holder (its writer waits for the lock).
 struct StallableProducer: Sendable {
     let producer: KafkaProducer
     let topic: String
-    let tracer: W3CRecordingTracer
+    let tracer: StartCountingTracer
     /// Holds acknowledgements back until ``resume``.
     let stall: @Sendable () throws -> Void
     let resume: @Sendable () throws -> Void
 
     /// The send spans that have ended, the warm-up record's left out.
-    var sendSpans: [RecordedSpan] { Array(tracer.spans(named: "send \(topic)").dropFirst()) }
+    var sendSpans: [RecordedSpan] { Array(tracer.recording.spans(named: "send \(topic)").dropFirst()) }
+
+    /// How many send spans have started, the warm-up record's left out. A send starts its span after its check for
+    /// cancellation and offers the record right after, before it first suspends (while the queue has room): a sender
+    /// whose span has started is past the point where a cancellation leaves its record unsent.
+    var startedSends: Int { tracer.startedCount(named: "send \(topic)") - 1 }
 
     /// Returns once a record is outstanding (a short flush times out), so a cancellation finds it handed over.
     func untilOutstanding() async throws {
@@ -22,6 +29,50 @@ struct StallableProducer: Sendable {
             while (try? await producer.flush(timeout: .milliseconds(10))) != nil { await Task.yield() }
         }
     }
+}
+
+/// A ``W3CRecordingTracer`` that also counts the spans started, by name, whether they have ended or not.
+final class StartCountingTracer: Tracer, Sendable {
+    typealias Span = W3CRecordingSpan
+
+    /// The tracer that makes and records the spans.
+    let recording = W3CRecordingTracer()
+    private let started = Mutex<[String: Int]>([:])
+
+    /// How many spans named `name` have started.
+    func startedCount(named name: String) -> Int { started.withLock { $0[name, default: 0] } }
+
+    func startSpan<Instant: TracerInstant>(
+        _ operationName: String,
+        context: @autoclosure () -> InstrumentationContext,
+        ofKind kind: SpanKind,
+        at instant: @autoclosure () -> Instant,
+        function: String,
+        file fileID: String,
+        line: UInt
+    ) -> W3CRecordingSpan {
+        defer { started.withLock { $0[operationName, default: 0] += 1 } }
+        return recording.startSpan(operationName, context: context(), ofKind: kind, at: instant(), function: function, file: fileID, line: line)
+    }
+
+    func forceFlush() { recording.forceFlush() }
+
+    func inject<Carrier, Inject: Injector>(_ context: InstrumentationContext, into carrier: inout Carrier, using injector: Inject)
+    where Inject.Carrier == Carrier {
+        recording.inject(context, into: &carrier, using: injector)
+    }
+
+    func extract<Carrier, Extract: Extractor>(_ carrier: Carrier, into context: inout InstrumentationContext, using extractor: Extract)
+    where Extract.Carrier == Carrier {
+        recording.extract(carrier, into: &context, using: extractor)
+    }
+}
+
+/// Returns once the task it runs in is cancelled (at once when it already is).
+func untilCancelled() async {
+    let (never, continuation) = AsyncStream<Never>.makeStream()
+    for await _ in never {}
+    continuation.finish()
 }
 
 /// Runs `body` with a ``StallableProducer`` on `backend` that has delivered one warm-up record (offset 0), so that
@@ -32,7 +83,7 @@ func withStallableProducer<T: Sendable>(
     _ body: @escaping @Sendable (StallableProducer) async throws -> T
 ) async throws -> T {
     let topic = uniqueName("stall")
-    let tracer = W3CRecordingTracer()
+    let tracer = StartCountingTracer()
     var configuration: KafkaProducerConfiguration
     let stall: @Sendable () throws -> Void, resume: @Sendable () throws -> Void
     let keep: any Sendable
@@ -100,41 +151,50 @@ struct ProducerCancellationTests {
     }
 
     @Test(
-        "1,000 sends with half cancelled at random: each returns its report or .cancelled, and every record handed over has its outcome on its span",
+        "1,000 sends with half cancelled at random, before or after their record is handed over: each returns its report or .cancelled, and every record handed over has its outcome on its span",
         arguments: TestBackend.allCases
     )
     func halfCancelled(_ backend: TestBackend) async throws {
+        enum Role { case notCancelled, cancelledBeforeHandOver, cancelledAfterHandOver }
         try await withStallableProducer(backend) { stallable in
             try stallable.stall()
-            let senders = (0..<1_000).map { index in
-                Task { try await stallable.producer.send(KafkaProducerRecord(topic: stallable.topic, value: "\(index)")) }
-            }
             var generator = SplitMix64(seed: 42)
-            let cancelled = Array(senders.shuffled(using: &generator).prefix(500))
-            for (index, sender) in cancelled.enumerated() {
-                // Spread over the stall: some before their record is handed over, most while it awaits.
-                if index.isMultiple(of: 100) { try await Task.sleep(for: .milliseconds(20)) }
-                sender.cancel()
+            let roles = (Array(repeating: Role.notCancelled, count: 500) + Array(repeating: .cancelledBeforeHandOver, count: 250)
+                + Array(repeating: .cancelledAfterHandOver, count: 250)).shuffled(using: &generator)
+            let senders = roles.enumerated().map { index, role in
+                Task {
+                    // Sends only once cancelled: its record is never handed over.
+                    if role == .cancelledBeforeHandOver { await untilCancelled() }
+                    return try await stallable.producer.send(KafkaProducerRecord(topic: stallable.topic, value: "\(index)"))
+                }
             }
+            // Every sender that sends at once has started its span, so its record is handed over (or will be before
+            // its send first suspends); the broker's acknowledgements are still held back.
+            try await withDeadline("750 records handed over", .seconds(30)) {
+                while stallable.startedSends < 750 { await Task.yield() }
+            }
+            #expect(stallable.sendSpans.isEmpty, "no acknowledgement came yet")
+            for index in roles.indices.shuffled(using: &generator) where roles[index] != .notCancelled { senders[index].cancel() }
             try stallable.resume()
-            var delivered: [Int64] = [], cancelledAfterHandOver = 0, cancelledBeforeHandOver = 0
-            for sender in senders {
+            var delivered: [Int64] = [], wrong: [String] = []
+            for (sender, role) in zip(senders, roles) {
                 do {
                     delivered.append(try await sender.value.offset)
+                    if role != .notCancelled { wrong.append("\(role) delivered") }
                 } catch let error as KafkaError where error.code == .cancelled {
-                    if error.reason.contains("may still be delivered") { cancelledAfterHandOver += 1 } else { cancelledBeforeHandOver += 1 }
+                    let got: Role = error.reason.contains("may still be delivered") ? .cancelledAfterHandOver : .cancelledBeforeHandOver
+                    if role != got { wrong.append("\(role): \(error.reason)") }
                 }
             }
             try await stallable.producer.flush()
-            #expect(delivered.count >= 500, "the senders not cancelled all got their report")
-            #expect(cancelledAfterHandOver > 0, "some senders gave up on a record already handed over")
-            #expect(delivered.count + cancelledAfterHandOver + cancelledBeforeHandOver == 1_000)
+            #expect(wrong.isEmpty, "\(wrong.count) senders did not get what their cancellation calls for, e.g. \(wrong.prefix(3))")
+            #expect(delivered.count == 500)
             let spans = stallable.sendSpans
-            #expect(spans.count == delivered.count + cancelledAfterHandOver, "one span per record handed over")
+            #expect(spans.count == 750, "one span per record handed over, none for the 250 never handed over")
             let offsets = spans.compactMap { $0.int("messaging.kafka.offset") }
             #expect(offsets.count == spans.count, "every span ended with the broker's outcome")
             #expect(Set(delivered).isSubset(of: Set(offsets)))
-            #expect(Set(offsets).count == offsets.count, "each record delivered once")
+            #expect(Set(offsets) == Set(1...750), "each record handed over delivered once, those cancelled after hand-over too")
         }
     }
 

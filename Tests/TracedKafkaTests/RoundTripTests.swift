@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-import TracedKafka
+@testable import TracedKafka
 import TracedKafkaTesting
 
 @Suite("Produce and consume round trip on both backends")
@@ -122,10 +122,24 @@ struct RoundTripTests {
         }
         var configuration = consumerConfiguration(backend, group: uniqueName("g"), topics: [topic])
         configuration.maxBufferedMessages = 4
-        let handled = try await handle(try KafkaConsumer(configuration: configuration), count: 600) { message in
-            // Now and then slower than fetching, so the buffer fills and the fetch side waits for it to drain.
-            if message.offset % 50 == 0 { try await Task.sleep(for: .milliseconds(20)) }
+        let consumer = try KafkaConsumer(configuration: configuration)
+        let handledCount = Shared(0)
+        // What the buffer held: the most at any handling, and at each handling that held on until fetching paused.
+        let mostBuffered = Shared(0), bufferedWhenPaused = Shared<[Int]>([])
+        let handled = try await handle(consumer, count: 600) { message in
+            let count = handledCount.withLock { $0 += 1; return $0 }
+            let buffered = consumer.core.machine.withLock { $0.bufferedCount }
+            mostBuffered.withLock { $0 = max($0, buffered) }
+            // The first handling and the 300th hold on until the fetcher has filled the buffer, the point where it
+            // must stop: the 300th finds it full again only if fetching went on after the first pause.
+            guard count == 1 || count == 300 else { return }
+            try await waitUntil("the read-ahead buffer full at handling \(count)") {
+                consumer.core.machine.withLock { $0.room == (0, 0) }
+            }
+            bufferedWhenPaused.withLock { $0.append(consumer.core.machine.withLock { $0.bufferedCount }) }
         }
+        #expect(bufferedWhenPaused.withLock { $0 } == [4, 4], "fetching stopped at the bound, twice")
+        #expect(mostBuffered.withLock { $0 } <= 4, "never more than maxBufferedMessages read ahead")
         for partition in 0..<2 {
             let values = handled.filter { $0.partition == partition }.compactMap { $0.valueString.flatMap(Int.init) }
             #expect(values == Array(stride(from: partition, to: 600, by: 2)), "partition \(partition)")
