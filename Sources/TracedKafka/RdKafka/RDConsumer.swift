@@ -268,7 +268,9 @@ final class RDConsumer: KafkaConsumerBackend, @unchecked Sendable {
         core: ConsumerCore,
         logger: Logger
     ) {
-        let cooperative = String(cString: rd_kafka_rebalance_protocol(handle)) == "COOPERATIVE"
+        // NULL when librdkafka knows no protocol yet (a rebalance while the consumer closes): not cooperative.
+        let protocolName: UnsafePointer<CChar>? = rd_kafka_rebalance_protocol(handle)
+        let cooperative = protocolName.map { String(cString: $0) } == "COOPERATIVE"
         let list = RDTopicPartitionList.partitions(partitions)
         switch err {
         case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
