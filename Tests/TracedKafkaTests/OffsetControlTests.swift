@@ -27,7 +27,8 @@ func partitionConsumer(
 ) throws -> (KafkaConsumer, AsyncStream<KafkaConsumerEvent>) {
     var configuration = KafkaConsumerConfiguration(
         bootstrapServers: KafkaTestCluster.shared.bootstrapServerList, partitions: partitions, groupID: group,
-        autoOffsetReset: .earliest, commitMode: commitMode, tracing: tracing, properties: fastGroupProperties
+        autoOffsetReset: .earliest, commitMode: commitMode, tracing: tracing,
+        properties: KafkaConsumerConfiguration.fastGroupProperties
     )
     configuration.backend = backend.backend
     return try KafkaConsumer.makeConsumerWithEvents(configuration: configuration)

@@ -48,7 +48,7 @@ struct OffsetControlIntegrationTests {
         var configuration = KafkaConsumerConfiguration(
             bootstrapServers: Integration.bootstrapServerList,
             partitions: [KafkaPartitionStart(topic: topic, partition: 0, offset: .offset(4))],
-            properties: fastGroupProperties
+            properties: KafkaConsumerConfiguration.fastGroupProperties
         )
         configuration.clientID = "integration"
         let consumer = try KafkaConsumer(configuration: configuration)
