@@ -131,3 +131,33 @@ public func consume(
         }
     }
 }
+
+/// ``handle(_:count:limit:_:)`` for a test that moves the consumer about in one partition: before each message is
+/// handled it records the consumer's position in `partition`, and it tells the handler how many messages it has been
+/// given, this one included (1 for the first).
+/// - Parameters:
+///   - consumer: The consumer.
+///   - count: How many messages to handle.
+///   - partition: The partition whose position is recorded.
+///   - limit: The deadline.
+///   - handler: Called for each message, inside its process span, with its pass number.
+/// - Returns: The handled messages, in order, and the position before each (nil where `position` threw).
+/// - Throws: ``TimedOut``, or what the handler or the consumer throws.
+public func handleTrackingPosition(
+    _ consumer: KafkaConsumer,
+    count: Int,
+    in partition: KafkaTopicPartition,
+    limit: Duration = .seconds(90),
+    _ handler: nonisolated(nonsending) @escaping @Sendable (_ pass: Int, KafkaConsumerMessage) async throws -> Void
+) async throws -> (messages: [KafkaConsumerMessage], positions: [Int64?]) {
+    let positions = LockedValue<[Int64?]>([])
+    let messages = try await handle(consumer, count: count, limit: limit) { message in
+        let position = try? consumer.position(partition)
+        let pass = positions.withLock { positions in
+            positions.append(position)
+            return positions.count
+        }
+        try await handler(pass, message)
+    }
+    return (messages, positions.withLock { $0 })
+}

@@ -25,74 +25,13 @@ struct ConsumerGroupTests {
         let backend = TestBackend.fileQueue
         let topic = try await backend.newTopic("group", partitions: 4)
         let group = uniqueName("g")
-        let (first, firstEvents) = try KafkaConsumer.makeConsumerWithEvents(configuration: consumerConfiguration(backend, group: group, topics: [topic]))
-        let (second, secondEvents) = try KafkaConsumer.makeConsumerWithEvents(configuration: consumerConfiguration(backend, group: group, topics: [topic]))
-
-        let assignments = Shared<[Int: Set<KafkaTopicPartition>]>([:])
-        let received = Shared<[Int: [KafkaConsumerMessage]]>([:])
-        let total = 400
-        let produced = Shared(false)
-        // On a timeout, say where it stopped: the group never settling, or messages missing after it did.
-        func stage() -> String {
-            let owned = assignments.withLock { $0.mapValues { $0.map(\.partition).sorted() } }
-            let counts = received.withLock { $0.mapValues(\.count) }
-            return "produced: \(produced.withLock { $0 }), assignments: \(owned), received per consumer: \(counts)"
-        }
-        let expected: [String]
-        do {
-            expected = try await withDeadline("group split", .seconds(90)) {
-                try await withThrowingTaskGroup(of: Void.self) { group in
-                    for (index, (consumer, events)) in [(first, firstEvents), (second, secondEvents)].enumerated() {
-                        group.addTask { try await consumer.run() }
-                        group.addTask {
-                            for await event in events {
-                                switch event.kind {
-                                case .partitionsAssigned: assignments.withLock { $0[index] = Set(event.partitions) }
-                                case .partitionsRevoked, .partitionsLost: assignments.withLock { $0[index] = [] }
-                                default: break
-                                }
-                            }
-                        }
-                        group.addTask {
-                            for try await message in consumer.messages {
-                                let done = received.withLock { all in
-                                    all[index, default: []].append(message)
-                                    return all.values.map(\.count).reduce(0, +) >= total
-                                }
-                                if done {
-                                    first.triggerGracefulShutdown()
-                                    second.triggerGracefulShutdown()
-                                }
-                            }
-                        }
-                    }
-                    // Produce only once the group has settled: both members own partitions, none owned twice.
-                    while true {
-                        let settled = assignments.withLock { owned in
-                            let a = owned[0] ?? [], b = owned[1] ?? []
-                            return !a.isEmpty && !b.isEmpty && a.isDisjoint(with: b) && a.union(b).count == 4
-                        }
-                        if settled { break }
-                        try await Task.sleep(for: .milliseconds(50))
-                    }
-                    let values = try await produce(backend, total, to: topic)
-                    produced.withLock { $0 = true }
-                    try await group.waitForAll()
-                    return values
-                }
-            }
-        } catch {
-            Issue.record("Stopped at: \(stage())")
-            throw error
-        }
-        let byConsumer = received.withLock { $0 }
-        let all = byConsumer.values.flatMap { $0 }
-        #expect(all.count == total)
-        #expect(Set(all.compactMap(\.valueString)) == Set(expected))
-        let partitionsOfFirst = Set(byConsumer[0, default: []].map(\.partition))
-        let partitionsOfSecond = Set(byConsumer[1, default: []].map(\.partition))
-        #expect(!partitionsOfFirst.isEmpty && !partitionsOfSecond.isEmpty)
-        #expect(partitionsOfFirst.isDisjoint(with: partitionsOfSecond))
+        let first = try KafkaConsumer.makeConsumerWithEvents(configuration: consumerConfiguration(backend, group: group, topics: [topic]))
+        let second = try KafkaConsumer.makeConsumerWithEvents(configuration: consumerConfiguration(backend, group: group, topics: [topic]))
+        let split = try await splitBetweenTwoMembers(
+            first, second, topic: topic, partitions: 4, total: 400, producer: producerConfiguration(backend)
+        )
+        #expect(split.everyValueOnce, "\(split)")
+        #expect(split.partitionsSplit, "each member reads partitions of its own: \(split)")
     }
 
     /// Ten records in partition 0 of a new topic, and a consumer configuration for a new group reading it.

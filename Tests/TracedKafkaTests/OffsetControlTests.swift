@@ -27,7 +27,8 @@ func partitionConsumer(
 ) throws -> (KafkaConsumer, AsyncStream<KafkaConsumerEvent>) {
     var configuration = KafkaConsumerConfiguration(
         bootstrapServers: KafkaTestCluster.shared.bootstrapServerList, partitions: partitions, groupID: group,
-        autoOffsetReset: .earliest, commitMode: commitMode, tracing: tracing, properties: fastGroupProperties
+        autoOffsetReset: .earliest, commitMode: commitMode, tracing: tracing,
+        properties: KafkaConsumerConfiguration.fastGroupProperties
     )
     configuration.backend = backend.backend
     return try KafkaConsumer.makeConsumerWithEvents(configuration: configuration)
@@ -107,14 +108,7 @@ struct OffsetControlTests {
         let group = uniqueName("g")
         let consumer = try KafkaConsumer(configuration: consumerConfiguration(backend, group: group, topics: [topic]))
         let refusals = Shared<[KafkaError.Code?]>([])
-        let positions = Shared<[Int64?]>([])
-        let seen = Shared(0)
-        let messages = try await handle(consumer, count: 11) { message in
-            let pass = seen.withLock { count -> Int in
-                count += 1
-                return count
-            }
-            positions.withLock { $0.append(try? consumer.position(partition)) }
+        let (messages, positions) = try await handleTrackingPosition(consumer, count: 11, in: partition) { pass, _ in
             if pass == 5 {
                 // Refusals first: a partition not owned, offsets out of range or negative, the committed offset.
                 for (target, offset) in [(KafkaTopicPartition(topic: topic, partition: 7), KafkaOffset.beginning), (partition, .offset(1_000)),
@@ -127,8 +121,8 @@ struct OffsetControlTests {
         }
         #expect(messages.map(\.offset) == [0, 1, 2, 3, 4, 2, 3, 4, 7, 8, 9])
         #expect(refusals.withLock { $0 } == [.notAssigned, .invalidOffset, .invalidOffset, .invalidOffset])
-        #expect(positions.withLock { $0 }.prefix(5) == [1, 2, 3, 4, 5])
-        #expect(positions.withLock { $0 }[5] == 3, "after the seek to 2, handling 2: the next is 3")
+        #expect(positions.prefix(5) == [1, 2, 3, 4, 5])
+        #expect(positions[5] == 3, "after the seek to 2, handling 2: the next is 3")
         // The group's committed offset is after the last handled message, whatever came before the seeks.
         let committed = try await committedOffset(consumerConfiguration(backend, group: group, topics: [topic]), partition)
         #expect(committed == messages.last.map { $0.offset + 1 })

@@ -24,13 +24,24 @@ struct ProducerCoreTests {
         return waiting
     }
 
+    /// A running core in which a sender was parked waiting for room, then let go by `release` (given the core and
+    /// the sender's task), returned once the sender's task has ended: a sender `release` does not free hangs until
+    /// the suite's time limit.
+    static func releasedParkedSender(_ release: (ProducerCore, Task<Void, Never>) -> Void) async -> ProducerCore {
+        let core = runningCore()
+        let waiting = await parkedSender(core)
+        release(core, waiting)
+        await waiting.value
+        return core
+    }
+
+    /// How many senders are waiting for room in `core`.
+    static func waiters(_ core: ProducerCore) -> Int { core.machine.withLock { $0.roomWaiterCount } }
+
     @Test("A sender waiting for room resumes when the backend makes room")
     func roomMadeResumes() async {
-        let core = Self.runningCore()
-        let waiting = await Self.parkedSender(core)
-        core.roomMade()
-        await waiting.value
-        #expect(core.machine.withLock { $0.roomWaiterCount } == 0)
+        let core = await Self.releasedParkedSender { core, _ in core.roomMade() }
+        #expect(Self.waiters(core) == 0)
     }
 
     @Test("A sender does not wait when room was made since it looked")
@@ -39,22 +50,19 @@ struct ProducerCoreTests {
         let generation = core.roomGeneration
         core.roomMade()
         await core.waitForRoom(after: generation)
-        #expect(core.machine.withLock { $0.roomWaiterCount } == 0)
+        #expect(Self.waiters(core) == 0)
     }
 
     @Test("A sender cancelled while it waits for room stops waiting at once; one cancelled before never waits")
     func cancelledRoomWait() async {
-        let core = Self.runningCore()
-        let waiting = await Self.parkedSender(core)
-        waiting.cancel()
-        await waiting.value
-        #expect(core.machine.withLock { $0.roomWaiterCount } == 0)
+        let core = await Self.releasedParkedSender { _, waiting in waiting.cancel() }
+        #expect(Self.waiters(core) == 0)
         let early = Task {
             withUnsafeCurrentTask { $0?.cancel() }
             await core.waitForRoom(after: core.roomGeneration)
         }
         await early.value
-        #expect(core.machine.withLock { $0.roomWaiterCount } == 0)
+        #expect(Self.waiters(core) == 0)
     }
 
     @Test("Close resumes the senders waiting for room, waits for the call in flight before it closes the backend, and a second close waits for it")
@@ -146,7 +154,7 @@ struct ProducerCoreTests {
             }
         }
         #expect(returned.withLock { $0 } == 500)
-        #expect(core.machine.withLock { $0.roomWaiterCount } == 0)
+        #expect(Self.waiters(core) == 0)
     }
 
     // MARK: - Fatal errors

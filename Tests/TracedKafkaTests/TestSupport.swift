@@ -11,14 +11,6 @@ protocol BootstrapProviding {
 extension KafkaTestCluster: BootstrapProviding {}
 extension EmbeddedKafkaCluster: BootstrapProviding {}
 
-/// Consumer settings that make group joins and rebalances quick on the embedded cluster.
-let fastGroupProperties = [
-    "session.timeout.ms": "6000",
-    "heartbeat.interval.ms": "200",
-    "topic.metadata.refresh.interval.ms": "500",
-    "fetch.wait.max.ms": "50",
-]
-
 func producerConfiguration(_ cluster: some BootstrapProviding, properties: [String: String] = [:]) -> KafkaProducerConfiguration {
     KafkaProducerConfiguration(bootstrapServers: cluster.bootstrapServerList, linger: .milliseconds(1), properties: properties)
 }
@@ -30,15 +22,7 @@ func consumerConfiguration(
     commitMode: KafkaConsumerConfiguration.CommitMode = .afterHandled(interval: .milliseconds(100)),
     properties: [String: String] = [:]
 ) -> KafkaConsumerConfiguration {
-    KafkaConsumerConfiguration(
-        bootstrapServers: cluster.bootstrapServerList,
-        groupID: group,
-        topics: topics,
-        // The tests send first, then read in a new group: from the topic's start.
-        autoOffsetReset: .earliest,
-        commitMode: commitMode,
-        properties: fastGroupProperties.merging(properties) { $1 }
-    )
+    .forTests(bootstrapServers: cluster.bootstrapServerList, group: group, topics: topics, commitMode: commitMode, properties: properties)
 }
 
 /// The backends the shared tests run against (`KafkaTestBackend` of TracedKafkaTesting, which the NIO tests use too).

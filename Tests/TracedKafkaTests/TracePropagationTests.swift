@@ -392,19 +392,27 @@ struct ForwardedRecordTests {
     static let original = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
     static let forwarder = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
-    @Test("A record with the original's traceparent and tracestate, then the forwarder's traceparent, continues the forwarder's trace", arguments: TestBackend.allCases)
-    func appendedTraceparent(_ backend: TestBackend) async throws {
+    /// The process span of a record sent with `headers` as a forwarder left them (no tracing on the producer: the
+    /// headers go as they are), handled by a traced consumer.
+    static func processSpan(
+        of headers: KafkaHeaders,
+        on backend: TestBackend,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) async throws -> RecordedSpan {
         let tracer = W3CRecordingTracer()
         let topic = try await backend.newTopic("forwarded")
-        let headers: KafkaHeaders = [
+        try await sendTraced(KafkaProducerRecord(topic: topic, value: "x", headers: headers), on: backend, tracing: .disabled)
+        _ = try await withTracer(tracer) { try await handle(try tracedConsumer(backend, topics: [topic]), count: 1) }
+        return try span(tracer, "process \(topic)", sourceLocation: sourceLocation)
+    }
+
+    @Test("A record with the original's traceparent and tracestate, then the forwarder's traceparent, continues the forwarder's trace", arguments: TestBackend.allCases)
+    func appendedTraceparent(_ backend: TestBackend) async throws {
+        let process = try await Self.processSpan(of: [
             KafkaHeader(key: "traceparent", value: Self.original),
             KafkaHeader(key: "tracestate", value: "python=1"),
             KafkaHeader(key: "traceparent", value: Self.forwarder),
-        ]
-        // Sent as the forwarder left it (no tracing on this producer: the headers go as they are).
-        try await sendTraced(KafkaProducerRecord(topic: topic, value: "x", headers: headers), on: backend, tracing: .disabled)
-        _ = try await withTracer(tracer) { try await handle(try tracedConsumer(backend, topics: [topic]), count: 1) }
-        let process = try span(tracer, "process \(topic)")
+        ], on: backend)
         #expect(process.traceID == "4bf92f3577b34da6a3ce929d0e0e4736", "the forwarder's trace")
         #expect(process.parentSpanID == "00f067aa0ba902b7")
         #expect(process.links.map(\.spanID) == ["00f067aa0ba902b7"])
@@ -412,15 +420,10 @@ struct ForwardedRecordTests {
 
     @Test("When the last traceparent is invalid, the record is processed under a new root, not under an earlier value", arguments: TestBackend.allCases)
     func invalidLastTraceparent(_ backend: TestBackend) async throws {
-        let tracer = W3CRecordingTracer()
-        let topic = try await backend.newTopic("forwarded-bad")
-        let headers: KafkaHeaders = [
+        let process = try await Self.processSpan(of: [
             KafkaHeader(key: "traceparent", value: Self.original),
             KafkaHeader(key: "traceparent", value: "00-not-a-valid-context-01"),
-        ]
-        try await sendTraced(KafkaProducerRecord(topic: topic, value: "x", headers: headers), on: backend, tracing: .disabled)
-        _ = try await withTracer(tracer) { try await handle(try tracedConsumer(backend, topics: [topic]), count: 1) }
-        let process = try span(tracer, "process \(topic)")
+        ], on: backend)
         #expect(process.isRoot)
         #expect(process.links.isEmpty)
         #expect(process.traceID != "0af7651916cd43dd8448eb211c80319c")

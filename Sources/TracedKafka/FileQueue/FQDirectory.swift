@@ -147,25 +147,26 @@ struct FQDirectory: Sendable {
     func membersDirectory(_ group: String) -> String { "\(groupDirectory(group))/members" }
 
     /// The directory that holds the partitions' lock files of one topic (version 2), or the locks directory.
-    func lockDirectory(_ group: String, _ topic: String) -> String {
-        version == 1 ? "\(groupDirectory(group))/locks" : "\(groupDirectory(group))/locks/\(topic)"
-    }
+    func lockDirectory(_ group: String, _ topic: String) -> String { perTopicDirectory("locks", group, topic) }
 
-    func lockPath(_ group: String, _ partition: KafkaTopicPartition) -> String {
-        version == 1
-            ? "\(lockDirectory(group, partition.topic))/\(partition.topic).\(partition.partition)"
-            : "\(lockDirectory(group, partition.topic))/\(partition.partition)"
-    }
+    func lockPath(_ group: String, _ partition: KafkaTopicPartition) -> String { perPartitionPath("locks", group, partition) }
 
     /// The directory that holds the committed offsets of one topic (version 2), or the offsets directory.
-    func offsetDirectory(_ group: String, _ topic: String) -> String {
-        version == 1 ? "\(groupDirectory(group))/offsets" : "\(groupDirectory(group))/offsets/\(topic)"
+    func offsetDirectory(_ group: String, _ topic: String) -> String { perTopicDirectory("offsets", group, topic) }
+
+    func offsetPath(_ group: String, _ partition: KafkaTopicPartition) -> String { perPartitionPath("offsets", group, partition) }
+
+    /// The directory of a group's `kind` files (`locks` or `offsets`) for one topic: a directory of its own from
+    /// version 2; in version 1, one directory for all topics.
+    private func perTopicDirectory(_ kind: String, _ group: String, _ topic: String) -> String {
+        version == 1 ? "\(groupDirectory(group))/\(kind)" : "\(groupDirectory(group))/\(kind)/\(topic)"
     }
 
-    func offsetPath(_ group: String, _ partition: KafkaTopicPartition) -> String {
-        version == 1
-            ? "\(offsetDirectory(group, partition.topic))/\(partition.topic).\(partition.partition)"
-            : "\(offsetDirectory(group, partition.topic))/\(partition.partition)"
+    /// A partition's file in `kind` of a group: named by its number in its topic's directory (version 2), or by
+    /// topic and number (version 1).
+    private func perPartitionPath(_ kind: String, _ group: String, _ partition: KafkaTopicPartition) -> String {
+        let directory = perTopicDirectory(kind, group, partition.topic)
+        return version == 1 ? "\(directory)/\(partition.topic).\(partition.partition)" : "\(directory)/\(partition.partition)"
     }
 
     /// Creates the group's directories; for a group named by its hash, records its whole id there, or checks the

@@ -27,11 +27,21 @@ struct FaultTests {
         return (delivered, failed)
     }
 
+    /// An embedded cluster of the test's own with the topic `it-<run>-<suffix>`, replicated on every broker.
+    /// - Parameters:
+    ///   - brokers: How many brokers.
+    ///   - suffix: The topic's name within this run.
+    ///   - partitions: How many partitions the topic has.
+    static func cluster(brokers: Int = 1, topic suffix: String, partitions: Int) throws -> (EmbeddedKafkaCluster, String) {
+        let cluster = try EmbeddedKafkaCluster(brokers: brokers)
+        let topic = "it-\(Integration.runID)-\(suffix)"
+        try cluster.createTopic(topic, partitions: partitions, replicationFactor: brokers)
+        return (cluster, topic)
+    }
+
     @Test("The only broker goes down: both clients report an error event within seconds; it comes back: they recover")
     func clusterDownAndBack() async throws {
-        let cluster = try EmbeddedKafkaCluster(brokers: 1)
-        let topic = "it-\(Integration.runID)-down"
-        try cluster.createTopic(topic, partitions: 1)
+        let (cluster, topic) = try Self.cluster(topic: "down", partitions: 1)
         let servers = cluster.bootstrapServerList
         let (consumer, consumerEvents) = try KafkaConsumer.makeConsumerWithEvents(
             configuration: consumerConfiguration(servers, group: Integration.group("down"), topics: [topic]))
@@ -76,9 +86,7 @@ struct FaultTests {
 
     @Test("One broker of three goes down mid-stream and comes back: every record is delivered and consumed once")
     func brokerDownMidStream() async throws {
-        let cluster = try EmbeddedKafkaCluster(brokers: 3)
-        let topic = "it-\(Integration.runID)-outage"
-        try cluster.createTopic(topic, partitions: 6, replicationFactor: 3)
+        let (cluster, topic) = try Self.cluster(brokers: 3, topic: "outage", partitions: 6)
         let total = 3_000
         let servers = cluster.bootstrapServerList
         let (consumer, consumerEvents) = try KafkaConsumer.makeConsumerWithEvents(
@@ -130,9 +138,7 @@ struct FaultTests {
 
     @Test("Retriable errors pushed on Produce are retried: with idempotence every record lands once")
     func produceRequestErrors() async throws {
-        let cluster = try EmbeddedKafkaCluster(brokers: 3)
-        let topic = "it-\(Integration.runID)-produce-errors"
-        try cluster.createTopic(topic, partitions: 2, replicationFactor: 3)
+        let (cluster, topic) = try Self.cluster(brokers: 3, topic: "produce-errors", partitions: 2)
         var configuration = producerConfiguration(cluster.bootstrapServerList, properties: ["retry.backoff.ms": "10"])
         configuration.idempotence = true
         let producer = try KafkaProducer(configuration: configuration)
@@ -154,9 +160,7 @@ struct FaultTests {
 
     @Test("Retriable errors pushed on Fetch: the consumer still sees every record once, in order")
     func fetchRequestErrors() async throws {
-        let cluster = try EmbeddedKafkaCluster(brokers: 1)
-        let topic = "it-\(Integration.runID)-fetch-errors"
-        try cluster.createTopic(topic, partitions: 1)
+        let (cluster, topic) = try Self.cluster(topic: "fetch-errors", partitions: 1)
         let producer = try KafkaProducer(configuration: producerConfiguration(cluster.bootstrapServerList))
         try await withRunning(producer) { producer in
             for index in 0..<100 { _ = try await producer.enqueue(KafkaProducerRecord(topic: topic, value: "f\(index)")) }
@@ -172,9 +176,7 @@ struct FaultTests {
 
     @Test("Errors pushed on OffsetCommit: a failed commit reaches its caller, and what is committed in the end is where the group resumes")
     func offsetCommitRequestErrors() async throws {
-        let cluster = try EmbeddedKafkaCluster(brokers: 1)
-        let topic = "it-\(Integration.runID)-commit-errors"
-        try cluster.createTopic(topic, partitions: 1)
+        let (cluster, topic) = try Self.cluster(topic: "commit-errors", partitions: 1)
         let servers = cluster.bootstrapServerList
         let group = Integration.group("ce")
         let producer = try KafkaProducer(configuration: producerConfiguration(servers))
@@ -216,9 +218,7 @@ struct FaultTests {
 
     @Test("With idempotence on, 100,000 messages arrive exactly once and in order per partition, through produce errors and a broker outage")
     func idempotentHundredThousand() async throws {
-        let cluster = try EmbeddedKafkaCluster(brokers: 3)
-        let topic = "it-\(Integration.runID)-idempotent"
-        try cluster.createTopic(topic, partitions: 4, replicationFactor: 3)
+        let (cluster, topic) = try Self.cluster(brokers: 3, topic: "idempotent", partitions: 4)
         let servers = cluster.bootstrapServerList
         let total = 100_000
         var configuration = producerConfiguration(servers, properties: ["retry.backoff.ms": "10"])
@@ -260,42 +260,49 @@ struct FaultTests {
         cluster.shutdown()
     }
 
-    @Test("Every refused send reaches its caller, and its send span is marked error")
-    func refusedSendsReachCallers() async throws {
-        let cluster = try EmbeddedKafkaCluster(brokers: 1)
-        let topic = "it-\(Integration.runID)-refused"
-        try cluster.createTopic(topic, partitions: 1)
-        let tracer = W3CRecordingTracer()
-        let outcomes = try await withTracer(tracer) {
-            let producer = try KafkaProducer(configuration: producerConfiguration(cluster.bootstrapServerList))
-            return try await withRunning(producer) { producer in
-                _ = try await producer.send(KafkaProducerRecord(topic: topic, value: "warm-up"))
-                // ProduceRequests are answered TOPIC_AUTHORIZATION_FAILED, whatever their batch holds.
-                try cluster.pushRequestErrors(.produce, Array(repeating: .topicAuthorizationFailed, count: 5))
-                return await Self.sendConcurrently(5, to: topic, prefix: "denied", with: producer)
-            }
-        }
-        try Self.expectFailuresMatchSpans(outcomes, tracer: tracer, topic: topic, successes: 1, errorName: "TOPIC_AUTHORIZATION_FAILED")
-        cluster.shutdown()
-    }
+    /// How the sends after the warm-up fail.
+    enum SendFault: String, CaseIterable, CustomTestStringConvertible {
+        /// Every ProduceRequest is answered TOPIC_AUTHORIZATION_FAILED, whatever its batch holds.
+        case refused
+        /// The only broker is down until the sends time out (`message.timeout.ms` 2 s).
+        case timedOut
 
-    @Test("Every send that times out (the only broker is down) reaches its caller, and its send span is marked error")
-    func timedOutSendsReachCallers() async throws {
-        let cluster = try EmbeddedKafkaCluster(brokers: 1)
-        let topic = "it-\(Integration.runID)-timeouts"
-        try cluster.createTopic(topic, partitions: 1)
-        let tracer = W3CRecordingTracer()
-        let outcomes = try await withTracer(tracer) {
-            let producer = try KafkaProducer(configuration: producerConfiguration(cluster.bootstrapServerList, properties: ["message.timeout.ms": "2000"]))
-            return try await withRunning(producer) { producer in
-                _ = try await producer.send(KafkaProducerRecord(topic: topic, value: "warm-up"))
+        var testDescription: String { rawValue }
+
+        /// The error every failed send reports, as librdkafka names it.
+        var errorName: String { self == .refused ? "TOPIC_AUTHORIZATION_FAILED" : "_MSG_TIMED_OUT" }
+
+        /// The producer's properties.
+        var properties: [String: String] { self == .refused ? [:] : ["message.timeout.ms": "2000"] }
+
+        /// Sends five records with `producer` while the fault holds.
+        func sendFive(to topic: String, with producer: KafkaProducer, on cluster: EmbeddedKafkaCluster) async throws -> [Result<Int64, KafkaError>] {
+            switch self {
+            case .refused:
+                try cluster.pushRequestErrors(.produce, Array(repeating: .topicAuthorizationFailed, count: 5))
+                return await FaultTests.sendConcurrently(5, to: topic, prefix: "denied", with: producer)
+            case .timedOut:
                 try cluster.setBrokerDown(1)
-                let outcomes = await Self.sendConcurrently(5, to: topic, prefix: "lost", with: producer)
+                let outcomes = await FaultTests.sendConcurrently(5, to: topic, prefix: "lost", with: producer)
                 try cluster.setBrokerUp(1)
                 return outcomes
             }
         }
-        try Self.expectFailuresMatchSpans(outcomes, tracer: tracer, topic: topic, successes: 1, errorName: "_MSG_TIMED_OUT")
+    }
+
+    @Test("Every send that fails (refused by the broker, or timed out with the only broker down) reaches its caller, and its send span is marked error",
+          arguments: SendFault.allCases)
+    func failedSendsReachCallers(fault: SendFault) async throws {
+        let (cluster, topic) = try Self.cluster(topic: "failed-\(fault.rawValue)", partitions: 1)
+        let tracer = W3CRecordingTracer()
+        let outcomes = try await withTracer(tracer) {
+            let producer = try KafkaProducer(configuration: producerConfiguration(cluster.bootstrapServerList, properties: fault.properties))
+            return try await withRunning(producer) { producer in
+                _ = try await producer.send(KafkaProducerRecord(topic: topic, value: "warm-up"))
+                return try await fault.sendFive(to: topic, with: producer, on: cluster)
+            }
+        }
+        try Self.expectFailuresMatchSpans(outcomes, tracer: tracer, topic: topic, successes: 1, errorName: fault.errorName)
         cluster.shutdown()
     }
 
@@ -349,9 +356,7 @@ struct FaultTests {
 
     @Test("A consumer killed (SIGKILL) before committing is replaced by another group member and nothing is lost")
     func killedConsumerIsReplaced() async throws {
-        let cluster = try EmbeddedKafkaCluster(brokers: 1)
-        let topic = "it-\(Integration.runID)-killed"
-        try cluster.createTopic(topic, partitions: 2)
+        let (cluster, topic) = try Self.cluster(topic: "killed", partitions: 2)
         let servers = cluster.bootstrapServerList
         let group = Integration.group("killed")
         let total = 200

@@ -20,15 +20,8 @@ struct OffsetControlIntegrationTests {
         let topic = try await topicWithMessages("seek", count: 10)
         let partition = KafkaTopicPartition(topic: topic, partition: 0)
         let consumer = try KafkaConsumer(configuration: consumerConfiguration(group: Integration.group("seek"), topics: [topic], commitMode: .manual))
-        let positions = Shared<[Int64?]>([])
         let committed = Shared<[KafkaTopicPartition: Int64]>([:])
-        let seen = Shared(0)
-        let messages = try await handle(consumer, count: 8) { message in
-            let pass = seen.withLock { count -> Int in
-                count += 1
-                return count
-            }
-            positions.withLock { $0.append(try? consumer.position(partition)) }
+        let (messages, positions) = try await handleTrackingPosition(consumer, count: 8, in: partition) { pass, message in
             if pass == 3 { try await consumer.seek(partition, to: .beginning) }
             if pass == 5 { try await consumer.seek(partition, to: .tail(3)) }
             if pass == 8 {
@@ -38,7 +31,7 @@ struct OffsetControlIntegrationTests {
             }
         }
         #expect(messages.map(\.offset) == [0, 1, 2, 0, 1, 7, 8, 9])
-        #expect(positions.withLock { $0 } == [1, 2, 3, 1, 2, 8, 9, 10])
+        #expect(positions == [1, 2, 3, 1, 2, 8, 9, 10])
         #expect(committed.withLock { $0 } == [partition: 10])
     }
 
@@ -48,7 +41,7 @@ struct OffsetControlIntegrationTests {
         var configuration = KafkaConsumerConfiguration(
             bootstrapServers: Integration.bootstrapServerList,
             partitions: [KafkaPartitionStart(topic: topic, partition: 0, offset: .offset(4))],
-            properties: fastGroupProperties
+            properties: KafkaConsumerConfiguration.fastGroupProperties
         )
         configuration.clientID = "integration"
         let consumer = try KafkaConsumer(configuration: configuration)

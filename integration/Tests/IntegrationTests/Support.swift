@@ -53,15 +53,6 @@ enum Integration {
     private static let counter = Atomic<Int>(0)
 }
 
-/// Consumer settings that make group joins and rebalances quick (librdkafka's mock cluster needs a session timeout
-/// of at least 6 s).
-let fastGroupProperties = [
-    "session.timeout.ms": "6000",
-    "heartbeat.interval.ms": "200",
-    "topic.metadata.refresh.interval.ms": "500",
-    "fetch.wait.max.ms": "50",
-]
-
 /// A producer configuration for `servers` (the shared broker by default).
 func producerConfiguration(
     _ servers: [String] = Integration.bootstrapServerList,
@@ -78,10 +69,7 @@ func consumerConfiguration(
     commitMode: KafkaConsumerConfiguration.CommitMode = .afterHandled(interval: .milliseconds(100)),
     properties: [String: String] = [:]
 ) -> KafkaConsumerConfiguration {
-    KafkaConsumerConfiguration(
-        bootstrapServers: servers, groupID: group, topics: topics, autoOffsetReset: .earliest, commitMode: commitMode,
-        properties: fastGroupProperties.merging(properties) { $1 }
-    )
+    .forTests(bootstrapServers: servers, group: group, topics: topics, commitMode: commitMode, properties: properties)
 }
 
 /// The span named `name`, or a test failure listing the spans there are.

@@ -13,60 +13,13 @@ struct UserPathTests {
     func consumerGroup() async throws {
         let topic = try await Integration.topic("group")
         let group = Integration.group("split")
-        let (first, firstEvents) = try KafkaConsumer.makeConsumerWithEvents(configuration: consumerConfiguration(group: group, topics: [topic]))
-        let (second, secondEvents) = try KafkaConsumer.makeConsumerWithEvents(configuration: consumerConfiguration(group: group, topics: [topic]))
-        let assignments = Shared<[Int: Set<KafkaTopicPartition>]>([:])
-        let received = Shared<[Int: [KafkaConsumerMessage]]>([:])
-        let total = 400
-        try await withDeadline("group split", .seconds(120)) {
-            try await withThrowingTaskGroup(of: Void.self) { tasks in
-                for (index, (consumer, events)) in [(first, firstEvents), (second, secondEvents)].enumerated() {
-                    tasks.addTask { try await consumer.run() }
-                    tasks.addTask {
-                        for await event in events {
-                            switch event.kind {
-                            case .partitionsAssigned: assignments.withLock { $0[index] = Set(event.partitions) }
-                            case .partitionsRevoked, .partitionsLost: assignments.withLock { $0[index] = [] }
-                            default: break
-                            }
-                        }
-                    }
-                    tasks.addTask {
-                        for try await message in consumer.messages {
-                            let done = received.withLock { all in
-                                all[index, default: []].append(message)
-                                return all.values.map(\.count).reduce(0, +) >= total
-                            }
-                            if done {
-                                first.triggerGracefulShutdown()
-                                second.triggerGracefulShutdown()
-                            }
-                        }
-                    }
-                }
-                while !assignments.withLock({ owned in
-                    let a = owned[0] ?? [], b = owned[1] ?? []
-                    return !a.isEmpty && !b.isEmpty && a.isDisjoint(with: b)
-                }) {
-                    try await Task.sleep(for: .milliseconds(50))
-                }
-                let producer = try KafkaProducer(configuration: producerConfiguration())
-                try await withRunning(producer) { producer in
-                    for index in 0..<total {
-                        _ = try await producer.enqueue(KafkaProducerRecord(topic: topic, key: "key-\(index)", value: "m\(index)"))
-                    }
-                    try await producer.flush()
-                }
-                try await tasks.waitForAll()
-            }
-        }
-        let byMember = received.withLock { $0 }
-        let all = byMember.values.flatMap { $0 }
-        #expect(all.count == total)
-        #expect(Set(all.compactMap(\.valueString)) == Set((0..<total).map { "m\($0)" }))
-        let firstPartitions = Set(byMember[0, default: []].map(\.partition))
-        let secondPartitions = Set(byMember[1, default: []].map(\.partition))
-        #expect(!firstPartitions.isEmpty && !secondPartitions.isEmpty && firstPartitions.isDisjoint(with: secondPartitions))
+        let first = try KafkaConsumer.makeConsumerWithEvents(configuration: consumerConfiguration(group: group, topics: [topic]))
+        let second = try KafkaConsumer.makeConsumerWithEvents(configuration: consumerConfiguration(group: group, topics: [topic]))
+        let split = try await splitBetweenTwoMembers(
+            first, second, topic: topic, partitions: 4, total: 400, producer: producerConfiguration(), limit: .seconds(120)
+        )
+        #expect(split.everyValueOnce, "\(split)")
+        #expect(split.partitionsSplit, "each member reads partitions of its own: \(split)")
     }
 
     @Test("A manual commit is where the group's next member resumes")
