@@ -35,7 +35,11 @@ public final class W3CRecordingTracer: Tracer, Sendable {
 
     private let sampler: Sampler
     private let finished = LockedValue<[RecordedSpan]>([])
-    private let identifiers = LockedValue(SplitMix64(seed: UInt64.random(in: .min ... .max)))
+    /// The identifier generator, and how many spans were started.
+    private let starts = LockedValue((generator: SplitMix64(seed: UInt64.random(in: .min ... .max)), count: 0))
+
+    /// How many spans this tracer has started, ended or not.
+    public var startedSpanCount: Int { starts.withLock { $0.count } }
 
     /// Creates a tracer.
     /// - Parameter sampler: How root spans are sampled.
@@ -84,8 +88,9 @@ public final class W3CRecordingTracer: Tracer, Sendable {
             flags = sampler == .always ? .sampled : []
         }
         // One seeded generator per tracer: `.random()` would ask the kernel for entropy twice per span.
-        let (traceID, spanID) = identifiers.withLock { generator in
-            (parent?.traceID ?? .random(using: &generator), SpanID.random(using: &generator))
+        let (traceID, spanID) = starts.withLock { starts in
+            starts.count += 1
+            return (parent?.traceID ?? .random(using: &starts.generator), SpanID.random(using: &starts.generator))
         }
         let own = TraceContext(
             traceID: traceID,

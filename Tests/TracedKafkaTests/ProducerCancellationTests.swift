@@ -10,61 +10,25 @@ import Tracing
 struct StallableProducer: Sendable {
     let producer: KafkaProducer
     let topic: String
-    let tracer: StartCountingTracer
+    let tracer: W3CRecordingTracer
     /// Holds acknowledgements back until ``resume``.
     let stall: @Sendable () throws -> Void
     let resume: @Sendable () throws -> Void
 
     /// The send spans that have ended, the warm-up record's left out.
-    var sendSpans: [RecordedSpan] { Array(tracer.recording.spans(named: "send \(topic)").dropFirst()) }
+    var sendSpans: [RecordedSpan] { Array(tracer.spans(named: "send \(topic)").dropFirst()) }
 
     /// How many send spans have started, the warm-up record's left out. A send starts its span after its check for
     /// cancellation and offers the record right after, before it first suspends (while the queue has room): a sender
     /// whose span has started is past the point where a cancellation leaves its record unsent.
-    var startedSends: Int { tracer.startedCount(named: "send \(topic)") - 1 }
+    /// (This producer's send spans are the only spans its tracer starts.)
+    var startedSends: Int { tracer.startedSpanCount - 1 }
 
     /// Returns once a record is outstanding (a short flush times out), so a cancellation finds it handed over.
     func untilOutstanding() async throws {
         try await withDeadline("a record outstanding", .seconds(10)) {
             while (try? await producer.flush(timeout: .milliseconds(10))) != nil { await Task.yield() }
         }
-    }
-}
-
-/// A ``W3CRecordingTracer`` that also counts the spans started, by name, whether they have ended or not.
-final class StartCountingTracer: Tracer, Sendable {
-    typealias Span = W3CRecordingSpan
-
-    /// The tracer that makes and records the spans.
-    let recording = W3CRecordingTracer()
-    private let started = Mutex<[String: Int]>([:])
-
-    /// How many spans named `name` have started.
-    func startedCount(named name: String) -> Int { started.withLock { $0[name, default: 0] } }
-
-    func startSpan<Instant: TracerInstant>(
-        _ operationName: String,
-        context: @autoclosure () -> InstrumentationContext,
-        ofKind kind: SpanKind,
-        at instant: @autoclosure () -> Instant,
-        function: String,
-        file fileID: String,
-        line: UInt
-    ) -> W3CRecordingSpan {
-        defer { started.withLock { $0[operationName, default: 0] += 1 } }
-        return recording.startSpan(operationName, context: context(), ofKind: kind, at: instant(), function: function, file: fileID, line: line)
-    }
-
-    func forceFlush() { recording.forceFlush() }
-
-    func inject<Carrier, Inject: Injector>(_ context: InstrumentationContext, into carrier: inout Carrier, using injector: Inject)
-    where Inject.Carrier == Carrier {
-        recording.inject(context, into: &carrier, using: injector)
-    }
-
-    func extract<Carrier, Extract: Extractor>(_ carrier: Carrier, into context: inout InstrumentationContext, using extractor: Extract)
-    where Extract.Carrier == Carrier {
-        recording.extract(carrier, into: &context, using: extractor)
     }
 }
 
@@ -83,7 +47,7 @@ func withStallableProducer<T: Sendable>(
     _ body: @escaping @Sendable (StallableProducer) async throws -> T
 ) async throws -> T {
     let topic = uniqueName("stall")
-    let tracer = StartCountingTracer()
+    let tracer = W3CRecordingTracer()
     var configuration: KafkaProducerConfiguration
     let stall: @Sendable () throws -> Void, resume: @Sendable () throws -> Void
     let keep: any Sendable
