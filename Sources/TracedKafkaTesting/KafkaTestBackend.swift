@@ -11,6 +11,8 @@ private let uniqueNameToken = String(UInt32.random(in: .min ... .max), radix: 36
 /// so that tests can run in parallel on one cluster or queue directory.
 ///
 /// ```swift
+/// import TracedKafkaTesting
+///
 /// let topic = uniqueName("orders")  // "orders-1x9kq3-7"
 /// ```
 /// - Parameter prefix: What the name starts with; for a topic, in Kafka's characters (letters, digits, `.`, `_`, `-`).
@@ -35,10 +37,12 @@ extension KafkaTestCluster {
 /// The two backends a test can run the same code on: Kafka through librdkafka (on ``KafkaTestCluster/shared``), and
 /// the file queue (in ``fileQueueDirectory``).
 ///
-/// With Swift Testing, one test covers both:
+/// One test body covers both; with Swift Testing, mark it `@Test(arguments: KafkaTestBackend.allCases)`:
 ///
 /// ```swift
-/// @Test(arguments: KafkaTestBackend.allCases)
+/// import TracedKafka
+/// import TracedKafkaTesting
+///
 /// func roundTrip(backend: KafkaTestBackend) async throws {
 ///     let topic = try await backend.newTopic("orders")
 ///     var configuration = KafkaProducerConfiguration(bootstrapServers: KafkaTestCluster.shared.bootstrapServerList)
