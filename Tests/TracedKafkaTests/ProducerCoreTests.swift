@@ -1,3 +1,4 @@
+import Logging
 import Synchronization
 import Testing
 @testable import TracedKafka
@@ -160,6 +161,7 @@ struct ProducerCoreTests {
     // MARK: - Fatal errors
 
     static let fenced = KafkaError(code: .fatal, reason: "fenced")
+    static let logger = Logger(label: "ProducerCoreTests")
 
     /// A core whose attached shutdown closes the backend through it, counting the closes.
     static func coreCountingCloses() -> (ProducerCore, Shared<Int>) {
@@ -172,8 +174,8 @@ struct ProducerCoreTests {
     @Test("A fatal error before run() closes the backend once, in the background; later calls and run() find it")
     func fatalBeforeRun() async throws {
         let (core, closes) = Self.coreCountingCloses()
-        #expect(core.fail(Self.fenced))
-        #expect(!core.fail(KafkaError(code: .fatal, reason: "again")), "only the first fatal error counts")
+        #expect(core.fail(Self.fenced, logger: Self.logger))
+        #expect(!core.fail(KafkaError(code: .fatal, reason: "again"), logger: Self.logger), "only the first fatal error counts")
         await Self.until(core) { $0.backend == .closed }
         #expect(closes.withLock { $0 } == 1)
         #expect((#expect(throws: KafkaError.self) { try core.admit(transaction: nil) })?.reason == "fenced")
@@ -187,7 +189,7 @@ struct ProducerCoreTests {
     @Test("A fatal error that comes before the shutdown is attached closes the backend once it is")
     func fatalBeforeAttach() async {
         let core = ProducerCore(isTransactional: false)
-        #expect(core.fail(Self.fenced))
+        #expect(core.fail(Self.fenced, logger: Self.logger))
         let closes = Shared(0)
         core.attachShutDown { [weak core] in await core?.close { _ in closes.withLock { $0 += 1 } } }
         await Self.until(core) { $0.backend == .closed }
@@ -201,7 +203,7 @@ struct ProducerCoreTests {
             let running = Task {
                 try await core.run(start: {}, trigger: {}) { await core.close { _ in closes.withLock { $0 += 1 } } }
             }
-            core.fail(Self.fenced)
+            core.fail(Self.fenced, logger: Self.logger)
             try await running.value
             await Self.until(core) { $0.backend == .closed }
             #expect(closes.withLock { $0 } == 1)
@@ -214,7 +216,7 @@ struct ProducerCoreTests {
         let (producer, events) = try KafkaProducer.makeProducerWithEvents(
             configuration: KafkaProducerConfiguration(backend: TestBackend.fileQueue.backend)
         )
-        #expect(producer.core.fail(Self.fenced))
+        #expect(producer.core.fail(Self.fenced, logger: Self.logger))
         for await _ in events {}  // the events end once the producer has shut down
         #expect(producer.core.machine.withLock { $0.backend } == .closed)
         let send = await #expect(throws: KafkaError.self) { try await producer.send(KafkaProducerRecord(topic: "t", value: "v")) }

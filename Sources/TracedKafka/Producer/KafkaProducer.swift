@@ -98,7 +98,7 @@ public final class KafkaProducer: Service, Sendable {
         )
         // What goes wrong beside records' outcomes becomes events (a fatal error stops the producer first).
         let errors = ClientErrorReports { [events] error in
-            if error.isFatal { core.fail(error) }
+            if error.isFatal { core.fail(error, logger: logger) }
             events?.yield(.error(error))
         }
         switch configuration.backend.kind {

@@ -260,7 +260,7 @@ extension KafkaProducer {
                     try? await Task.sleep(for: .milliseconds(50))
                     continue
                 case .fatal:
-                    if core.fail(failure.error) { logger.critical("Fatal producer error, the producer stops: \(failure.error)") }
+                    core.fail(failure.error, logger: logger)
                 default:
                     break
                 }

@@ -1,3 +1,4 @@
+import Logging
 import Synchronization
 
 /// A producer's ``ProducerStateMachine`` under its lock, shared by the ``KafkaProducer`` and its backend, and the
@@ -47,11 +48,12 @@ final class ProducerCore: ClientLifecycleLocking {
 
     /// A fatal error, from the backend or a transactional call: every later call throws it, and the producer shuts
     /// down — through a waiting `run()`, at once in a `run()` called later, or in the background when `run()` was
-    /// never called — so the backend is closed once and the waiting senders fail.
+    /// never called — so the backend is closed once and the waiting senders fail. The first is logged to `logger`.
     /// - Returns: Whether it was the first fatal error (a later one changes nothing).
     @discardableResult
-    func fail(_ error: KafkaError) -> Bool {
+    func fail(_ error: KafkaError, logger: Logger) -> Bool {
         guard case .stop(let run, let shutDown) = machine.withLock({ $0.fail(error) }) else { return false }
+        logger.critical("Fatal producer error, the producer stops: \(error)")
         run?.resume()
         if let shutDown { Task { await shutDown() } }
         return true

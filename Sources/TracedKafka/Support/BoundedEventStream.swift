@@ -100,8 +100,9 @@ final class BoundedEventStream<Event: Sendable>: Sendable {
         let taken: Event?? = state.withLock { state in
             state.isRead = true
             if let event = state.buffer.popFirst() {
-                madeRoom = state.buffer.count + 1 == state.limit && !state.isFinished
+                let wasFull = full.load(ordering: .relaxed)
                 full.store(!state.hasRoom, ordering: .relaxed)
+                madeRoom = wasFull && state.hasRoom
                 return .some(event)
             }
             if state.isFinished { return .some(nil) }
