@@ -3,7 +3,7 @@ import TracedKafka
 import TracedKafkaTesting
 
 // The shared cluster, unique names and the two backends are TracedKafkaTesting's (`KafkaTestCluster.shared`,
-// `uniqueName(_:)`, `KafkaTestBackend`), as in TracedKafkaTests; what is here is only what these round trips need.
+// `uniqueName(_:)`, `KafkaTestBackend`, `KafkaConsumerConfiguration.forTests`), as in TracedKafkaTests; what is here is only what these round trips need.
 
 typealias TestBackend = KafkaTestBackend
 
@@ -18,12 +18,8 @@ extension KafkaTestBackend {
 
     /// A new group reading `topic` from its start, with quick group joins on the embedded broker.
     func consumerConfiguration(topic: String) -> KafkaConsumerConfiguration {
-        var configuration = KafkaConsumerConfiguration(
-            bootstrapServers: KafkaTestCluster.shared.bootstrapServerList,
-            groupID: uniqueName("g"),
-            topics: [topic],
-            autoOffsetReset: .earliest,
-            properties: ["session.timeout.ms": "6000", "heartbeat.interval.ms": "200", "fetch.wait.max.ms": "50"]
+        var configuration = KafkaConsumerConfiguration.forTests(
+            bootstrapServers: KafkaTestCluster.shared.bootstrapServerList, group: uniqueName("g"), topics: [topic]
         )
         configuration.backend = backend
         return configuration

@@ -36,7 +36,6 @@ struct ConfigurationCheckTests {
     func groupIDIsOptional(backend: TestBackend) throws {
         var member = consumerConfiguration(backend, group: "g", topics: ["t"])
         member.groupID = ""
-        member.backend = backend.backend
         let error = #expect(throws: KafkaError.self) { try KafkaConsumer(configuration: member) }
         #expect(error?.code == .configuration && error?.reason.contains("group id is empty") == true)
         let reader = KafkaConsumerConfiguration(bootstrapServers: ["localhost:9092"], partitions: [KafkaPartitionStart(topic: "t", partition: 0)])

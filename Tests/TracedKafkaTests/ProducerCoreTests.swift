@@ -252,6 +252,6 @@ struct ProducerCoreTests {
         cancelled.cancel()
         let error = await #expect(throws: KafkaError.self) { try await cancelled.value }
         #expect(error?.code == .cancelled)
-        #expect(producer.core.machine.withLock { $0.roomWaiterCount } == 0)
+        #expect(Self.waiters(producer.core) == 0)
     }
 }

@@ -34,7 +34,7 @@ struct FaultTests {
     ///   - partitions: How many partitions the topic has.
     static func cluster(brokers: Int = 1, topic suffix: String, partitions: Int) throws -> (EmbeddedKafkaCluster, String) {
         let cluster = try EmbeddedKafkaCluster(brokers: brokers)
-        let topic = "it-\(Integration.runID)-\(suffix)"
+        let topic = Integration.topicName(suffix)
         try cluster.createTopic(topic, partitions: partitions, replicationFactor: brokers)
         return (cluster, topic)
     }

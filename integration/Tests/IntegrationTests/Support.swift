@@ -32,19 +32,20 @@ enum Integration {
     )
 
     /// The client that creates topics on the named cluster.
-    static let admin: KafkaTestCluster = {
-        do { return try KafkaTestCluster.fromEnvironment() } catch { fatalError("\(error)") }
-    }()
+    static var admin: KafkaTestCluster { .shared }
 
     /// The topic `it-<run>-<suffix>`, created with `partitions` partitions unless `integration/run` already did.
     /// - Parameters:
     ///   - suffix: The topic's name within this run.
     ///   - partitions: How many partitions it needs (the precreated ones have 4).
     static func topic(_ suffix: String, partitions: Int = 4) async throws -> String {
-        let name = "it-\(runID)-\(suffix)"
+        let name = topicName(suffix)
         if !precreated.contains(suffix) { try await admin.createTopic(name, partitions: partitions) }
         return name
     }
+
+    /// The name `it-<run>-<suffix>` of this run's topic `suffix`.
+    static func topicName(_ suffix: String) -> String { "it-\(runID)-\(suffix)" }
 
     /// A consumer-group name unique to this run.
     /// - Parameter suffix: The group's name within this run.
@@ -77,14 +78,8 @@ func span(_ tracer: W3CRecordingTracer, _ name: String, sourceLocation: SourceLo
     try #require(tracer.span(named: name), "no span named '\(name)' among \(tracer.finishedSpans.map(\.operationName))", sourceLocation: sourceLocation)
 }
 
-/// State shared between tasks of a test.
-final class Shared<Value: Sendable>: Sendable {
-    private let mutex: Mutex<Value>
-    /// Creates the state.
-    init(_ value: Value) { mutex = Mutex(value) }
-    /// Reads or changes the state under its lock.
-    func withLock<R: Sendable>(_ body: (inout Value) -> R) -> R { mutex.withLock { body(&$0) } }
-}
+/// State shared between tasks, under a lock (TracedKafkaTesting's `LockedValue`, as in the unit tests).
+typealias Shared = LockedValue
 
 /// A child process's outcome.
 struct ProcessOutput: Sendable {
